@@ -1,0 +1,19 @@
+# The two set-up commands of the README. Both work on a fresh Debian machine.
+.PHONY: run test lint format messages
+
+run:
+	@scripts/bootstrap.sh run
+	@.venv/bin/python scripts/devstack.py run
+
+test:
+	@scripts/bootstrap.sh test
+	@.venv/bin/python scripts/devstack.py test $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+
+messages:
+	.venv/bin/python manage.py makemessages -l ko --ignore .venv --no-obsolete

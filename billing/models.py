@@ -1,0 +1,54 @@
+"""Rates. The usage ledger, invoices, hour packs and Stripe records join this module with the
+billing issues. Money is integer KRW."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models import GpuModel
+from portal.models import Organisation
+
+
+class RateQuerySet(models.QuerySet):
+    def in_effect(self, on: date | None = None) -> RateQuerySet:
+        """For each GPU model and price tier, the rate with the latest effective date on or before `on`."""
+        on = on or timezone.localdate()
+        return (
+            self.filter(effective_from__lte=on)
+            .order_by("gpu_model", "price_tier", "-effective_from")
+            .distinct("gpu_model", "price_tier")
+        )
+
+    def scheduled(self, after: date | None = None) -> RateQuerySet:
+        return self.filter(effective_from__gt=after or timezone.localdate()).order_by("effective_from", "gpu_model")
+
+
+class Rate(models.Model):
+    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    price_tier = models.CharField(_("price tier"), max_length=16, choices=Organisation.PriceTier.choices)
+    krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"), validators=[MinValueValidator(1)])
+    effective_from = models.DateField(_("effective from"))
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = RateQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("rate")
+        verbose_name_plural = _("rates")
+        ordering = ["-effective_from", "gpu_model", "price_tier"]
+        constraints = [
+            models.UniqueConstraint(fields=["gpu_model", "price_tier", "effective_from"], name="rate_unique_per_day"),
+            models.CheckConstraint(condition=models.Q(krw_per_gpu_hour__gt=0), name="rate_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_model} / {self.price_tier}: ₩{self.krw_per_gpu_hour:,} from {self.effective_from}"

@@ -1,0 +1,217 @@
+"""The demo world of DESIGN.md. Idempotent: a second run changes nothing and prints the same
+logins. Refuses to run in production."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from allauth.mfa.utils import decrypt
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from allocations.models import GpuModel, Node
+from billing.models import Rate
+from portal.models import Call, CallBudget, Membership, Organisation, OrganisationDomain, User
+
+# (kind, name_ko, name_en, domains, business registration number, founded)
+ORGANISATIONS = {
+    "univ": ("university", "데모국립대학교", "Demo National University", ["demo-univ.ac.kr"], None, None),
+    "startup": ("startup", "데모AI스타트업", "Demo AI Startup", ["demo-startup.kr"], "1208147521", date(2024, 3, 1)),
+    "ministry": ("public_agency", "데모부처", "Demo Ministry", ["demo-ministry.go.kr"], None, None),
+    "centre": ("public_agency", "데모센터", "Demo Centre", ["demo-centre.kr"], None, None),
+    "institute": ("research_institute", "데모연구원", "Demo Research Institute", ["demo-inst.re.kr"], None, None),
+    "sme": ("sme", "데모중소기업", "Demo SME", ["demo-sme.co.kr"], "2148612341", date(2015, 6, 1)),
+    "enterprise": ("enterprise", "데모대기업", "Demo Enterprise", ["demo-corp.co.kr"], "1048100048", date(1990, 1, 2)),
+}
+
+# (email, organisation, membership role, groups, is_staff, is_superuser)
+USERS = [
+    ("researcher@demo-univ.ac.kr", "univ", "owner", [], False, False),
+    ("founder@demo-startup.kr", "startup", "owner", [], False, False),
+    ("reviewer@demo-ministry.go.kr", "ministry", "member", ["reviewers"], True, False),
+    ("approver@demo-ministry.go.kr", "ministry", "member", ["approvers"], True, False),
+    ("operator@demo-centre.kr", "centre", "member", ["operators"], True, False),
+    ("finance@demo-centre.kr", "centre", "billing", ["finance"], True, False),
+    ("admin@demo-centre.kr", "centre", "owner", [], True, True),
+]
+
+# Group → permission codenames ("app_label.codename"). Permissions of models that do not exist
+# yet are skipped, so later issues only add lines here.
+GROUP_PERMISSIONS = {
+    "reviewers": [
+        "portal.view_organisation",
+        "portal.view_call",
+        "portal.view_callbudget",
+        "portal.view_application",
+        "portal.view_eligibilityresult",
+        "portal.add_review",
+        "portal.change_review",
+        "portal.view_review",
+    ],
+    "approvers": [
+        "portal.view_organisation",
+        "portal.view_call",
+        "portal.view_callbudget",
+        "portal.view_application",
+        "portal.view_eligibilityresult",
+        "portal.view_review",
+        "portal.decide_application",
+    ],
+    "operators": [
+        "allocations.add_node",
+        "allocations.change_node",
+        "allocations.view_node",
+        "allocations.view_gpu",
+        "portal.view_organisation",
+    ],
+    "finance": [
+        "billing.add_rate",
+        "billing.change_rate",
+        "billing.view_rate",
+        "portal.view_organisation",
+    ],
+}
+
+# KRW per GPU-hour by model and tier.
+RATES = {
+    GpuModel.A100_80GB: {"academic": 1800, "public": 2000, "startup": 2200, "enterprise": 3200},
+    GpuModel.H100_80GB: {"academic": 3000, "public": 3300, "startup": 3600, "enterprise": 5200},
+    GpuModel.H200_141GB: {"academic": 3800, "public": 4200, "startup": 4600, "enterprise": 6500},
+}
+
+NODES = [
+    ("gpu-a100-01", "10.20.0.11", GpuModel.A100_80GB),
+    ("gpu-h100-01", "10.20.1.11", GpuModel.H100_80GB),
+    ("gpu-h100-02", "10.20.1.12", GpuModel.H100_80GB),
+    ("gpu-h200-01", "10.20.2.11", GpuModel.H200_141GB),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo world (organisations, users, groups, calls, nodes, rates). Idempotent."
+
+    def handle(self, *args: object, **options: object) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo never runs in production (PORTAL_ENV=production).")
+        with transaction.atomic():
+            orgs = self.seed_organisations()
+            self.seed_groups()
+            secrets = self.seed_users(orgs)
+            self.seed_calls()
+            self.seed_nodes()
+            self.seed_rates()
+        self.print_logins(secrets)
+
+    def seed_organisations(self) -> dict[str, Organisation]:
+        orgs = {}
+        for key, (kind, name_ko, name_en, domains, brn, founded) in ORGANISATIONS.items():
+            org, _ = Organisation.objects.get_or_create(
+                name_en=name_en,
+                defaults={"kind": kind, "name_ko": name_ko, "business_registration_number": brn, "founded_on": founded},
+            )
+            for domain in domains:
+                OrganisationDomain.objects.get_or_create(organisation=org, domain=domain, defaults={"verified": True})
+            orgs[key] = org
+        return orgs
+
+    def seed_groups(self) -> None:
+        for name, codenames in GROUP_PERMISSIONS.items():
+            group, _ = Group.objects.get_or_create(name=name)
+            perms = []
+            for full in codenames:
+                app_label, codename = full.split(".")
+                perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+                if perm:
+                    perms.append(perm)
+            group.permissions.add(*perms)
+
+    def seed_users(self, orgs: dict[str, Organisation]) -> dict[str, str]:
+        secrets = {}
+        for email, org_key, role, groups, is_staff, is_superuser in USERS:
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                user = User.objects.create_user(
+                    email=email, password=settings.DEMO_PASSWORD, is_staff=is_staff, is_superuser=is_superuser
+                )
+            EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+            Membership.objects.get_or_create(user=user, organisation=orgs[org_key], defaults={"role": role})
+            user.groups.add(*Group.objects.filter(name__in=groups))
+            if is_staff:
+                totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+                if totp is None:
+                    totp = TOTP.activate(user, generate_totp_secret()).instance
+                secrets[email] = decrypt(totp.data["secret"])
+        return secrets
+
+    def seed_calls(self) -> None:
+        now = timezone.now()
+        today = timezone.localdate()
+        academic = Call.objects.filter(title_en="2027 Academic AI Research GPU Support").first()
+        if academic is None:
+            academic = Call.objects.create(
+                title_ko="2027 학술 AI 연구 GPU 지원",
+                title_en="2027 Academic AI Research GPU Support",
+                description_ko="대학과 연구기관의 AI 연구를 위한 GPU 시간 지원 사업입니다.",
+                description_en="Subsidised GPU time for AI research at universities and research institutes.",
+                opens_at=now - timedelta(days=7),
+                closes_at=now + timedelta(days=60),
+                eligible_kinds=["university", "research_institute"],
+                cap_gpu_hours=20000,
+                copay_percent=0,
+                allocation_starts_on=today + timedelta(days=14),
+                allocation_ends_on=today + timedelta(days=14 + 365),
+            )
+            CallBudget.objects.create(call=academic, gpu_model=GpuModel.H100_80GB, gpu_hours=500000)
+            CallBudget.objects.create(call=academic, gpu_model=GpuModel.A100_80GB, gpu_hours=300000)
+        startup = Call.objects.filter(title_en="2027 AI Startup GPU Voucher").first()
+        if startup is None:
+            startup = Call.objects.create(
+                title_ko="2027 AI 스타트업 GPU 바우처",
+                title_en="2027 AI Startup GPU Voucher",
+                description_ko="창업 7년 이내 AI 스타트업을 위한 GPU 바우처입니다 (자부담 20%).",
+                description_en="GPU vouchers for AI startups founded within seven years (20% co-payment).",
+                opens_at=now - timedelta(days=3),
+                closes_at=now + timedelta(days=45),
+                eligible_kinds=["startup"],
+                cap_gpu_hours=10000,
+                copay_percent=20,
+                allocation_starts_on=today + timedelta(days=7),
+                allocation_ends_on=today + timedelta(days=7 + 180),
+                max_startup_age_years=7,
+            )
+            CallBudget.objects.create(call=startup, gpu_model=GpuModel.H100_80GB, gpu_hours=200000)
+            CallBudget.objects.create(call=startup, gpu_model=GpuModel.H200_141GB, gpu_hours=100000)
+
+    def seed_nodes(self) -> None:
+        # Demo nodes are not reachable: no host key is pinned and no GPU rows exist until an
+        # operator registers real nodes and the agent's inventory fills them in.
+        for hostname, address, model in NODES:
+            Node.objects.get_or_create(hostname=hostname, defaults={"address": address, "gpu_model": model})
+
+    def seed_rates(self) -> None:
+        effective = date(timezone.localdate().year, 1, 1)
+        for model, tiers in RATES.items():
+            for tier, krw in tiers.items():
+                Rate.objects.get_or_create(
+                    gpu_model=model, price_tier=tier, effective_from=effective, defaults={"krw_per_gpu_hour": krw}
+                )
+
+    def print_logins(self, secrets: dict[str, str]) -> None:
+        out = self.stdout
+        out.write(self.style.SUCCESS("Demo world ready. Log in at http://127.0.0.1:8000/accounts/login/"))
+        out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
+        for email, _org, _role, groups, is_staff, is_superuser in USERS:
+            what = "superuser" if is_superuser else (", ".join(groups) or "applicant")
+            line = f"  {email:<32} {what}"
+            if is_staff:
+                line += f"  TOTP secret: {secrets[email]}"
+            out.write(line)
+        out.write(
+            "Staff must enter a TOTP code: add the secret to an authenticator app (or `oathtool --totp -b SECRET`)."
+        )

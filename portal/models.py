@@ -1,0 +1,317 @@
+"""Accounts and organisations: who may act for which organisation.
+
+Calls, applications, eligibility and reviews join this module as the issues that need them land.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models import GpuModel
+from portal.validators import validate_business_registration_number
+
+
+class UserManager(BaseUserManager["User"]):
+    """Users are identified by e-mail alone; there is no username."""
+
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra: object) -> User:
+        if not email:
+            raise ValueError("An e-mail address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractUser):
+    username = None
+    email = models.EmailField(_("e-mail address"), unique=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = UserManager()
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class OrganisationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> OrganisationQuerySet:
+        """Organisations the user is a member of; everything else answers 404."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(memberships__user=user)
+
+
+class Organisation(models.Model):
+    class Kind(models.TextChoices):
+        UNIVERSITY = "university", _("University")
+        RESEARCH_INSTITUTE = "research_institute", _("Research institute")
+        PUBLIC_AGENCY = "public_agency", _("Public agency")
+        STARTUP = "startup", _("Startup")
+        SME = "sme", _("Small or medium enterprise")
+        ENTERPRISE = "enterprise", _("Enterprise")
+
+    class PriceTier(models.TextChoices):
+        ACADEMIC = "academic", _("Academic")
+        PUBLIC = "public", _("Public")
+        STARTUP = "startup", _("Startup")
+        ENTERPRISE = "enterprise", _("Enterprise")
+
+    ACADEMIC_KINDS = frozenset({Kind.UNIVERSITY, Kind.RESEARCH_INSTITUTE})
+    COMPANY_KINDS = frozenset({Kind.STARTUP, Kind.SME, Kind.ENTERPRISE})
+    TIER_BY_KIND = {
+        Kind.UNIVERSITY: PriceTier.ACADEMIC,
+        Kind.RESEARCH_INSTITUTE: PriceTier.ACADEMIC,
+        Kind.PUBLIC_AGENCY: PriceTier.PUBLIC,
+        Kind.STARTUP: PriceTier.STARTUP,
+        Kind.SME: PriceTier.ENTERPRISE,
+        Kind.ENTERPRISE: PriceTier.ENTERPRISE,
+    }
+
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    name_ko = models.CharField(_("name (Korean)"), max_length=200)
+    name_en = models.CharField(_("name (English)"), max_length=200)
+    business_registration_number = models.CharField(
+        _("business registration number"),
+        max_length=10,
+        null=True,
+        blank=True,
+        unique=True,
+        validators=[validate_business_registration_number],
+        help_text=_("10 digits, required for companies."),
+    )
+    founded_on = models.DateField(_("founded on"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = OrganisationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("organisation")
+        verbose_name_plural = _("organisations")
+        ordering = ["name_en"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(business_registration_number__regex=r"^[0-9]{10}$")
+                | models.Q(business_registration_number__isnull=True),
+                name="organisation_brn_ten_digits",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=["startup", "sme", "enterprise"])
+                | models.Q(business_registration_number__isnull=False),
+                name="organisation_company_has_brn",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return self.name_ko if (get_language() or "ko").startswith("ko") else self.name_en
+
+    @property
+    def price_tier(self) -> str:
+        return self.TIER_BY_KIND[self.kind]
+
+    @property
+    def price_tier_label(self) -> str:
+        return self.PriceTier(self.price_tier).label
+
+    @property
+    def is_academic(self) -> bool:
+        return self.kind in self.ACADEMIC_KINDS
+
+    @property
+    def is_company(self) -> bool:
+        return self.kind in self.COMPANY_KINDS
+
+    def formatted_business_registration_number(self) -> str:
+        n = self.business_registration_number or ""
+        return f"{n[:3]}-{n[3:5]}-{n[5:]}" if len(n) == 10 else n
+
+
+class OrganisationDomain(models.Model):
+    """An e-mail domain of an organisation. A verified domain belongs to one organisation only,
+    and a user whose verified e-mail is on it joins that (academic) organisation automatically."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="domains")
+    domain = models.CharField(_("domain"), max_length=253)
+    verified = models.BooleanField(_("verified"), default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("e-mail domain")
+        verbose_name_plural = _("e-mail domains")
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "domain"], name="orgdomain_unique_per_org"),
+            models.UniqueConstraint(
+                fields=["domain"], condition=models.Q(verified=True), name="orgdomain_verified_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        MEMBER = "member", _("Member")
+        BILLING = "billing", _("Billing")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        ordering = ["organisation", "user__email"]
+        constraints = [models.UniqueConstraint(fields=["user", "organisation"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organisation} ({self.role})"
+
+
+class Invitation(models.Model):
+    """An invitation by e-mail. The link carries a signed, timestamped id: it expires after
+    INVITATION_MAX_AGE_DAYS and works once (accepted_at is set under a row lock)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(_("e-mail address"))
+    role = models.CharField(_("role"), max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.organisation}"
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.created_at + timedelta(days=settings.INVITATION_MAX_AGE_DAYS)
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
+
+
+class CallQuerySet(models.QuerySet):
+    def open(self, now: datetime | None = None) -> CallQuerySet:
+        now = now or timezone.now()
+        return self.filter(opens_at__lte=now, closes_at__gt=now)
+
+    def upcoming(self, now: datetime | None = None) -> CallQuerySet:
+        return self.filter(opens_at__gt=now or timezone.now())
+
+
+class Call(models.Model):
+    """A funding round for subsidised GPU time."""
+
+    title_ko = models.CharField(_("title (Korean)"), max_length=200)
+    title_en = models.CharField(_("title (English)"), max_length=200)
+    description_ko = models.TextField(_("description (Korean)"), blank=True)
+    description_en = models.TextField(_("description (English)"), blank=True)
+    opens_at = models.DateTimeField(_("opens at"))
+    closes_at = models.DateTimeField(_("closes at"))
+    eligible_kinds = ArrayField(
+        models.CharField(max_length=32, choices=Organisation.Kind.choices),
+        verbose_name=_("eligible organisation kinds"),
+    )
+    cap_gpu_hours = models.PositiveIntegerField(_("cap per application (GPU-hours)"))
+    copay_percent = models.PositiveSmallIntegerField(
+        _("co-payment percent"), default=0, validators=[MaxValueValidator(100)]
+    )
+    allocation_starts_on = models.DateField(_("allocation window starts"))
+    allocation_ends_on = models.DateField(_("allocation window ends"))
+    max_startup_age_years = models.PositiveSmallIntegerField(_("maximum startup age (years)"), null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CallQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("call")
+        verbose_name_plural = _("calls")
+        ordering = ["-opens_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(closes_at__gt=models.F("opens_at")), name="call_closes_after_opening"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(allocation_ends_on__gt=models.F("allocation_starts_on")),
+                name="call_window_ordered",
+            ),
+            models.CheckConstraint(condition=models.Q(copay_percent__lte=100), name="call_copay_percent_max_100"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def title(self) -> str:
+        return self.title_ko if (get_language() or "ko").startswith("ko") else self.title_en
+
+    @property
+    def description(self) -> str:
+        return self.description_ko if (get_language() or "ko").startswith("ko") else self.description_en
+
+    def eligible_kind_labels(self) -> list[str]:
+        return [str(Organisation.Kind(k).label) for k in self.eligible_kinds]
+
+
+class CallBudget(models.Model):
+    """GPU-hours a call can award for one GPU model."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
+    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_hours = models.PositiveIntegerField(_("GPU-hour budget"))
+
+    class Meta:
+        verbose_name = _("call budget")
+        verbose_name_plural = _("call budgets")
+        ordering = ["gpu_model"]
+        constraints = [models.UniqueConstraint(fields=["call", "gpu_model"], name="callbudget_unique_model")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_model}: {self.gpu_hours}"

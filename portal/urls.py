@@ -1,0 +1,30 @@
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path
+
+from billing import views as billing_views
+from portal import views
+
+# The admin signs in through allauth, so MFA applies there too.
+admin.site.login = secure_admin_login(admin.site.login)
+admin.site.site_header = "GPU Portal"
+
+portal_patterns = [
+    path("", views.home, name="home"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("organisations/", views.organisation_list, name="organisation_list"),
+    path("organisations/new/", views.organisation_create, name="organisation_create"),
+    path("organisations/<int:pk>/", views.organisation_detail, name="organisation_detail"),
+    path("organisations/<int:pk>/invitations/", views.invitation_create, name="invitation_create"),
+    path("organisations/invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("calls/", views.call_list, name="call_list"),
+]
+
+urlpatterns = [
+    path("", include((portal_patterns, "portal"))),
+    path("rates/", billing_views.rate_card, name="rates"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+]

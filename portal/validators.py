@@ -1,0 +1,53 @@
+"""Validators shared by forms, models and eligibility rules (pure functions)."""
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+BRN_WEIGHTS = (1, 3, 7, 1, 3, 7, 1, 3, 5)
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def normalise_business_registration_number(value: str) -> str:
+    """'123-45-67890' and ' 1234567890 ' both become '1234567890'; other characters stay and fail."""
+    return re.sub(r"[\s-]", "", value or "")
+
+
+def business_registration_number_is_valid(value: str) -> bool:
+    """The Korean business registration number (사업자등록번호) check digit.
+
+    Weights 1,3,7,1,3,7,1,3,5 over the first nine digits, plus the tens digit of
+    digit9 * 5; the tenth digit is (10 - sum mod 10) mod 10.
+    """
+    if not re.fullmatch(r"[0-9]{10}", value or ""):
+        return False
+    digits = [int(c) for c in value]
+    total = sum(d * w for d, w in zip(digits, BRN_WEIGHTS, strict=False))
+    total += (digits[8] * 5) // 10
+    return (10 - total % 10) % 10 == digits[9]
+
+
+def validate_business_registration_number(value: str) -> None:
+    if not re.fullmatch(r"[0-9]{10}", value or ""):
+        raise ValidationError(_("A business registration number has 10 digits, like 123-45-67890."), code="format")
+    if not business_registration_number_is_valid(value):
+        raise ValidationError(
+            _("This business registration number is not valid (its check digit does not match)."),
+            code="checksum",
+        )
+
+
+def normalise_domain(value: str) -> str:
+    return (value or "").strip().lower().lstrip("@").rstrip(".")
+
+
+def validate_domain(value: str) -> None:
+    if not DOMAIN_RE.fullmatch(value or ""):
+        raise ValidationError(
+            _("“%(domain)s” is not an e-mail domain like example.ac.kr."), code="domain", params={"domain": value}
+        )
+
+
+def email_domain(email: str) -> str:
+    return email.rsplit("@", 1)[-1].lower() if "@" in (email or "") else ""

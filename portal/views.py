@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import django_rq
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal import services
+from portal.forms import InvitationForm, OrganisationForm
+from portal.models import Call, Membership, Organisation
+
+
+def get_organisation_for_user(user, pk: int) -> Organisation:
+    """Another organisation's object is a 404, never a 403: its existence is not disclosed."""
+    return get_object_or_404(Organisation.objects.visible_to(user), pk=pk)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/home.html")
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    memberships = Membership.objects.filter(user=request.user).select_related("organisation")
+    return render(request, "portal/dashboard.html", {"memberships": memberships})
+
+
+@login_required
+def organisation_list(request: HttpRequest) -> HttpResponse:
+    memberships = Membership.objects.filter(user=request.user).select_related("organisation")
+    return render(request, "portal/organisation_list.html", {"memberships": memberships})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def organisation_create(request: HttpRequest) -> HttpResponse:
+    form = OrganisationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.organisation_create(user=request.user, **form.cleaned_data)
+        except services.PortalError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("The organisation was created. You are its owner."))
+            return redirect("portal:organisation_detail", pk=org.pk)
+    return render(request, "portal/organisation_form.html", {"form": form})
+
+
+def _render_organisation(
+    request: HttpRequest, org: Organisation, invitation_form: InvitationForm | None = None, status: int = 200
+) -> HttpResponse:
+    my_membership = org.memberships.get(user=request.user)
+    is_owner = my_membership.role == Membership.Role.OWNER
+    context = {
+        "organisation": org,
+        "membership": my_membership,
+        "is_owner": is_owner,
+        "members": org.memberships.select_related("user"),
+        "domains": org.domains.all(),
+        "invitations": org.invitations.filter(accepted_at__isnull=True) if is_owner else [],
+        "invitation_form": (invitation_form or InvitationForm()) if is_owner else None,
+    }
+    return render(request, "portal/organisation_detail.html", context, status=status)
+
+
+@login_required
+def organisation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _render_organisation(request, get_organisation_for_user(request.user, pk))
+
+
+@login_required
+@require_POST
+def invitation_create(request: HttpRequest, pk: int) -> HttpResponse:
+    org = get_organisation_for_user(request.user, pk)
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        try:
+            services.invitation_create(
+                organisation=org,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                invited_by=request.user,
+                base_url=request.build_absolute_uri("/").rstrip("/"),
+            )
+        except services.PortalError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request, _("The invitation was sent to %(email)s.") % {"email": form.cleaned_data["email"]}
+            )
+            return redirect("portal:organisation_detail", pk=org.pk)
+    return _render_organisation(request, org, invitation_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invitation = services.invitation_from_token(token)
+    except services.PortalError as exc:
+        return render(request, "portal/invitation_invalid.html", {"error": exc.message}, status=400)
+    if request.method == "POST":
+        try:
+            membership = services.invitation_accept(token=token, user=request.user)
+        except services.PortalError as exc:
+            return render(request, "portal/invitation_invalid.html", {"error": exc.message}, status=400)
+        messages.success(request, _("You joined %(organisation)s.") % {"organisation": membership.organisation.name})
+        return redirect("portal:organisation_detail", pk=membership.organisation_id)
+    return render(request, "portal/invitation_accept.html", {"invitation": invitation})
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database and Redis status for load balancers and monitoring; 503 when either is down."""
+    status = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        status["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"
+        status["database"] = f"error: {type(exc).__name__}"
+    try:
+        django_rq.get_connection("default").ping()
+        status["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        status["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in status.values())
+    return JsonResponse({"status": "ok" if healthy else "error", **status}, status=200 if healthy else 503)
+
+
+def call_list(request: HttpRequest) -> HttpResponse:
+    """Open and upcoming calls with their rules; public, so anyone can see what they may apply to."""
+    calls = Call.objects.prefetch_related("budgets")
+    return render(request, "portal/call_list.html", {"open_calls": calls.open(), "upcoming_calls": calls.upcoming()})
