@@ -1,0 +1,51 @@
+import pytest
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from django.apps import apps
+from django.core.management import call_command
+
+from portal.models import Call, Membership, Organisation, User
+
+
+def counts() -> dict[str, int]:
+    return {
+        m._meta.label: m.objects.count()
+        for m in apps.get_models()
+        if m._meta.app_label in {"portal", "allocations", "billing", "auth", "account", "mfa"}
+    }
+
+
+@pytest.mark.django_db
+def test_seed_demo_builds_the_demo_world_and_a_second_run_changes_nothing(capsys):
+    call_command("seed_demo")
+    first_out = capsys.readouterr().out
+    first = counts()
+    call_command("seed_demo")
+    second_out = capsys.readouterr().out
+
+    assert counts() == first
+    assert first_out == second_out  # same logins, same TOTP secrets
+
+    kinds = set(Organisation.objects.values_list("kind", flat=True))
+    assert kinds == {k for k, _ in Organisation.Kind.choices}
+    researcher = User.objects.get(email="researcher@demo-univ.ac.kr")
+    assert researcher.check_password("portal-demo-2026")
+    assert EmailAddress.objects.get(user=researcher).verified
+    assert Membership.objects.get(user=researcher).organisation.name_en == "Demo National University"
+    staff = User.objects.filter(is_staff=True)
+    assert staff.count() == 5
+    assert Authenticator.objects.filter(user__in=staff, type="totp").count() == 5
+    assert User.objects.get(email="reviewer@demo-ministry.go.kr").groups.filter(name="reviewers").exists()
+    assert User.objects.get(email="approver@demo-ministry.go.kr").groups.filter(name="approvers").exists()
+    assert Call.objects.open().count() == 2
+    assert "portal-demo-2026" in first_out
+    assert "TOTP secret" in first_out
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_production(settings):
+    from django.core.management.base import CommandError
+
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError):
+        call_command("seed_demo")
