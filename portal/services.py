@@ -190,3 +190,30 @@ def organisation_domain_verify(*, domain: OrganisationDomain) -> OrganisationDom
         for user in User.objects.filter(pk__in=user_ids):
             membership_join_by_email_domain(user=user)
     return domain
+
+
+def _ensure_an_owner_remains(organisation: Organisation, leaving: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(organisation=organisation, role=Membership.Role.OWNER)
+    if leaving.role == Membership.Role.OWNER and not owners.exclude(pk=leaving.pk).exists():
+        raise PortalError(_("An organisation must keep at least one owner."), code="last_owner")
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str, actor: User) -> Membership:
+    membership_require_owner(user=actor, organisation=membership.organisation)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if role != Membership.Role.OWNER:
+        _ensure_an_owner_remains(membership.organisation, membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User) -> None:
+    """Owners remove anyone; members may leave on their own."""
+    if membership.user_id != actor.pk:
+        membership_require_owner(user=actor, organisation=membership.organisation)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _ensure_an_owner_remains(membership.organisation, membership)
+    membership.delete()

@@ -16,6 +16,7 @@ portal_patterns = [
     path("organisations/new/", views.organisation_create, name="organisation_create"),
     path("organisations/<int:pk>/", views.organisation_detail, name="organisation_detail"),
     path("organisations/<int:pk>/invitations/", views.invitation_create, name="invitation_create"),
+    path("organisations/<int:pk>/members/<int:membership_pk>/", views.membership_update, name="membership_update"),
     path("organisations/invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("calls/", views.call_list, name="call_list"),
 ]

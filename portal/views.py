@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import services
-from portal.forms import InvitationForm, OrganisationForm
+from portal.forms import InvitationForm, MembershipRoleForm, OrganisationForm
 from portal.models import Call, Membership, Organisation
 
 
@@ -64,6 +64,7 @@ def _render_organisation(
         "domains": org.domains.all(),
         "invitations": org.invitations.filter(accepted_at__isnull=True) if is_owner else [],
         "invitation_form": (invitation_form or InvitationForm()) if is_owner else None,
+        "roles": Membership.Role.choices,
     }
     return render(request, "portal/organisation_detail.html", context, status=status)
 
@@ -95,6 +96,30 @@ def invitation_create(request: HttpRequest, pk: int) -> HttpResponse:
             )
             return redirect("portal:organisation_detail", pk=org.pk)
     return _render_organisation(request, org, invitation_form=form, status=400)
+
+
+@login_required
+@require_POST
+def membership_update(request: HttpRequest, pk: int, membership_pk: int) -> HttpResponse:
+    """Change a member's role, or remove them (`remove` in the form); owners only, except that
+    anyone may leave."""
+    org = get_organisation_for_user(request.user, pk)
+    membership = get_object_or_404(org.memberships, pk=membership_pk)
+    form = MembershipRoleForm(request.POST)
+    try:
+        if "remove" in request.POST:
+            services.membership_remove(membership=membership, actor=request.user)
+            messages.success(request, _("%(email)s was removed.") % {"email": membership.user.email})
+            if membership.user_id == request.user.pk:
+                return redirect("portal:organisation_list")
+        elif form.is_valid():
+            services.membership_set_role(membership=membership, role=form.cleaned_data["role"], actor=request.user)
+            messages.success(request, _("The role of %(email)s was changed.") % {"email": membership.user.email})
+        else:
+            messages.error(request, _("Choose a valid role."))
+    except services.PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("portal:organisation_detail", pk=org.pk)
 
 
 @login_required
