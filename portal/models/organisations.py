@@ -1,7 +1,4 @@
-"""Accounts and organisations: who may act for which organisation.
-
-Calls, applications, eligibility and reviews join this module as the issues that need them land.
-"""
+"""Accounts and organisations: who may act for which organisation."""
 
 from __future__ import annotations
 
@@ -9,15 +6,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
-from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel
 from portal.validators import validate_business_registration_number
 
 
@@ -235,83 +229,3 @@ class Invitation(models.Model):
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return (now or timezone.now()) >= self.expires_at
-
-
-class CallQuerySet(models.QuerySet):
-    def open(self, now: datetime | None = None) -> CallQuerySet:
-        now = now or timezone.now()
-        return self.filter(opens_at__lte=now, closes_at__gt=now)
-
-    def upcoming(self, now: datetime | None = None) -> CallQuerySet:
-        return self.filter(opens_at__gt=now or timezone.now())
-
-
-class Call(models.Model):
-    """A funding round for subsidised GPU time."""
-
-    title_ko = models.CharField(_("title (Korean)"), max_length=200)
-    title_en = models.CharField(_("title (English)"), max_length=200)
-    description_ko = models.TextField(_("description (Korean)"), blank=True)
-    description_en = models.TextField(_("description (English)"), blank=True)
-    opens_at = models.DateTimeField(_("opens at"))
-    closes_at = models.DateTimeField(_("closes at"))
-    eligible_kinds = ArrayField(
-        models.CharField(max_length=32, choices=Organisation.Kind.choices),
-        verbose_name=_("eligible organisation kinds"),
-    )
-    cap_gpu_hours = models.PositiveIntegerField(_("cap per application (GPU-hours)"))
-    copay_percent = models.PositiveSmallIntegerField(
-        _("co-payment percent"), default=0, validators=[MaxValueValidator(100)]
-    )
-    allocation_starts_on = models.DateField(_("allocation window starts"))
-    allocation_ends_on = models.DateField(_("allocation window ends"))
-    max_startup_age_years = models.PositiveSmallIntegerField(_("maximum startup age (years)"), null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = CallQuerySet.as_manager()
-
-    class Meta:
-        verbose_name = _("call")
-        verbose_name_plural = _("calls")
-        ordering = ["-opens_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(closes_at__gt=models.F("opens_at")), name="call_closes_after_opening"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(allocation_ends_on__gt=models.F("allocation_starts_on")),
-                name="call_window_ordered",
-            ),
-            models.CheckConstraint(condition=models.Q(copay_percent__lte=100), name="call_copay_percent_max_100"),
-        ]
-
-    def __str__(self) -> str:
-        return self.title
-
-    @property
-    def title(self) -> str:
-        return self.title_ko if (get_language() or "ko").startswith("ko") else self.title_en
-
-    @property
-    def description(self) -> str:
-        return self.description_ko if (get_language() or "ko").startswith("ko") else self.description_en
-
-    def eligible_kind_labels(self) -> list[str]:
-        return [str(Organisation.Kind(k).label) for k in self.eligible_kinds]
-
-
-class CallBudget(models.Model):
-    """GPU-hours a call can award for one GPU model."""
-
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
-    gpu_hours = models.PositiveIntegerField(_("GPU-hour budget"))
-
-    class Meta:
-        verbose_name = _("call budget")
-        verbose_name_plural = _("call budgets")
-        ordering = ["gpu_model"]
-        constraints = [models.UniqueConstraint(fields=["call", "gpu_model"], name="callbudget_unique_model")]
-
-    def __str__(self) -> str:
-        return f"{self.gpu_model}: {self.gpu_hours}"
