@@ -1,5 +1,5 @@
-"""GPU nodes and their GPUs. Grants, assignments, accounts and provisioning tasks join this
-module with the access issue."""
+"""GPU nodes, their GPUs and grants. Assignments, node accounts, Jupyter sessions and
+provisioning tasks join this module with the access issue."""
 
 from __future__ import annotations
 
@@ -82,3 +82,72 @@ class Gpu(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node.hostname}:{self.index}"
+
+
+class Grant(models.Model):
+    """An award: created in `pending` when an application is approved. Only services set
+    `status`, following ALLOWED, with a GrantEvent per transition."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        PROVISIONING = "provisioning", _("Provisioning")
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        EXPIRED = "expired", _("Expired")
+        REVOKED = "revoked", _("Revoked")
+
+    ALLOWED = {
+        Status.PENDING: {Status.PROVISIONING, Status.REVOKED},
+        Status.PROVISIONING: {Status.ACTIVE, Status.PENDING, Status.REVOKED},
+        Status.ACTIVE: {Status.SUSPENDED, Status.EXPIRED, Status.REVOKED},
+        Status.SUSPENDED: {Status.ACTIVE, Status.EXPIRED, Status.REVOKED},
+        Status.EXPIRED: set(),
+        Status.REVOKED: set(),
+    }
+    # Grants in these states count against their call's budget.
+    COMMITTED = frozenset({Status.PENDING, Status.PROVISIONING, Status.ACTIVE, Status.SUSPENDED, Status.EXPIRED})
+
+    organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.PROTECT, related_name="grants", verbose_name=_("organisation")
+    )
+    application = models.OneToOneField(
+        "portal.Application", on_delete=models.PROTECT, related_name="grant", verbose_name=_("application")
+    )
+    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_count = models.PositiveSmallIntegerField(_("GPUs"), validators=[MinValueValidator(1)])
+    gpu_hours = models.PositiveIntegerField(_("subsidised GPU-hours"), validators=[MinValueValidator(1)])
+    copay_percent = models.PositiveSmallIntegerField(_("co-payment percent"), validators=[MaxValueValidator(100)])
+    starts_on = models.DateField(_("start"))
+    ends_on = models.DateField(_("end"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.TextField(_("status reason"), blank=True)
+    budget_override_reason = models.TextField(_("budget override reason"), blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("grant")
+        verbose_name_plural = _("grants")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_on__gt=models.F("starts_on")), name="grant_dates_ordered"),
+            models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="grant_hours_positive"),
+            models.CheckConstraint(condition=models.Q(gpu_count__gt=0), name="grant_gpus_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.gpu_count}× {self.gpu_model} ({self.get_status_display()})"
+
+
+class GrantEvent(models.Model):
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, related_name="+")
+    old_status = models.CharField(max_length=16, choices=Grant.Status.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=Grant.Status.choices)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.grant_id}: {self.old_status} → {self.new_status}"

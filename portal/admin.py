@@ -80,3 +80,6 @@ class CallAdmin(admin.ModelAdmin):
     list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours", "copay_percent"]
     search_fields = ["title_en", "title_ko"]
     inlines = [CallBudgetInline]
+
+
+from portal import admin_review  # noqa: E402, F401  (registers the review queue)

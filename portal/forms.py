@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from portal.models import Membership, Organisation
+from allocations.models import GpuModel
+from portal.models import Application, Call, Membership, Organisation
 from portal.validators import (
     normalise_business_registration_number,
     normalise_domain,
@@ -96,3 +98,123 @@ class InvitationForm(forms.Form):
 
 class MembershipRoleForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
+
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+
+class ApplicationForm(forms.ModelForm):
+    """The application in sections. Every field may stay empty in a draft; submission checks
+    completeness. Types, ranges and the call's GPU models are checked at every save."""
+
+    SECTIONS = [
+        (_("Project"), ["organisation", "title", "abstract", "field"]),
+        (_("Team"), ["team"]),
+        (_("Resources"), ["gpu_model", "gpu_count", "gpu_hours"]),
+        (_("Schedule"), ["starts_on", "ends_on"]),
+        (_("Justification"), ["justification", "software"]),
+        (_("Data"), ["data_sensitivity", "attachment"]),
+    ]
+
+    organisation = forms.ModelChoiceField(label=_("Organisation"), queryset=Organisation.objects.none())
+    team = forms.ModelMultipleChoiceField(
+        label=_("Team members"),
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Members of the organisation who will work on the project; they can see the application."),
+    )
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    client_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Application
+        fields = [
+            "title",
+            "abstract",
+            "field",
+            "gpu_model",
+            "gpu_count",
+            "gpu_hours",
+            "starts_on",
+            "ends_on",
+            "justification",
+            "software",
+            "data_sensitivity",
+            "attachment",
+        ]
+        widgets = {
+            "starts_on": forms.DateInput(attrs={"type": "date"}),
+            "ends_on": forms.DateInput(attrs={"type": "date"}),
+            "abstract": forms.Textarea(attrs={"rows": 6}),
+            "justification": forms.Textarea(attrs={"rows": 6}),
+            "software": forms.Textarea(attrs={"rows": 3}),
+            "attachment": forms.ClearableFileInput(attrs={"accept": "application/pdf"}),
+        }
+
+    def __init__(self, *args, call: Call, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.call = call
+        from portal.models import User
+
+        self.fields["organisation"].queryset = Organisation.objects.visible_to(user)
+        self.fields["team"].queryset = User.objects.filter(
+            memberships__organisation__in=Organisation.objects.visible_to(user)
+        ).distinct()
+        self.fields["team"].label_from_instance = lambda u: u.email
+        offered = set(call.budgets.values_list("gpu_model", flat=True))
+        self.fields["gpu_model"].choices = [("", "---------")] + [
+            (value, label) for value, label in GpuModel.choices if value in offered
+        ]
+        for name, message in (
+            ("gpu_count", _("Request at least one GPU.")),
+            ("gpu_hours", _("Request at least one GPU-hour.")),
+        ):
+            field = self.fields[name]
+            field.validators = [v for v in field.validators if not isinstance(v, MinValueValidator)]
+            field.validators.append(MinValueValidator(1, message=message))
+            field.widget.attrs["min"] = 1
+        if self.instance.pk:
+            self.fields["organisation"].initial = self.instance.organisation
+            self.fields["organisation"].disabled = True
+            self.fields["version"].initial = self.instance.version
+            self.fields["team"].initial = list(self.instance.team.all())
+
+    def sections(self):
+        return [(title, [self[name] for name in names]) for title, names in self.SECTIONS]
+
+    def clean_attachment(self):
+        upload = self.cleaned_data.get("attachment")
+        if upload and hasattr(upload, "content_type"):  # a new upload, not the stored file
+            if upload.size > MAX_ATTACHMENT_BYTES:
+                raise ValidationError(_("The attachment is larger than 10 MB."))
+            head = upload.read(5)
+            upload.seek(0)
+            if head != b"%PDF-" or not upload.name.lower().endswith(".pdf"):
+                raise ValidationError(_("The attachment must be a PDF file."))
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        starts, ends = data.get("starts_on"), data.get("ends_on")
+        if starts and ends and ends <= starts:
+            self.add_error("ends_on", _("The end must be after the start."))
+        org = data.get("organisation") or (self.instance.organisation if self.instance.pk else None)
+        team = data.get("team")
+        if org and team:
+            outsiders = [u.email for u in team if not org.memberships.filter(user=u).exists()]
+            if outsiders:
+                self.add_error(
+                    "team",
+                    _("Team members must belong to the organisation: %(emails)s.") % {"emails": ", ".join(outsiders)},
+                )
+        return data
+
+    def draft_data(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if k in self.Meta.fields and k != "attachment"}
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000
+    )

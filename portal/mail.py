@@ -4,6 +4,7 @@ a request, and a failed send stays in RQ's failed registry with its error for a 
 from __future__ import annotations
 
 import django_rq
+from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -29,6 +30,7 @@ def mail_enqueue(message: EmailMessage) -> None:
 
 def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:
     """Render `emails/<template>_subject.txt` and `_body.txt` in the recipient's language."""
+    context = {"site_url": settings.SITE_URL, **context}
     with translation.override(language or translation.get_language()):
         subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
         body = render_to_string(f"emails/{template}_body.txt", context)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -31,3 +32,20 @@ class StaffMfaRequiredMiddleware:
                 reverse("mfa_activate_totp") + "?" + urlencode({"next": request.get_full_path()})
             )
         return self.get_response(request)
+
+
+class RememberLanguageMiddleware:
+    """Keep User.language in step with the language the user reads, so that background e-mails
+    (decisions, invitations) reach them in it. Writes only when it changes."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        language = (getattr(request, "LANGUAGE_CODE", "") or "")[:2]
+        if user is not None and user.is_authenticated and language in {"ko", "en"} and user.language != language:
+            get_user_model().objects.filter(pk=user.pk).update(language=language)
+            user.language = language
+        return response

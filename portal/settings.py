@@ -64,6 +64,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or ([] if PRODUCTION else ["127.0.0.1"
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The public address of the portal, for links in e-mails rendered by background jobs.
+SITE_URL = required("SITE_URL", env_str("SITE_URL"), "http://127.0.0.1:8000").rstrip("/")
 
 _database_url = env_secret("DATABASE_URL")
 if not _database_url:
@@ -110,6 +112,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.StaffMfaRequiredMiddleware",
+    "portal.middleware.RememberLanguageMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

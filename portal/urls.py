@@ -19,6 +19,12 @@ portal_patterns = [
     path("organisations/<int:pk>/members/<int:membership_pk>/", views.membership_update, name="membership_update"),
     path("organisations/invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("calls/", views.call_list, name="call_list"),
+    path("calls/<int:pk>/apply/", views.application_apply, name="application_apply"),
+    path("applications/", views.application_list, name="application_list"),
+    path("applications/<int:pk>/", views.application_detail, name="application_detail"),
+    path("applications/<int:pk>/edit/", views.application_edit, name="application_edit"),
+    path("applications/<int:pk>/withdraw/", views.application_withdraw, name="application_withdraw"),
+    path("applications/<int:pk>/attachment/", views.application_attachment, name="application_attachment"),
 ]
 
 urlpatterns = [

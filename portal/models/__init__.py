@@ -1,5 +1,6 @@
 """The portal's domain: accounts, organisations, calls, applications, eligibility, reviews."""
 
+from portal.models.applications import Application, ApplicationEvent, EligibilityResult, Review
 from portal.models.calls import Call, CallBudget
 from portal.models.organisations import (
     Invitation,
@@ -11,12 +12,16 @@ from portal.models.organisations import (
 )
 
 __all__ = [
+    "Application",
+    "ApplicationEvent",
     "Call",
     "CallBudget",
+    "EligibilityResult",
     "Invitation",
     "Membership",
     "Organisation",
     "OrganisationDomain",
+    "Review",
     "User",
     "UserManager",
 ]

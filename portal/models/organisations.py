@@ -42,6 +42,8 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractUser):
     username = None
     email = models.EmailField(_("e-mail address"), unique=True)
+    # The language of the last page the user saw; e-mails to them are written in it.
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="ko")
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

@@ -62,12 +62,14 @@ GROUP_PERMISSIONS = {
         "portal.view_eligibilityresult",
         "portal.view_review",
         "portal.decide_application",
+        "allocations.view_grant",
     ],
     "operators": [
         "allocations.add_node",
         "allocations.change_node",
         "allocations.view_node",
         "allocations.view_gpu",
+        "allocations.view_grant",
         "portal.view_organisation",
     ],
     "finance": [

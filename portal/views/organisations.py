@@ -86,7 +86,6 @@ def invitation_create(request: HttpRequest, pk: int) -> HttpResponse:
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 invited_by=request.user,
-                base_url=request.build_absolute_uri("/").rstrip("/"),
             )
         except services.PortalError as exc:
             form.add_error(None, exc.message)

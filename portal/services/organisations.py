@@ -1,10 +1,10 @@
-"""Writes that matter for accounts and organisations. Views and the admin call these; nothing
-else sets membership or invitation state."""
+"""Accounts and organisations: memberships, invitations, e-mail domains."""
 
 from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -13,18 +13,10 @@ from django.utils.translation import gettext_lazy as _
 
 from portal.mail import mail_render_and_enqueue
 from portal.models import Invitation, Membership, Organisation, OrganisationDomain, User
+from portal.services.errors import PortalError
 from portal.validators import email_domain
 
 INVITATION_SALT = "portal.invitation"
-
-
-class PortalError(Exception):
-    """A domain rule refused the action; the message is for the user (translatable)."""
-
-    def __init__(self, message: str, *, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 def verified_emails(user: User) -> set[str]:
@@ -104,8 +96,6 @@ def invitation_token(invitation: Invitation) -> str:
 def invitation_from_token(token: str) -> Invitation:
     """The invitation a link names. Raises PortalError for a malformed, forged, expired or used
     link, each with its own message."""
-    from django.conf import settings
-
     signer = signing.TimestampSigner(salt=INVITATION_SALT)
     try:
         pk = signer.unsign(token, max_age=settings.INVITATION_MAX_AGE_DAYS * 86400)
@@ -131,18 +121,18 @@ def membership_require_owner(*, user: User, organisation: Organisation) -> None:
 
 
 @transaction.atomic
-def invitation_create(
-    *, organisation: Organisation, email: str, role: str, invited_by: User, base_url: str
-) -> Invitation:
+def invitation_create(*, organisation: Organisation, email: str, role: str, invited_by: User) -> Invitation:
     membership_require_owner(user=invited_by, organisation=organisation)
     email = email.strip().lower()
     if Membership.objects.filter(organisation=organisation, user__email__iexact=email).exists():
         raise PortalError(_("%(email)s is already a member.") % {"email": email}, code="already_member")
     invitation = Invitation.objects.create(organisation=organisation, email=email, role=role, invited_by=invited_by)
-    link = base_url + reverse("portal:invitation_accept", args=[invitation_token(invitation)])
+    link = settings.SITE_URL + reverse("portal:invitation_accept", args=[invitation_token(invitation)])
+    existing_user = User.objects.filter(email__iexact=email).first()
     mail_render_and_enqueue(
         template="invitation",
         to=email,
+        language=existing_user.language if existing_user else None,
         context={"invitation": invitation, "organisation": organisation, "link": link, "inviter": invited_by},
     )
     return invitation

@@ -1,0 +1,379 @@
+"""The ministry's review queue in the Django admin.
+
+Reviewers and approvers never see an application of an organisation they belong to: the
+queryset excludes it (so its pages are 404 here) and every service re-checks. Status is
+read-only; reviews and decisions go through the services on their own pages.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Avg, Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models import GpuModel, Grant
+from billing.services import organisation_unpaid_invoices
+from portal.models import Application, EligibilityResult, Review
+from portal.services import applications as svc
+from portal.services.errors import PortalError
+
+
+class ReviewForm(forms.ModelForm):
+    class Meta:
+        model = Review
+        fields = ["merit", "feasibility", "national_priority", "resource_justification", "recommendation", "comment"]
+        widgets = {f: forms.RadioSelect(choices=[(i, i) for i in range(1, 6)]) for f in fields[:4]}
+
+
+class DecisionForm(forms.Form):
+    ACTIONS = [
+        ("approve", _("Approve")),
+        ("return", _("Return for changes")),
+        ("reject", _("Reject")),
+    ]
+    action = forms.ChoiceField(label=_("Decision"), choices=ACTIONS, widget=forms.RadioSelect)
+    gpu_model = forms.ChoiceField(label=_("GPU model"), choices=GpuModel.choices, required=False)
+    gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, required=False)
+    gpu_hours = forms.IntegerField(label=_("Subsidised GPU-hours"), min_value=1, required=False)
+    starts_on = forms.DateField(label=_("Start"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    ends_on = forms.DateField(label=_("End"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    override_reason = forms.CharField(
+        label=_("Budget override reason"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Required only when the award exceeds what is left of the call's budget."),
+    )
+    reason = forms.CharField(
+        label=_("Message to the applicant"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Required to reject or return; shown to the applicant and sent by e-mail."),
+        max_length=5000,
+    )
+
+    def clean(self):
+        data = super().clean()
+        action = data.get("action")
+        if action == "approve":
+            for name in ("gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on"):
+                if data.get(name) in (None, "") and name not in self.errors:
+                    self.add_error(name, _("Required to approve."))
+            if data.get("starts_on") and data.get("ends_on") and data["ends_on"] <= data["starts_on"]:
+                self.add_error("ends_on", _("The end must be after the start."))
+        elif action in {"return", "reject"} and not (data.get("reason") or "").strip():
+            self.add_error("reason", _("Give a reason: the applicant will read it."))
+        return data
+
+
+class EligibilityInline(admin.TabularInline):
+    model = EligibilityResult
+    extra = 0
+    can_delete = False
+    fields = ["rule_name", "outcome", "reason_text"]
+    readonly_fields = fields
+    verbose_name_plural = _("Eligibility (latest evaluation)")
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        # Only the newest evaluation of each application.
+        from django.db.models import Max, OuterRef, Subquery
+
+        latest = (
+            EligibilityResult.objects.filter(application=OuterRef("application"))
+            .values("application")
+            .annotate(m=Max("evaluation"))
+            .values("m")
+        )
+        return qs.filter(evaluation=Subquery(latest))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("rule"))
+    def rule_name(self, obj: EligibilityResult) -> str:
+        from portal.eligibility import rule_label
+
+        return rule_label(obj.rule)
+
+    @admin.display(description=_("reason"))
+    def reason_text(self, obj: EligibilityResult) -> str:
+        return obj.reason
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    extra = 0
+    can_delete = False
+    fields = [
+        "reviewer",
+        "merit",
+        "feasibility",
+        "national_priority",
+        "resource_justification",
+        "recommendation",
+        "comment",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "organisation",
+        "organisation_kind",
+        "call",
+        "gpu_model",
+        "gpu_count",
+        "gpu_hours",
+        "status",
+        "submitted_at",
+        "review_count",
+        "average_score",
+    ]
+    list_filter = ["call", "status", "organisation__kind", "gpu_model"]
+    search_fields = [
+        "title",
+        "abstract",
+        "organisation__name_en",
+        "organisation__name_ko",
+        "principal_investigator__email",
+    ]
+    ordering = ["-submitted_at"]
+    date_hierarchy = "submitted_at"
+    inlines = [EligibilityInline, ReviewInline]
+    actions = ["start_review"]
+    change_form_template = "admin/portal/application/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["status", "call", "organisation", "principal_investigator", "team_members"]}),
+        (_("Project"), {"fields": ["title", "abstract", "field"]}),
+        (
+            _("Request"),
+            {"fields": ["gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "remaining_budget"]},
+        ),
+        (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment"]}),
+        (_("Organisation history"), {"fields": ["organisation_history"]}),
+        (_("Timeline"), {"fields": ["timeline", "submitted_at", "decided_at"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Application]:
+        return (
+            Application.objects.reviewable_by(request.user)
+            .exclude(status=Application.Status.DRAFT)
+            .select_related("call", "organisation", "principal_investigator")
+            .annotate(
+                _review_count=Count("reviews", distinct=True),
+                _average=Avg("reviews__merit")
+                + Avg("reviews__feasibility")
+                + Avg("reviews__national_priority")
+                + Avg("reviews__resource_justification"),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("kind"), ordering="organisation__kind")
+    def organisation_kind(self, obj: Application) -> str:
+        return obj.organisation.get_kind_display()
+
+    @admin.display(description=_("reviews"), ordering="_review_count")
+    def review_count(self, obj: Application) -> int:
+        return obj._review_count
+
+    @admin.display(description=_("average total score"), ordering="_average")
+    def average_score(self, obj: Application) -> str:
+        return f"{obj._average:.1f}" if obj._average is not None else "–"
+
+    @admin.display(description=_("team"))
+    def team_members(self, obj: Application) -> str:
+        return ", ".join(u.email for u in obj.team.all()) or "–"
+
+    @admin.display(description=_("remaining call budget (GPU-hours)"))
+    def remaining_budget(self, obj: Application) -> str:
+        remaining = svc.call_remaining_gpu_hours(obj.call)
+        return ", ".join(f"{GpuModel(m).label}: {h:,}" for m, h in remaining.items())
+
+    @admin.display(description=_("past applications, grants and unpaid invoices"))
+    def organisation_history(self, obj: Application) -> str:
+        others = (
+            Application.objects.filter(organisation=obj.organisation)
+            .exclude(pk=obj.pk)
+            .exclude(status=Application.Status.DRAFT)
+            .select_related("call")
+            .order_by("-submitted_at")[:20]
+        )
+        grants = Grant.objects.filter(organisation=obj.organisation).order_by("-created_at")[:20]
+        unpaid = organisation_unpaid_invoices(obj.organisation_id)
+        parts = [
+            format_html("<p><strong>{}</strong></p>", _("Applications")),
+            format_html_join(
+                "",
+                "<p>{} · {} · {}</p>",
+                ((a.submitted_at.date() if a.submitted_at else "–", a.title, a.get_status_display()) for a in others),
+            )
+            or format_html("<p>{}</p>", _("None")),
+            format_html("<p><strong>{}</strong></p>", _("Grants")),
+            format_html_join(
+                "",
+                "<p>{} × {} · {} GPU-hours · {} – {} · {}</p>",
+                (
+                    (
+                        g.gpu_count,
+                        g.get_gpu_model_display(),
+                        g.gpu_hours,
+                        g.starts_on,
+                        g.ends_on,
+                        g.get_status_display(),
+                    )
+                    for g in grants
+                ),
+            )
+            or format_html("<p>{}</p>", _("None")),
+            format_html("<p><strong>{}</strong></p>", _("Unpaid invoices")),
+            format_html("<p>{}</p>", len(unpaid) or _("None")),
+        ]
+        return format_html("{}" * len(parts), *parts)
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj: Application) -> str:
+        rows = obj.events.select_related("actor")
+        return format_html_join(
+            "",
+            "<p>{} · {} → {} · {}<br>{}</p>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M"),
+                    e.get_old_status_display() or "–",
+                    e.get_new_status_display(),
+                    e.actor or "–",
+                    e.reason,
+                )
+                for e in rows
+            ),
+        )
+
+    @admin.action(description=_("Start the review of the selected applications"))
+    def start_review(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+        if not request.user.has_perm("portal.decide_application") and not request.user.has_perm("portal.add_review"):
+            raise PermissionDenied
+        for application in queryset.filter(status=Application.Status.SUBMITTED):
+            try:
+                svc.application_start_review(application=application, actor=request.user)
+            except PortalError as exc:
+                self.message_user(request, f"{application}: {exc.message}", messages.ERROR)
+
+    # -- review and decision pages ----------------------------------------------------------
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/review/", self.admin_site.admin_view(self.review_view), name="portal_application_review"),
+            path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="portal_application_decide"),
+            *super().get_urls(),
+        ]
+
+    def _application(self, request: HttpRequest, pk: int) -> Application:
+        return get_object_or_404(self.get_queryset(request), pk=pk)
+
+    def _page(self, request, application, form, template: str, title: str) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": application,
+            "form": form,
+            "title": title,
+            "results": svc.latest_eligibility(application),
+            "remaining": svc.call_remaining_gpu_hours(application.call),
+        }
+        return TemplateResponse(request, template, context)
+
+    def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("portal.add_review"):
+            raise PermissionDenied
+        application = self._application(request, pk)
+        existing = Review.objects.filter(application=application, reviewer=request.user).first()
+        form = ReviewForm(request.POST or None, instance=existing)
+        if request.method == "POST" and form.is_valid():
+            try:
+                svc.review_save(application=application, reviewer=request.user, **form.cleaned_data)
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, _("Your review was saved."))
+                return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
+        return self._page(request, application, form, "admin/portal/application/review.html", _("Review"))
+
+    def decide_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("portal.decide_application"):
+            raise PermissionDenied
+        application = self._application(request, pk)
+        initial = {
+            "gpu_model": application.gpu_model,
+            "gpu_count": application.gpu_count,
+            "gpu_hours": application.gpu_hours,
+            "starts_on": application.starts_on,
+            "ends_on": application.ends_on,
+        }
+        form = DecisionForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                if data["action"] == "approve":
+                    svc.application_approve(
+                        application=application,
+                        actor=request.user,
+                        gpu_model=data["gpu_model"],
+                        gpu_count=data["gpu_count"],
+                        gpu_hours=data["gpu_hours"],
+                        starts_on=data["starts_on"],
+                        ends_on=data["ends_on"],
+                        override_reason=data["override_reason"],
+                        reason=data["reason"],
+                    )
+                elif data["action"] == "return":
+                    svc.application_return(application=application, actor=request.user, reason=data["reason"])
+                else:
+                    svc.application_reject(application=application, actor=request.user, reason=data["reason"])
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, _("The decision was recorded and the applicant informed."))
+                return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
+        return self._page(request, application, form, "admin/portal/application/decide.html", _("Decision"))
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = [
+        "application",
+        "reviewer",
+        "merit",
+        "feasibility",
+        "national_priority",
+        "resource_justification",
+        "recommendation",
+    ]
+    list_filter = ["recommendation", "application__call"]
+    readonly_fields = [f.name for f in Review._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Review]:
+        return super().get_queryset(request).filter(application__in=Application.objects.reviewable_by(request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # reviews are written from the application's "Review" page

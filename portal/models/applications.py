@@ -1,0 +1,240 @@
+"""Applications to a call, their events, eligibility results and reviews.
+
+Only services in `portal/services/applications.py` set `Application.status`; they follow
+`Application.ALLOWED` and write an ApplicationEvent for every transition.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models import GpuModel
+from portal.models.calls import Call
+from portal.models.organisations import Organisation
+
+
+class ApplicationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ApplicationQuerySet:
+        """The principal investigator, the team and the organisation's owners see an application."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            Q(principal_investigator=user)
+            | Q(team=user)
+            | Q(organisation__memberships__user=user, organisation__memberships__role="owner")
+        ).distinct()
+
+    def reviewable_by(self, user) -> ApplicationQuerySet:
+        """Conflict of interest: staff never see applications of an organisation they belong to."""
+        return self.exclude(organisation__memberships__user=user)
+
+
+class Application(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SUBMITTED = "submitted", _("Submitted")
+        IN_REVIEW = "in_review", _("In review")
+        RETURNED = "returned", _("Returned for changes")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    class DataSensitivity(models.TextChoices):
+        PUBLIC = "public", _("Public or open data")
+        INTERNAL = "internal", _("Internal, not personal")
+        PERSONAL = "personal", _("Personal data (pseudonymised)")
+        SENSITIVE = "sensitive", _("Sensitive personal or confidential data")
+
+    class Field(models.TextChoices):
+        NLP = "nlp", _("Language models and NLP")
+        VISION = "vision", _("Computer vision")
+        SCIENCE = "science", _("AI for science")
+        HEALTH = "health", _("Health and medicine")
+        ROBOTICS = "robotics", _("Robotics and autonomy")
+        OTHER = "other", _("Other")
+
+    ALLOWED = {
+        Status.DRAFT: {Status.SUBMITTED, Status.WITHDRAWN},
+        Status.SUBMITTED: {Status.IN_REVIEW, Status.WITHDRAWN},
+        Status.IN_REVIEW: {Status.RETURNED, Status.APPROVED, Status.REJECTED},
+        Status.RETURNED: {Status.SUBMITTED, Status.WITHDRAWN},
+        Status.APPROVED: set(),
+        Status.REJECTED: set(),
+        Status.WITHDRAWN: set(),
+    }
+    EDITABLE = frozenset({Status.DRAFT, Status.RETURNED})
+
+    call = models.ForeignKey(Call, on_delete=models.PROTECT, related_name="applications", verbose_name=_("call"))
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="applications", verbose_name=_("organisation")
+    )
+    principal_investigator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="applications_led",
+        verbose_name=_("principal investigator"),
+    )
+    team = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="applications_in_team", verbose_name=_("team")
+    )
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    abstract = models.TextField(_("abstract"), max_length=5000, blank=True)
+    field = models.CharField(_("research field"), max_length=32, choices=Field.choices, blank=True)
+    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(_("GPUs"), null=True, blank=True)
+    gpu_hours = models.PositiveIntegerField(_("GPU-hours requested"), null=True, blank=True)
+    starts_on = models.DateField(_("start"), null=True, blank=True)
+    ends_on = models.DateField(_("end"), null=True, blank=True)
+    justification = models.TextField(_("resource justification"), max_length=10000, blank=True)
+    software = models.TextField(_("software"), max_length=2000, blank=True)
+    data_sensitivity = models.CharField(
+        _("data sensitivity"), max_length=16, choices=DataSensitivity.choices, blank=True
+    )
+    attachment = models.FileField(_("attachment (PDF)"), upload_to="applications/%Y/%m/", blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # Set by the form that created the draft: the same form posted twice makes one application.
+    client_token = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    # Bumped on every save by a service: a stale form (opened before another save) is refused.
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+
+    objects = ApplicationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("application")
+        verbose_name_plural = _("applications")
+        ordering = ["-submitted_at", "-created_at"]
+        permissions = [("decide_application", _("Can approve, reject or return applications"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(starts_on__isnull=True) | Q(ends_on__gt=models.F("starts_on")),
+                name="application_dates_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_hours__isnull=True) | Q(gpu_hours__gt=0), name="application_hours_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_count__isnull=True) | Q(gpu_count__gt=0), name="application_gpus_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["call", "status"]), models.Index(fields=["organisation", "status"])]
+
+    def __str__(self) -> str:
+        return self.title or _("Untitled application")
+
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED[self.status]
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in self.EDITABLE
+
+    def can_withdraw(self) -> bool:
+        return self.can_transition(self.Status.WITHDRAWN)
+
+
+class ApplicationEvent(models.Model):
+    """One row per state change (who, when, why) and per message from the reviewers."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    old_status = models.CharField(max_length=16, choices=Application.Status.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=Application.Status.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("application event")
+        verbose_name_plural = _("application events")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.application_id}: {self.old_status} → {self.new_status}"
+
+
+class EligibilityResult(models.Model):
+    """One row per rule per evaluation. The reason is stored as a code with parameters and
+    rendered in the reader's language (`portal.eligibility.describe`)."""
+
+    class Outcome(models.TextChoices):
+        PASS = "pass", _("Pass")
+        WARN = "warn", _("Warning")
+        FAIL = "fail", _("Fail")
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="eligibility_results")
+    evaluation = models.PositiveIntegerField()
+    rule = models.CharField(_("rule"), max_length=64)
+    outcome = models.CharField(_("outcome"), max_length=8, choices=Outcome.choices)
+    reason_code = models.CharField(max_length=64)
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("eligibility result")
+        verbose_name_plural = _("eligibility results")
+        ordering = ["evaluation", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "evaluation", "rule"], name="eligibility_one_per_rule")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.outcome}"
+
+    @property
+    def reason(self) -> str:
+        from portal.eligibility import describe
+
+        return describe(self.reason_code, self.params)
+
+
+class Review(models.Model):
+    class Recommendation(models.TextChoices):
+        APPROVE = "approve", _("Approve")
+        RETURN = "return", _("Return for changes")
+        REJECT = "reject", _("Reject")
+
+    SCORE = [MinValueValidator(1), MaxValueValidator(5)]
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="reviews", verbose_name=_("application")
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews", verbose_name=_("reviewer")
+    )
+    merit = models.PositiveSmallIntegerField(_("scientific or business merit"), validators=SCORE)
+    feasibility = models.PositiveSmallIntegerField(_("feasibility"), validators=SCORE)
+    national_priority = models.PositiveSmallIntegerField(_("national priority"), validators=SCORE)
+    resource_justification = models.PositiveSmallIntegerField(_("resource justification"), validators=SCORE)
+    recommendation = models.CharField(_("recommendation"), max_length=16, choices=Recommendation.choices)
+    comment = models.TextField(_("comment"), max_length=5000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("review")
+        verbose_name_plural = _("reviews")
+        ordering = ["application", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "reviewer"], name="review_one_per_reviewer"),
+            *[
+                models.CheckConstraint(condition=Q(**{f"{f}__gte": 1, f"{f}__lte": 5}), name=f"review_{f}_1_to_5")
+                for f in ("merit", "feasibility", "national_priority", "resource_justification")
+            ],
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} → {self.application}"
+
+    @property
+    def total(self) -> int:
+        return self.merit + self.feasibility + self.national_priority + self.resource_justification

@@ -1,0 +1,147 @@
+"""Applicants' pages: apply, save drafts, submit, follow the timeline, withdraw."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.forms import ApplicationForm, ReasonForm
+from portal.models import Application, Call
+from portal.services import applications as svc
+from portal.services.errors import PortalError
+
+
+def get_application_for_user(user, pk: int) -> Application:
+    """Team members, the principal investigator and the organisation's owners see an
+    application; everyone else gets 404."""
+    return get_object_or_404(
+        Application.objects.visible_to(user).select_related("call", "organisation", "principal_investigator"), pk=pk
+    )
+
+
+@login_required
+def application_list(request: HttpRequest) -> HttpResponse:
+    applications = Application.objects.visible_to(request.user).select_related("call", "organisation")
+    return render(request, "portal/application_list.html", {"applications": applications})
+
+
+def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, application: Application | None):
+    """Save the draft; with the submit button, also submit. Returns (application, response)."""
+    upload = form.cleaned_data.get("attachment")
+    attachment = upload if hasattr(upload, "content_type") else None  # only a new upload replaces the file
+    if application is None:
+        application = svc.application_create_draft(
+            call=form.call,
+            organisation=form.cleaned_data["organisation"],
+            user=request.user,
+            data=form.draft_data(),
+            team=list(form.cleaned_data.get("team") or []),
+            attachment=attachment,
+            client_token=form.cleaned_data.get("client_token"),
+        )
+    else:
+        application = svc.application_update(
+            application=application,
+            user=request.user,
+            data=form.draft_data(),
+            team=list(form.cleaned_data.get("team") or []),
+            attachment=attachment,
+            expected_version=form.cleaned_data.get("version") or 0,
+        )
+    if "submit" not in request.POST:
+        messages.success(request, _("The draft was saved."))
+        return redirect("portal:application_detail", pk=application.pk)
+    try:
+        svc.application_submit(application=application, actor=request.user)
+    except svc.ApplicationIneligible as exc:
+        messages.error(request, exc.message)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The application was submitted. You will get an e-mail at every decision."))
+    return redirect("portal:application_detail", pk=application.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def application_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    call = get_object_or_404(Call.objects.open(), pk=pk)
+    form = ApplicationForm(request.POST or None, request.FILES or None, call=call, user=request.user)
+    if not form.fields["organisation"].queryset.exists():
+        messages.warning(request, _("Join or register your organisation before applying."))
+        return redirect("portal:organisation_list")
+    if request.method == "POST" and form.is_valid():
+        try:
+            return _save_and_maybe_submit(request, form, None)
+        except PortalError as exc:
+            form.add_error(None, exc.message)
+    if request.method == "GET":
+        form.fields["client_token"].initial = uuid.uuid4()
+    return render(request, "portal/application_form.html", {"form": form, "call": call}, status=200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    application = get_application_for_user(request.user, pk)
+    if not application.is_editable:
+        messages.error(request, _("This application can no longer be edited."))
+        return redirect("portal:application_detail", pk=application.pk)
+    form = ApplicationForm(
+        request.POST or None, request.FILES or None, instance=application, call=application.call, user=request.user
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            return _save_and_maybe_submit(request, form, application)
+        except PortalError as exc:
+            form.add_error(None, exc.message)
+    return render(
+        request, "portal/application_form.html", {"form": form, "call": application.call, "application": application}
+    )
+
+
+@login_required
+def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    application = get_application_for_user(request.user, pk)
+    context = {
+        "application": application,
+        "results": svc.latest_eligibility(application),
+        "events": application.events.select_related("actor"),
+        "missing": svc.missing_for_submission(application) if application.is_editable else [],
+        "withdraw_form": ReasonForm(),
+        "team": application.team.all(),
+        "grant": getattr(application, "grant", None),
+    }
+    return render(request, "portal/application_detail.html", context)
+
+
+@login_required
+@require_POST
+def application_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    application = get_application_for_user(request.user, pk)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        svc.application_withdraw(application=application, actor=request.user, reason=reason)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The application was withdrawn."))
+    return redirect("portal:application_detail", pk=application.pk)
+
+
+@login_required
+def application_attachment(request: HttpRequest, pk: int) -> FileResponse:
+    """Attachments are never public media: only those who may see the application get them."""
+    application = get_application_for_user(request.user, pk)
+    if not application.attachment:
+        raise Http404
+    return FileResponse(
+        application.attachment.open("rb"), as_attachment=True, filename=f"application-{application.pk}.pdf"
+    )

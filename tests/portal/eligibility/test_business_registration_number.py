@@ -1,0 +1,18 @@
+from portal.eligibility import FAIL, PASS, business_registration_number
+from tests.portal.eligibility.facts import STARTUP, facts
+
+
+def test_a_company_with_a_valid_number_passes():
+    assert business_registration_number(STARTUP).outcome == PASS
+
+
+def test_a_company_with_a_wrong_check_digit_fails():
+    assert business_registration_number(facts(STARTUP, org_business_registration_number="1208147522")).outcome == FAIL
+
+
+def test_a_company_without_a_number_fails():
+    assert business_registration_number(facts(STARTUP, org_business_registration_number=None)).outcome == FAIL
+
+
+def test_universities_need_no_number():
+    assert business_registration_number(facts()).code == "brn_not_required"

@@ -1,0 +1,258 @@
+"""Applicants in the browser: drafts, submission with eligibility, timeline, withdrawal."""
+
+import uuid
+
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from portal.models import Application, EligibilityResult
+from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, OrganisationDomainFactory, UserFactory
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.fixture
+def researcher(db):
+    domain = OrganisationDomainFactory(domain="snu-demo.ac.kr")
+    return MembershipFactory(user=UserFactory(email="kim@snu-demo.ac.kr"), organisation=domain.organisation)
+
+
+@pytest.fixture
+def call(db):
+    return CallFactory()
+
+
+@pytest.fixture
+def browser(client, researcher):
+    client.force_login(researcher.user)
+    client.cookies["django_language"] = "en"
+    return client
+
+
+def form_data(call, researcher, **changes):
+    data = {
+        "organisation": researcher.organisation_id,
+        "title": "Korean LLM",
+        "abstract": "Pre-training.",
+        "field": "nlp",
+        "gpu_model": "H100-80GB",
+        "gpu_count": "8",
+        "gpu_hours": "10000",
+        "starts_on": call.allocation_starts_on.isoformat(),
+        "ends_on": (
+            call.allocation_starts_on.replace(year=call.allocation_starts_on.year)
+            + __import__("datetime").timedelta(days=60)
+        ).isoformat(),
+        "justification": "Because.",
+        "software": "PyTorch",
+        "data_sensitivity": "public",
+        "client_token": str(uuid.uuid4()),
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_a_researcher_saves_a_partial_draft_and_continues_later(browser, call, researcher):
+    response = browser.post(
+        f"/calls/{call.pk}/apply/",
+        {
+            "organisation": researcher.organisation_id,
+            "title": "Half done",
+            "save": "1",
+            "client_token": str(uuid.uuid4()),
+        },
+    )
+    app = Application.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/applications/{app.pk}/"
+    assert app.status == "draft"
+    page = browser.get(f"/applications/{app.pk}/").content.decode()
+    assert "Still to fill in before submitting" in page
+
+    edit = browser.get(f"/applications/{app.pk}/edit/")
+    assert 'value="Half done"' in edit.content.decode()
+    data = form_data(call, researcher, title="Now complete", version=str(app.version), save="1")
+    browser.post(f"/applications/{app.pk}/edit/", data)
+    app.refresh_from_db()
+    assert (app.title, app.gpu_hours, app.status) == ("Now complete", 10000, "draft")
+
+
+def test_submitting_an_eligible_application_runs_every_rule_and_mails_the_applicant(browser, call, researcher, jobs):
+    with jobs.committed():
+        response = browser.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, submit="1"), follow=True)
+    app = Application.objects.get()
+    assert app.status == "submitted"
+    assert EligibilityResult.objects.filter(application=app).count() == 11
+    body = response.content.decode()
+    assert "was submitted" in body
+    assert "Eligibility" in body
+    jobs.run()
+    assert mail.outbox[-1].to == ["kim@snu-demo.ac.kr"]
+    assert "Submitted" in mail.outbox[-1].subject
+
+
+def test_a_failing_rule_blocks_submission_and_says_what_to_fix(browser, call, researcher):
+    response = browser.post(
+        f"/calls/{call.pk}/apply/", form_data(call, researcher, gpu_hours="25000", submit="1"), follow=True
+    )
+    app = Application.objects.get()
+    body = response.content.decode()
+    assert app.status == "draft"  # kept, nothing lost
+    assert app.gpu_hours == 25000
+    assert "does not meet every rule" in body
+    assert "25,000 GPU-hours is over the cap of 20,000" in body
+
+
+def test_eligibility_reasons_are_shown_in_korean_to_a_korean_reader(client, call, researcher):
+    client.force_login(researcher.user)
+    client.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, gpu_hours="25000", submit="1"))
+    app = Application.objects.get()
+    body = client.get(f"/applications/{app.pk}/").content.decode()
+    assert "상한" in body
+
+
+def test_the_same_form_posted_twice_makes_one_application(browser, call, researcher):
+    data = form_data(call, researcher, save="1")
+    browser.post(f"/calls/{call.pk}/apply/", data)
+    browser.post(f"/calls/{call.pk}/apply/", data)
+    assert Application.objects.count() == 1
+
+
+def test_a_stale_form_cannot_overwrite_newer_changes(browser, call, researcher):
+    app = ApplicationFactory(call=call, organisation=researcher.organisation, principal_investigator=researcher.user)
+    stale_version = app.version
+    browser.post(
+        f"/applications/{app.pk}/edit/",
+        form_data(call, researcher, title="First", version=str(stale_version), save="1"),
+    )
+    response = browser.post(
+        f"/applications/{app.pk}/edit/",
+        form_data(call, researcher, title="Second", version=str(stale_version), save="1"),
+    )
+    app.refresh_from_db()
+    assert app.title == "First"
+    assert "changed since you opened this form" in response.content.decode()
+    assert 'value="Second"' in response.content.decode()  # what was typed is kept
+
+
+def test_submitting_twice_makes_one_transition(browser, call, researcher):
+    app = ApplicationFactory(call=call, organisation=researcher.organisation, principal_investigator=researcher.user)
+    data = form_data(call, researcher, version=str(app.version), submit="1")
+    browser.post(f"/applications/{app.pk}/edit/", data)
+    browser.post(f"/applications/{app.pk}/edit/", data)
+    app.refresh_from_db()
+    assert app.status == "submitted"
+    assert app.events.filter(new_status="submitted").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gpu_hours": "0"}, "at least one GPU-hour"),
+        ({"gpu_hours": "-5"}, "at least one GPU-hour"),
+        ({"gpu_count": "0"}, "at least one GPU"),
+        ({"gpu_model": "B200-180GB"}, "Select a valid choice"),
+        ({"title": "x" * 201}, "at most 200 characters"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_keeps_the_form(browser, call, researcher, changes, message):
+    response = browser.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, save="1", **changes))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert message in body
+    assert 'value="Pre-training.' in body or "Pre-training." in body
+    assert not Application.objects.exists()
+
+
+def test_reversed_dates_are_refused(browser, call, researcher):
+    data = form_data(call, researcher, save="1", starts_on="2027-06-01", ends_on="2027-05-01")
+    response = browser.post(f"/calls/{call.pk}/apply/", data)
+    assert "The end must be after the start" in response.content.decode()
+    assert not Application.objects.exists()
+
+
+def test_a_pdf_attachment_is_kept_and_served_only_to_the_team(browser, client, call, researcher):
+    data = form_data(call, researcher, save="1")
+    data["attachment"] = SimpleUploadedFile("plan.pdf", PDF, content_type="application/pdf")
+    browser.post(f"/calls/{call.pk}/apply/", data)
+    app = Application.objects.get()
+    download = browser.get(f"/applications/{app.pk}/attachment/")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content).startswith(b"%PDF-")
+    client.force_login(UserFactory())
+    assert client.get(f"/applications/{app.pk}/attachment/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("plan.pdf", b"MZ\x90\x00 not a pdf", "must be a PDF"),
+        ("plan.exe", PDF, "must be a PDF"),
+        ("big.pdf", b"%PDF-" + b"0" * (10 * 1024 * 1024), "larger than 10 MB"),
+    ],
+)
+def test_non_pdf_or_oversized_attachments_are_refused(browser, call, researcher, name, content, message):
+    data = form_data(call, researcher, save="1")
+    data["attachment"] = SimpleUploadedFile(name, content)
+    response = browser.post(f"/calls/{call.pk}/apply/", data)
+    assert message in response.content.decode()
+    assert not Application.objects.exists()
+
+
+def test_html_in_the_title_is_escaped(browser, call, researcher):
+    browser.post(
+        f"/calls/{call.pk}/apply/", form_data(call, researcher, title="<img src=x onerror=alert(1)>", save="1")
+    )
+    app = Application.objects.get()
+    body = browser.get(f"/applications/{app.pk}/").content.decode()
+    assert "<img src=x" not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+
+
+def test_team_members_see_the_application_and_others_get_404(client, call, researcher):
+    teammate = MembershipFactory(organisation=researcher.organisation).user
+    colleague = MembershipFactory(organisation=researcher.organisation).user
+    app = ApplicationFactory(call=call, organisation=researcher.organisation, principal_investigator=researcher.user)
+    app.team.add(teammate)
+    client.force_login(teammate)
+    assert client.get(f"/applications/{app.pk}/").status_code == 200
+    client.force_login(colleague)  # same organisation, not on the team
+    assert client.get(f"/applications/{app.pk}/").status_code == 404
+    client.force_login(UserFactory())
+    assert client.get(f"/applications/{app.pk}/").status_code == 404
+    assert client.post(f"/applications/{app.pk}/withdraw/").status_code == 404
+
+
+def test_a_team_member_from_outside_the_organisation_is_refused(browser, call, researcher):
+    outsider_org_member = MembershipFactory(user=researcher.user).organisation  # researcher is in two orgs
+    other = MembershipFactory(organisation=outsider_org_member).user
+    response = browser.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, team=[str(other.pk)], save="1"))
+    assert "must belong to the organisation" in response.content.decode()
+    assert not Application.objects.exists()
+
+
+def test_withdrawing_records_the_reason_on_the_timeline(browser, call, researcher):
+    app = ApplicationFactory(call=call, organisation=researcher.organisation, principal_investigator=researcher.user)
+    browser.post(f"/applications/{app.pk}/withdraw/", {"reason": "Funded elsewhere"})
+    app.refresh_from_db()
+    assert app.status == "withdrawn"
+    body = browser.get(f"/applications/{app.pk}/").content.decode()
+    assert "Funded elsewhere" in body
+    assert "Withdraw the application" not in body
+
+
+def test_a_user_without_an_organisation_is_asked_to_join_one(client, call, db):
+    client.force_login(UserFactory())
+    response = client.get(f"/calls/{call.pk}/apply/")
+    assert response.status_code == 302
+    assert response["Location"] == "/organisations/"
+
+
+def test_closed_calls_cannot_be_applied_to(browser, researcher):
+    from django.utils import timezone
+
+    closed = CallFactory(
+        closes_at=timezone.now() - timezone.timedelta(days=1), opens_at=timezone.now() - timezone.timedelta(days=9)
+    )
+    assert browser.get(f"/calls/{closed.pk}/apply/").status_code == 404
