@@ -10,7 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Avg, Count, QuerySet
+from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -81,17 +81,11 @@ class EligibilityInline(admin.TabularInline):
     verbose_name_plural = _("Eligibility (latest evaluation)")
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
         # Only the newest evaluation of each application.
-        from django.db.models import Max, OuterRef, Subquery
-
-        latest = (
-            EligibilityResult.objects.filter(application=OuterRef("application"))
-            .values("application")
-            .annotate(m=Max("evaluation"))
-            .values("m")
+        newer = EligibilityResult.objects.filter(
+            application=OuterRef("application"), evaluation__gt=OuterRef("evaluation")
         )
-        return qs.filter(evaluation=Subquery(latest))
+        return super().get_queryset(request).filter(~Exists(newer))
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

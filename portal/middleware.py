@@ -42,10 +42,10 @@ class RememberLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+        # Before the view: a mail rendered during this request is already in this language.
         user = getattr(request, "user", None)
         language = (getattr(request, "LANGUAGE_CODE", "") or "")[:2]
         if user is not None and user.is_authenticated and language in {"ko", "en"} and user.language != language:
             get_user_model().objects.filter(pk=user.pk).update(language=language)
             user.language = language
-        return response
+        return self.get_response(request)
