@@ -26,8 +26,11 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    from portal.models import Application
+
     memberships = Membership.objects.filter(user=request.user).select_related("organisation")
-    return render(request, "portal/dashboard.html", {"memberships": memberships})
+    applications = Application.objects.visible_to(request.user).select_related("call")[:10]
+    return render(request, "portal/dashboard.html", {"memberships": memberships, "applications": applications})
 
 
 @login_required
@@ -160,5 +163,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def call_list(request: HttpRequest) -> HttpResponse:
     """Open and upcoming calls with their rules; public, so anyone can see what they may apply to."""
+    from portal.services.applications import call_remaining_gpu_hours
+
     calls = Call.objects.prefetch_related("budgets")
-    return render(request, "portal/call_list.html", {"open_calls": calls.open(), "upcoming_calls": calls.upcoming()})
+    open_calls, upcoming = list(calls.open()), list(calls.upcoming())
+    for call in open_calls + upcoming:
+        remaining = call_remaining_gpu_hours(call)
+        call.budget_rows = [(b, remaining[b.gpu_model]) for b in call.budgets.all()]
+    return render(request, "portal/call_list.html", {"open_calls": open_calls, "upcoming_calls": upcoming})
