@@ -157,10 +157,13 @@ class ApplicationForm(forms.ModelForm):
         self.call = call
         from portal.models import User
 
-        self.fields["organisation"].queryset = Organisation.objects.visible_to(user)
-        self.fields["team"].queryset = User.objects.filter(
-            memberships__organisation__in=Organisation.objects.visible_to(user)
-        ).distinct()
+        organisations = Organisation.objects.visible_to(user)
+        self.fields["organisation"].queryset = organisations
+        if not self.instance.pk and len(organisations) == 1:
+            self.fields["organisation"].initial = organisations[0]
+        self.fields["team"].queryset = (
+            User.objects.filter(memberships__organisation__in=organisations).exclude(pk=user.pk).distinct()
+        )
         self.fields["team"].label_from_instance = lambda u: u.email
         offered = set(call.budgets.values_list("gpu_model", flat=True))
         self.fields["gpu_model"].choices = [("", "---------")] + [

@@ -20,9 +20,8 @@ PRODUCTION_ENV = {
 
 
 def manage(*args, env):
-    base = {
-        k: v for k, v in os.environ.items() if k not in {"PORTAL_ENV", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_DEBUG"}
-    }
+    dropped = {"PORTAL_ENV", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], env=base | env, capture_output=True, text=True, cwd=ROOT
     )
