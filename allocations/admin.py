@@ -1,6 +1,33 @@
-from django.contrib import admin
+"""Operators' workplace: nodes (host keys, inventory, draining), provisioning tasks with their
+errors and a retry, grants with suspend / resume / revoke."""
 
-from allocations.models import Gpu, Grant, GrantEvent, Node
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from allocations import ssh
+from allocations.models import (
+    Assignment,
+    Gpu,
+    Grant,
+    GrantEvent,
+    JupyterSession,
+    Node,
+    NodeAccount,
+    ProvisioningTask,
+    SshKey,
+)
+from allocations.services import grants as grant_services
+from allocations.services import nodes as node_services
+from allocations.services.provisioning import task_retry
+from portal.services.errors import PortalError
 
 
 class GpuInline(admin.TabularInline):
@@ -10,7 +37,18 @@ class GpuInline(admin.TabularInline):
     readonly_fields = ["index", "uuid", "model", "memory_mib"]
 
     def has_add_permission(self, request, obj=None) -> bool:
-        return False
+        return False  # GPUs come from the agent's NVML inventory
+
+
+class PinForm(forms.Form):
+    key_line = forms.CharField(widget=forms.HiddenInput)
+    fingerprint = forms.CharField(
+        label=_("Fingerprint verified on the node"),
+        max_length=100,
+        help_text=_(
+            "Run `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node's console and type its SHA256."
+        ),
+    )
 
 
 @admin.register(Node)
@@ -18,8 +56,132 @@ class NodeAdmin(admin.ModelAdmin):
     list_display = ["hostname", "address", "ssh_port", "gpu_model", "status", "host_key_fingerprint", "last_report_at"]
     list_filter = ["status", "gpu_model"]
     search_fields = ["hostname", "address"]
-    readonly_fields = ["host_key", "host_key_fingerprint", "last_report_at", "created_at"]
+    readonly_fields = [
+        "host_key",
+        "host_key_fingerprint",
+        "agent_version",
+        "agent_sha256",
+        "status_reason",
+        "last_report_at",
+        "created_at",
+    ]
     inlines = [GpuInline]
+    actions = ["read_inventory", "drain", "undrain", "reconcile"]
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/pin/", self.admin_site.admin_view(self.pin_view), name="allocations_node_pin"),
+            *super().get_urls(),
+        ]
+
+    def pin_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Fetch the host key, show its fingerprint, pin it when the operator types the same one."""
+        if not request.user.has_perm("allocations.change_node"):
+            return HttpResponseRedirect(reverse("admin:index"))
+        node = get_object_or_404(Node, pk=pk)
+        form = PinForm(request.POST or None)
+        key_line = request.POST.get("key_line") if request.method == "POST" else None
+        if key_line is None:
+            try:
+                key_line = node_services.node_fetch_host_key(node=node)
+            except ssh.SshError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:allocations_node_change", args=[pk]))
+            form = PinForm(initial={"key_line": key_line})
+        elif form.is_valid():
+            try:
+                node_services.node_pin_host_key(
+                    node=node,
+                    key_line=form.cleaned_data["key_line"],
+                    confirmed_fingerprint=form.cleaned_data["fingerprint"],
+                )
+            except PortalError as exc:
+                form.add_error("fingerprint", exc.message)
+            else:
+                self.message_user(request, _("Host key pinned."))
+                return HttpResponseRedirect(reverse("admin:allocations_node_change", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": node,
+            "form": form,
+            "title": _("Pin the host key"),
+            "presented": f"{key_line.split()[0]} {ssh.fingerprint(key_line)}",
+        }
+        return TemplateResponse(request, "admin/allocations/node/pin.html", context)
+
+    @admin.action(description=_("Read the GPU inventory"), permissions=["change"])
+    def read_inventory(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            try:
+                gpus = node_services.node_inventory(node=node)
+            except ssh.SshError as exc:
+                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{node}: {len(gpus)} GPUs")
+
+    @admin.action(description=_("Drain (no new grants)"), permissions=["change"])
+    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        queryset.update(status=Node.Status.DRAINING)
+
+    @admin.action(description=_("Take back into service"), permissions=["change"])
+    def undrain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        queryset.filter(status=Node.Status.DRAINING).update(status=Node.Status.OFFLINE, status_reason="")
+        for node in queryset.exclude(host_key=""):
+            try:
+                node_services.node_inventory(node=node)
+            except ssh.SshError as exc:
+                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+
+    @admin.action(description=_("Reconcile now"), permissions=["change"])
+    def reconcile(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset.exclude(host_key=""):
+            try:
+                created = grant_services.reconcile_node(node=node)
+            except ssh.SshError as exc:
+                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{node}: {len(created)} repairs queued")
+
+
+@admin.register(ProvisioningTask)
+class ProvisioningTaskAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "kind",
+        "node",
+        "account",
+        "grant",
+        "state",
+        "attempts",
+        "short_error",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["state", "kind", "node"]
+    search_fields = ["account__username", "last_error", "node__hostname"]
+    readonly_fields = [f.name for f in ProvisioningTask._meta.fields if f.name != "payload"]
+    exclude = ["payload"]  # may hold a Jupyter token
+    actions = ["retry"]
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: ProvisioningTask) -> str:
+        return obj.last_error[:120]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description=_("Retry the selected tasks"), permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[ProvisioningTask]) -> None:
+        nodes = set()
+        for task in queryset:
+            task_retry(task=task)
+            nodes.add(task.node_id)
+            if task.grant_id and task.grant.status == Grant.Status.PROVISIONING:
+                Grant.objects.filter(pk=task.grant_id).update(status_reason="")
+        for node_id in nodes:
+            grant_services.enqueue_node(node_id)
+        self.message_user(request, _("Queued again."))
 
 
 class GrantEventInline(admin.TabularInline):
@@ -32,15 +194,74 @@ class GrantEventInline(admin.TabularInline):
         return False
 
 
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    can_delete = False
+    readonly_fields = ["node", "gpu", "period"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Grant)
 class GrantAdmin(admin.ModelAdmin):
     list_display = ["pk", "organisation", "gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "status"]
     list_filter = ["status", "gpu_model"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
-    inlines = [GrantEventInline]
+    inlines = [AssignmentInline, GrantEventInline]
+    actions = ["provision", "suspend", "resume", "revoke"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [f.name for f in Grant._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False  # grants are created by approving an application
+
+    def _each(self, request, queryset, action, **kwargs) -> None:
+        for grant in queryset:
+            try:
+                action(grant=grant, **kwargs)
+            except PortalError as exc:
+                self.message_user(request, f"#{grant.pk}: {exc.message}", messages.ERROR)
+
+    @admin.action(description=_("Place and provision now"), permissions=["change"])
+    def provision(self, request, queryset) -> None:
+        self._each(request, queryset.filter(status=Grant.Status.PENDING), grant_services.grant_provision)
+
+    @admin.action(description=_("Suspend (remove access, keep GPUs)"), permissions=["change"])
+    def suspend(self, request, queryset) -> None:
+        self._each(request, queryset, grant_services.grant_suspend, actor=request.user, reason="suspended by staff")
+
+    @admin.action(description=_("Resume"), permissions=["change"])
+    def resume(self, request, queryset) -> None:
+        self._each(
+            request, queryset.filter(status=Grant.Status.SUSPENDED), grant_services.grant_resume, actor=request.user
+        )
+
+    @admin.action(description=_("Revoke (remove access, free GPUs)"), permissions=["change"])
+    def revoke(self, request, queryset) -> None:
+        self._each(request, queryset, grant_services.grant_revoke, actor=request.user, reason="revoked by staff")
+
+
+@admin.register(NodeAccount)
+class NodeAccountAdmin(admin.ModelAdmin):
+    list_display = ["username", "user", "node", "state", "expires_on"]
+    list_filter = ["state", "node"]
+    search_fields = ["username", "user__email"]
+    readonly_fields = ["user", "node", "username", "state", "expires_on", "updated_at"]
+
+
+@admin.register(JupyterSession)
+class JupyterSessionAdmin(admin.ModelAdmin):
+    list_display = ["grant", "node", "account", "port", "state", "updated_at"]
+    list_filter = ["state", "node"]
+    exclude = ["token"]
+    readonly_fields = ["grant", "node", "account", "port", "state", "updated_at"]
+
+
+@admin.register(SshKey)
+class SshKeyAdmin(admin.ModelAdmin):
+    list_display = ["user", "name", "key_type", "bits", "fingerprint", "created_at"]
+    search_fields = ["user__email", "fingerprint"]
+    readonly_fields = ["user", "key_type", "public_key", "fingerprint", "bits", "created_at"]

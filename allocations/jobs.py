@@ -1,23 +1,63 @@
-"""Background jobs of the allocations app."""
+"""Background jobs of the allocations app. Each takes ids, reloads rows, re-checks state and
+calls services, so running one twice does no harm."""
+
+from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from allocations.models import Grant
+import django_rq
+
+from allocations import ssh
+from allocations.models import Grant, Node, ProvisioningTask
+from allocations.services import grants as grant_services
+from allocations.services.provisioning import node_run_tasks
 
 log = logging.getLogger(__name__)
 
 
 def grant_provision_job(grant_id: int) -> str:
-    """Placement and provisioning over SSH arrive with the access issue. Until then the job
-    only confirms the grant exists and is waiting, so approval → job is wired end to end."""
     grant = Grant.objects.filter(pk=grant_id).first()
     if grant is None:
-        log.warning("grant %s vanished before provisioning", grant_id)
         return "missing"
-    log.info(
-        "grant %s (%s× %s) waits for placement: provisioning is not built yet",
-        grant.pk,
-        grant.gpu_count,
-        grant.gpu_model,
+    return grant_services.grant_provision(grant=grant).status
+
+
+def node_tasks_job(node_id: int) -> dict:
+    """Run the node's open tasks; schedule itself again when a retry is due or the node is busy."""
+    outcome = node_run_tasks(node_id=node_id)
+    grant_ids = set(
+        Grant.objects.filter(status=Grant.Status.PROVISIONING, tasks__node_id=node_id).values_list("pk", flat=True)
     )
-    return grant.status
+    for grant_id in grant_ids:
+        grant_services.grant_after_tasks(grant_id=grant_id)
+    if outcome["retry_in"]:
+        django_rq.get_queue("default").enqueue_in(timedelta(seconds=outcome["retry_in"]), node_tasks_job, node_id)
+    return outcome
+
+
+def grants_place_pending_job() -> list[int]:
+    placed = []
+    for grant in Grant.objects.filter(status=Grant.Status.PENDING):
+        if grant_services.grant_provision(grant=grant).status != Grant.Status.PENDING:
+            placed.append(grant.pk)
+    return placed
+
+
+def grants_expire_job() -> list[int]:
+    return grant_services.grants_expire_due()
+
+
+def reconcile_nodes_job() -> dict:
+    """Repair drift on every node, and finish tasks a killed worker left behind."""
+    summary = {}
+    for node in Node.objects.exclude(host_key=""):
+        try:
+            created = grant_services.reconcile_node(node=node)
+            summary[node.hostname] = len(created)
+        except ssh.SshError as exc:
+            summary[node.hostname] = f"unreachable: {exc.message}"
+            log.warning("reconcile %s: %s", node.hostname, exc.message)
+        if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
+            django_rq.enqueue(node_tasks_job, node.pk)
+    return summary

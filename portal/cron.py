@@ -3,9 +3,14 @@
 from django.core.management import call_command
 from rq import cron
 
+from allocations import jobs as allocation_jobs
+
 
 def clear_expired_sessions_job() -> None:
     call_command("clearsessions")
 
 
 cron.register(clear_expired_sessions_job, queue_name="default", cron="15 4 * * *")
+cron.register(allocation_jobs.reconcile_nodes_job, queue_name="default", interval=300)
+cron.register(allocation_jobs.grants_place_pending_job, queue_name="default", interval=300)
+cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 * * * *")

@@ -29,6 +29,7 @@ portal_patterns = [
 
 urlpatterns = [
     path("", include((portal_patterns, "portal"))),
+    path("", include("allocations.urls")),
     path("rates/", billing_views.rate_card, name="rates"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),

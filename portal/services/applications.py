@@ -422,7 +422,7 @@ def application_approve(
         ends_on=ends_on,
         budget_override_reason=override_reason if gpu_hours > remaining else "",
     )
-    from allocations.services import grant_created
+    from allocations.services.grants import grant_created
 
     grant_created(grant=grant, actor=actor)
     _transition(application, S.APPROVED, actor=actor, reason=reason)

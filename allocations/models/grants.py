@@ -1,87 +1,15 @@
-"""GPU nodes, their GPUs and grants. Assignments, node accounts, Jupyter sessions and
-provisioning tasks join this module with the access issue."""
+"""Grants (awards) and their GPU assignments."""
 
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-
-class GpuModel(models.TextChoices):
-    """GPU models the centre lends. The value is what NVML's name is matched against."""
-
-    A100_80GB = "A100-80GB", "NVIDIA A100 80GB"
-    H100_80GB = "H100-80GB", "NVIDIA H100 80GB"
-    H200_141GB = "H200-141GB", "NVIDIA H200 141GB"
-    B200_180GB = "B200-180GB", "NVIDIA B200 180GB"
-
-
-# GPUs per node for each model: a request for more GPUs than one node has cannot be placed.
-GPUS_PER_NODE = {
-    GpuModel.A100_80GB: 8,
-    GpuModel.H100_80GB: 8,
-    GpuModel.H200_141GB: 8,
-    GpuModel.B200_180GB: 8,
-}
-
-hostname_validator = RegexValidator(
-    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
-    _("A host name has lower-case letters, digits, hyphens and dots."),
-)
-unix_name_validator = RegexValidator(r"^[a-z_][a-z0-9_-]{0,31}$", _("Not a valid unix user name."))
-
-
-class Node(models.Model):
-    class Status(models.TextChoices):
-        ONLINE = "online", _("Online")
-        DRAINING = "draining", _("Draining")
-        OFFLINE = "offline", _("Offline")
-
-    hostname = models.CharField(_("host name"), max_length=253, unique=True, validators=[hostname_validator])
-    address = models.CharField(_("address"), max_length=253, help_text=_("IP address or DNS name for SSH."))
-    ssh_port = models.PositiveIntegerField(
-        _("SSH port"), default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
-    )
-    ssh_username = models.CharField(
-        _("provisioning account"), max_length=32, default="gpprov", validators=[unix_name_validator]
-    )
-    host_key = models.TextField(
-        _("pinned host key"), blank=True, help_text=_("Empty until an operator confirms the fetched key.")
-    )
-    host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=100, blank=True)
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE)
-    last_report_at = models.DateTimeField(_("last report"), null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        verbose_name = _("node")
-        verbose_name_plural = _("nodes")
-        ordering = ["hostname"]
-
-    def __str__(self) -> str:
-        return self.hostname
-
-
-class Gpu(models.Model):
-    """A GPU as NVML reports it; rows come from the agent's inventory, never typed by hand."""
-
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
-    index = models.PositiveSmallIntegerField(_("index"))
-    uuid = models.CharField(_("UUID"), max_length=64, unique=True)
-    model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
-    memory_mib = models.PositiveIntegerField(_("memory (MiB)"))
-
-    class Meta:
-        verbose_name = _("GPU")
-        verbose_name_plural = _("GPUs")
-        ordering = ["node", "index"]
-        constraints = [models.UniqueConstraint(fields=["node", "index"], name="gpu_unique_index_per_node")]
-
-    def __str__(self) -> str:
-        return f"{self.node.hostname}:{self.index}"
+from allocations.models.nodes import Gpu, GpuModel, Node
 
 
 class Grant(models.Model):
@@ -137,6 +65,14 @@ class Grant(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.gpu_count}× {self.gpu_model} ({self.get_status_display()})"
 
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED[self.status]
+
+    def members(self) -> list:
+        """Who works on the grant's GPUs: the principal investigator and the team."""
+        app = self.application
+        return [app.principal_investigator, *app.team.exclude(pk=app.principal_investigator_id)]
+
 
 class GrantEvent(models.Model):
     grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="events")
@@ -151,3 +87,37 @@ class GrantEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grant_id}: {self.old_status} → {self.new_status}"
+
+
+class AssignmentQuerySet(models.QuerySet):
+    def overlapping(self, start, end) -> AssignmentQuerySet:
+        from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+
+        return self.filter(period__overlap=DateTimeTZRange(start, end, "[)"))
+
+
+class Assignment(models.Model):
+    """One GPU lent to one grant for a time range. PostgreSQL refuses two overlapping
+    assignments of the same GPU (exclusion constraint over btree_gist), whatever the code does."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="assignments")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")
+    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="assignments")
+    period = DateTimeRangeField(_("period"))
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AssignmentQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("assignment")
+        verbose_name_plural = _("assignments")
+        ordering = ["grant", "gpu__index"]
+        constraints = [
+            ExclusionConstraint(
+                name="assignment_no_gpu_overlap",
+                expressions=[("gpu", RangeOperators.EQUAL), ("period", RangeOperators.OVERLAPS)],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant {self.grant_id} ← {self.gpu}"

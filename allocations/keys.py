@@ -1,0 +1,115 @@
+"""SSH public key validation: pure functions, no network.
+
+Only one bare key per entry: ed25519, ecdsa (nistp256/384/521) or rsa of at least 3072 bits.
+Options (`command=…`), several lines, private keys and malformed data are refused with a
+message the user can act on. The stored line is rebuilt from the parsed parts, so nothing the
+user typed beyond type, key and a tame comment ever reaches a node.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from django.utils.translation import gettext_lazy as _
+
+MIN_RSA_BITS = 3072
+ECDSA_CURVES = {
+    "ecdsa-sha2-nistp256": b"nistp256",
+    "ecdsa-sha2-nistp384": b"nistp384",
+    "ecdsa-sha2-nistp521": b"nistp521",
+}
+ALLOWED_TYPES = {"ssh-ed25519", "ssh-rsa", *ECDSA_CURVES}
+COMMENT_RE = re.compile(r"^[A-Za-z0-9@._+\-]{0,100}$")
+
+
+class InvalidKey(ValueError):
+    """A key was refused; str() is the user-facing reason."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key_type: str
+    blob: bytes
+    comment: str
+    bits: int
+
+    @property
+    def fingerprint(self) -> str:
+        """OpenSSH's SHA256 fingerprint: base64 of the blob's SHA-256, unpadded."""
+        digest = hashlib.sha256(self.blob).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+    @property
+    def line(self) -> str:
+        encoded = base64.b64encode(self.blob).decode()
+        return f"{self.key_type} {encoded}" + (f" {self.comment}" if self.comment else "")
+
+
+def _read_string(data: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(data):
+        raise InvalidKey(_("The key data is truncated."))
+    (length,) = struct.unpack(">I", data[offset : offset + 4])
+    end = offset + 4 + length
+    if end > len(data):
+        raise InvalidKey(_("The key data is truncated."))
+    return data[offset + 4 : end], end
+
+
+def parse_public_key(text: str) -> PublicKey:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidKey(_("Paste a public key."))
+    if "PRIVATE KEY" in text:
+        raise InvalidKey(_("This is a private key. Never share it: paste the public key (the .pub file) instead."))
+    if "\n" in text or "\r" in text:
+        raise InvalidKey(_("Paste exactly one key on one line."))
+    parts = text.split()
+    if parts[0] not in ALLOWED_TYPES:
+        if any(p in ALLOWED_TYPES for p in parts[1:]):
+            raise InvalidKey(_("Key options (such as command= or from=) are not allowed. Paste the bare key."))
+        raise InvalidKey(
+            _("Unsupported key type “%(type)s”. Use ed25519, ecdsa or rsa (3072 bits or more).")
+            % {"type": parts[0][:40]}
+        )
+    if len(parts) < 2:
+        raise InvalidKey(_("The key data is missing after the key type."))
+    key_type = parts[0]
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidKey(_("The key data is not valid base64.")) from exc
+    comment = " ".join(parts[2:])
+    if not COMMENT_RE.fullmatch(comment):
+        comment = re.sub(r"[^A-Za-z0-9@._+\-]", "", comment)[:100]
+
+    inner_type, offset = _read_string(blob, 0)
+    if inner_type.decode(errors="replace") != key_type:
+        raise InvalidKey(_("The key data does not match its type."))
+    if key_type == "ssh-ed25519":
+        key, offset = _read_string(blob, offset)
+        if len(key) != 32:
+            raise InvalidKey(_("The key data is not a valid ed25519 key."))
+        bits = 256
+    elif key_type == "ssh-rsa":
+        exponent, offset = _read_string(blob, offset)
+        modulus, offset = _read_string(blob, offset)
+        bits = int.from_bytes(modulus, "big").bit_length()
+        if not exponent or bits < MIN_RSA_BITS:
+            raise InvalidKey(
+                _("RSA keys must have at least %(min)d bits; this one has %(bits)d. Use ed25519 instead.")
+                % {"min": MIN_RSA_BITS, "bits": bits}
+            )
+    else:
+        curve, offset = _read_string(blob, offset)
+        point, offset = _read_string(blob, offset)
+        if curve != ECDSA_CURVES[key_type] or not point:
+            raise InvalidKey(_("The key data is not a valid ECDSA key."))
+        bits = int(key_type[-3:])
+    if offset != len(blob):
+        raise InvalidKey(_("The key data has trailing bytes."))
+    return PublicKey(key_type=key_type, blob=blob, comment=comment, bits=bits)

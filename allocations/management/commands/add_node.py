@@ -1,0 +1,59 @@
+"""Register a GPU node and pin its SSH host key after the operator confirms the fingerprint."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from allocations import ssh
+from allocations.models import GpuModel, Node
+from allocations.services import nodes
+from portal.services.errors import PortalError
+
+
+class Command(BaseCommand):
+    help = (
+        "Register a node, fetch its host key and pin it once you confirm the SHA256 fingerprint "
+        "(compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node's console)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("hostname")
+        parser.add_argument("address")
+        parser.add_argument("--port", type=int, default=22)
+        parser.add_argument("--user", default="gpprov", help="the node's restricted provisioning account")
+        parser.add_argument("--gpu-model", required=True, choices=GpuModel.values)
+        parser.add_argument("--agent-path", default="")
+        parser.add_argument(
+            "--fingerprint", help="the fingerprint you verified out of band; pins without asking when it matches"
+        )
+
+    def handle(self, *args, **opts) -> None:
+        node = Node.objects.filter(hostname=opts["hostname"]).first()
+        if node is None:
+            try:
+                node = nodes.node_register(
+                    hostname=opts["hostname"],
+                    address=opts["address"],
+                    ssh_port=opts["port"],
+                    ssh_username=opts["user"],
+                    gpu_model=opts["gpu_model"],
+                    agent_path=opts["agent_path"],
+                )
+            except Exception as exc:
+                raise CommandError(f"cannot register {opts['hostname']}: {exc}") from exc
+            self.stdout.write(f"Registered {node.hostname} ({node.address}:{node.ssh_port}).")
+        try:
+            key_line = nodes.node_fetch_host_key(node=node)
+        except ssh.SshError as exc:
+            raise CommandError(exc.message) from exc
+        fp = ssh.fingerprint(key_line)
+        self.stdout.write(f"The node presents host key {key_line.split()[0]} {fp}")
+        if node.host_key and node.host_key_fingerprint == fp:
+            self.stdout.write(self.style.SUCCESS("This key is already pinned."))
+            return
+        if node.host_key:
+            self.stdout.write(self.style.WARNING(f"A different key is pinned: {node.host_key_fingerprint}"))
+        confirmed = opts["fingerprint"] or input("Type the fingerprint you verified on the node to pin it: ")
+        try:
+            nodes.node_pin_host_key(node=node, key_line=key_line, confirmed_fingerprint=confirmed)
+        except PortalError as exc:
+            raise CommandError(f"not pinned: {exc.message}") from exc
+        self.stdout.write(self.style.SUCCESS(f"Pinned {fp} for {node.hostname}."))

@@ -1,0 +1,53 @@
+"""Install (or upgrade) the node agent with an operator credential, then read the GPU inventory
+through the restricted provisioning account."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from allocations import ssh
+from allocations.agent import DEFAULT_CONFIG_PATH
+from allocations.models import Node
+from allocations.services import nodes
+
+
+class Command(BaseCommand):
+    help = "Bootstrap a registered node (agent, provisioning account, sudo rule) and read its GPUs."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("hostname")
+        parser.add_argument("--operator-user", default="root", help="root, or a user with full sudo")
+        parser.add_argument("--operator-key", required=True, help="private key of the operator credential")
+        parser.add_argument("--config-path", default=DEFAULT_CONFIG_PATH)
+        parser.add_argument("--jupyter-bin", default="/opt/gpu-portal/jupyter/bin/jupyter")
+        parser.add_argument("--state-dir", default="/var/lib/gpu-portal-agent")
+        parser.add_argument("--nvml-replay", default="", help="recorded NVML output (test nodes without GPUs)")
+
+    def handle(self, *args, **opts) -> None:
+        node = Node.objects.filter(hostname=opts["hostname"]).first()
+        if node is None:
+            raise CommandError(f"unknown node {opts['hostname']}: register it with add_node first")
+        if not node.host_key:
+            raise CommandError(f"{node.hostname} has no pinned host key: run add_node first")
+        try:
+            public_key = ssh.ensure_key_pair(settings.PROVISIONING_SSH_KEY)
+            answer = nodes.node_install_agent(
+                node=node,
+                operator_user=opts["operator_user"],
+                operator_key=opts["operator_key"],
+                provisioning_public_key=public_key,
+                config_path=opts["config_path"],
+                agent_config={
+                    "account_prefix": settings.NODE_ACCOUNT_PREFIX,
+                    "jupyter_bin": opts["jupyter_bin"],
+                    "state_dir": opts["state_dir"],
+                    "nvml_replay": opts["nvml_replay"],
+                },
+            )
+            self.stdout.write(f"Agent {answer['version']} installed (sha256 {answer['sha256']}).")
+            gpus = nodes.node_inventory(node=node)
+        except ssh.SshError as exc:
+            raise CommandError(exc.message) from exc
+        node.refresh_from_db()
+        self.stdout.write(self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status}."))
+        if node.status_reason:
+            self.stdout.write(self.style.WARNING(node.status_reason))

@@ -1,0 +1,19 @@
+"""Nodes, GPUs, grants, assignments and access on nodes."""
+
+from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey
+from allocations.models.grants import Assignment, Grant, GrantEvent
+from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node
+
+__all__ = [
+    "GPUS_PER_NODE",
+    "Assignment",
+    "Gpu",
+    "GpuModel",
+    "Grant",
+    "GrantEvent",
+    "JupyterSession",
+    "Node",
+    "NodeAccount",
+    "ProvisioningTask",
+    "SshKey",
+]

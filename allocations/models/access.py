@@ -1,0 +1,141 @@
+"""What users are given on nodes: keys, unix accounts, Jupyter servers, and the remote actions
+(provisioning tasks) that put them there."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models.grants import Grant
+from allocations.models.nodes import Node, unix_name_validator
+
+
+class SshKey(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    key_type = models.CharField(_("type"), max_length=32)
+    public_key = models.TextField(_("public key"))
+    fingerprint = models.CharField(_("fingerprint"), max_length=100)
+    bits = models.PositiveIntegerField(_("bits"))
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("SSH key")
+        verbose_name_plural = _("SSH keys")
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="sshkey_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key_type} {self.fingerprint}"
+
+
+class NodeAccount(models.Model):
+    """A user's unix account on a node. The name is derived from the user id, never typed."""
+
+    class State(models.TextChoices):
+        WANTED = "wanted", _("To be created")
+        ACTIVE = "active", _("Active")
+        REVOKED = "revoked", _("Revoked")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="node_accounts")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="accounts")
+    username = models.CharField(_("unix user name"), max_length=32, validators=[unix_name_validator])
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
+    expires_on = models.DateField(_("account expiry"), null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("node account")
+        verbose_name_plural = _("node accounts")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "node"], name="nodeaccount_one_per_user_node"),
+            models.UniqueConstraint(fields=["node", "username"], name="nodeaccount_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.node}"
+
+
+class JupyterSession(models.Model):
+    class State(models.TextChoices):
+        WANTED = "wanted", _("Starting")
+        RUNNING = "running", _("Running")
+        STOPPED = "stopped", _("Stopped")
+
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="jupyter_sessions")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="jupyter_sessions")
+    account = models.ForeignKey(NodeAccount, on_delete=models.PROTECT, related_name="jupyter_sessions")
+    port = models.PositiveIntegerField(_("port"))
+    token = models.CharField(_("token"), max_length=100)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("Jupyter session")
+        verbose_name_plural = _("Jupyter sessions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "port"], condition=~models.Q(state="stopped"), name="jupyter_port_unique_per_node"
+            ),
+            models.UniqueConstraint(
+                fields=["grant"], condition=~models.Q(state="stopped"), name="jupyter_one_live_per_grant"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"jupyter {self.account}:{self.port}"
+
+
+class ProvisioningTask(models.Model):
+    """One remote action on a node. Every verb is idempotent, so a task interrupted anywhere
+    (worker killed, connection lost) is simply run again."""
+
+    class Kind(models.TextChoices):
+        INVENTORY = "inventory", _("Read GPU inventory")
+        ENSURE_ACCOUNT = "ensure-account", _("Create account")
+        SET_KEYS = "set-keys", _("Install SSH keys")
+        SET_GPUS = "set-gpus", _("Restrict visible GPUs")
+        START_JUPYTER = "start-jupyter", _("Start Jupyter")
+        STOP_JUPYTER = "stop-jupyter", _("Stop Jupyter")
+        REVOKE = "revoke", _("Revoke access")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        RETRYING = "retrying", _("Waiting to retry")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    ALLOWED = {
+        State.QUEUED: {State.RUNNING, State.FAILED},
+        State.RUNNING: {State.SUCCEEDED, State.RETRYING, State.FAILED, State.RUNNING},
+        State.RETRYING: {State.RUNNING, State.FAILED, State.QUEUED},
+        State.SUCCEEDED: set(),
+        State.FAILED: {State.QUEUED},
+    }
+    OPEN = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
+
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="tasks")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks")
+    account = models.ForeignKey(NodeAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks")
+    kind = models.CharField(_("action"), max_length=32, choices=Kind.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provisioning task")
+        verbose_name_plural = _("provisioning tasks")
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["node", "state"]), models.Index(fields=["grant", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.node} ({self.get_state_display()})"

@@ -1,0 +1,94 @@
+"""GPU models, nodes and their GPUs."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class GpuModel(models.TextChoices):
+    """GPU models the centre lends. The value is what NVML's name is matched against."""
+
+    A100_80GB = "A100-80GB", "NVIDIA A100 80GB"
+    H100_80GB = "H100-80GB", "NVIDIA H100 80GB"
+    H200_141GB = "H200-141GB", "NVIDIA H200 141GB"
+    B200_180GB = "B200-180GB", "NVIDIA B200 180GB"
+
+
+# GPUs per node for each model: a request for more GPUs than one node has cannot be placed.
+GPUS_PER_NODE = {
+    GpuModel.A100_80GB: 8,
+    GpuModel.H100_80GB: 8,
+    GpuModel.H200_141GB: 8,
+    GpuModel.B200_180GB: 8,
+}
+
+hostname_validator = RegexValidator(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
+    _("A host name has lower-case letters, digits, hyphens and dots."),
+)
+unix_name_validator = RegexValidator(r"^[a-z_][a-z0-9_-]{0,31}$", _("Not a valid unix user name."))
+agent_path_validator = RegexValidator(r"^/[A-Za-z0-9/._-]{1,199}$", _("An absolute path of letters, digits, / . _ -."))
+
+
+class Node(models.Model):
+    class Status(models.TextChoices):
+        ONLINE = "online", _("Online")
+        DRAINING = "draining", _("Draining")
+        OFFLINE = "offline", _("Offline")
+
+    hostname = models.CharField(_("host name"), max_length=253, unique=True, validators=[hostname_validator])
+    address = models.CharField(_("address"), max_length=253, help_text=_("IP address or DNS name for SSH."))
+    ssh_port = models.PositiveIntegerField(
+        _("SSH port"), default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ssh_username = models.CharField(
+        _("provisioning account"), max_length=32, default="gpprov", validators=[unix_name_validator]
+    )
+    host_key = models.TextField(
+        _("pinned host key"), blank=True, help_text=_("Empty until an operator confirms the fetched key.")
+    )
+    host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=100, blank=True)
+    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    agent_path = models.CharField(
+        _("agent path"), max_length=200, default="/usr/local/sbin/gpu-portal-agent", validators=[agent_path_validator]
+    )
+    agent_version = models.CharField(_("agent version"), max_length=32, blank=True)
+    agent_sha256 = models.CharField(_("agent SHA-256"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    status_reason = models.TextField(_("status reason"), blank=True)
+    last_report_at = models.DateTimeField(_("last report"), null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("node")
+        verbose_name_plural = _("nodes")
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    @property
+    def is_pinned(self) -> bool:
+        return bool(self.host_key)
+
+
+class Gpu(models.Model):
+    """A GPU as NVML reports it; rows come from the agent's inventory, never typed by hand."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
+    index = models.PositiveSmallIntegerField(_("index"))
+    uuid = models.CharField(_("UUID"), max_length=64, unique=True)
+    model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    memory_mib = models.PositiveIntegerField(_("memory (MiB)"))
+
+    class Meta:
+        verbose_name = _("GPU")
+        verbose_name_plural = _("GPUs")
+        ordering = ["node", "index"]
+        constraints = [models.UniqueConstraint(fields=["node", "index"], name="gpu_unique_index_per_node")]
+
+    def __str__(self) -> str:
+        return f"{self.node.hostname}:{self.index}"

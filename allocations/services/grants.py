@@ -1,0 +1,353 @@
+"""Grant lifecycle: placement, provisioning, suspension, expiry, revocation, reconciliation.
+
+Each transition follows Grant.ALLOWED on a locked row and writes a GrantEvent. Remote work is
+described as ProvisioningTask rows and run by `node_tasks_job` after commit, so a rolled-back
+decision never touches a node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
+from allocations.services.placement import grant_place, grant_release_gpus
+from allocations.services.provisioning import task_create
+from portal.services.errors import PortalError
+
+G = Grant.Status
+K = ProvisioningTask.Kind
+
+
+def grant_created(*, grant: Grant, actor) -> Grant:
+    """Record the grant's first state and queue its provisioning after commit."""
+    GrantEvent.objects.create(grant=grant, actor=actor, old_status="", new_status=grant.status)
+    enqueue_provision(grant.pk)
+    return grant
+
+
+def enqueue_provision(grant_id: int) -> None:
+    from allocations.jobs import grant_provision_job
+
+    django_rq.enqueue(grant_provision_job, grant_id)  # RQ COMMIT_MODE: sent on commit, never on rollback
+
+
+def enqueue_node(node_id: int) -> None:
+    from allocations.jobs import node_tasks_job
+
+    django_rq.enqueue(node_tasks_job, node_id)
+
+
+def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:
+    if not grant.can_transition(new):
+        raise PortalError(f"grant {grant.pk} is {grant.status}; it cannot become {new}", code="bad_transition")
+    old = grant.status
+    grant.status = new
+    grant.status_reason = reason
+    grant.save(update_fields=["status", "status_reason"])
+    GrantEvent.objects.create(grant=grant, actor=actor, old_status=old, new_status=new, reason=reason)
+    return grant
+
+
+def _lock(grant: Grant) -> Grant:
+    return Grant.objects.select_for_update().get(pk=grant.pk)
+
+
+# -- what a user should have on a node --------------------------------------------------------
+
+
+def account_username(user) -> str:
+    return f"{settings.NODE_ACCOUNT_PREFIX}{user.pk}"
+
+
+def authorized_keys(user) -> list[str]:
+    return list(SshKey.objects.filter(user=user).order_by("created_at").values_list("public_key", flat=True))
+
+
+def keys_sha256(lines: list[str]) -> str | None:
+    content = "".join(line + "\n" for line in lines)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def grant_gpu_ids(grant: Grant) -> list[str]:
+    return [a.gpu.uuid for a in grant.assignments.select_related("gpu").order_by("gpu__index")]
+
+
+def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
+    account, _ = NodeAccount.objects.get_or_create(user=user, node=node, defaults={"username": account_username(user)})
+    if account.expires_on is None or account.expires_on < expires_on or account.state == NodeAccount.State.REVOKED:
+        account.expires_on = max(expires_on, account.expires_on or expires_on)
+        account.state = NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state
+        account.save(update_fields=["expires_on", "state"])
+    return account
+
+
+def _free_port(node: Node) -> int:
+    low, high = settings.JUPYTER_PORTS
+    used = set(
+        JupyterSession.objects.filter(node=node)
+        .exclude(state=JupyterSession.State.STOPPED)
+        .values_list("port", flat=True)
+    )
+    for port in range(low, high + 1):
+        if port not in used:
+            return port
+    raise PortalError(f"no free Jupyter port left on {node.hostname}", code="no_port")
+
+
+def _jupyter_session(grant: Grant, account: NodeAccount) -> JupyterSession:
+    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
+    if session:
+        return session
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return JupyterSession.objects.create(
+                    grant=grant, node=account.node, account=account, port=_free_port(account.node),
+                    token=secrets.token_urlsafe(32),
+                )  # fmt: skip
+        except IntegrityError:
+            continue  # another grant took the port at the same moment
+    raise PortalError("could not reserve a Jupyter port", code="no_port")
+
+
+def _provision_tasks(grant: Grant, node: Node) -> None:
+    """Queue every step that gives the grant's members their access on the node."""
+    expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
+    gpus = grant_gpu_ids(grant)
+    pi_account = None
+    for user in grant.members():
+        account = _ensure_account(user, node, expires_on)
+        if user.pk == grant.application.principal_investigator_id:
+            pi_account = account
+        name = account.username
+        task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
+                    payload={"username": name, "expires_on": expires_on.isoformat()})  # fmt: skip
+        task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
+                    payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
+        task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS, payload={"username": name, "gpus": gpus})
+    session = _jupyter_session(grant, pi_account)
+    _queue_start_jupyter(grant, session, gpus)
+
+
+def _queue_start_jupyter(grant: Grant, session: JupyterSession, gpus: list[str]) -> None:
+    task_create(
+        node=session.node, grant=grant, account=session.account, kind=K.START_JUPYTER,
+        payload={"username": session.account.username, "port": session.port, "token": session.token, "gpus": gpus,
+                 "_meta": {"session": session.pk}},
+    )  # fmt: skip
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def grant_provision(*, grant: Grant) -> Grant:
+    """Place a pending grant and queue its provisioning; a grant without room stays pending
+    with the reason, and `grants_place_pending_job` tries again when capacity frees up."""
+    grant = _lock(grant)
+    if grant.status != G.PENDING:
+        return grant
+    if grant.ends_on < timezone.localdate():
+        return _transition(grant, G.REVOKED, reason="the grant ended before it could be placed")
+    assignments = grant_place(grant=grant)
+    if not assignments:
+        grant.refresh_from_db()
+        return grant
+    node = assignments[0].node
+    if grant.starts_on > timezone.localdate():
+        # GPUs are reserved now; access opens on the first day (grants_place_pending_job).
+        Grant.objects.filter(pk=grant.pk).update(
+            status_reason=f"GPUs reserved on {node.hostname}; access opens on {grant.starts_on}."
+        )
+        grant.refresh_from_db()
+        return grant
+    _transition(grant, G.PROVISIONING, reason=f"placed on {node.hostname}")
+    _provision_tasks(grant, node)
+    enqueue_node(node.pk)
+    return grant
+
+
+def grant_after_tasks(*, grant_id: int) -> Grant:
+    """Activate a provisioning grant once every one of its tasks succeeded."""
+    with transaction.atomic():
+        grant = Grant.objects.select_for_update().get(pk=grant_id)
+        if grant.status != G.PROVISIONING:
+            return grant
+        failed = grant.tasks.filter(state=ProvisioningTask.State.FAILED).first()
+        if failed:
+            Grant.objects.filter(pk=grant.pk).update(
+                status_reason=f"{failed.get_kind_display()} failed: {failed.last_error}"[:2000]
+            )
+            return grant
+        if grant.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
+            return grant
+        return _transition(grant, G.ACTIVE, reason="access is ready")
+
+
+def _revoke_tasks(grant: Grant) -> set[int]:
+    """Queue revocation on every node the grant used, except for accounts another live grant
+    still needs there. Returns the node ids."""
+    nodes = set()
+    for session in grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account"):
+        task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
+                    payload={"username": session.account.username, "_meta": {"session": session.pk}})  # fmt: skip
+        nodes.add(session.node_id)
+    node_ids = set(grant.assignments.values_list("node_id", flat=True)) | set(
+        grant.tasks.values_list("node_id", flat=True)
+    )
+    live = Grant.objects.filter(status__in=[G.PROVISIONING, G.ACTIVE]).exclude(pk=grant.pk)
+    for user in grant.members():
+        for account in NodeAccount.objects.filter(user=user, node_id__in=node_ids):
+            still_needed = (
+                live.filter(assignments__node=account.node).filter(application__principal_investigator=user).exists()
+                or live.filter(assignments__node=account.node, application__team=user).exists()
+            )
+            if still_needed:
+                continue
+            task_create(node=account.node, grant=grant, account=account, kind=K.REVOKE,
+                        payload={"username": account.username})  # fmt: skip
+            nodes.add(account.node_id)
+    # Anything still queued to give access would undo the revocation.
+    grant.tasks.filter(
+        state__in=ProvisioningTask.OPEN, kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER]
+    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
+    return nodes
+
+
+def _end(grant: Grant, new: str, *, actor, reason: str) -> Grant:
+    grant = _lock(grant)
+    _transition(grant, new, actor=actor, reason=reason)
+    if new != G.SUSPENDED:
+        grant_release_gpus(grant=grant)
+    for node_id in _revoke_tasks(grant):
+        enqueue_node(node_id)
+    return grant
+
+
+@transaction.atomic
+def grant_suspend(*, grant: Grant, actor, reason: str) -> Grant:
+    return _end(grant, G.SUSPENDED, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
+    return _end(grant, G.REVOKED, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def grant_expire(*, grant: Grant) -> Grant:
+    return _end(grant, G.EXPIRED, actor=None, reason="the grant period ended")
+
+
+@transaction.atomic
+def grant_resume(*, grant: Grant, actor) -> Grant:
+    grant = _lock(grant)
+    _transition(grant, G.ACTIVE, actor=actor, reason="resumed")
+    node = grant.assignments.select_related("node").first().node
+    _provision_tasks(grant, node)
+    enqueue_node(node.pk)
+    return grant
+
+
+def grants_expire_due(*, today=None) -> list[int]:
+    """Grants whose last day has passed: revoke access (account expiry dates only stop new logins)."""
+    today = today or timezone.localdate()
+    expired = []
+    for grant in Grant.objects.filter(status__in=[G.ACTIVE, G.SUSPENDED, G.PROVISIONING], ends_on__lt=today):
+        grant_expire(grant=grant)
+        expired.append(grant.pk)
+    return expired
+
+
+@transaction.atomic
+def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
+    grant = _lock(grant)
+    if grant.status != G.ACTIVE:
+        raise PortalError("Jupyter can only be restarted while the grant is active.", code="not_active")
+    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
+    if session is None:
+        raise PortalError("This grant has no Jupyter server.", code="no_session")
+    task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
+                payload={"username": session.account.username})  # fmt: skip
+    JupyterSession.objects.filter(pk=session.pk).update(state=JupyterSession.State.WANTED, updated_at=timezone.now())
+    _queue_start_jupyter(grant, session, grant_gpu_ids(grant))
+    enqueue_node(session.node_id)
+    return session
+
+
+def keys_changed(*, user) -> set[int]:
+    """Push the user's current keys to every node where they have an active account."""
+    nodes = set()
+    lines = authorized_keys(user)
+    live = Grant.objects.filter(status=G.ACTIVE)
+    for account in NodeAccount.objects.filter(user=user, state=NodeAccount.State.ACTIVE).select_related("node"):
+        grant = (live.filter(assignments__node=account.node, application__principal_investigator=user).first()
+                 or live.filter(assignments__node=account.node, application__team=user).first())  # fmt: skip
+        if grant is None:
+            continue
+        task_create(node=account.node, grant=grant, account=account, kind=K.SET_KEYS,
+                    payload={"username": account.username, "keys": lines})  # fmt: skip
+        nodes.add(account.node_id)
+    for node_id in nodes:
+        enqueue_node(node_id)
+    return nodes
+
+
+# -- reconciliation ---------------------------------------------------------------------------
+
+
+def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
+    """Compare what the database wants with what the node's `status` reports and queue the
+    repairs: a revoked user still able to log in, a missing or stale key, a dead Jupyter."""
+    from allocations.services.nodes import connect
+
+    accounts = list(NodeAccount.objects.filter(node=node).select_related("user"))
+    if not accounts:
+        return []
+    with connect(node) as conn:
+        report = conn.agent("status", {"usernames": [a.username for a in accounts]})["accounts"]
+    created = []
+    live = Grant.objects.filter(status=G.ACTIVE, assignments__node=node).distinct()
+    with transaction.atomic():
+        open_kinds = set(node.tasks.filter(state__in=ProvisioningTask.OPEN).values_list("account_id", "kind"))
+
+        def queue(account, kind, payload, grant=None):
+            if (account.pk, kind) not in open_kinds:
+                created.append(task_create(node=node, grant=grant, account=account, kind=kind, payload=payload))
+
+        for account in accounts:
+            seen = report.get(account.username, {"exists": False})
+            grant = (
+                live.filter(application__principal_investigator=account.user).first()
+                or live.filter(application__team=account.user).first()
+            )
+            if grant is None or account.state == NodeAccount.State.REVOKED:
+                if seen.get("exists") and (not seen.get("locked") or seen.get("keys_sha256") or seen.get("processes")):
+                    queue(account, K.REVOKE, {"username": account.username})
+                continue
+            expires_on = account.expires_on or grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
+            if not seen.get("exists") or seen.get("locked"):
+                queue(account, K.ENSURE_ACCOUNT, {"username": account.username, "expires_on": expires_on.isoformat()},
+                      grant)  # fmt: skip
+            lines = authorized_keys(account.user)
+            if seen.get("keys_sha256") != (keys_sha256(lines) if lines else None):
+                queue(account, K.SET_KEYS, {"username": account.username, "keys": lines}, grant)
+            gpus = grant_gpu_ids(grant)
+            if seen.get("cuda_visible_devices") != ",".join(gpus):
+                queue(account, K.SET_GPUS, {"username": account.username, "gpus": gpus}, grant)
+            session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
+            if session and session.account_id == account.pk and not seen.get("jupyter", {}).get("running"):
+                if (account.pk, K.START_JUPYTER) not in open_kinds:
+                    _queue_start_jupyter(grant, session, gpus)
+                    created.append(node.tasks.latest("pk"))
+    Node.objects.filter(pk=node.pk).update(last_report_at=timezone.now())
+    if created:
+        enqueue_node(node.pk)
+    return created

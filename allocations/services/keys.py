@@ -1,0 +1,42 @@
+"""Users' SSH public keys. A change reaches every node where the user has an active grant."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+
+from allocations.keys import InvalidKey, parse_public_key
+from allocations.models import SshKey
+from allocations.services.grants import keys_changed
+from portal.services.errors import PortalError
+
+MAX_KEYS = 20
+
+
+@transaction.atomic
+def sshkey_add(*, user, text: str, name: str = "") -> SshKey:
+    try:
+        key = parse_public_key(text)
+    except InvalidKey as exc:
+        raise PortalError(str(exc), code="invalid_key") from exc
+    if SshKey.objects.filter(user=user, fingerprint=key.fingerprint).exists():
+        raise PortalError(_("You have already added this key."), code="duplicate_key")
+    if SshKey.objects.filter(user=user).count() >= MAX_KEYS:
+        raise PortalError(_("At most %(n)d keys per user.") % {"n": MAX_KEYS}, code="too_many_keys")
+    ssh_key = SshKey.objects.create(
+        user=user,
+        name=name.strip()[:100],
+        key_type=key.key_type,
+        public_key=key.line,
+        fingerprint=key.fingerprint,
+        bits=key.bits,
+    )
+    transaction.on_commit(lambda: keys_changed(user=user))
+    return ssh_key
+
+
+@transaction.atomic
+def sshkey_remove(*, ssh_key: SshKey) -> None:
+    user = ssh_key.user
+    ssh_key.delete()
+    transaction.on_commit(lambda: keys_changed(user=user))

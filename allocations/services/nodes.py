@@ -1,0 +1,146 @@
+"""Registering nodes: pinning host keys, installing the agent, reading the GPU inventory."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from allocations import ssh
+from allocations.agent import DEFAULT_CONFIG_PATH, render_agent
+from allocations.models import Gpu, GpuModel, Node
+from portal.services.errors import PortalError
+
+
+def target_for(node: Node, *, username: str | None = None) -> ssh.Target:
+    return ssh.Target(
+        address=node.address,
+        port=node.ssh_port,
+        username=username or node.ssh_username,
+        host_key=node.host_key,
+        agent_path=node.agent_path,
+    )
+
+
+def connect(node: Node) -> ssh.Connection:
+    """An SSH connection as the node's restricted provisioning account."""
+    return ssh.Connection(target_for(node), settings.PROVISIONING_SSH_KEY)
+
+
+@transaction.atomic
+def node_register(
+    *, hostname: str, address: str, ssh_port: int, ssh_username: str, gpu_model: str, agent_path: str = ""
+) -> Node:
+    node = Node(
+        hostname=hostname,
+        address=address,
+        ssh_port=ssh_port,
+        ssh_username=ssh_username,
+        gpu_model=gpu_model,
+        **({"agent_path": agent_path} if agent_path else {}),
+    )
+    node.full_clean()
+    node.save()
+    return node
+
+
+def node_fetch_host_key(*, node: Node) -> str:
+    """The host key the node presents now (not trusted until an operator pins it)."""
+    return ssh.fetch_host_key(node.address, node.ssh_port)
+
+
+@transaction.atomic
+def node_pin_host_key(*, node: Node, key_line: str, confirmed_fingerprint: str) -> Node:
+    """Pin the key only when the operator confirmed exactly its fingerprint."""
+    fp = ssh.fingerprint(key_line)
+    if fp != confirmed_fingerprint.strip():
+        raise PortalError(f"fingerprint mismatch: the node presents {fp}", code="fingerprint_mismatch")
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    node.host_key = key_line.strip()
+    node.host_key_fingerprint = fp
+    node.save(update_fields=["host_key", "host_key_fingerprint"])
+    return node
+
+
+def node_install_agent(
+    *,
+    node: Node,
+    operator_user: str,
+    operator_key: str,
+    provisioning_public_key: str,
+    agent_config: dict,
+    config_path: str = DEFAULT_CONFIG_PATH,
+) -> dict:
+    """Bootstrap a node with an operator credential (root, or a user with full sudo): upload
+    the agent over SFTP, then let it write its config, the provisioning account and the sudo
+    rule pinned to its digest. Afterwards the portal only uses the restricted account."""
+    target = target_for(node, username=operator_user)
+    content = render_agent(config_path)
+    use_sudo = operator_user != "root"
+    staging = f"/tmp/gpu-portal-agent-{node.pk}.upload"  # noqa: S108 - moved into place by install(1)
+    with ssh.Connection(target, operator_key) as conn:
+        conn.upload(content, staging, 0o600)
+        conn.rename_as_root(staging, node.agent_path, use_sudo=use_sudo)
+        answer = conn.run_agent_file_as_root(
+            node.agent_path,
+            "bootstrap",
+            {
+                "provisioning_user": node.ssh_username,
+                "public_key": provisioning_public_key,
+                "agent_path": node.agent_path,
+                "config": agent_config,
+            },
+            use_sudo=use_sudo,
+        )
+    Node.objects.filter(pk=node.pk).update(agent_version=answer["version"], agent_sha256=answer["sha256"])
+    return answer
+
+
+def gpu_model_from_nvml(name: str, memory_mib: int) -> str | None:
+    upper = name.upper()
+    for model, marker in (
+        (GpuModel.H200_141GB, "H200"),
+        (GpuModel.H100_80GB, "H100"),
+        (GpuModel.B200_180GB, "B200"),
+        (GpuModel.A100_80GB, "A100"),
+    ):
+        if marker in upper and (model != GpuModel.A100_80GB or memory_mib > 60000):
+            return model
+    return None
+
+
+@transaction.atomic
+def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
+    """Store what NVML reported. GPU rows are never typed by hand; a GPU that disappeared from
+    the report keeps its row (assignments refer to it) but the node says why."""
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    gpus = []
+    unknown = []
+    for item in inventory["gpus"]:
+        model = gpu_model_from_nvml(item["name"], item["memory_mib"])
+        if model is None:
+            unknown.append(item["name"])
+            continue
+        gpu, _ = Gpu.objects.update_or_create(
+            uuid=item["uuid"],
+            defaults={"node": node, "index": item["index"], "model": model, "memory_mib": item["memory_mib"]},
+        )
+        gpus.append(gpu)
+    mismatched = [g for g in gpus if g.model != node.gpu_model]
+    node.status = Node.Status.ONLINE if gpus and not mismatched else Node.Status.OFFLINE
+    node.status_reason = ""
+    if unknown:
+        node.status_reason = f"unknown GPU models: {', '.join(unknown)}"
+    if mismatched:
+        node.status_reason = f"node is registered as {node.gpu_model} but reports {mismatched[0].model}"
+    node.last_report_at = timezone.now()
+    node.save(update_fields=["status", "status_reason", "last_report_at"])
+    return gpus
+
+
+def node_inventory(*, node: Node) -> list[Gpu]:
+    with connect(node) as conn:
+        answer = conn.agent("inventory")
+        version = conn.agent("version")["version"]
+    Node.objects.filter(pk=node.pk).update(agent_version=version)
+    return node_record_inventory(node=node, inventory=answer)

@@ -1,0 +1,84 @@
+"""Placement: which GPUs a grant gets.
+
+Best fit on one node: among online nodes of the granted model with enough free GPUs for the
+whole period, the one with the fewest free GPUs wins, so partly used nodes fill up and whole
+nodes stay free for 8-GPU grants. The database's exclusion constraint is the final word: two
+placements racing for the same GPU cannot both commit, and the loser tries the next node.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from allocations.models import Assignment, Gpu, Grant, Node
+
+
+def grant_period(grant: Grant) -> tuple[datetime, datetime]:
+    """From Seoul midnight of the first day to Seoul midnight after the last day."""
+    tz = timezone.get_default_timezone()
+    start = datetime.combine(grant.starts_on, time.min, tzinfo=tz)
+    end = datetime.combine(grant.ends_on + timedelta(days=1), time.min, tzinfo=tz)
+    return start, end
+
+
+def free_gpus(node: Node, start: datetime, end: datetime):
+    busy = Assignment.objects.overlapping(start, end).values("gpu_id")
+    return node.gpus.filter(model=node.gpu_model).exclude(pk__in=busy).order_by("index")
+
+
+def grant_place(*, grant: Grant) -> list[Assignment]:
+    """Assign GPUs to the grant, or return [] and leave the reason on the grant."""
+    existing = list(grant.assignments.select_related("gpu", "node"))
+    if existing:
+        return existing
+    start, end = grant_period(grant)
+    busy = Assignment.objects.overlapping(start, end).values("gpu_id")
+    candidates = (
+        Node.objects.filter(status=Node.Status.ONLINE, gpu_model=grant.gpu_model)
+        .exclude(host_key="")
+        .annotate(free=Count("gpus", filter=Q(gpus__model=grant.gpu_model) & ~Q(gpus__pk__in=busy)))
+        .filter(free__gte=grant.gpu_count)
+        .order_by("free", "hostname")
+    )
+    for node in candidates:
+        gpus = list(free_gpus(node, start, end)[: grant.gpu_count])
+        if len(gpus) < grant.gpu_count:
+            continue
+        try:
+            with transaction.atomic():
+                assignments = Assignment.objects.bulk_create(
+                    Assignment(grant=grant, node=node, gpu=gpu, period=DateTimeTZRange(start, end, "[)"))
+                    for gpu in gpus
+                )
+                Grant.objects.filter(pk=grant.pk).update(status_reason="")
+                return assignments
+        except IntegrityError:
+            continue  # another placement took one of these GPUs first: try the next node
+    total = Gpu.objects.filter(model=grant.gpu_model, node__status=Node.Status.ONLINE).count()
+    Grant.objects.filter(pk=grant.pk).update(
+        status_reason=(
+            f"Waiting for capacity: no online node has {grant.gpu_count} free {grant.gpu_model} GPUs "
+            f"for {grant.starts_on} – {grant.ends_on} ({total} such GPUs online in all)."
+        )
+    )
+    return []
+
+
+def grant_release_gpus(*, grant: Grant, at: datetime | None = None) -> None:
+    """End the grant's assignments at `at` (now), freeing the GPUs for later grants while
+    keeping the history of who had them."""
+    at = at or timezone.now()
+    for assignment in grant.assignments.all():
+        lower = assignment.period.lower
+        if assignment.period.upper and assignment.period.upper <= at:
+            continue
+        if lower >= at:
+            assignment.delete()
+        else:
+            assignment.period = DateTimeTZRange(lower, at, "[)")
+            assignment.save(update_fields=["period"])

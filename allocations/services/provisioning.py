@@ -1,0 +1,184 @@
+"""Provisioning tasks: every remote action is a row, run in order per node over one SSH
+connection, at most one runner per node (a PostgreSQL advisory lock, released by the server if
+the worker dies). Transient failures wait and retry with backoff; permanent ones fail at once
+and stay visible with their error until an operator retries them.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from allocations import ssh
+from allocations.models import Node, ProvisioningTask
+from allocations.services.nodes import connect
+
+log = logging.getLogger(__name__)
+T = ProvisioningTask.State
+LOCK_NAMESPACE = 0x6770  # "gp": advisory lock keys are (namespace, node id)
+
+
+@contextmanager
+def node_lock(node_id: int):
+    """Yield True when this process holds the node's lock (no other runner), else False."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, node_id])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, node_id])
+
+
+def task_create(*, node: Node, kind: str, payload: dict, grant=None, account=None) -> ProvisioningTask:
+    return ProvisioningTask.objects.create(node=node, kind=kind, payload=payload, grant=grant, account=account)
+
+
+def _set_state(task: ProvisioningTask, new: str, **fields) -> None:
+    if new not in ProvisioningTask.ALLOWED[task.state]:
+        raise ValueError(f"task {task.pk}: {task.state} → {new} is not allowed")
+    task.state = new
+    for key, value in fields.items():
+        setattr(task, key, value)
+    task.save(update_fields=["state", *fields])
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=settings.PROVISIONING_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
+
+
+def runnable_tasks(node: Node):
+    """Open tasks in order. A task left `running` by a killed worker is runnable again: we hold
+    the node lock, so nobody else is running it."""
+    return node.tasks.filter(state__in=ProvisioningTask.OPEN).order_by("created_at", "pk")
+
+
+def node_run_tasks(*, node_id: int) -> dict:
+    """Run the node's open tasks. Returns {"ran": n, "retry_in": seconds or None, "busy": bool}."""
+    with node_lock(node_id) as acquired:
+        if not acquired:
+            return {"ran": 0, "retry_in": 5, "busy": True}
+        return _run_locked(Node.objects.get(pk=node_id))
+
+
+def _fail_open_tasks(node: Node, error: str) -> None:
+    now = timezone.now()
+    for task in runnable_tasks(node):
+        _set_state(task, T.FAILED, last_error=error, finished_at=now)
+
+
+def _run_locked(node: Node) -> dict:
+    tasks = list(runnable_tasks(node))
+    if not tasks:
+        return {"ran": 0, "retry_in": None, "busy": False}
+    now = timezone.now()
+    due = [t for t in tasks if t.next_attempt_at is None or t.next_attempt_at <= now]
+    if not due:
+        wait = min(t.next_attempt_at for t in tasks) - now
+        return {"ran": 0, "retry_in": max(int(wait.total_seconds()), 1), "busy": False}
+    ran = 0
+    try:
+        conn = connect(node)
+    except ssh.SshError as exc:
+        return _handle_failure(node, tasks[0], exc)
+    blocked_grants: set[int] = set()
+    with conn:
+        for task in tasks:
+            if task.next_attempt_at and task.next_attempt_at > timezone.now():
+                break  # keep the order: later tasks may depend on this one
+            if task.grant_id in blocked_grants:
+                _set_state(
+                    task, T.FAILED, last_error="an earlier task of this grant failed", finished_at=timezone.now()
+                )
+                continue
+            task.refresh_from_db()
+            if task.state not in ProvisioningTask.OPEN:
+                continue
+            _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now())
+            try:
+                result = conn.agent(task.kind, task.payload)
+            except ssh.SshError as exc:
+                if not exc.permanent:
+                    return _handle_failure(node, task, exc, ran=ran)
+                _set_state(task, T.FAILED, last_error=exc.message, finished_at=timezone.now())
+                if task.grant_id:
+                    blocked_grants.add(task.grant_id)
+                if exc.code in {"host_key_mismatch", "auth", "agent_missing"}:
+                    _fail_open_tasks(node, exc.message)
+                    _node_unhealthy(node, exc.message)
+                    break
+                continue
+            with transaction.atomic():
+                _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now())
+                _after_success(task, result)
+            ran += 1
+    if node.status != Node.Status.ONLINE and node.gpus.exists() and not blocked_grants:
+        Node.objects.filter(pk=node.pk, status=Node.Status.OFFLINE).update(
+            status=Node.Status.ONLINE, status_reason="", last_report_at=timezone.now()
+        )
+    return {"ran": ran, "retry_in": None, "busy": False}
+
+
+def _node_unhealthy(node: Node, reason: str) -> None:
+    Node.objects.filter(pk=node.pk).exclude(status=Node.Status.DRAINING).update(
+        status=Node.Status.OFFLINE, status_reason=reason[:1000]
+    )
+
+
+def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: int = 0) -> dict:
+    task.refresh_from_db()
+    attempts = task.attempts if task.state == T.RUNNING else task.attempts + 1
+    if exc.permanent:
+        _fail_open_tasks(node, exc.message)
+        _node_unhealthy(node, exc.message)
+        return {"ran": ran, "retry_in": None, "busy": False}
+    if attempts >= settings.PROVISIONING_MAX_ATTEMPTS:
+        if task.state == T.QUEUED:
+            _set_state(task, T.RUNNING, attempts=attempts)
+        _set_state(
+            task, T.FAILED, last_error=f"gave up after {attempts} attempts: {exc.message}", finished_at=timezone.now()
+        )
+        _node_unhealthy(node, exc.message)
+        return {"ran": ran, "retry_in": None, "busy": False}
+    delay = backoff(attempts)
+    if task.state == T.QUEUED:
+        _set_state(task, T.RUNNING, attempts=attempts)
+    _set_state(task, T.RETRYING, last_error=exc.message, next_attempt_at=timezone.now() + delay)
+    log.warning("node %s: %s failed (%s), retrying in %s", node.hostname, task.kind, exc.message, delay)
+    return {"ran": ran, "retry_in": int(delay.total_seconds()), "busy": False}
+
+
+def _after_success(task: ProvisioningTask, result: dict) -> None:
+    """Record what the node now has, beside the task."""
+    from allocations.models import JupyterSession, NodeAccount
+
+    if task.account_id and task.kind == ProvisioningTask.Kind.ENSURE_ACCOUNT:
+        NodeAccount.objects.filter(pk=task.account_id).update(state=NodeAccount.State.ACTIVE, updated_at=timezone.now())
+    elif task.account_id and task.kind == ProvisioningTask.Kind.REVOKE:
+        NodeAccount.objects.filter(pk=task.account_id).update(
+            state=NodeAccount.State.REVOKED, updated_at=timezone.now()
+        )
+    elif task.kind == ProvisioningTask.Kind.START_JUPYTER and "session" in task.payload.get("_meta", {}):
+        JupyterSession.objects.filter(pk=task.payload["_meta"]["session"]).update(
+            state=JupyterSession.State.RUNNING, updated_at=timezone.now()
+        )
+    elif task.kind == ProvisioningTask.Kind.STOP_JUPYTER and "session" in task.payload.get("_meta", {}):
+        JupyterSession.objects.filter(pk=task.payload["_meta"]["session"]).update(
+            state=JupyterSession.State.STOPPED, updated_at=timezone.now()
+        )
+
+
+@transaction.atomic
+def task_retry(*, task: ProvisioningTask) -> ProvisioningTask:
+    """An operator's retry of a failed or waiting task: queue it now."""
+    task = ProvisioningTask.objects.select_for_update().get(pk=task.pk)
+    if task.state in {T.FAILED, T.RETRYING}:
+        _set_state(task, T.QUEUED, next_attempt_at=None)
+    return task

@@ -1,0 +1,221 @@
+"""The only module that imports paramiko: SSH to GPU nodes.
+
+Host keys are pinned in the database and checked with RejectPolicy: an unknown or changed key
+is a permanent failure, never a prompt. The agent is run as `sudo -n <agent> <verb>` with its
+input as JSON on stdin, so nothing a user typed is ever part of a command line. Errors come out
+as SshError with `permanent` telling the caller whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+CONNECT_TIMEOUT = 10
+COMMAND_TIMEOUT = 120
+AGENT_VERBS = {
+    "version",
+    "inventory",
+    "status",
+    "ensure-account",
+    "set-keys",
+    "set-gpus",
+    "start-jupyter",
+    "stop-jupyter",
+    "revoke",
+}
+# Agent error codes worth another try; all others are permanent.
+TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "port_busy"}
+
+
+class SshError(Exception):
+    def __init__(self, message: str, *, permanent: bool, code: str = "ssh") -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to connect: plain values, so callers never hand over ORM objects."""
+
+    address: str
+    port: int
+    username: str
+    host_key: str  # "ssh-ed25519 AAAA…" as pinned by an operator
+    agent_path: str
+
+
+def fingerprint(key_line: str) -> str:
+    blob = base64.b64decode(key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def fetch_host_key(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str:
+    """The key the host presents now, as "type base64", for an operator to confirm."""
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except OSError as exc:
+        raise SshError(f"cannot reach {address}:{port}: {exc}", permanent=False, code="unreachable") from exc
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+    except (paramiko.SSHException, OSError) as exc:
+        raise SshError(f"SSH handshake with {address}:{port} failed: {exc}", permanent=False) from exc
+    finally:
+        transport.close()
+
+
+def _load_private_key(path: str | Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"cannot load the portal's SSH key {path}: {exc}", permanent=True, code="key") from exc
+
+
+class Connection:
+    """One SSH connection to one node, reused for every agent call of a job."""
+
+    def __init__(self, target: Target, private_key: str | Path, *, timeout: float = CONNECT_TIMEOUT) -> None:
+        self.target = target
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        if not target.host_key:
+            raise SshError(f"no host key is pinned for {target.address}", permanent=True, code="unpinned")
+        key_type, key_b64 = target.host_key.split()[:2]
+        host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+        known_as = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+        self.client.get_host_keys().add(known_as, key_type, host_key)
+        try:
+            self.client.connect(
+                target.address,
+                port=target.port,
+                username=target.username,
+                pkey=_load_private_key(private_key),
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            self.client.close()
+            raise SshError(
+                f"host key of {target.address} changed (expected {fingerprint(target.host_key)}, got "
+                f"SHA256:{base64.b64encode(hashlib.sha256(exc.key.asbytes()).digest()).decode().rstrip('=')})",
+                permanent=True,
+                code="host_key_mismatch",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            self.client.close()
+            raise SshError(f"authentication as {target.username} refused: {exc}", permanent=True, code="auth") from exc
+        except paramiko.SSHException as exc:
+            self.client.close()
+            permanent = "not found in known_hosts" in str(exc)
+            raise SshError(str(exc), permanent=permanent, code="host_key_mismatch" if permanent else "ssh") from exc
+        except OSError as exc:
+            self.client.close()
+            raise SshError(
+                f"cannot reach {target.address}:{target.port}: {exc}", permanent=False, code="unreachable"
+            ) from exc
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _exec(self, command: str, stdin_bytes: bytes, timeout: float) -> tuple[int, bytes, bytes]:
+        try:
+            stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout)
+            # No PTY: it would echo the JSON back and end of input would never arrive.
+            stdin.write(stdin_bytes)
+            stdin.channel.shutdown_write()
+            out = stdout.read()
+            err = stderr.read()
+            return stdout.channel.recv_exit_status(), out, err
+        except (paramiko.SSHException, OSError, TimeoutError) as exc:
+            raise SshError(f"connection to {self.target.address} failed: {exc}", permanent=False) from exc
+
+    def agent(self, verb: str, payload: dict | None = None, *, timeout: float = COMMAND_TIMEOUT) -> dict:
+        """Run one agent verb through sudo and return its JSON answer."""
+        if verb not in AGENT_VERBS:
+            raise ValueError(f"unknown agent verb {verb}")
+        command = f"sudo -n {shlex.quote(self.target.agent_path)} {verb}"
+        status, out, err = self._exec(command, json.dumps(payload or {}).encode(), timeout)
+        return _agent_answer(verb, status, out, err)
+
+    def upload(self, content: bytes, path: str, mode: int) -> None:
+        try:
+            with self.client.open_sftp() as sftp:
+                with sftp.file(path, "wb") as f:
+                    f.write(content)
+                sftp.chmod(path, mode)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SshError(f"upload of {path} failed: {exc}", permanent=False) from exc
+
+    def run_agent_file_as_root(self, path: str, verb: str, payload: dict, *, use_sudo: bool) -> dict:
+        """Bootstrap only, with an operator credential: run an uploaded agent as root."""
+        command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 {shlex.quote(path)} {verb}"
+        status, out, err = self._exec(command, json.dumps(payload).encode(), COMMAND_TIMEOUT)
+        return _agent_answer(verb, status, out, err)
+
+    def rename_as_root(self, source: str, dest: str, *, use_sudo: bool) -> None:
+        command = (
+            f"{'sudo -n ' if use_sudo else ''}install -o root -g root -m 0755 {shlex.quote(source)} {shlex.quote(dest)}"
+        )
+        status, _out, err = self._exec(command, b"", COMMAND_TIMEOUT)
+        if status != 0:
+            raise SshError(f"installing {dest} failed: {err.decode(errors='replace')[:500]}", permanent=True)
+
+
+def _agent_answer(verb: str, status: int, out: bytes, err: bytes) -> dict:
+    text = out.decode(errors="replace").strip()
+    try:
+        answer = json.loads(text.splitlines()[-1]) if text else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        message = err.decode(errors="replace").strip()[:1000] or text[:1000] or f"exit status {status}"
+        # sudo refusing (e.g. the agent's digest changed) or no agent at all: a retry cannot help.
+        raise SshError(f"agent {verb} gave no answer: {message}", permanent=True, code="agent_missing")
+    if not answer.get("ok"):
+        code = answer.get("error", "agent")
+        raise SshError(
+            f"agent {verb}: {answer.get('message', code)}", permanent=code not in TRANSIENT_AGENT_ERRORS, code=code
+        )
+    return answer
+
+
+def ensure_key_pair(path: str | Path) -> str:
+    """The portal's ed25519 key at `path` (created, mode 0600, if missing); returns the public
+    key line to install on nodes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    key = _load_private_key(path)
+    return f"{key.get_name()} {key.get_base64()} gpu-portal"

@@ -1,0 +1,109 @@
+"""Researchers' pages: SSH keys and grants (state, how to connect, Jupyter)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask, SshKey
+from allocations.services import grants as grant_services
+from allocations.services.keys import sshkey_add, sshkey_remove
+from portal.services.errors import PortalError
+
+LOCAL_JUPYTER_PORT = 8888
+
+
+class SshKeyForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=100, required=False)
+    public_key = forms.CharField(
+        label=gettext_lazy("Public key"),
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text=gettext_lazy("The contents of your .pub file, e.g. ~/.ssh/id_ed25519.pub."),
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_list(request: HttpRequest) -> HttpResponse:
+    form = SshKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sshkey_add(user=request.user, text=form.cleaned_data["public_key"], name=form.cleaned_data["name"])
+        except PortalError as exc:
+            form.add_error("public_key", exc.message)
+        else:
+            messages.success(request, _("The key was added. It reaches your active grants' nodes within a minute."))
+            return redirect("allocations:key_list")
+    keys = SshKey.objects.filter(user=request.user)
+    return render(
+        request, "allocations/key_list.html", {"form": form, "keys": keys}, status=400 if form.errors else 200
+    )
+
+
+@login_required
+@require_POST
+def key_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    sshkey_remove(ssh_key=get_object_or_404(SshKey, pk=pk, user=request.user))
+    messages.success(request, _("The key was removed from your account and your nodes."))
+    return redirect("allocations:key_list")
+
+
+def get_grant_for_user(user, pk: int) -> Grant:
+    """Members (principal investigator, team) and the organisation's owners see a grant."""
+    visible = Grant.objects.filter(
+        Q(application__principal_investigator=user)
+        | Q(application__team=user)
+        | Q(organisation__memberships__user=user, organisation__memberships__role="owner")
+    ).distinct()
+    return get_object_or_404(visible.select_related("application", "organisation"), pk=pk)
+
+
+@login_required
+def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = get_grant_for_user(request.user, pk)
+    members = grant.members()
+    is_member = request.user in members
+    assignments = list(grant.assignments.select_related("gpu", "node").order_by("gpu__index"))
+    node = assignments[0].node if assignments else None
+    account = NodeAccount.objects.filter(user=request.user, node=node).first() if node else None
+    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
+    tasks = grant.tasks.order_by("created_at")
+    context = {
+        "grant": grant,
+        "is_member": is_member,
+        "assignments": assignments,
+        "node": node,
+        "account": account,
+        "session": session if is_member else None,
+        "tasks": tasks,
+        "tasks_done": tasks.filter(state=ProvisioningTask.State.SUCCEEDED).count(),
+        "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
+        "local_port": LOCAL_JUPYTER_PORT,
+        "has_keys": SshKey.objects.filter(user=request.user).exists(),
+        "refresh": grant.status in {Grant.Status.PENDING, Grant.Status.PROVISIONING},
+    }
+    return render(request, "allocations/grant_detail.html", context)
+
+
+@login_required
+@require_POST
+def grant_restart_jupyter(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = get_grant_for_user(request.user, pk)
+    if request.user not in grant.members():
+        messages.error(request, _("Only members of the grant can restart its Jupyter server."))
+        return redirect("allocations:grant_detail", pk=grant.pk)
+    try:
+        grant_services.grant_restart_jupyter(grant=grant, user=request.user)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Jupyter is restarting; this page shows when it is back."))
+    return redirect("allocations:grant_detail", pk=grant.pk)

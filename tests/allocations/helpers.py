@@ -1,0 +1,80 @@
+"""Helpers for tests that provision real accounts on the sshd node stand-in."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import paramiko
+
+from allocations.jobs import grant_provision_job, node_tasks_job
+from allocations.models import Grant
+from allocations.services.keys import sshkey_add
+from portal.services import applications as app_services
+from tests.factories import ApplicationFactory, CallFactory, UserFactory
+
+
+def user_with_key(tmp_path: Path, name: str = "researcher"):
+    """A user with a fresh ed25519 key pair; returns (user, private key path)."""
+    key = tmp_path / f"{name}_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
+    user = app.principal_investigator
+    sshkey_add(user=user, text=key.with_suffix(".pub").read_text(), name="laptop")
+    return app, key
+
+
+def approved_grant(app, **award) -> Grant:
+    approver = UserFactory(is_staff=True)
+    app_services.application_submit(application=app, actor=app.principal_investigator)
+    app_services.application_start_review(application=app, actor=approver)
+    values = {
+        "gpu_model": app.gpu_model,
+        "gpu_count": app.gpu_count,
+        "gpu_hours": app.gpu_hours,
+        "starts_on": app.starts_on,
+        "ends_on": app.ends_on,
+    }
+    values.update(award)
+    return app_services.application_approve(application=app, actor=approver, **values)
+
+
+def provision(grant: Grant) -> Grant:
+    """What the worker does after approval: place, then run the node's tasks."""
+    grant_provision_job(grant.pk)
+    grant.refresh_from_db()
+    node = grant.assignments.first().node
+    node_tasks_job(node.pk)
+    grant.refresh_from_db()
+    return grant
+
+
+def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    key_type, key_b64 = node.host_key.split()[:2]
+    client.get_host_keys().add(f"[{node.address}]:{node.ssh_port}", key_type, paramiko.PKey.from_type_string(
+        key_type, __import__("base64").b64decode(key_b64)))  # fmt: skip
+    client.connect(
+        node.address, port=node.ssh_port, username=username, key_filename=str(key),
+        timeout=10, allow_agent=False, look_for_keys=False,
+    )  # fmt: skip
+    try:
+        _stdin, stdout, _stderr = client.exec_command(command, timeout=20)
+        out = stdout.read().decode()
+        return stdout.channel.recv_exit_status(), out
+    finally:
+        client.close()
+
+
+def jupyter_status(port: int, token: str | None) -> int:
+    url = f"http://127.0.0.1:{port}/api/status" + (f"?token={token}" if token else "")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0

@@ -1,0 +1,75 @@
+"""Operators register a node: the host key is pinned only after confirmation, the agent is
+installed over SFTP with a sudo rule for exactly that program, and NVML fills the GPUs."""
+
+from pathlib import Path
+
+import pytest
+
+from allocations import ssh
+from allocations.models import Gpu, Node
+from allocations.services import nodes as node_services
+from portal.services.errors import PortalError
+from tests.allocations.conftest import bootstrap_node
+
+
+def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_settings, node_host):
+    node = bootstrap_node(node_host)
+    assert node.host_key_fingerprint == ssh.fingerprint(node_host.host_key)
+    assert node.status == Node.Status.ONLINE
+    assert node.agent_version == "1.0"
+    gpus = list(node.gpus.order_by("index"))
+    assert [g.index for g in gpus] == list(range(8))
+    assert {g.model for g in gpus} == {"H100-80GB"}
+    assert gpus[0].memory_mib == 81559
+    assert gpus[0].uuid.startswith("GPU-")
+    rule = Path(f"/etc/sudoers.d/gpu-portal-{node_host.provisioning_user}").read_text()
+    assert (
+        rule
+        == f"{node_host.provisioning_user} ALL=(root) NOPASSWD: sha256:{node.agent_sha256} {node_host.agent_path}\n"
+    )
+
+
+def test_inventory_twice_keeps_one_row_per_gpu(gpu_node):
+    node_services.node_inventory(node=gpu_node)
+    assert Gpu.objects.filter(node=gpu_node).count() == 8
+
+
+def test_a_wrong_confirmation_pins_nothing(db, node_settings, node_host):
+    node = node_services.node_register(
+        hostname="gpu-unconfirmed", address=node_host.address, ssh_port=node_host.port,
+        ssh_username=node_host.provisioning_user, gpu_model="H100-80GB",
+    )  # fmt: skip
+    presented = node_services.node_fetch_host_key(node=node)
+    with pytest.raises(PortalError):
+        node_services.node_pin_host_key(node=node, key_line=presented, confirmed_fingerprint="SHA256:wrong")
+    node.refresh_from_db()
+    assert node.host_key == ""
+
+
+def test_the_provisioning_account_can_run_the_agent_and_nothing_else(gpu_node, node_host):
+    with node_services.connect(gpu_node) as conn:
+        assert conn.agent("version")["version"] == "1.0"
+        status, out, err = conn._exec("sudo -n /usr/bin/id -u", b"", 10)
+    assert status != 0
+    assert b"password is required" in err
+
+
+def test_a_changed_agent_file_is_refused_by_sudo(gpu_node, node_host):
+    original = Path(node_host.agent_path).read_bytes()
+    try:
+        Path(node_host.agent_path).write_bytes(original + b"\n# tampered\n")
+        with node_services.connect(gpu_node) as conn, pytest.raises(ssh.SshError) as exc:
+            conn.agent("version")
+        assert exc.value.permanent
+    finally:
+        Path(node_host.agent_path).write_bytes(original)
+
+
+def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settings, node_host):
+    from django.core.management import call_command
+
+    call_command(
+        "add_node", "gpu-cmd", node_host.address, port=node_host.port, user=node_host.provisioning_user,
+        gpu_model="H100-80GB", fingerprint=ssh.fingerprint(node_host.host_key),
+    )  # fmt: skip
+    assert Node.objects.get(hostname="gpu-cmd").host_key == node_host.host_key
