@@ -134,22 +134,18 @@ def _node_unhealthy(node: Node, reason: str) -> None:
 
 def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: int = 0) -> dict:
     task.refresh_from_db()
-    attempts = task.attempts if task.state == T.RUNNING else task.attempts + 1
+    if task.state != T.RUNNING:  # the connection failed before the task itself started
+        _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now())
     if exc.permanent:
         _fail_open_tasks(node, exc.message)
         _node_unhealthy(node, exc.message)
         return {"ran": ran, "retry_in": None, "busy": False}
-    if attempts >= settings.PROVISIONING_MAX_ATTEMPTS:
-        if task.state == T.QUEUED:
-            _set_state(task, T.RUNNING, attempts=attempts)
-        _set_state(
-            task, T.FAILED, last_error=f"gave up after {attempts} attempts: {exc.message}", finished_at=timezone.now()
-        )
+    if task.attempts >= settings.PROVISIONING_MAX_ATTEMPTS:
+        error = f"gave up after {task.attempts} attempts: {exc.message}"
+        _set_state(task, T.FAILED, last_error=error, finished_at=timezone.now())
         _node_unhealthy(node, exc.message)
         return {"ran": ran, "retry_in": None, "busy": False}
-    delay = backoff(attempts)
-    if task.state == T.QUEUED:
-        _set_state(task, T.RUNNING, attempts=attempts)
+    delay = backoff(task.attempts)
     _set_state(task, T.RETRYING, last_error=exc.message, next_attempt_at=timezone.now() + delay)
     log.warning("node %s: %s failed (%s), retrying in %s", node.hostname, task.kind, exc.message, delay)
     return {"ran": ran, "retry_in": int(delay.total_seconds()), "busy": False}

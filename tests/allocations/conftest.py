@@ -81,7 +81,7 @@ def node_jupyter_bin() -> str:
             [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(JUPYTER_REQUIREMENTS)],
             check=True,
         )
-        os.chmod(venv, 0o755)
+        os.chmod(venv, 0o755)  # noqa: S103 - node accounts must run this jupyter
         (venv / ".complete").touch()
     return str(jupyter)
 
@@ -135,7 +135,7 @@ LogLevel VERBOSE
     )
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     subprocess.run(["/usr/sbin/sshd", "-t", "-f", str(config)], check=True)
-    log = open(base / "sshd.log", "wb")  # noqa: SIM115 - closed at teardown
+    log = open(base / "sshd.log", "wb")
     sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=log, start_new_session=True)
     wait_for_port(port)
     host = NodeHost(

@@ -55,7 +55,7 @@ def test_the_grant_page_shows_the_commands_to_members_only(active_grant, client,
 
 
 def test_provisioning_twice_changes_nothing(active_grant, gpu_node):
-    grant, key = active_grant
+    grant, _key = active_grant
     session = JupyterSession.objects.get(grant=grant)
     grant_services.reconcile_node(node=gpu_node)
     node_tasks_job(gpu_node.pk)

@@ -49,7 +49,7 @@ def test_a_wrong_confirmation_pins_nothing(db, node_settings, node_host):
 def test_the_provisioning_account_can_run_the_agent_and_nothing_else(gpu_node, node_host):
     with node_services.connect(gpu_node) as conn:
         assert conn.agent("version")["version"] == "1.0"
-        status, out, err = conn._exec("sudo -n /usr/bin/id -u", b"", 10)
+        status, _out, err = conn._exec("sudo -n /usr/bin/id -u", b"", 10)
     assert status != 0
     assert b"password is required" in err
 

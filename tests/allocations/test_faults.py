@@ -1,0 +1,204 @@
+"""What goes wrong on real networks: a node that is down, a host key that changed, a worker
+killed mid-task, a revocation while the node is unreachable."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from allocations.jobs import grant_provision_job, node_tasks_job, reconcile_nodes_job
+from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
+from allocations.services import grants as grant_services
+from tests.allocations.conftest import bootstrap_node, free_port, keygen
+from tests.allocations.helpers import approved_grant, jupyter_status, provision, ssh_as, user_with_key
+
+T = ProvisioningTask.State
+
+
+def make_due(node):
+    """Pretend the backoff has elapsed."""
+    node.tasks.filter(state=T.RETRYING).update(next_attempt_at=timezone.now())
+
+
+def today_grant(tmp_path):
+    app, key = user_with_key(tmp_path)
+    today = timezone.localdate()
+    return approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=30)), key
+
+
+def test_a_node_down_during_provisioning_is_retried_and_then_succeeds(gpu_node, tmp_path):
+    grant, _key = today_grant(tmp_path)
+    real_port = gpu_node.ssh_port
+    Node.objects.filter(pk=gpu_node.pk).update(ssh_port=free_port())  # nothing listens there
+    grant_provision_job(grant.pk)
+    outcome = node_tasks_job(gpu_node.pk)
+    assert outcome["retry_in"] and outcome["ran"] == 0
+    first = ProvisioningTask.objects.filter(grant=grant).order_by("pk").first()
+    assert first.state == T.RETRYING
+    assert "cannot reach" in first.last_error
+    make_due(gpu_node)
+    node_tasks_job(gpu_node.pk)
+    first.refresh_from_db()
+    assert (first.state, first.attempts) == (T.RETRYING, 2)
+    assert first.next_attempt_at > timezone.now()  # backoff grows
+
+    Node.objects.filter(pk=gpu_node.pk).update(ssh_port=real_port)  # the node is back
+    make_due(gpu_node)
+    node_tasks_job(gpu_node.pk)
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE, grant.status_reason
+    first.refresh_from_db()
+    assert (first.state, first.attempts, first.last_error) == (T.SUCCEEDED, 3, "")
+
+
+def test_a_changed_host_key_fails_for_good_without_retry(gpu_node, tmp_path, node_host):
+    grant, _key = today_grant(tmp_path)
+    other = keygen(tmp_path / "impostor")
+    Node.objects.filter(pk=gpu_node.pk).update(host_key=" ".join(other.split()[:2]))
+    grant_provision_job(grant.pk)
+    outcome = node_tasks_job(gpu_node.pk)
+    assert outcome["retry_in"] is None
+    tasks = ProvisioningTask.objects.filter(grant=grant)
+    assert set(tasks.values_list("state", flat=True)) == {T.FAILED}
+    assert "host key" in tasks.first().last_error
+    assert tasks.first().attempts <= 1
+    gpu_node.refresh_from_db()
+    assert gpu_node.status == Node.Status.OFFLINE
+    assert "host key" in gpu_node.status_reason
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.PROVISIONING
+    node_tasks_job(gpu_node.pk)  # nothing is tried again by itself
+    assert set(tasks.values_list("attempts", flat=True)) <= {0, 1}
+
+
+def test_an_operator_retry_after_fixing_the_key_completes_the_grant(gpu_node, tmp_path, node_host):
+    grant, _key = today_grant(tmp_path)
+    Node.objects.filter(pk=gpu_node.pk).update(host_key=" ".join(keygen(tmp_path / "bad").split()[:2]))
+    grant_provision_job(grant.pk)
+    node_tasks_job(gpu_node.pk)
+    Node.objects.filter(pk=gpu_node.pk).update(host_key=node_host.host_key, status=Node.Status.ONLINE)
+    from allocations.services.provisioning import task_retry
+
+    for task in ProvisioningTask.objects.filter(grant=grant):
+        task_retry(task=task)
+    node_tasks_job(gpu_node.pk)
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE
+
+
+def test_revoking_while_the_node_is_unreachable_is_finished_by_reconcile(gpu_node, tmp_path):
+    grant, key = today_grant(tmp_path)
+    grant = provision(grant)
+    account = NodeAccount.objects.get(user=grant.application.principal_investigator)
+    real_port = gpu_node.ssh_port
+    Node.objects.filter(pk=gpu_node.pk).update(ssh_port=free_port())
+    grant_services.grant_revoke(grant=grant, actor=None, reason="end of project")
+    node_tasks_job(gpu_node.pk)
+    assert ProvisioningTask.objects.filter(grant=grant, state=T.RETRYING).exists()
+    assert ProvisioningTask.objects.filter(grant=grant, kind="revoke", state__in=ProvisioningTask.OPEN).exists()
+    assert ssh_as(gpu_node, account.username, key, "true")[0] == 0  # the node never heard of the revocation
+
+    Node.objects.filter(pk=gpu_node.pk).update(ssh_port=real_port)
+    make_due(gpu_node)
+    reconcile_nodes_job()
+    node_tasks_job(gpu_node.pk)
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_as(gpu_node, account.username, key, "true")
+    account.refresh_from_db()
+    assert account.state == NodeAccount.State.REVOKED
+
+
+def test_reconcile_repairs_drift(gpu_node, tmp_path, node_host):
+    grant, key = today_grant(tmp_path)
+    grant = provision(grant)
+    account = NodeAccount.objects.get(user=grant.application.principal_investigator)
+    session = JupyterSession.objects.get(grant=grant)
+    home = Path(f"/home/{account.username}")
+    (home / ".ssh/authorized_keys").unlink()  # a missing key
+    subprocess.run(["pkill", "-KILL", "-u", account.username], check=False)  # a dead Jupyter
+    time.sleep(0.5)
+    assert jupyter_status(session.port, session.token) == 0
+
+    created = grant_services.reconcile_node(node=gpu_node)
+    assert {t.kind for t in created} == {"set-keys", "start-jupyter"}
+    node_tasks_job(gpu_node.pk)
+    assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
+    assert jupyter_status(session.port, session.token) == 200
+
+
+def test_reconcile_revokes_a_revoked_user_who_got_access_back(gpu_node, tmp_path):
+    grant, key = today_grant(tmp_path)
+    grant = provision(grant)
+    account = NodeAccount.objects.get(user=grant.application.principal_investigator)
+    grant_services.grant_revoke(grant=grant, actor=None, reason="done")
+    node_tasks_job(gpu_node.pk)
+    # Someone on the node unlocks the account and puts the key back by hand.
+    pub = key.with_suffix(".pub").read_text()
+    subprocess.run(["usermod", "-p", "*", "-e", "", account.username], check=True)
+    ssh_dir = Path(f"/home/{account.username}/.ssh")
+    (ssh_dir / "authorized_keys").write_text(pub)
+    os.chown(
+        ssh_dir / "authorized_keys",
+        account_uid := int(subprocess.check_output(["id", "-u", account.username])),
+        account_uid,
+    )
+    assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
+
+    created = grant_services.reconcile_node(node=gpu_node)
+    assert [t.kind for t in created] == ["revoke"]
+    node_tasks_job(gpu_node.pk)
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_as(gpu_node, account.username, key, "true")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_settings, node_host, tmp_path):
+    node = bootstrap_node(node_host, hostname="gpu-killed-worker")
+    grant, _key = today_grant(tmp_path)
+    grant_provision_job(grant.pk)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'].replace('/', '%2F')}:{db['PORT']}/{db['NAME']}",
+        "PROVISIONING_SSH_KEY": node_host.portal_key,
+        "NODE_ACCOUNT_PREFIX": node_host.prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+    # A separate worker process runs the tasks; it is killed while Jupyter is starting.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'portal.settings');"
+         f"django.setup(); from allocations.jobs import node_tasks_job; node_tasks_job({node.pk})"],
+        env=env, cwd=django_settings.BASE_DIR, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    task = None
+    while time.monotonic() < deadline:
+        task = ProvisioningTask.objects.filter(grant=grant, kind="start-jupyter", state=T.RUNNING).first()
+        if task:
+            break
+        time.sleep(0.02)
+    assert task is not None, "the worker never reached the Jupyter step"
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    task.refresh_from_db()
+    assert task.state == T.RUNNING  # left behind, as after a crash
+
+    node_tasks_job(node.pk)  # the next run (reconcile or retry) takes over: the lock died with the worker
+    task.refresh_from_db()
+    grant.refresh_from_db()
+    assert task.state == T.SUCCEEDED
+    assert grant.status == Grant.Status.ACTIVE
+    session = JupyterSession.objects.get(grant=grant)
+    assert jupyter_status(session.port, session.token) == 200
+    users = subprocess.run(
+        ["pgrep", "-c", "-u", session.account.username, "-f", "jupyter"], capture_output=True, text=True
+    )
+    assert users.stdout.strip() == "1"  # one server, not two
