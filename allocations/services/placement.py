@@ -37,18 +37,21 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
     if existing:
         return existing
     start, end = grant_period(grant)
-    busy = Assignment.objects.overlapping(start, end).values("gpu_id")
-    candidates = (
-        Node.objects.filter(status=Node.Status.ONLINE, gpu_model=grant.gpu_model)
-        .exclude(host_key="")
-        .annotate(free=Count("gpus", filter=Q(gpus__model=grant.gpu_model) & ~Q(gpus__pk__in=busy)))
-        .filter(free__gte=grant.gpu_count)
-        .order_by("free", "hostname")
-    )
-    for node in candidates:
+    # A race lost to another placement (IntegrityError from the exclusion constraint) means the
+    # free GPUs changed: look again, a few times, before saying nothing fits.
+    for _attempt in range(5):
+        busy = Assignment.objects.overlapping(start, end).values("gpu_id")
+        candidates = (
+            Node.objects.filter(status=Node.Status.ONLINE, gpu_model=grant.gpu_model)
+            .exclude(host_key="")
+            .annotate(free=Count("gpus", filter=Q(gpus__model=grant.gpu_model) & ~Q(gpus__pk__in=busy)))
+            .filter(free__gte=grant.gpu_count)
+            .order_by("free", "hostname")
+        )
+        node = candidates.first()
+        if node is None:
+            break
         gpus = list(free_gpus(node, start, end)[: grant.gpu_count])
-        if len(gpus) < grant.gpu_count:
-            continue
         try:
             with transaction.atomic():
                 assignments = Assignment.objects.bulk_create(
@@ -58,7 +61,7 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
                 Grant.objects.filter(pk=grant.pk).update(status_reason="")
                 return assignments
         except IntegrityError:
-            continue  # another placement took one of these GPUs first: try the next node
+            continue
     total = Gpu.objects.filter(model=grant.gpu_model, node__status=Node.Status.ONLINE).count()
     Grant.objects.filter(pk=grant.pk).update(
         status_reason=(

@@ -1,0 +1,101 @@
+"""SSH public keys: only sound keys are accepted, with a message saying what is wrong."""
+
+import base64
+import struct
+import subprocess
+
+import pytest
+
+from allocations.keys import InvalidKey, parse_public_key
+from allocations.models import SshKey
+
+
+def generated(tmp_path, *args) -> str:
+    path = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-N", "", "-C", "kim@laptop", "-f", str(path), *args], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "bits"),
+    [(["-t", "ed25519"], 256), (["-t", "ecdsa", "-b", "384"], 384), (["-t", "rsa", "-b", "3072"], 3072)],
+)
+def test_sound_keys_are_accepted_with_openssh_fingerprints(tmp_path, args, bits):
+    line = generated(tmp_path, *args)
+    key = parse_public_key(line)
+    assert key.bits == bits
+    expected = subprocess.run(
+        ["ssh-keygen", "-lf", str(tmp_path / "k.pub")], capture_output=True, text=True
+    ).stdout.split()[1]
+    assert key.fingerprint == expected
+    assert key.line == line
+
+
+def test_short_rsa_keys_are_refused(tmp_path):
+    with pytest.raises(InvalidKey, match="at least 3072 bits"):
+        parse_public_key(generated(tmp_path, "-t", "rsa", "-b", "2048"))
+
+
+def test_private_keys_are_refused_with_a_warning(tmp_path):
+    generated(tmp_path, "-t", "ed25519")
+    with pytest.raises(InvalidKey, match="private key"):
+        parse_public_key((tmp_path / "k").read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('command="rm -rf /" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE', "options"),
+        ("ssh-ed25519 AAAA\nssh-ed25519 BBBB", "one line"),
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "Unsupported key type"),
+        ("ssh-ed25519 not-base64!!", "base64"),
+        ("ssh-ed25519", "missing"),
+        ("", "Paste a public key"),
+    ],
+)
+def test_malformed_entries_say_what_is_wrong(text, message):
+    with pytest.raises(InvalidKey, match=message):
+        parse_public_key(text)
+
+
+def test_a_blob_of_another_type_is_refused():
+    blob = struct.pack(">I", 7) + b"ssh-rsa" + struct.pack(">I", 32) + b"x" * 32
+    with pytest.raises(InvalidKey, match="does not match"):
+        parse_public_key("ssh-ed25519 " + base64.b64encode(blob).decode())
+
+
+def test_comments_cannot_smuggle_anything(tmp_path):
+    line = generated(tmp_path, "-t", "ed25519")
+    key = parse_public_key(" ".join(line.split()[:2]) + ' evil";\x00rm -rf')
+    assert key.comment == "evilrm-rf"
+
+
+def test_the_keys_page_adds_lists_and_removes_keys(user_client, user, tmp_path):
+    line = generated(tmp_path, "-t", "ed25519")
+    response = user_client.post("/keys/", {"name": "laptop", "public_key": line})
+    assert response.status_code == 302
+    key = SshKey.objects.get(user=user)
+    page = user_client.get("/keys/").content.decode()
+    assert key.fingerprint in page
+    duplicate = user_client.post("/keys/", {"public_key": line}, HTTP_ACCEPT_LANGUAGE="en")
+    assert duplicate.status_code == 400
+    assert "already added this key" in duplicate.content.decode()
+    user_client.post(f"/keys/{key.pk}/delete/")
+    assert not SshKey.objects.exists()
+
+
+def test_a_bad_key_keeps_what_was_typed(user_client, tmp_path):
+    response = user_client.post("/keys/", {"name": "work", "public_key": "ssh-rsa AAAA"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'value="work"' in body
+    assert "ssh-rsa AAAA" in body
+
+
+def test_someone_elses_key_cannot_be_removed(client, user, tmp_path):
+    from tests.factories import UserFactory
+
+    key = SshKey.objects.create(user=user, key_type="ssh-ed25519", public_key="x", fingerprint="SHA256:x", bits=256)
+    client.force_login(UserFactory())
+    assert client.post(f"/keys/{key.pk}/delete/").status_code == 404
+    assert SshKey.objects.filter(pk=key.pk).exists()
