@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 purpose=${1:-run}
 
 run_pkgs="postgresql postgresql-contrib gettext"
-test_pkgs="$run_pkgs openssh-server sudo chromium fonts-nanum poppler-utils"
+test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium fonts-nanum poppler-utils"
 [ "$purpose" = test ] && pkgs=$test_pkgs || pkgs=$run_pkgs
 
 missing=()

@@ -70,6 +70,11 @@ GROUP_PERMISSIONS = {
         "allocations.view_node",
         "allocations.view_gpu",
         "allocations.view_grant",
+        "allocations.change_grant",
+        "allocations.view_provisioningtask",
+        "allocations.change_provisioningtask",
+        "allocations.view_nodeaccount",
+        "allocations.view_jupytersession",
         "portal.view_organisation",
     ],
     "finance": [
