@@ -5,9 +5,16 @@ import struct
 import subprocess
 
 import pytest
+from django.utils import translation
 
 from allocations.keys import InvalidKey, parse_public_key
 from allocations.models import SshKey
+
+
+@pytest.fixture(autouse=True)
+def english():
+    with translation.override("en"):
+        yield
 
 
 def generated(tmp_path, *args) -> str:
