@@ -19,11 +19,12 @@ from allocations.models import Assignment, Gpu, Grant, Node
 
 
 def grant_period(grant: Grant) -> tuple[datetime, datetime]:
-    """From Seoul midnight of the first day to Seoul midnight after the last day."""
+    """From Seoul midnight of the first day (or now, for a grant placed after it began) to Seoul
+    midnight after the last day."""
     tz = timezone.get_default_timezone()
     start = datetime.combine(grant.starts_on, time.min, tzinfo=tz)
     end = datetime.combine(grant.ends_on + timedelta(days=1), time.min, tzinfo=tz)
-    return start, end
+    return max(start, timezone.now()), end
 
 
 def free_gpus(node: Node, start: datetime, end: datetime):

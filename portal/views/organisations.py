@@ -4,6 +4,7 @@ import django_rq
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -29,8 +30,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     from portal.models import Application
 
     memberships = Membership.objects.filter(user=request.user).select_related("organisation")
+    from allocations.models import Grant
+
     applications = Application.objects.visible_to(request.user).select_related("call")[:10]
-    return render(request, "portal/dashboard.html", {"memberships": memberships, "applications": applications})
+    grants = (
+        Grant.objects.filter(Q(application__principal_investigator=request.user) | Q(application__team=request.user))
+        .distinct()
+        .select_related("application")
+    )
+    context = {"memberships": memberships, "applications": applications, "grants": grants}
+    return render(request, "portal/dashboard.html", context)
 
 
 @login_required

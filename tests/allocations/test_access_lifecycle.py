@@ -119,3 +119,29 @@ def test_expiry_revokes_at_the_end_date(active_grant, gpu_node):
     account = NodeAccount.objects.get(user=grant.application.principal_investigator)
     with pytest.raises(paramiko.AuthenticationException):
         ssh_as(gpu_node, account.username, key, "true")
+
+
+def test_from_approval_to_access_through_the_job_queue(gpu_node, tmp_path, jobs):
+    """The real path: approval enqueues on commit, the worker places and provisions."""
+    app, key = user_with_key(tmp_path)
+    teammate_key = tmp_path / "teammate_ed25519"
+    import subprocess
+
+    from tests.factories import MembershipFactory
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(teammate_key)], check=True)
+    teammate = MembershipFactory(organisation=app.organisation).user
+    sshkey_add(user=teammate, text=teammate_key.with_suffix(".pub").read_text())
+    app.team.add(teammate)
+    today = timezone.localdate()
+    with jobs.committed():
+        grant = approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=10))
+    with jobs.committed():
+        jobs.run()  # grant_provision_job, which queues node_tasks_job
+    with jobs.committed():
+        jobs.run()
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE, grant.status_reason
+    for user, private in ((app.principal_investigator, key), (teammate, teammate_key)):
+        account = NodeAccount.objects.get(user=user)
+        assert ssh_as(gpu_node, account.username, private, "id -un")[1].strip() == account.username

@@ -109,3 +109,49 @@ def test_draining_or_offline_nodes_get_no_new_grants(db):
     node = online_node("gpu-01")
     Node.objects.filter(pk=node.pk).update(status=Node.Status.DRAINING)
     assert grant_place(grant=grant(1)) == []
+
+
+def test_a_waiting_grant_is_placed_when_capacity_frees_up(db):
+    from allocations.jobs import grants_place_pending_job
+    from allocations.services.grants import grant_revoke
+
+    online_node("gpu-01")
+    big = grant(8)
+    Grant.objects.filter(pk=big.pk).update(status=Grant.Status.ACTIVE)
+    grant_place(grant=big)
+    waiting = grant(4)
+    assert grants_place_pending_job() == []
+    waiting.refresh_from_db()
+    assert waiting.status == Grant.Status.PENDING
+    assert "Waiting for capacity" in waiting.status_reason
+
+    grant_revoke(grant=Grant.objects.get(pk=big.pk), actor=None, reason="ended early")
+    assert grants_place_pending_job() == [waiting.pk]
+    waiting.refresh_from_db()
+    assert waiting.status == Grant.Status.PROVISIONING
+    assert waiting.assignments.count() == 4
+
+
+def test_a_grant_starting_later_keeps_its_gpus_reserved_until_its_first_day(db):
+    from allocations.services.grants import grant_provision
+
+    online_node("gpu-01")
+    later = grant(4, start_days=10)
+    grant_provision(grant=later)
+    later.refresh_from_db()
+    assert later.status == Grant.Status.PENDING
+    assert later.assignments.count() == 4
+    assert "access opens on" in later.status_reason
+
+
+def test_one_runner_per_node(db):
+    """A second runner finds the node's lock taken and comes back later."""
+    import psycopg
+
+    from allocations.services.provisioning import LOCK_NAMESPACE, node_run_tasks
+
+    node = online_node("gpu-01")
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, node.pk])
+        assert node_run_tasks(node_id=node.pk) == {"ran": 0, "retry_in": 5, "busy": True}
