@@ -285,7 +285,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     def _application(self, request: HttpRequest, pk: int) -> Application:
         return get_object_or_404(self.get_queryset(request), pk=pk)
 
-    def _page(self, request, application, form, template: str, title: str) -> HttpResponse:
+    def _page(self, request, application, form, title: str) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -295,7 +295,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             "results": svc.latest_eligibility(application),
             "remaining": svc.call_remaining_gpu_hours(application.call),
         }
-        return TemplateResponse(request, template, context)
+        return TemplateResponse(request, "admin/portal/application/action_form.html", context)
 
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.add_review"):
@@ -311,7 +311,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, _("Your review was saved."))
                 return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
-        return self._page(request, application, form, "admin/portal/application/review.html", _("Review"))
+        return self._page(request, application, form, _("Review"))
 
     def decide_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.decide_application"):
@@ -349,7 +349,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, _("The decision was recorded and the applicant informed."))
                 return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
-        return self._page(request, application, form, "admin/portal/application/decide.html", _("Decision"))
+        return self._page(request, application, form, _("Decision"))
 
 
 @admin.register(Review)

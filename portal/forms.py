@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel
 from portal.models import Application, Call, Membership, Organisation
+from portal.services.applications import DRAFT_FIELDS
 from portal.validators import (
     normalise_business_registration_number,
     normalise_domain,
@@ -129,20 +130,7 @@ class ApplicationForm(forms.ModelForm):
 
     class Meta:
         model = Application
-        fields = [
-            "title",
-            "abstract",
-            "field",
-            "gpu_model",
-            "gpu_count",
-            "gpu_hours",
-            "starts_on",
-            "ends_on",
-            "justification",
-            "software",
-            "data_sensitivity",
-            "attachment",
-        ]
+        fields = [*DRAFT_FIELDS, "attachment"]
         widgets = {
             "starts_on": forms.DateInput(attrs={"type": "date"}),
             "ends_on": forms.DateInput(attrs={"type": "date"}),
@@ -214,7 +202,7 @@ class ApplicationForm(forms.ModelForm):
         return data
 
     def draft_data(self) -> dict:
-        return {k: v for k, v in self.cleaned_data.items() if k in self.Meta.fields and k != "attachment"}
+        return {k: v for k, v in self.cleaned_data.items() if k in DRAFT_FIELDS}
 
 
 class ReasonForm(forms.Form):
