@@ -123,7 +123,9 @@ def _run_locked(node: Node) -> dict:
         Node.objects.filter(pk=node.pk, status=Node.Status.OFFLINE).update(
             status=Node.Status.ONLINE, status_reason="", last_report_at=timezone.now()
         )
-    return {"ran": ran, "retry_in": None, "busy": False}
+    waiting = runnable_tasks(node).filter(next_attempt_at__gt=timezone.now()).order_by("next_attempt_at").first()
+    retry_in = max(int((waiting.next_attempt_at - timezone.now()).total_seconds()), 1) if waiting else None
+    return {"ran": ran, "retry_in": retry_in, "busy": False}
 
 
 def _node_unhealthy(node: Node, reason: str) -> None:
