@@ -142,6 +142,14 @@ class Application(models.Model):
     def can_withdraw(self) -> bool:
         return self.can_transition(self.Status.WITHDRAWN)
 
+    def is_managed_by(self, user) -> bool:
+        """The principal investigator and the organisation's owners edit, submit and withdraw;
+        team members only read."""
+        return (
+            user.pk == self.principal_investigator_id
+            or self.organisation.memberships.filter(user=user, role="owner").exists()
+        )
+
 
 class ApplicationEvent(models.Model):
     """One row per state change (who, when, why) and per message from the reviewers."""

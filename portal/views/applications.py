@@ -6,6 +6,7 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -17,12 +18,15 @@ from portal.services import applications as svc
 from portal.services.errors import PortalError
 
 
-def get_application_for_user(user, pk: int) -> Application:
+def get_application_for_user(user, pk: int, *, manage: bool = False) -> Application:
     """Team members, the principal investigator and the organisation's owners see an
-    application; everyone else gets 404."""
-    return get_object_or_404(
+    application; everyone else gets 404. With `manage`, team members get 403."""
+    application = get_object_or_404(
         Application.objects.visible_to(user).select_related("call", "organisation", "principal_investigator"), pk=pk
     )
+    if manage and not application.is_managed_by(user):
+        raise PermissionDenied(_("Only the principal investigator or an owner of the organisation can do this."))
+    return application
 
 
 @login_required
@@ -89,7 +93,7 @@ def application_apply(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    application = get_application_for_user(request.user, pk)
+    application = get_application_for_user(request.user, pk, manage=True)
     if not application.is_editable:
         messages.error(request, _("This application can no longer be edited."))
         return redirect("portal:application_detail", pk=application.pk)
@@ -117,6 +121,7 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "withdraw_form": ReasonForm(),
         "team": application.team.all(),
         "grant": getattr(application, "grant", None),
+        "can_manage": application.is_managed_by(request.user),
     }
     return render(request, "portal/application_detail.html", context)
 
@@ -124,7 +129,7 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def application_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    application = get_application_for_user(request.user, pk)
+    application = get_application_for_user(request.user, pk, manage=True)
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:

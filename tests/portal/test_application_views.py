@@ -256,3 +256,17 @@ def test_closed_calls_cannot_be_applied_to(browser, researcher):
         closes_at=timezone.now() - timezone.timedelta(days=1), opens_at=timezone.now() - timezone.timedelta(days=9)
     )
     assert browser.get(f"/calls/{closed.pk}/apply/").status_code == 404
+
+
+def test_team_members_read_but_cannot_edit_or_withdraw(client, call, researcher):
+    teammate = MembershipFactory(organisation=researcher.organisation).user
+    app = ApplicationFactory(call=call, organisation=researcher.organisation, principal_investigator=researcher.user)
+    app.team.add(teammate)
+    client.force_login(teammate)
+    page = client.get(f"/applications/{app.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Korean foundation model" in page
+    assert "Withdraw the application" not in page and f"/applications/{app.pk}/edit/" not in page
+    assert client.get(f"/applications/{app.pk}/edit/").status_code == 403
+    assert client.post(f"/applications/{app.pk}/withdraw/").status_code == 403
+    app.refresh_from_db()
+    assert app.status == "draft"
