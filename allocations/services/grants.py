@@ -15,6 +15,7 @@ import django_rq
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
 from allocations.services.placement import grant_place, grant_release_gpus
@@ -46,7 +47,10 @@ def enqueue_node(node_id: int) -> None:
 
 def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:
     if not grant.can_transition(new):
-        raise PortalError(f"grant {grant.pk} is {grant.status}; it cannot become {new}", code="bad_transition")
+        raise PortalError(
+            _("The grant is “%(status)s”; that action is no longer possible.") % {"status": grant.get_status_display()},
+            code="bad_transition",
+        )
     old = grant.status
     grant.status = new
     grant.status_reason = reason
@@ -80,7 +84,9 @@ def grant_gpu_ids(grant: Grant) -> list[str]:
 
 
 def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
-    account, _ = NodeAccount.objects.get_or_create(user=user, node=node, defaults={"username": account_username(user)})
+    account, _created = NodeAccount.objects.get_or_create(
+        user=user, node=node, defaults={"username": account_username(user)}
+    )
     if account.expires_on is None or account.expires_on < expires_on or account.state == NodeAccount.State.REVOKED:
         account.expires_on = max(expires_on, account.expires_on or expires_on)
         account.state = NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state
@@ -98,14 +104,14 @@ def _free_port(node: Node) -> int:
     for port in range(low, high + 1):
         if port not in used:
             return port
-    raise PortalError(f"no free Jupyter port left on {node.hostname}", code="no_port")
+    raise PortalError(_("No free Jupyter port is left on %(node)s.") % {"node": node.hostname}, code="no_port")
 
 
 def _jupyter_session(grant: Grant, account: NodeAccount) -> JupyterSession:
     session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
     if session:
         return session
-    for _ in range(5):
+    for _attempt in range(5):
         try:
             with transaction.atomic():
                 return JupyterSession.objects.create(
@@ -114,7 +120,7 @@ def _jupyter_session(grant: Grant, account: NodeAccount) -> JupyterSession:
                 )  # fmt: skip
         except IntegrityError:
             continue  # another grant took the port at the same moment
-    raise PortalError("could not reserve a Jupyter port", code="no_port")
+    raise PortalError(_("No Jupyter port could be reserved; try again."), code="no_port")
 
 
 def _provision_tasks(grant: Grant, node: Node) -> None:
@@ -270,10 +276,10 @@ def grants_expire_due(*, today=None) -> list[int]:
 def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
     grant = _lock(grant)
     if grant.status != G.ACTIVE:
-        raise PortalError("Jupyter can only be restarted while the grant is active.", code="not_active")
+        raise PortalError(_("Jupyter can only be restarted while the grant is active."), code="not_active")
     session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
     if session is None:
-        raise PortalError("This grant has no Jupyter server.", code="no_session")
+        raise PortalError(_("This grant has no Jupyter server."), code="no_session")
     task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
                 payload={"username": session.account.username})  # fmt: skip
     JupyterSession.objects.filter(pk=session.pk).update(state=JupyterSession.State.WANTED, updated_at=timezone.now())

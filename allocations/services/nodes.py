@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from allocations import ssh
 from allocations.agent import DEFAULT_CONFIG_PATH, render_agent
@@ -54,7 +55,9 @@ def node_pin_host_key(*, node: Node, key_line: str, confirmed_fingerprint: str) 
     """Pin the key only when the operator confirmed exactly its fingerprint."""
     fp = ssh.fingerprint(key_line)
     if fp != confirmed_fingerprint.strip():
-        raise PortalError(f"fingerprint mismatch: the node presents {fp}", code="fingerprint_mismatch")
+        raise PortalError(
+            _("The fingerprint does not match: the node presents %(fp)s.") % {"fp": fp}, code="fingerprint_mismatch"
+        )
     node = Node.objects.select_for_update().get(pk=node.pk)
     node.host_key = key_line.strip()
     node.host_key_fingerprint = fp
@@ -121,7 +124,7 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
         if model is None:
             unknown.append(item["name"])
             continue
-        gpu, _ = Gpu.objects.update_or_create(
+        gpu, _created = Gpu.objects.update_or_create(
             uuid=item["uuid"],
             defaults={"node": node, "index": item["index"], "model": model, "memory_mib": item["memory_mib"]},
         )
