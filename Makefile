@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both work on a fresh Debian machine.
-.PHONY: run test lint format messages
+.PHONY: run test bench lint format messages
 
 run:
 	@scripts/bootstrap.sh run
@@ -8,6 +8,10 @@ run:
 test:
 	@scripts/bootstrap.sh test
 	@.venv/bin/python scripts/devstack.py test $(PYTEST_ARGS)
+
+bench:
+	@scripts/bootstrap.sh run
+	@.venv/bin/python scripts/devstack.py bench
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

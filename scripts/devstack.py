@@ -8,6 +8,7 @@ in the environment switch either off. Every process started here is stopped on e
     devstack.py run    migrate, seed_demo, serve on 127.0.0.1:8000 with an RQ worker and cron
     devstack.py test   ruff (lint + format check) and the whole pytest suite, in a throwaway
                        data folder
+    devstack.py bench  the benchmarks in benchmarks/, in a throwaway data folder
 """
 
 from __future__ import annotations
@@ -224,8 +225,14 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
     return stack.call(PY, "-m", "pytest", *pytest_args)
 
 
+def bench(stack: Stack) -> int:
+    stack.env["PORTAL_ENV"] = "test"
+    stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
+    return stack.call(PY, str(ROOT / "benchmarks" / "placement.py"))
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test", "bench"}:
         sys.exit(__doc__)
     mode = sys.argv[1]
     # SIGTERM (CI killing us) takes the same clean-up path as Ctrl-C.
@@ -237,7 +244,7 @@ def main() -> int:
     tmp.chmod(0o755)
     try:
         with Stack(tmp) as stack:
-            return test(stack, sys.argv[2:])
+            return bench(stack) if mode == "bench" else test(stack, sys.argv[2:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
