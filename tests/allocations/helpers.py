@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import urllib.error
 import urllib.request
@@ -55,8 +56,8 @@ def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     key_type, key_b64 = node.host_key.split()[:2]
-    client.get_host_keys().add(f"[{node.address}]:{node.ssh_port}", key_type, paramiko.PKey.from_type_string(
-        key_type, __import__("base64").b64decode(key_b64)))  # fmt: skip
+    host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+    client.get_host_keys().add(f"[{node.address}]:{node.ssh_port}", key_type, host_key)
     client.connect(
         node.address, port=node.ssh_port, username=username, key_filename=str(key),
         timeout=10, allow_agent=False, look_for_keys=False,

@@ -1,6 +1,7 @@
 """Applicants in the browser: drafts, submission with eligibility, timeline, withdrawal."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -40,10 +41,7 @@ def form_data(call, researcher, **changes):
         "gpu_count": "8",
         "gpu_hours": "10000",
         "starts_on": call.allocation_starts_on.isoformat(),
-        "ends_on": (
-            call.allocation_starts_on.replace(year=call.allocation_starts_on.year)
-            + __import__("datetime").timedelta(days=60)
-        ).isoformat(),
+        "ends_on": (call.allocation_starts_on + timedelta(days=60)).isoformat(),
         "justification": "Because.",
         "software": "PyTorch",
         "data_sensitivity": "public",
