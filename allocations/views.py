@@ -5,7 +5,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -58,12 +57,7 @@ def key_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def get_grant_for_user(user, pk: int) -> Grant:
     """Members (principal investigator, team) and the organisation's owners see a grant."""
-    visible = Grant.objects.filter(
-        Q(application__principal_investigator=user)
-        | Q(application__team=user)
-        | Q(organisation__memberships__user=user, organisation__memberships__role="owner")
-    ).distinct()
-    return get_object_or_404(visible.select_related("application", "organisation"), pk=pk)
+    return get_object_or_404(Grant.objects.visible_to(user).select_related("application", "organisation"), pk=pk)
 
 
 @login_required

@@ -12,6 +12,26 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models.nodes import Gpu, GpuModel, Node
 
 
+class GrantQuerySet(models.QuerySet):
+    def of_member(self, user) -> GrantQuerySet:
+        """Grants the user works on: as principal investigator or in the team."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            models.Q(application__principal_investigator=user) | models.Q(application__team=user)
+        ).distinct()
+
+    def visible_to(self, user) -> GrantQuerySet:
+        """Members and the organisation's owners see a grant; everyone else gets 404."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            models.Q(application__principal_investigator=user)
+            | models.Q(application__team=user)
+            | models.Q(organisation__memberships__user=user, organisation__memberships__role="owner")
+        ).distinct()
+
+
 class Grant(models.Model):
     """An award: created in `pending` when an application is approved. Only services set
     `status`, following ALLOWED, with a GrantEvent per transition."""
@@ -51,6 +71,8 @@ class Grant(models.Model):
     status_reason = models.TextField(_("status reason"), blank=True)
     budget_override_reason = models.TextField(_("budget override reason"), blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = GrantQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("grant")

@@ -211,11 +211,7 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     live = Grant.objects.filter(status__in=[G.PROVISIONING, G.ACTIVE]).exclude(pk=grant.pk)
     for user in grant.members():
         for account in NodeAccount.objects.filter(user=user, node_id__in=node_ids):
-            still_needed = (
-                live.filter(assignments__node=account.node).filter(application__principal_investigator=user).exists()
-                or live.filter(assignments__node=account.node, application__team=user).exists()
-            )
-            if still_needed:
+            if live.of_member(user).filter(assignments__node=account.node).exists():
                 continue
             task_create(node=account.node, grant=grant, account=account, kind=K.REVOKE,
                         payload={"username": account.username})  # fmt: skip
@@ -294,8 +290,7 @@ def keys_changed(*, user) -> set[int]:
     lines = authorized_keys(user)
     live = Grant.objects.filter(status=G.ACTIVE)
     for account in NodeAccount.objects.filter(user=user, state=NodeAccount.State.ACTIVE).select_related("node"):
-        grant = (live.filter(assignments__node=account.node, application__principal_investigator=user).first()
-                 or live.filter(assignments__node=account.node, application__team=user).first())  # fmt: skip
+        grant = live.of_member(user).filter(assignments__node=account.node).first()
         if grant is None:
             continue
         task_create(node=account.node, grant=grant, account=account, kind=K.SET_KEYS,
@@ -330,10 +325,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
 
         for account in accounts:
             seen = report.get(account.username, {"exists": False})
-            grant = (
-                live.filter(application__principal_investigator=account.user).first()
-                or live.filter(application__team=account.user).first()
-            )
+            grant = live.of_member(account.user).first()
             if grant is None or account.state == NodeAccount.State.REVOKED:
                 if seen.get("exists") and (not seen.get("locked") or seen.get("keys_sha256") or seen.get("processes")):
                     queue(account, K.REVOKE, {"username": account.username})

@@ -4,7 +4,6 @@ import django_rq
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -33,11 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     from allocations.models import Grant
 
     applications = Application.objects.visible_to(request.user).select_related("call")[:10]
-    grants = (
-        Grant.objects.filter(Q(application__principal_investigator=request.user) | Q(application__team=request.user))
-        .distinct()
-        .select_related("application")
-    )
+    grants = Grant.objects.of_member(request.user).select_related("application")
     context = {"memberships": memberships, "applications": applications, "grants": grants}
     return render(request, "portal/dashboard.html", context)
 
