@@ -279,6 +279,11 @@ class ApplicationAdmin(admin.ModelAdmin):
         return [
             path("<int:pk>/review/", self.admin_site.admin_view(self.review_view), name="portal_application_review"),
             path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="portal_application_decide"),
+            path(
+                "<int:pk>/start-review/",
+                self.admin_site.admin_view(self.start_review_view),
+                name="portal_application_start_review",
+            ),
             *super().get_urls(),
         ]
 
@@ -296,6 +301,17 @@ class ApplicationAdmin(admin.ModelAdmin):
             "remaining": svc.call_remaining_gpu_hours(application.call),
         }
         return TemplateResponse(request, "admin/portal/application/action_form.html", context)
+
+    def start_review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
+        if not (request.user.has_perm("portal.decide_application") or request.user.has_perm("portal.add_review")):
+            raise PermissionDenied
+        try:
+            svc.application_start_review(application=self._application(request, pk), actor=request.user)
+        except PortalError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
 
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.add_review"):

@@ -196,7 +196,9 @@ class EligibilityResult(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule}: {self.outcome}"
+        from portal.eligibility import rule_label
+
+        return f"{rule_label(self.rule)}: {self.get_outcome_display()}"
 
     @property
     def reason(self) -> str:

@@ -182,3 +182,13 @@ def test_html_in_a_title_is_escaped_in_the_admin(client, reviewer):
     for url in (QUEUE, f"{QUEUE}{app.pk}/change/", f"{QUEUE}{app.pk}/review/"):
         body = client.get(url).content.decode()
         assert "<script>alert(" not in body, url
+
+
+def test_an_approver_starts_the_review_from_the_application_page(client, approver):
+    app = submit(ApplicationFactory())
+    client.force_login(approver)
+    assert "start-review" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()
+    client.post(f"{QUEUE}{app.pk}/start-review/")
+    app.refresh_from_db()
+    assert app.status == "in_review"
+    assert f"{QUEUE}{app.pk}/decide/" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()

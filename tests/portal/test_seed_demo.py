@@ -4,7 +4,7 @@ from allauth.mfa.models import Authenticator
 from django.apps import apps
 from django.core.management import call_command
 
-from portal.models import Call, Membership, Organisation, User
+from portal.models import Application, Call, Membership, Organisation, User
 
 
 def counts() -> dict[str, int]:
@@ -38,6 +38,7 @@ def test_seed_demo_builds_the_demo_world_and_a_second_run_changes_nothing(capsys
     assert User.objects.get(email="reviewer@demo-ministry.go.kr").groups.filter(name="reviewers").exists()
     assert User.objects.get(email="approver@demo-ministry.go.kr").groups.filter(name="approvers").exists()
     assert Call.objects.open().count() == 2
+    assert Application.objects.get().status == "submitted"  # something in the review queue
     assert "portal-demo-2026" in first_out
     assert "TOTP secret" in first_out
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from allocations.models import GpuModel, Node
 from billing.models import Rate
-from portal.models import Call, CallBudget, Membership, Organisation, OrganisationDomain, User
+from portal.models import Application, Call, CallBudget, Membership, Organisation, OrganisationDomain, User
 
 # (kind, name_ko, name_en, domains, business registration number, founded)
 ORGANISATIONS = {
@@ -113,6 +113,7 @@ class Command(BaseCommand):
             self.seed_calls()
             self.seed_nodes()
             self.seed_rates()
+            self.seed_applications(orgs)
         self.print_logins(secrets)
 
     def seed_organisations(self) -> dict[str, Organisation]:
@@ -208,6 +209,35 @@ class Command(BaseCommand):
                 Rate.objects.get_or_create(
                     gpu_model=model, price_tier=tier, effective_from=effective, defaults={"krw_per_gpu_hour": krw}
                 )
+
+    def seed_applications(self, orgs: dict[str, Organisation]) -> None:
+        """One submitted application in the academic call, so the review queue is not empty."""
+        from portal.services import applications as svc
+
+        researcher = User.objects.get(email="researcher@demo-univ.ac.kr")
+        call = Call.objects.get(title_en="2027 Academic AI Research GPU Support")
+        if Application.objects.filter(principal_investigator=researcher, call=call).exists():
+            return
+        application = svc.application_create_draft(
+            call=call,
+            organisation=orgs["univ"],
+            user=researcher,
+            team=[],
+            data={
+                "title": "한국어 대규모 언어 모델 사전학습 (Korean LLM pre-training)",
+                "abstract": "A 7B-parameter Korean language model trained on public corpora.",
+                "field": "nlp",
+                "gpu_model": GpuModel.H100_80GB,
+                "gpu_count": 8,
+                "gpu_hours": 12000,
+                "starts_on": call.allocation_starts_on,
+                "ends_on": call.allocation_starts_on + timedelta(days=90),
+                "justification": "8 GPUs for about 63 days of training and evaluation.",
+                "software": "PyTorch, Megatron-LM",
+                "data_sensitivity": "public",
+            },
+        )
+        svc.application_submit(application=application, actor=researcher)
 
     def print_logins(self, secrets: dict[str, str]) -> None:
         out = self.stdout
