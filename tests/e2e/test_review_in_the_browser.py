@@ -1,0 +1,64 @@
+"""An approver signs in with password and authenticator code, reviews and approves an
+application in the admin, in a real browser with the CSP enforced."""
+
+import time
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.conf import settings
+from django.contrib.auth.models import Permission
+
+from allocations.models import Grant
+from portal.services import applications as svc
+from tests.factories import ApplicationFactory, UserFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_an_approver_reviews_and_approves(page):
+    app = ApplicationFactory(title="Protein language model")
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    approver = UserFactory(email="approver@ministry.go.kr", is_staff=True)
+    approver.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=[
+                "view_application",
+                "view_review",
+                "add_review",
+                "view_eligibilityresult",
+                "decide_application",
+            ]
+        )
+    )
+    secret = generate_totp_secret()
+    TOTP.activate(approver, secret)
+
+    page.goto("/admin/")
+    page.fill("input[name=login]", approver.email)
+    page.fill("input[name=password]", settings.DEMO_PASSWORD)
+    page.click("main form[action^='/accounts/login/'] button[type=submit]")
+    page.wait_for_url("**/2fa/authenticate/**")
+    page.fill("input[name=code]", format_hotp_value(hotp_value(secret, int(time.time()) // 30)))
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/admin/**")
+
+    page.goto("/admin/portal/application/")
+    page.click("text=Protein language model")
+    page.click("text=Start the review")
+    page.click("text=Write or edit your review")
+    for field in ("merit", "feasibility", "national_priority", "resource_justification"):
+        page.check(f"input[name={field}][value='4']")
+    page.select_option("select[name=recommendation]", "approve")
+    page.fill("textarea[name=comment]", "Sound plan.")
+    page.click("input[type=submit]")
+    page.click("text=Decide")
+    page.check("input[name=action][value=approve]")
+    page.fill("input[name=gpu_hours]", "5000")
+    page.fill("textarea[name=reason]", "Approved with 5,000 GPU-hours.")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**/admin/portal/application/{app.pk}/change/")
+
+    app.refresh_from_db()
+    assert app.status == "approved"
+    assert Grant.objects.get(application=app).gpu_hours == 5000
+    assert page.csp_violations == []
