@@ -82,7 +82,8 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
-        "refresh": grant.status in {Grant.Status.PENDING, Grant.Status.PROVISIONING},
+        # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
+        "refresh": grant.status == Grant.Status.PROVISIONING,
     }
     return render(request, "allocations/grant_detail.html", context)
 
