@@ -155,3 +155,20 @@ def test_one_runner_per_node(db):
     with psycopg.connect(**params, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, node.pk])
         assert node_run_tasks(node_id=node.pk) == {"ran": 0, "retry_in": 5, "busy": True}
+
+
+def test_the_grant_page_explains_waiting_and_refreshes_only_while_preparing(db, client):
+    from allocations.services.grants import grant_provision
+
+    waiting = grant(4)
+    client.force_login(waiting.application.principal_investigator)
+    page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Waiting for GPUs of this model to become free" in page
+    assert 'http-equiv="refresh"' not in page
+    assert "Waiting for capacity" not in page  # the technical reason is for staff
+
+    online_node("gpu-01")
+    grant_provision(grant=waiting)
+    page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "being prepared on the node" in page
+    assert 'http-equiv="refresh"' in page
