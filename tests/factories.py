@@ -122,3 +122,16 @@ class ApplicationFactory(factory.django.DjangoModelFactory):
     ends_on = factory.LazyAttribute(lambda o: o.call.allocation_starts_on + timedelta(days=90))
     justification = "8 GPUs for 52 days of training."
     data_sensitivity = "public"
+
+
+def award_of(application: Application, **changes) -> dict:
+    """The approval arguments that grant exactly what was asked, with `changes` applied."""
+    values = {
+        "gpu_model": application.gpu_model,
+        "gpu_count": application.gpu_count,
+        "gpu_hours": application.gpu_hours,
+        "starts_on": application.starts_on,
+        "ends_on": application.ends_on,
+    }
+    values.update(changes)
+    return values

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -17,7 +16,3 @@ def render_agent(config_path: str = DEFAULT_CONFIG_PATH) -> bytes:
     rendered, count = re.subn(r'^CONFIG_PATH = "[^"]*"$', f'CONFIG_PATH = "{config_path}"', source, count=1, flags=re.M)
     assert count == 1, "the agent lost its CONFIG_PATH line"
     return rendered.encode()
-
-
-def agent_sha256(config_path: str = DEFAULT_CONFIG_PATH) -> str:
-    return hashlib.sha256(render_agent(config_path)).hexdigest()

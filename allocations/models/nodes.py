@@ -70,10 +70,6 @@ class Node(models.Model):
     def __str__(self) -> str:
         return self.hostname
 
-    @property
-    def is_pinned(self) -> bool:
-        return bool(self.host_key)
-
 
 class Gpu(models.Model):
     """A GPU as NVML reports it; rows come from the agent's inventory, never typed by hand."""

@@ -244,7 +244,3 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} → {self.application}"
-
-    @property
-    def total(self) -> int:
-        return self.merit + self.feasibility + self.national_priority + self.resource_justification

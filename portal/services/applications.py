@@ -50,12 +50,13 @@ DRAFT_FIELDS = [*REQUIRED_FOR_SUBMISSION, "software"]
 
 
 class ApplicationIneligible(PortalError):
-    def __init__(self, results: list[EligibilityResult]) -> None:
+    """Submission refused; the evaluation that says why is stored and shown on the page."""
+
+    def __init__(self) -> None:
         super().__init__(
             _("The application does not meet every rule of the call yet. Fix what is marked below."),
             code="ineligible",
         )
-        self.results = results
 
 
 # -- reads used by services, views and the admin --------------------------------------------
@@ -267,7 +268,7 @@ def application_submit(*, application: Application, actor: User, expected_versio
         results = application_evaluate(application=application)
         if not any(r.outcome == EligibilityResult.Outcome.FAIL for r in results):
             return _transition(application, S.SUBMITTED, actor=actor)
-    raise ApplicationIneligible(results)
+    raise ApplicationIneligible()
 
 
 def application_evaluate(*, application: Application) -> list[EligibilityResult]:

@@ -63,9 +63,7 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
         return redirect("portal:application_detail", pk=application.pk)
     try:
         svc.application_submit(application=application, actor=request.user)
-    except svc.ApplicationIneligible as exc:
-        messages.error(request, exc.message)
-    except PortalError as exc:
+    except PortalError as exc:  # ApplicationIneligible too: its results are on the page
         messages.error(request, exc.message)
     else:
         messages.success(request, _("The application was submitted. You will get an e-mail at every decision."))

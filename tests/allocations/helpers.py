@@ -14,7 +14,7 @@ from allocations.jobs import grant_provision_job, node_tasks_job
 from allocations.models import Grant
 from allocations.services.keys import sshkey_add
 from portal.services import applications as app_services
-from tests.factories import ApplicationFactory, CallFactory, UserFactory
+from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
 
 
 def user_with_key(tmp_path: Path, name: str = "researcher"):
@@ -31,15 +31,7 @@ def approved_grant(app, **award) -> Grant:
     approver = UserFactory(is_staff=True)
     app_services.application_submit(application=app, actor=app.principal_investigator)
     app_services.application_start_review(application=app, actor=approver)
-    values = {
-        "gpu_model": app.gpu_model,
-        "gpu_count": app.gpu_count,
-        "gpu_hours": app.gpu_hours,
-        "starts_on": app.starts_on,
-        "ends_on": app.ends_on,
-    }
-    values.update(award)
-    return app_services.application_approve(application=app, actor=approver, **values)
+    return app_services.application_approve(application=app, actor=approver, **award_of(app, **award))
 
 
 def provision(grant: Grant) -> Grant:

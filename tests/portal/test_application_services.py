@@ -12,7 +12,7 @@ from allocations.models import Grant
 from portal.models import Application, ApplicationEvent, Membership
 from portal.services import applications as svc
 from portal.services.errors import PortalError
-from tests.factories import ApplicationFactory, CallFactory, UserFactory
+from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
 
 S = Application.Status
 
@@ -31,24 +31,12 @@ def in_review(approver, **kwargs) -> Application:
     return svc.application_start_review(application=submitted(**kwargs), actor=approver)
 
 
-def award(app, **changes):
-    values = {
-        "gpu_model": app.gpu_model,
-        "gpu_count": app.gpu_count,
-        "gpu_hours": app.gpu_hours,
-        "starts_on": app.starts_on,
-        "ends_on": app.ends_on,
-    }
-    values.update(changes)
-    return values
-
-
 def test_the_whole_path_records_an_event_per_transition(approver):
     app = in_review(approver)
     svc.application_return(application=app, actor=approver, reason="Explain the data pipeline.")
     svc.application_submit(application=app, actor=app.principal_investigator)
     svc.application_start_review(application=app, actor=approver)
-    svc.application_approve(application=app, actor=approver, **award(app))
+    svc.application_approve(application=app, actor=approver, **award_of(app))
     statuses = list(app.events.values_list("old_status", "new_status"))
     assert statuses == [
         ("draft", "submitted"),
@@ -75,7 +63,7 @@ def test_the_whole_path_records_an_event_per_transition(approver):
 def test_transitions_outside_the_table_are_refused(approver, start, action):
     app = ApplicationFactory(status=start)
     calls = {
-        "approve": lambda: svc.application_approve(application=app, actor=approver, **award(app)),
+        "approve": lambda: svc.application_approve(application=app, actor=approver, **award_of(app)),
         "reject": lambda: svc.application_reject(application=app, actor=approver, reason="x"),
         "withdraw": lambda: svc.application_withdraw(application=app, actor=app.principal_investigator),
         "submit": lambda: svc.application_submit(application=app, actor=app.principal_investigator),
@@ -100,7 +88,7 @@ def test_approval_with_edited_award_creates_a_pending_grant_and_queues_provision
     app = in_review(approver)
     with jobs.committed():
         grant = svc.application_approve(
-            application=app, actor=approver, **award(app, gpu_count=4, gpu_hours=6000), reason="Reduced to 4 GPUs."
+            application=app, actor=approver, **award_of(app, gpu_count=4, gpu_hours=6000), reason="Reduced to 4 GPUs."
         )
     assert (grant.status, grant.gpu_count, grant.gpu_hours) == ("pending", 4, 6000)
     assert grant.copay_percent == app.call.copay_percent
@@ -133,14 +121,14 @@ def test_the_applicant_is_mailed_in_their_language(approver, jobs):
 def test_an_award_over_the_remaining_budget_needs_an_override_reason(approver):
     call = CallFactory(budgets={"H100-80GB": 15000})
     first = in_review(approver, call=call)
-    svc.application_approve(application=first, actor=approver, **award(first, gpu_hours=10000))
+    svc.application_approve(application=first, actor=approver, **award_of(first, gpu_hours=10000))
     second = in_review(approver, call=call)
     with pytest.raises(PortalError) as exc:
-        svc.application_approve(application=second, actor=approver, **award(second, gpu_hours=10000))
+        svc.application_approve(application=second, actor=approver, **award_of(second, gpu_hours=10000))
     assert exc.value.code == "over_budget"
     assert "5000" in exc.value.message
     grant = svc.application_approve(
-        application=second, actor=approver, **award(second, gpu_hours=10000), override_reason="Minister's priority"
+        application=second, actor=approver, **award_of(second, gpu_hours=10000), override_reason="Minister's priority"
     )
     assert grant.budget_override_reason == "Minister's priority"
     assert svc.call_remaining_gpu_hours(call) == {"H100-80GB": -5000}
@@ -194,7 +182,7 @@ def test_two_approvers_at_once_never_overspend_the_call():
     def approve(app, approver):
         try:
             barrier.wait()
-            svc.application_approve(application=app, actor=approver, **award(app))
+            svc.application_approve(application=app, actor=approver, **award_of(app))
             outcomes.append("approved")
         except PortalError as exc:
             outcomes.append(exc.code)
@@ -217,9 +205,9 @@ def test_a_grant_never_starts_before_or_ends_before_it_starts(approver):
     app = in_review(approver)
     with pytest.raises(PortalError):
         svc.application_approve(
-            application=app, actor=approver, **award(app, ends_on=app.starts_on - timedelta(days=1))
+            application=app, actor=approver, **award_of(app, ends_on=app.starts_on - timedelta(days=1))
         )
     with pytest.raises(PortalError):
-        svc.application_approve(application=app, actor=approver, **award(app, gpu_model="A100-80GB"))
+        svc.application_approve(application=app, actor=approver, **award_of(app, gpu_model="A100-80GB"))
     with pytest.raises(PortalError):
-        svc.application_approve(application=app, actor=approver, **award(app, gpu_count=9))
+        svc.application_approve(application=app, actor=approver, **award_of(app, gpu_count=9))
