@@ -31,6 +31,8 @@ AGENT_VERBS = {
     "start-jupyter",
     "stop-jupyter",
     "revoke",
+    "grant-gpus",
+    "release-gpus",
 }
 # Agent error codes worth another try; all others are permanent.
 TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "port_busy"}
@@ -160,28 +162,12 @@ class Connection:
         status, out, err = self._exec(command, json.dumps(payload or {}).encode(), timeout)
         return _agent_answer(verb, status, out, err)
 
-    def upload(self, content: bytes, path: str, mode: int) -> None:
-        try:
-            with self.client.open_sftp() as sftp:
-                with sftp.file(path, "wb") as f:
-                    f.write(content)
-                sftp.chmod(path, mode)
-        except (paramiko.SSHException, OSError) as exc:
-            raise SshError(f"upload of {path} failed: {exc}", permanent=False) from exc
-
-    def run_agent_file_as_root(self, path: str, verb: str, payload: dict, *, use_sudo: bool) -> dict:
-        """Bootstrap only, with an operator credential: run an uploaded agent as root."""
-        command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 {shlex.quote(path)} {verb}"
-        status, out, err = self._exec(command, json.dumps(payload).encode(), COMMAND_TIMEOUT)
-        return _agent_answer(verb, status, out, err)
-
-    def rename_as_root(self, source: str, dest: str, *, use_sudo: bool) -> None:
-        command = (
-            f"{'sudo -n ' if use_sudo else ''}install -o root -g root -m 0755 {shlex.quote(source)} {shlex.quote(dest)}"
-        )
-        status, _out, err = self._exec(command, b"", COMMAND_TIMEOUT)
-        if status != 0:
-            raise SshError(f"installing {dest} failed: {err.decode(errors='replace')[:500]}", permanent=True)
+    def run_python_as_root(self, program: bytes, *, use_sudo: bool, what: str) -> dict:
+        """Installation only, with an operator credential: run `program` (read from stdin, so
+        nothing is staged on the node's disk) as root and return its JSON answer."""
+        command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 -I -"
+        status, out, err = self._exec(command, program, COMMAND_TIMEOUT)
+        return _agent_answer(what, status, out, err)
 
 
 def _agent_answer(verb: str, status: int, out: bytes, err: bytes) -> dict:

@@ -229,6 +229,9 @@ PROVISIONING_SSH_KEY = env_str("PROVISIONING_SSH_KEY", str(BASE_DIR / ".devdata"
 NODE_ACCOUNT_PREFIX = env_str("NODE_ACCOUNT_PREFIX", "gp")
 JUPYTER_PORTS = (env_int("JUPYTER_PORT_MIN", 20000), env_int("JUPYTER_PORT_MAX", 29999))
 ACCOUNT_GRACE_DAYS = env_int("ACCOUNT_GRACE_DAYS", 7)
+# uids of node accounts and gids of grant groups are this number plus a counter that never goes
+# back. Never lower it once accounts exist; keep the range clear of the nodes' local accounts.
+NODE_UNIX_ID_BASE = env_int("NODE_UNIX_ID_BASE", 200000)
 PROVISIONING_MAX_ATTEMPTS = env_int("PROVISIONING_MAX_ATTEMPTS", 6)
 PROVISIONING_BACKOFF_SECONDS = env_int("PROVISIONING_BACKOFF_SECONDS", 15)
 

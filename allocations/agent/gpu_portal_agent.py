@@ -7,12 +7,16 @@ CODE, "message": TEXT} with exit 2 (refused or failed) or 3 (a bug). Every verb 
 running it twice leaves the node as running it once does.
 
 Stdlib only (Python >= 3.9); `pynvml` (nvidia-ml-py) is used when present. No argument is
-ever passed through a shell. The agent only touches unix accounts whose names start with the
-configured prefix and whose uid is >= 1000, so the portal cannot reach system accounts.
+ever passed through a shell. The agent only touches accounts and groups it created itself: the
+name is exactly the configured prefix and digits, the uid is the one the portal allocated, and
+a root-only record the agent wrote at creation must match. It cannot install itself, write
+sudo rules or touch any other account: installation is `gpu_portal_install.py`, run once with
+the operator's credential, and sudo allows the provisioning account only the verbs below.
 """
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import time
 
-VERSION = "1.0"
+VERSION = "2.0"
 # Replaced when the portal installs the agent (install_agent), so the configuration lives where
 # the node's operator put it; sudo's digest pinning then covers this line too.
 CONFIG_PATH = "/etc/gpu-portal/agent.json"
@@ -35,6 +39,13 @@ DEFAULT_CONFIG = {
     "state_dir": "/var/lib/gpu-portal-agent",
     "nvml_replay": "",
     "shell": "/bin/bash",
+    # Managed accounts' keys: root-owned files that sshd reads instead of anything in the home
+    # (an sshd drop-in written at installation, for members of managed_group).
+    "keys_dir": "/etc/gpu-portal/authorized_keys",
+    "managed_group": "gpu-portal-users",
+    # A GPU's device file; {minor} is NVML's minor number. The driver must not rewrite device
+    # files (NVreg_ModifyDeviceFiles=0): the agent gives each grant's group its GPUs.
+    "gpu_device_pattern": "/dev/nvidia{minor}",
 }
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 KEY_RE = re.compile(
@@ -44,6 +55,11 @@ KEY_RE = re.compile(
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GPU_ID_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64}|\d{1,2})$")
 MIN_UID = 1000
+MAX_ID = 2**31 - 2
+# Nothing in a user's home is read beyond this; a bigger file is refused.
+MAX_USER_FILE = 256 * 1024
+# A verb that runs longer than this is stopped: nothing a user does may block repairs.
+VERB_TIMEOUT = 110
 
 
 class AgentError(Exception):
@@ -73,20 +89,58 @@ def run(args: list, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def _managed_name(config: dict, name, kind: str) -> str:
+    """Only names of the portal's exact form: PREFIX + digits (accounts) or PREFIX + g + digits
+    (grant groups). Anything else on the node (the provisioning account, operators, system
+    accounts) is out of reach whatever it is called."""
+    suffix = r"[0-9]{1,12}" if kind == "account" else r"g[0-9]{1,12}"
+    if not isinstance(name, str) or not re.fullmatch(re.escape(config["account_prefix"]) + suffix, name):
+        raise AgentError("bad_username", f"not a name the portal manages: {name!r}"[:200])
+    return name
+
+
+def _record_path(config: dict, kind: str, name: str) -> str:
+    directory = os.path.join(state_dir(config), kind)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, name + ".json")
+
+
+def _read_record(config: dict, kind: str, name: str) -> dict:
+    try:
+        with open(_record_path(config, kind, name)) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _write_record(config: dict, kind: str, name: str, record: dict) -> None:
+    """The marker: a root-only file the agent writes when it creates an account or group."""
+    path = _record_path(config, kind, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.rename(path + ".tmp", path)
+
+
 def managed_user(config: dict, username: str, must_exist: bool = True):
-    """The passwd entry of an account the agent may manage, or None when it does not exist."""
-    if not isinstance(username, str) or not USERNAME_RE.match(username):
-        raise AgentError("bad_username", "not a valid unix user name")
-    if not username.startswith(config["account_prefix"]):
-        raise AgentError("bad_username", f"only accounts starting with {config['account_prefix']!r} are managed")
+    """The passwd entry of an account the agent created, or None when no such account exists.
+    An account of the right name that the agent did not create (no marker, another uid, not in
+    the managed group) is refused: it may be an operator's or an attacker's."""
+    _managed_name(config, username, "account")
     try:
         entry = pwd.getpwnam(username)
     except KeyError:
         if must_exist:
             raise AgentError("no_such_user", f"{username} does not exist") from None
         return None
-    if entry.pw_uid < MIN_UID:
-        raise AgentError("bad_username", "system accounts are not managed")
+    record = _read_record(config, "accounts", username)
+    if entry.pw_uid < MIN_UID or record.get("uid") != entry.pw_uid:
+        raise AgentError("not_managed", f"{username} exists but was not created by the portal")
+    try:
+        members = grp.getgrnam(config["managed_group"]).gr_mem
+    except KeyError:
+        members = []
+    if username not in members:
+        raise AgentError("not_managed", f"{username} is not in the managed group")
     return entry
 
 
@@ -154,18 +208,29 @@ def remove_user_file(entry, name: str) -> bool:
 
 
 def read_user_file(entry, name: str):
+    """~/.ssh/NAME as text, or None. The user controls this file: it is opened without
+    following links and without blocking (a FIFO would hang root forever), must be a regular
+    file and small; anything else counts as absent."""
     try:
-        dfd = open_dir_nofollow(os.path.join(entry.pw_dir, ".ssh"))
+        dfd = os.open(os.path.join(entry.pw_dir, ".ssh"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dfd)
     except OSError:
         return None
     finally:
         os.close(dfd)
-    with os.fdopen(fd) as f:
-        return f.read()
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_USER_FILE:
+            return None
+        data = os.read(fd, MAX_USER_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_USER_FILE:
+        return None
+    return data.decode(errors="replace")
 
 
 def shadow_entry(username: str) -> list:
@@ -177,8 +242,10 @@ def shadow_entry(username: str) -> list:
     return []
 
 
-def user_pids(uid: int) -> list:
-    pids = []
+def user_processes(uid: int) -> dict:
+    """{pid: command name} of the live (not zombie) processes whose real, effective or saved
+    uid is `uid`."""
+    found = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -187,11 +254,47 @@ def user_pids(uid: int) -> list:
                 status = f.read()
         except OSError:
             continue
-        uid_line = re.search(r"^Uid:\s+(\d+)", status, re.M)
+        uid_line = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M)
         state = re.search(r"^State:\s+(\w)", status, re.M)
-        if uid_line and int(uid_line.group(1)) == uid and not (state and state.group(1) == "Z"):
-            pids.append(int(name))
-    return pids
+        command = re.search(r"^Name:\s+(.*)$", status, re.M)
+        if uid_line and uid in {int(u) for u in uid_line.groups()} and not (state and state.group(1) == "Z"):
+            found[int(name)] = command.group(1)[:32] if command else "?"
+    return found
+
+
+def user_pids(uid: int) -> list:
+    return sorted(user_processes(uid))
+
+
+def kill_all_processes(entry) -> list:
+    """End every process of the account, including whatever it forks meanwhile. A listing of
+    /proc is stale the moment it is read (a fork-and-exit loop outruns it), so a child that
+    has become the user sends SIGKILL to everything it may signal (`kill(-1)`: every process of
+    that uid) until the kernel answers that nothing is left. Returns what was running."""
+    before = user_processes(entry.pw_uid)
+    for _round in range(100):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            code = 2
+            try:
+                os.setgroups([])
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+                code = 1
+                for _ in range(2000):
+                    os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                code = 0  # nothing of this uid is left to signal
+            except BaseException:  # noqa: BLE001, S110 - a child must never return into the agent
+                pass
+            os._exit(code)
+        _pid, status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(status) == 2:
+            raise AgentError("kill_failed", "could not switch to the account to end its processes")
+        if not user_processes(entry.pw_uid):
+            return [{"pid": pid, "command": name} for pid, name in sorted(before.items())]
+        time.sleep(0.05)  # only zombies waiting for their parent, or a process still dying
+    raise AgentError("processes_remain", f"processes of {entry.pw_name} survive SIGKILL")
 
 
 def state_dir(config: dict) -> str:
@@ -271,6 +374,7 @@ def verb_inventory(data: dict, config: dict) -> dict:
                         "name": pynvml.nvmlDeviceGetName(h),
                         "uuid": pynvml.nvmlDeviceGetUUID(h),
                         "memory_total": pynvml.nvmlDeviceGetMemoryInfo(h).total,
+                        "minor_number": pynvml.nvmlDeviceGetMinorNumber(h),
                     }
                 )
         finally:
@@ -281,28 +385,65 @@ def verb_inventory(data: dict, config: dict) -> dict:
             "uuid": d["uuid"],
             "name": d["name"],
             "memory_mib": int(d["memory_total"]) // (1024 * 1024),
+            # /dev/nvidiaN is numbered by the minor number, which need not equal the index.
+            "minor": int(d.get("minor_number", d["index"])),
         }
         for d in devices
     ]
     return {"driver_version": driver, "gpus": gpus}
 
 
+def valid_id(value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_UID <= value <= MAX_ID:
+        raise AgentError("bad_id", f"{what} must be an integer between {MIN_UID} and {MAX_ID}")
+    return value
+
+
 def verb_ensure_account(data: dict, config: dict) -> dict:
+    """Create the account with the uid the portal allocated (the same on every node, so files
+    on a shared filesystem keep their owner) and its private group of the same id. A uid or
+    group id already used by someone else on this node is refused, never papered over."""
     username = data.get("username")
+    uid = valid_id(data.get("uid"), "uid")
     expires = data.get("expires_on", "")
     if not isinstance(expires, str) or not DATE_RE.match(expires):
         raise AgentError("bad_date", "expires_on must be YYYY-MM-DD")
     entry = managed_user(config, username, must_exist=False)
     created = entry is None
     if created:
+        for lookup, what in ((pwd.getpwuid, "uid"), (grp.getgrgid, "group id")):
+            try:
+                holder = lookup(uid)
+            except KeyError:
+                continue
+            raise AgentError("uid_taken", f"{what} {uid} already belongs to {holder[0]} on this node")
+        try:
+            grp.getgrnam(username)
+            raise AgentError("uid_taken", f"a group named {username} already exists on this node")
+        except KeyError:
+            pass
+        run(["groupadd", "-g", str(uid), "--", username])
         run(
-            ["useradd", "-m", "-U", "-s", config["shell"], "-K", "HOME_MODE=0700", "-K", "SUB_UID_COUNT=0",
-             "-K", "SUB_GID_COUNT=0", "-e", expires, "--", username]
+            ["useradd", "-m", "-u", str(uid), "-g", str(uid), "-G", config["managed_group"], "-s", config["shell"],
+             "-K", "HOME_MODE=0700", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-e", expires, "--", username]
         )  # fmt: skip
+        _write_record(config, "accounts", username, {"uid": uid, "created_at": int(time.time())})
         entry = managed_user(config, username)
+    elif entry.pw_uid != uid:
+        raise AgentError("uid_mismatch", f"{username} has uid {entry.pw_uid} on this node, not {uid}")
     # '*' = no password but not locked: key logins work (a '!' account is refused without PAM).
     run(["usermod", "-p", "*", "-e", expires, "--", username])
     return {"created": created, "uid": entry.pw_uid, "home": entry.pw_dir}
+
+
+def keys_path(config: dict, username: str) -> str:
+    """The root-owned key file sshd reads for a managed account (the installer's sshd drop-in):
+    nothing in the home directory (authorized_keys2, a symlink, a file the user wrote) counts."""
+    directory = config["keys_dir"]
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise AgentError("unsafe_keys_dir", f"{directory} must be a root-owned directory nobody else can write")
+    return os.path.join(directory, username)
 
 
 def verb_set_keys(data: dict, config: dict) -> dict:
@@ -311,8 +452,20 @@ def verb_set_keys(data: dict, config: dict) -> dict:
     if not isinstance(keys, list) or not all(isinstance(k, str) and KEY_RE.match(k) for k in keys):
         raise AgentError("bad_keys", "keys must be a list of bare public keys, one per entry")
     content = "".join(k + "\n" for k in keys)
-    write_user_file(entry, "authorized_keys", content)
+    path = keys_path(config, entry.pw_name)
+    with open(path + ".tmp", "w") as f:
+        f.write(content)
+        os.fchmod(f.fileno(), 0o644)
+    os.rename(path + ".tmp", path)
     return {"count": len(keys), "sha256": hashlib.sha256(content.encode()).hexdigest()}
+
+
+def read_keys(config: dict, username: str):
+    try:
+        with open(keys_path(config, username)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def verb_set_gpus(data: dict, config: dict) -> dict:
@@ -419,29 +572,21 @@ def verb_stop_jupyter(data: dict, config: dict) -> dict:
 
 
 def verb_revoke(data: dict, config: dict) -> dict:
-    """Remove keys, stop Jupyter and every process, lock the account; keep the home."""
+    """Remove keys, lock the account, stop Jupyter and end every process; keep the home."""
     entry = managed_user(config, data.get("username"), must_exist=False)
     if entry is None:
-        return {"existed": False, "killed": 0}
+        return {"existed": False, "killed": 0, "processes": []}
+    try:
+        os.unlink(keys_path(config, entry.pw_name))
+    except FileNotFoundError:
+        pass
     remove_user_file(entry, "authorized_keys")
     remove_user_file(entry, "environment")
-    stop_jupyter(config, entry)
+    # Locked first, so no new login races the kill; then everything it runs, whatever it forks.
     run(["usermod", "-L", "-e", "1", "--", entry.pw_name])
-    killed = 0
-    for _ in range(50):
-        pids = user_pids(entry.pw_uid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    else:
-        raise AgentError("processes_remain", f"processes of {entry.pw_name} survive SIGKILL")
-    return {"existed": True, "killed": killed}
+    stop_jupyter(config, entry)
+    killed = kill_all_processes(entry)
+    return {"existed": True, "killed": len(killed), "processes": killed}
 
 
 def verb_status(data: dict, config: dict) -> dict:
@@ -453,7 +598,7 @@ def verb_status(data: dict, config: dict) -> dict:
             accounts[username] = {"exists": False}
             continue
         shadow = shadow_entry(username)
-        keys = read_user_file(entry, "authorized_keys")
+        keys = read_keys(config, username)
         env = read_user_file(entry, "environment") or ""
         jupyter = read_jupyter_state(config, username)
         running = bool(jupyter) and pid_alive(jupyter.get("pid", 0), entry.pw_uid) and port_open(jupyter["port"])
@@ -467,50 +612,157 @@ def verb_status(data: dict, config: dict) -> dict:
             "jupyter": {"running": running, "port": jupyter.get("port")} if jupyter else {"running": False},
             "processes": len(user_pids(entry.pw_uid)),
         }
-    return {"accounts": accounts, "version": VERSION}
+    groups = {}
+    for name, uuids in (data.get("groups") or {}).items():
+        groups[name] = group_status(config, name, uuids)
+    return {"accounts": accounts, "groups": groups, "version": VERSION}
 
 
-def verb_bootstrap(data: dict, config: dict) -> dict:
-    """Run once per node by an operator (root): write the configuration, create the restricted
-    provisioning account with the portal's key, and allow it exactly this program (pinned by
-    its SHA-256) through sudo."""
-    if os.geteuid() != 0:
-        raise AgentError("not_root", "bootstrap must run as root")
-    user = data.get("provisioning_user", "")
-    if not USERNAME_RE.match(user or ""):
-        raise AgentError("bad_username", "not a valid provisioning user name")
-    key = data.get("public_key", "")
-    if not KEY_RE.match(key or ""):
-        raise AgentError("bad_keys", "public_key must be one bare public key")
-    agent_path = data.get("agent_path", "")
-    if not re.match(r"^/[A-Za-z0-9/._-]+$", agent_path) or not os.path.isfile(agent_path):
-        raise AgentError("bad_path", "agent_path must name the installed agent")
-    new_config = {k: v for k, v in (data.get("config") or {}).items() if k in DEFAULT_CONFIG}
-    os.makedirs(os.path.dirname(CONFIG_PATH), mode=0o755, exist_ok=True)
-    with open(CONFIG_PATH + ".tmp", "w") as f:
-        json.dump({**DEFAULT_CONFIG, **new_config}, f, indent=2)
-    os.chmod(CONFIG_PATH + ".tmp", 0o644)
-    os.rename(CONFIG_PATH + ".tmp", CONFIG_PATH)
+# -- GPU isolation: a unix group per grant owns the grant's device files ---------------------
+
+
+def gpu_devices(config: dict) -> dict:
+    """{GPU UUID: device file} from NVML (or its recorded answer)."""
+    return {
+        gpu["uuid"]: config["gpu_device_pattern"].format(minor=gpu["minor"], index=gpu["index"])
+        for gpu in verb_inventory({}, config)["gpus"]
+    }
+
+
+def _device_fd(path: str) -> int:
+    """An O_PATH handle on a GPU's device file; a link or anything but a character device is
+    refused, so root never changes the owner of some other file."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    if not stat.S_ISCHR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise AgentError("bad_device", f"{path} is not a character device")
+    return fd
+
+
+def _set_device(path: str, gid: int, mode: int) -> None:
+    fd = _device_fd(path)
     try:
-        entry = pwd.getpwnam(user)
+        os.chown(f"/proc/self/fd/{fd}", 0, gid)
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+
+
+def _device_owner(path: str):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def _grant_devices(config: dict, uuids) -> list:
+    if not isinstance(uuids, list) or not all(isinstance(u, str) and GPU_ID_RE.match(u) for u in uuids):
+        raise AgentError("bad_gpus", "gpus must be a list of GPU UUIDs")
+    devices = gpu_devices(config)
+    unknown = [u for u in uuids if u not in devices]
+    if unknown:
+        raise AgentError("unknown_gpu", f"this node has no GPU {unknown[0]}")
+    return [devices[u] for u in uuids]
+
+
+def _kill_device_holders(path: str) -> list:
+    """Processes (other than root's) that still hold the device open: a revoked grant's job
+    must not keep a GPU that is about to be lent to someone else."""
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid == 0:
+                continue
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") == path:
+                    os.kill(int(name), signal.SIGKILL)
+                    killed.append(int(name))
+                    break
+            except OSError:
+                continue
+    return killed
+
+
+def verb_grant_gpus(data: dict, config: dict) -> dict:
+    """Give the grant's group (created with the portal's gid) exactly its GPUs' device files
+    (root:group 0660) and exactly the given members. Another grant's GPU stays closed to them
+    whatever CUDA_VISIBLE_DEVICES says."""
+    name = _managed_name(config, data.get("group"), "group")
+    gid = valid_id(data.get("gid"), "gid")
+    members = data.get("members")
+    if not isinstance(members, list):
+        raise AgentError("bad_members", "members must be a list of account names")
+    for member in members:
+        managed_user(config, member)
+    paths = _grant_devices(config, data.get("gpus"))
+    try:
+        existing = grp.getgrnam(name)
     except KeyError:
-        run(["useradd", "-m", "-U", "-s", "/bin/sh", "-K", "HOME_MODE=0700", "--", user])
-        entry = pwd.getpwnam(user)
-    run(["usermod", "-p", "*", "--", user])
-    write_user_file(entry, "authorized_keys", key + "\n")
-    with open(agent_path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    rule = f"{user} ALL=(root) NOPASSWD: sha256:{digest} {agent_path}\n"
-    sudoers = f"/etc/sudoers.d/gpu-portal-{user}"
-    with open(sudoers + ".tmp", "w") as f:
-        f.write(rule)
-    os.chmod(sudoers + ".tmp", 0o440)
-    check = run(["visudo", "-cf", sudoers + ".tmp"], check=False)
-    if check.returncode != 0:
-        os.unlink(sudoers + ".tmp")
-        raise AgentError("sudoers_invalid", check.stdout + check.stderr)
-    os.rename(sudoers + ".tmp", sudoers)
-    return {"version": VERSION, "sha256": digest, "provisioning_user": user}
+        existing = None
+    if existing is None:
+        try:
+            holder = grp.getgrgid(gid)
+            raise AgentError("uid_taken", f"group id {gid} already belongs to {holder.gr_name} on this node")
+        except KeyError:
+            pass
+        run(["groupadd", "-g", str(gid), "--", name])
+        _write_record(config, "groups", name, {"gid": gid, "created_at": int(time.time())})
+    elif existing.gr_gid != gid or _read_record(config, "groups", name).get("gid") != gid:
+        raise AgentError("not_managed", f"group {name} exists but was not created by the portal with gid {gid}")
+    run(["gpasswd", "-M", ",".join(members), name])
+    # A GPU this group held before (the grant moved) is closed again.
+    for other in gpu_devices(config).values():
+        if other not in paths and (_device_owner(other) or (None,))[0] == gid:
+            _set_device(other, 0, 0o600)
+    for path in paths:
+        _set_device(path, gid, 0o660)
+    return {"group": name, "gid": gid, "devices": paths, "members": sorted(members)}
+
+
+def verb_release_gpus(data: dict, config: dict) -> dict:
+    """Take the grant's GPUs back (root:root 0600, holders killed) and remove its group."""
+    name = _managed_name(config, data.get("group"), "group")
+    paths = _grant_devices(config, data.get("gpus"))
+    record = _read_record(config, "groups", name)
+    gid = record.get("gid")
+    killed = []
+    for path in paths:
+        owner = _device_owner(path)
+        if owner and (owner[0] == gid or owner[1] & 0o077):
+            _set_device(path, 0, 0o600)
+        killed += _kill_device_holders(path)
+    try:
+        existing = grp.getgrnam(name)
+    except KeyError:
+        existing = None
+    if existing is not None and gid is not None and existing.gr_gid == gid:
+        run(["groupdel", "--", name])
+    if record:
+        os.unlink(_record_path(config, "groups", name))
+    return {"group": name, "devices": paths, "killed": killed}
+
+
+def group_status(config: dict, name: str, uuids) -> dict:
+    _managed_name(config, name, "group")
+    try:
+        existing = grp.getgrnam(name)
+    except KeyError:
+        return {"exists": False}
+    paths = _grant_devices(config, uuids)
+    owners = [_device_owner(p) for p in paths]
+    return {
+        "exists": True,
+        "gid": existing.gr_gid,
+        "members": sorted(existing.gr_mem),
+        "devices_ok": all(o == (existing.gr_gid, 0o660) for o in owners),
+    }
 
 
 VERBS = {
@@ -523,7 +775,8 @@ VERBS = {
     "start-jupyter": verb_start_jupyter,
     "stop-jupyter": verb_stop_jupyter,
     "revoke": verb_revoke,
-    "bootstrap": verb_bootstrap,
+    "grant-gpus": verb_grant_gpus,
+    "release-gpus": verb_release_gpus,
 }
 
 
@@ -535,6 +788,12 @@ def main(argv: list) -> int:
 
     if len(argv) != 2 or argv[1] not in VERBS:
         return answer({"ok": False, "error": "bad_verb", "message": f"verbs: {', '.join(sorted(VERBS))}"}, 2)
+
+    def too_long(_signum, _frame):
+        raise AgentError("timeout", f"{argv[1]} did not finish in {VERB_TIMEOUT} s")
+
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(VERB_TIMEOUT)
     try:
         raw = sys.stdin.read()
         data = json.loads(raw) if raw.strip() else {}

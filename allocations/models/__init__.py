@@ -1,6 +1,6 @@
 """Nodes, GPUs, grants, assignments and access on nodes."""
 
-from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey
+from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey, UnixId
 from allocations.models.grants import Assignment, Grant, GrantEvent
 from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node
 
@@ -16,4 +16,5 @@ __all__ = [
     "NodeAccount",
     "ProvisioningTask",
     "SshKey",
+    "UnixId",
 ]

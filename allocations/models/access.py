@@ -31,6 +31,33 @@ class SshKey(models.Model):
         return f"{self.key_type} {self.fingerprint}"
 
 
+class UnixId(models.Model):
+    """A uid (a user's account, whose private group has the same id) or a gid (a grant's group),
+    handed out once by the portal and never again, so that one person has the same uid on every
+    node and a shared filesystem never mixes two people's files. Rows are never deleted."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="unix_id"
+    )
+    grant = models.OneToOneField(Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="unix_group")
+    number = models.PositiveBigIntegerField(_("uid / gid"), unique=True, null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("unix id")
+        verbose_name_plural = _("unix ids")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, grant__isnull=True)
+                | models.Q(user__isnull=True, grant__isnull=False),
+                name="unixid_user_xor_grant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number}"
+
+
 class NodeAccount(models.Model):
     """A user's unix account on a node. The name is derived from the user id, never typed."""
 
@@ -100,6 +127,8 @@ class ProvisioningTask(models.Model):
         START_JUPYTER = "start-jupyter", _("Start Jupyter")
         STOP_JUPYTER = "stop-jupyter", _("Stop Jupyter")
         REVOKE = "revoke", _("Revoke access")
+        GRANT_GPUS = "grant-gpus", _("Give the grant's group its GPUs")
+        RELEASE_GPUS = "release-gpus", _("Take the grant's GPUs back")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")

@@ -13,13 +13,23 @@ from datetime import timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
+from allocations.models import (
+    Assignment,
+    Grant,
+    GrantEvent,
+    JupyterSession,
+    Node,
+    NodeAccount,
+    ProvisioningTask,
+    SshKey,
+)
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
+from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
 from portal.services.errors import PortalError
 
 G = Grant.Status
@@ -83,6 +93,36 @@ def grant_gpu_ids(grant: Grant) -> list[str]:
     return [a.gpu.uuid for a in grant.assignments.select_related("gpu").order_by("gpu__index")]
 
 
+LIVE = (G.PROVISIONING, G.ACTIVE)
+
+
+def member_gpu_ids(user, node: Node) -> list[str]:
+    """Every GPU the user may use on the node: the union over their live grants there (two
+    grants on one node must not hide each other's GPUs)."""
+    live = Grant.objects.filter(status__in=LIVE).of_member(user).values("pk")
+    current = models.Q(period__upper_inf=True) | models.Q(period__endswith__gt=timezone.now())
+    rows = (
+        Assignment.objects.filter(current, grant__in=live, node=node)
+        .order_by("gpu__index")
+        .values_list("gpu__uuid", flat=True)
+        .distinct()
+    )
+    return list(dict.fromkeys(rows))
+
+
+def _account_payload(account: NodeAccount, expires_on) -> dict:
+    return {"username": account.username, "uid": unix_uid_for(account.user), "expires_on": expires_on.isoformat()}
+
+
+def _grant_gpus_task(grant: Grant, node: Node, accounts: list[NodeAccount]) -> None:
+    """The grant's unix group gets exactly its GPUs' device files and exactly its members."""
+    task_create(
+        node=node, grant=grant, kind=K.GRANT_GPUS,
+        payload={"group": grant_group_name(grant), "gid": unix_gid_for(grant), "gpus": grant_gpu_ids(grant),
+                 "members": sorted(a.username for a in accounts)},
+    )  # fmt: skip
+
+
 def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
     account, _created = NodeAccount.objects.get_or_create(
         user=user, node=node, defaults={"username": account_username(user)}
@@ -128,16 +168,21 @@ def _provision_tasks(grant: Grant, node: Node) -> None:
     expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
     gpus = grant_gpu_ids(grant)
     pi_account = None
+    accounts = []
     for user in grant.members():
         account = _ensure_account(user, node, expires_on)
+        accounts.append(account)
         if user.pk == grant.application.principal_investigator_id:
             pi_account = account
-        name = account.username
         task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
-                    payload={"username": name, "expires_on": expires_on.isoformat()})  # fmt: skip
+                    payload=_account_payload(account, account.expires_on))  # fmt: skip
+    _grant_gpus_task(grant, node, accounts)
+    for account in accounts:
+        name = account.username
         task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
-                    payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
-        task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS, payload={"username": name, "gpus": gpus})
+                    payload={"username": name, "keys": authorized_keys(account.user)})  # fmt: skip
+        task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS,
+                    payload={"username": name, "gpus": member_gpu_ids(account.user, node)})  # fmt: skip
     session = _jupyter_session(grant, pi_account)
     _queue_start_jupyter(grant, session, gpus)
 
@@ -201,6 +246,11 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     """Queue revocation on every node the grant used, except for accounts another live grant
     still needs there. Returns the node ids."""
     nodes = set()
+    # Anything still queued to give access would undo the revocation.
+    grant.tasks.filter(
+        state__in=ProvisioningTask.OPEN,
+        kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.GRANT_GPUS, K.START_JUPYTER],
+    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
     for session in grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account"):
         task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
                     payload={"username": session.account.username, "_meta": {"session": session.pk}})  # fmt: skip
@@ -208,18 +258,25 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     node_ids = set(grant.assignments.values_list("node_id", flat=True)) | set(
         grant.tasks.values_list("node_id", flat=True)
     )
-    live = Grant.objects.filter(status__in=[G.PROVISIONING, G.ACTIVE]).exclude(pk=grant.pk)
+    # The device files first: from here on the grant's GPUs are closed to its group, whatever
+    # its members' processes or other grants keep.
+    for node in Node.objects.filter(pk__in=set(grant.assignments.values_list("node_id", flat=True))):
+        task_create(node=node, grant=grant, kind=K.RELEASE_GPUS,
+                    payload={"group": grant_group_name(grant), "gpus": grant_gpu_ids(grant)})  # fmt: skip
+        nodes.add(node.pk)
+    live = Grant.objects.filter(status__in=LIVE).exclude(pk=grant.pk)
     for user in grant.members():
-        for account in NodeAccount.objects.filter(user=user, node_id__in=node_ids):
+        for account in NodeAccount.objects.filter(user=user, node_id__in=node_ids).select_related("node", "user"):
             if live.of_member(user).filter(assignments__node=account.node).exists():
+                # Another grant keeps the account: only this grant's GPUs leave its environment.
+                gpus = member_gpu_ids(user, account.node)
+                task_create(node=account.node, grant=grant, account=account, kind=K.SET_GPUS,
+                            payload={"username": account.username, "gpus": gpus})  # fmt: skip
+                nodes.add(account.node_id)
                 continue
             task_create(node=account.node, grant=grant, account=account, kind=K.REVOKE,
                         payload={"username": account.username})  # fmt: skip
             nodes.add(account.node_id)
-    # Anything still queued to give access would undo the revocation.
-    grant.tasks.filter(
-        state__in=ProvisioningTask.OPEN, kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER]
-    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
     return nodes
 
 
@@ -312,12 +369,25 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     accounts = list(NodeAccount.objects.filter(node=node).select_related("user"))
     if not accounts:
         return []
-    with connect(node) as conn:
-        report = conn.agent("status", {"usernames": [a.username for a in accounts]})["accounts"]
-    created = []
     live = Grant.objects.filter(status=G.ACTIVE, assignments__node=node).distinct()
+    groups = {grant_group_name(g): grant_gpu_ids(g) for g in live}
+    with connect(node) as conn:
+        answer = conn.agent("status", {"usernames": [a.username for a in accounts], "groups": groups})
+    report, group_report = answer["accounts"], answer.get("groups", {})
+    created = []
     with transaction.atomic():
         open_kinds = set(node.tasks.filter(state__in=ProvisioningTask.OPEN).values_list("account_id", "kind"))
+        open_group_tasks = set(
+            node.tasks.filter(state__in=ProvisioningTask.OPEN, kind=K.GRANT_GPUS).values_list("grant_id", flat=True)
+        )
+        for grant in live:
+            seen = group_report.get(grant_group_name(grant), {})
+            members = sorted(a.username for a in accounts if a.user in grant.members())
+            if grant.pk not in open_group_tasks and (
+                not seen.get("exists") or not seen.get("devices_ok") or seen.get("members") != members
+            ):
+                _grant_gpus_task(grant, node, [a for a in accounts if a.username in members])
+                created.append(node.tasks.latest("pk"))
 
         def queue(account, kind, payload, grant=None):
             if (account.pk, kind) not in open_kinds:
@@ -332,14 +402,14 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
                 continue
             expires_on = account.expires_on or grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
             if not seen.get("exists") or seen.get("locked"):
-                queue(account, K.ENSURE_ACCOUNT, {"username": account.username, "expires_on": expires_on.isoformat()},
-                      grant)  # fmt: skip
+                queue(account, K.ENSURE_ACCOUNT, _account_payload(account, expires_on), grant)
             lines = authorized_keys(account.user)
             if seen.get("keys_sha256") != (keys_sha256(lines) if lines else None):
                 queue(account, K.SET_KEYS, {"username": account.username, "keys": lines}, grant)
             gpus = grant_gpu_ids(grant)
-            if seen.get("cuda_visible_devices") != ",".join(gpus):
-                queue(account, K.SET_GPUS, {"username": account.username, "gpus": gpus}, grant)
+            visible = member_gpu_ids(account.user, node)
+            if seen.get("cuda_visible_devices") != ",".join(visible):
+                queue(account, K.SET_GPUS, {"username": account.username, "gpus": visible}, grant)
             session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
             if session and session.account_id == account.pk and not seen.get("jupyter", {}).get("running"):
                 if (account.pk, K.START_JUPYTER) not in open_kinds:

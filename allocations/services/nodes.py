@@ -8,8 +8,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations import ssh
-from allocations.agent import DEFAULT_CONFIG_PATH, render_agent
 from allocations.models import Gpu, GpuModel, Node
+from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, installer_program
 from portal.services.errors import PortalError
 
 
@@ -73,28 +73,23 @@ def node_install_agent(
     provisioning_public_key: str,
     agent_config: dict,
     config_path: str = DEFAULT_CONFIG_PATH,
+    sshd: SshdSettings | None = None,
 ) -> dict:
-    """Bootstrap a node with an operator credential (root, or a user with full sudo): upload
-    the agent over SFTP, then let it write its config, the provisioning account and the sudo
-    rule pinned to its digest. Afterwards the portal only uses the restricted account."""
+    """Install or upgrade the agent with an operator credential (root, or a user with full
+    sudo): the installer runs as root from stdin with the agent inside, checks its digest,
+    writes the config, the provisioning account, the sudo rule (the agent's verbs only, pinned
+    to its digest) and the sshd drop-in. Afterwards the portal only uses the restricted account."""
+    program, _digest = installer_program(
+        agent_path=node.agent_path,
+        config_path=config_path,
+        config=agent_config,
+        provisioning_user=node.ssh_username,
+        public_key=provisioning_public_key,
+        sshd=sshd or SshdSettings(),
+    )
     target = target_for(node, username=operator_user)
-    content = render_agent(config_path)
-    use_sudo = operator_user != "root"
-    staging = f"/tmp/gpu-portal-agent-{node.pk}.upload"  # noqa: S108 - moved into place by install(1)
     with ssh.Connection(target, operator_key) as conn:
-        conn.upload(content, staging, 0o600)
-        conn.rename_as_root(staging, node.agent_path, use_sudo=use_sudo)
-        answer = conn.run_agent_file_as_root(
-            node.agent_path,
-            "bootstrap",
-            {
-                "provisioning_user": node.ssh_username,
-                "public_key": provisioning_public_key,
-                "agent_path": node.agent_path,
-                "config": agent_config,
-            },
-            use_sudo=use_sudo,
-        )
+        answer = conn.run_python_as_root(program, use_sudo=operator_user != "root", what="install")
     Node.objects.filter(pk=node.pk).update(agent_version=answer["version"], agent_sha256=answer["sha256"])
     return answer
 

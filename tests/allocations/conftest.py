@@ -7,6 +7,7 @@ agent, its config, the sudo rule) and is removed at the end of the session.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
@@ -23,6 +24,7 @@ import pytest
 
 from allocations import ssh
 from allocations.models import Node
+from allocations.node_install import SshdSettings
 from allocations.services import nodes as node_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +47,25 @@ class NodeHost:
     jupyter_bin: str
     nvml_replay: str
     base: Path
+    keys_dir: str
+    managed_group: str
+    device_dir: str
+    sshd: SshdSettings
+    unix_id_base: int
+
+    def agent_config(self) -> dict:
+        return {
+            "account_prefix": self.prefix,
+            "jupyter_bin": self.jupyter_bin,
+            "state_dir": self.state_dir,
+            "nvml_replay": self.nvml_replay,
+            "keys_dir": self.keys_dir,
+            "managed_group": self.managed_group,
+            "gpu_device_pattern": self.device_dir + "/nvidia{minor}",
+        }
+
+    def device(self, minor: int) -> str:
+        return f"{self.device_dir}/nvidia{minor}"
 
 
 def free_port() -> int:
@@ -95,6 +116,17 @@ def remove_accounts(prefixes: list[str]) -> None:
                     break
                 time.sleep(0.1)
             subprocess.run(["userdel", "-r", "-f", entry.pw_name], capture_output=True, check=False)
+    for group in grp.getgrall():
+        if any(group.gr_name.startswith(p) for p in prefixes):
+            subprocess.run(["groupdel", "-f", group.gr_name], capture_output=True, check=False)
+
+
+def make_devices(directory: Path, count: int = 8) -> None:
+    """Stand-ins for /dev/nvidiaN: character devices (the null device's numbers, so opening one
+    works) that start closed, as a node's driver leaves them with NVreg_DeviceFileMode=0600."""
+    directory.mkdir(mode=0o755)
+    for minor in range(count):
+        subprocess.run(["mknod", "-m", "0600", str(directory / f"nvidia{minor}"), "c", "1", "3"], check=True)
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +148,11 @@ def node_host() -> NodeHost:
     os.chmod(base / "authorized/root", 0o644)
     port = free_port()
     config = base / "sshd_config"
+    (base / "sshd_config.d").mkdir(mode=0o755)
+    make_devices(base / "dev")
     config.write_text(
-        f"""Port {port}
+        f"""Include {base}/sshd_config.d/*.conf
+Port {port}
 ListenAddress 127.0.0.1
 HostKey {base}/host_ed25519
 PidFile {base}/sshd.pid
@@ -152,6 +187,14 @@ LogLevel VERBOSE
         jupyter_bin=node_jupyter_bin(),
         nvml_replay=str(NVML_REPLAY),
         base=base,
+        keys_dir=f"/etc/gpu-portal-test-{rid}/authorized_keys",
+        managed_group=f"gpt{rid}users",
+        device_dir=str(base / "dev"),
+        sshd=SshdSettings(
+            config=str(config), dropin=str(base / "sshd_config.d/gpu-portal.conf"), pid_file=str(base / "sshd.pid")
+        ),
+        # Test runs side by side on one machine must not hand out the same uids.
+        unix_id_base=10_000_000 + secrets.randbelow(10_000) * 10_000,
     )
     ssh.ensure_key_pair(host.portal_key)
     yield host
@@ -170,6 +213,7 @@ LogLevel VERBOSE
 def node_settings(settings, node_host):
     settings.PROVISIONING_SSH_KEY = node_host.portal_key
     settings.NODE_ACCOUNT_PREFIX = node_host.prefix
+    settings.NODE_UNIX_ID_BASE = node_host.unix_id_base
     settings.PROVISIONING_BACKOFF_SECONDS = 1
     low = free_port()
     settings.JUPYTER_PORTS = (low, low + 20)
@@ -196,12 +240,8 @@ def bootstrap_node(node_host: NodeHost, hostname: str = "gpu-h100-test") -> Node
         operator_key=node_host.operator_key,
         provisioning_public_key=ssh.ensure_key_pair(node_host.portal_key),
         config_path=node_host.config_path,
-        agent_config={
-            "account_prefix": node_host.prefix,
-            "jupyter_bin": node_host.jupyter_bin,
-            "state_dir": node_host.state_dir,
-            "nvml_replay": node_host.nvml_replay,
-        },
+        agent_config=node_host.agent_config(),
+        sshd=node_host.sshd,
     )
     node_services.node_inventory(node=node)
     node.refresh_from_db()

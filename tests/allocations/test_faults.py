@@ -121,35 +121,30 @@ def test_reconcile_repairs_drift(gpu_node, tmp_path, node_host):
     grant = provision(grant)
     account = NodeAccount.objects.get(user=grant.application.principal_investigator)
     session = JupyterSession.objects.get(grant=grant)
-    home = Path(f"/home/{account.username}")
-    (home / ".ssh/authorized_keys").unlink()  # a missing key
+    Path(node_host.keys_dir, account.username).unlink()  # a missing key
     subprocess.run(["pkill", "-KILL", "-u", account.username], check=False)  # a dead Jupyter
+    device = node_host.device(grant.assignments.order_by("gpu__index").first().gpu.index)
+    os.chmod(device, 0o666)  # noqa: S103 - a GPU opened to everyone (a driver reload, an operator)
     time.sleep(0.5)
     assert jupyter_status(session.port, session.token) == 0
 
     created = grant_services.reconcile_node(node=gpu_node)
-    assert {t.kind for t in created} == {"set-keys", "start-jupyter"}
+    assert {t.kind for t in created} == {"set-keys", "start-jupyter", "grant-gpus"}
     node_tasks_job(gpu_node.pk)
     assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
     assert jupyter_status(session.port, session.token) == 200
+    assert os.stat(device).st_mode & 0o777 == 0o660
 
 
-def test_reconcile_revokes_a_revoked_user_who_got_access_back(gpu_node, tmp_path):
+def test_reconcile_revokes_a_revoked_user_who_got_access_back(gpu_node, tmp_path, node_host):
     grant, key = today_grant(tmp_path)
     grant = provision(grant)
     account = NodeAccount.objects.get(user=grant.application.principal_investigator)
     grant_services.grant_revoke(grant=grant, actor=None, reason="done")
     node_tasks_job(gpu_node.pk)
-    # Someone on the node unlocks the account and puts the key back by hand.
-    pub = key.with_suffix(".pub").read_text()
+    # A careless operator on the node unlocks the account and puts the key back by hand.
     subprocess.run(["usermod", "-p", "*", "-e", "", account.username], check=True)
-    ssh_dir = Path(f"/home/{account.username}/.ssh")
-    (ssh_dir / "authorized_keys").write_text(pub)
-    os.chown(
-        ssh_dir / "authorized_keys",
-        account_uid := int(subprocess.check_output(["id", "-u", account.username])),
-        account_uid,
-    )
+    Path(node_host.keys_dir, account.username).write_text(key.with_suffix(".pub").read_text())
     assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
 
     created = grant_services.reconcile_node(node=gpu_node)

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from allocations import ssh
-from allocations.agent import DEFAULT_CONFIG_PATH
 from allocations.models import Node
+from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings
 from allocations.services import nodes
 
 
@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--jupyter-bin", default="/opt/gpu-portal/jupyter/bin/jupyter")
         parser.add_argument("--state-dir", default="/var/lib/gpu-portal-agent")
         parser.add_argument("--nvml-replay", default="", help="recorded NVML output (test nodes without GPUs)")
+        parser.add_argument("--keys-dir", default="/etc/gpu-portal/authorized_keys")
+        parser.add_argument("--managed-group", default="gpu-portal-users")
+        parser.add_argument("--gpu-device-pattern", default="/dev/nvidia{minor}")
+        parser.add_argument("--sshd-config", default=SshdSettings.config)
+        parser.add_argument("--sshd-dropin", default=SshdSettings.dropin)
+        parser.add_argument("--sshd-pid-file", default=SshdSettings.pid_file)
 
     def handle(self, *args, **opts) -> None:
         node = Node.objects.filter(hostname=opts["hostname"]).first()
@@ -41,7 +47,13 @@ class Command(BaseCommand):
                     "jupyter_bin": opts["jupyter_bin"],
                     "state_dir": opts["state_dir"],
                     "nvml_replay": opts["nvml_replay"],
+                    "keys_dir": opts["keys_dir"],
+                    "managed_group": opts["managed_group"],
+                    "gpu_device_pattern": opts["gpu_device_pattern"],
                 },
+                sshd=SshdSettings(
+                    config=opts["sshd_config"], dropin=opts["sshd_dropin"], pid_file=opts["sshd_pid_file"]
+                ),
             )
             self.stdout.write(f"Agent {answer['version']} installed (sha256 {answer['sha256']}).")
             gpus = nodes.node_inventory(node=node)

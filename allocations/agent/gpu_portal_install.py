@@ -1,0 +1,271 @@
+"""gpu-portal node installer: run once per node (and again for upgrades) as root, with the
+operator's credential, never through the provisioning account's sudo rule.
+
+The portal sends this program over SSH to `python3 -I -` (as root, or through the operator's
+own `sudo -n`), with its input appended as one `main(...)` call. Nothing is uploaded to a place
+a node user could write to: the agent's bytes travel inside this program, their SHA-256 is
+checked before anything is written, and every file is written by root into root-owned
+directories and renamed into place. Answers one JSON object on stdout like the agent.
+
+What it sets up:
+- the agent (root:root 0755) and its configuration;
+- the managed group whose members' keys sshd reads from a root-owned directory, through an
+  sshd drop-in that `sshd -t` checks before sshd reloads;
+- the provisioning account with the portal's key, allowed through sudo exactly the agent's
+  verbs, each pinned to the agent's digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import pwd
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys  # noqa: F401 - the portal appends `sys.exit(main(...))`
+import time
+
+NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+PATH_RE = re.compile(r"/[A-Za-z0-9/._-]{1,250}")
+VERB_RE = re.compile(r"[a-z][a-z-]{1,30}")
+KEY_RE = re.compile(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) "
+    r"[A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+-]{1,100})?"
+)
+
+
+class InstallError(Exception):
+    pass
+
+
+def run(args: list) -> str:
+    result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise InstallError(f"{args[0]} exited {result.returncode}: {(result.stdout + result.stderr).strip()[:500]}")
+    return result.stdout
+
+
+def safe_root_dir(path: str, mode: int) -> None:
+    """Create `path` (and parents) as root; refuse a directory anyone but root can write to,
+    or a link, since root is about to put files there that decide who gets in."""
+    parts = path.strip("/").split("/")
+    current = ""
+    for i, part in enumerate(parts):
+        current += "/" + part
+        try:
+            os.mkdir(current, mode if i == len(parts) - 1 else 0o755)
+        except FileExistsError:
+            pass
+        st = os.lstat(current)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            raise InstallError(f"{current} must be a root-owned directory that nobody else can write to")
+    os.chmod(path, mode)
+
+
+def write_root_file(path: str, content: bytes, mode: int) -> None:
+    directory = os.path.dirname(path)
+    safe_root_dir(directory, stat.S_IMODE(os.lstat(directory).st_mode) if os.path.isdir(directory) else 0o755)
+    tmp = f"{path}.gpu-portal-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, content)
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def install_agent(source: bytes, expected: str, path: str) -> str:
+    digest = hashlib.sha256(source).hexdigest()
+    if digest != expected:
+        raise InstallError(f"the agent arrived with sha256 {digest}, expected {expected}")
+    write_root_file(path, source, 0o755)
+    with open(path, "rb") as f:  # what sudo will pin is what is on disk now
+        written = hashlib.sha256(f.read()).hexdigest()
+    if written != expected:
+        raise InstallError(f"{path} changed while it was installed")
+    return digest
+
+
+def ensure_group(name: str) -> None:
+    try:
+        run(["getent", "group", name])
+    except InstallError:
+        run(["groupadd", "-r", "--", name])
+
+
+def ensure_provisioning_account(user: str, public_key: str, managed_group: str) -> None:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        run(["useradd", "-m", "-U", "-s", "/bin/sh", "-K", "HOME_MODE=0700", "--", user])
+        entry = pwd.getpwnam(user)
+    if entry.pw_uid == 0:
+        raise InstallError("the provisioning account must not be root")
+    run(["usermod", "-p", "*", "--", user])
+    if user in run(["getent", "group", managed_group]).strip().split(":")[-1].split(","):
+        raise InstallError(f"{user} must not be in {managed_group}")
+    home = os.open(entry.pw_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            os.mkdir(".ssh", 0o700, dir_fd=home)
+        except FileExistsError:
+            pass
+        ssh_dir = os.open(".ssh", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=home)
+    finally:
+        os.close(home)
+    try:
+        os.fchown(ssh_dir, entry.pw_uid, entry.pw_gid)
+        os.fchmod(ssh_dir, 0o700)
+        tmp = f".authorized_keys.gpu-portal-{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=ssh_dir)
+        try:
+            os.write(fd, (public_key + "\n").encode())
+            os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        finally:
+            os.close(fd)
+        os.rename(tmp, "authorized_keys", src_dir_fd=ssh_dir, dst_dir_fd=ssh_dir)
+    finally:
+        os.close(ssh_dir)
+
+
+def sudoers_rule(user: str, agent_path: str, digest: str, verbs: list) -> str:
+    """One command per verb, each pinned to the agent's digest: `bootstrap` or any other
+    argument is refused by sudo itself, and so is a changed agent file."""
+    commands = ", ".join(f"sha256:{digest} {agent_path} {verb}" for verb in verbs)
+    return f"{user} ALL=(root) NOPASSWD: {commands}\n"
+
+
+def install_sudoers(user: str, rule: str) -> str:
+    path = f"/etc/sudoers.d/gpu-portal-{user}"
+    tmp = f"/etc/sudoers.d/.gpu-portal-{user}.new"  # a name with a dot: sudo ignores it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o440)
+    try:
+        os.write(fd, rule.encode())
+    finally:
+        os.close(fd)
+    try:
+        run(["visudo", "-cf", tmp])
+    except InstallError:
+        os.unlink(tmp)
+        raise
+    os.rename(tmp, path)
+    return path
+
+
+def sshd_dropin(managed_group: str, keys_dir: str) -> str:
+    return (
+        "# Written by the gpu-portal installer. Accounts the portal manages log in only with the\n"
+        "# keys in a root-owned file: nothing in their home directory grants access.\n"
+        f"Match Group {managed_group}\n"
+        f"    AuthorizedKeysFile {keys_dir}/%u\n"
+        "    AuthorizedKeysCommand none\n"
+        "    AuthorizedPrincipalsFile none\n"
+        "    PasswordAuthentication no\n"
+        "    KbdInteractiveAuthentication no\n"
+        "    AllowTcpForwarding local\n"
+        "    AllowStreamLocalForwarding local\n"
+        "    GatewayPorts no\n"
+        "    PermitTunnel no\n"
+        "    X11Forwarding no\n"
+    )
+
+
+def install_sshd_dropin(sshd: dict, content: str) -> None:
+    """Write the drop-in, let `sshd -t` check the whole configuration (a bad one would stop sshd
+    on reload), then reload sshd."""
+    path = sshd["dropin"]
+    previous = None
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            previous = f.read()
+    write_root_file(path, content.encode(), 0o644)
+    check = subprocess.run(["/usr/sbin/sshd", "-t", "-f", sshd["config"]], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        if previous is None:
+            os.unlink(path)
+        else:
+            write_root_file(path, previous, 0o644)
+        raise InstallError(f"sshd -t refused the configuration: {check.stderr.strip()[:500]}")
+    listen = [
+        line.split()[1] for line in run(["/usr/sbin/sshd", "-T", "-f", sshd["config"]]).splitlines()
+        if line.startswith("listenaddress ")
+    ]  # fmt: skip
+    try:
+        with open(sshd["pid_file"]) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"could not reload sshd through {sshd['pid_file']}: {exc}") from exc
+    wait_for_sshd(listen)
+
+
+def wait_for_sshd(listen: list) -> None:
+    """sshd re-executes itself on SIGHUP and listens again a moment later: answer only once it
+    does, so the portal's next connection is not refused."""
+    time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    for address in listen:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - a probe, not a bind
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=2) as sock:
+                    if sock.recv(4).startswith(b"SSH-"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise InstallError(f"sshd does not answer on {address} after reloading")
+            time.sleep(0.1)
+
+
+def check_input(data: dict) -> None:
+    for key in ("provisioning_user",):
+        if not NAME_RE.fullmatch(data.get(key) or ""):
+            raise InstallError(f"{key} is not a valid user name")
+    config = data.get("config") or {}
+    if not NAME_RE.fullmatch(config.get("managed_group") or ""):
+        raise InstallError("managed_group is not a valid group name")
+    for path in (data["agent_path"], data["config_path"], config["keys_dir"], config["state_dir"],
+                 data["sshd"]["config"], data["sshd"]["dropin"], data["sshd"]["pid_file"]):  # fmt: skip
+        if not PATH_RE.fullmatch(path or "") or "/../" in path or path.endswith("/.."):
+            raise InstallError(f"not a plain absolute path: {path!r}")
+    if not KEY_RE.fullmatch(data.get("public_key") or ""):
+        raise InstallError("public_key must be one bare public key")
+    if not data.get("verbs") or not all(VERB_RE.fullmatch(v) for v in data["verbs"]):
+        raise InstallError("verbs must be plain verb names")
+
+
+def main(encoded: str) -> int:
+    try:
+        if os.geteuid() != 0:
+            raise InstallError("the installer must run as root")
+        data = json.loads(base64.b64decode(encoded))
+        check_input(data)
+        config = data["config"]
+        digest = install_agent(base64.b64decode(data["agent_b64"]), data["agent_sha256"], data["agent_path"])
+        write_root_file(data["config_path"], json.dumps(config, indent=2).encode(), 0o644)
+        safe_root_dir(config["keys_dir"], 0o755)
+        safe_root_dir(config["state_dir"], 0o700)
+        ensure_group(config["managed_group"])
+        ensure_provisioning_account(data["provisioning_user"], data["public_key"], config["managed_group"])
+        install_sudoers(
+            data["provisioning_user"],
+            sudoers_rule(data["provisioning_user"], data["agent_path"], digest, data["verbs"]),
+        )
+        install_sshd_dropin(data["sshd"], sshd_dropin(config["managed_group"], config["keys_dir"]))
+    except (InstallError, OSError, KeyError, ValueError, subprocess.SubprocessError) as exc:
+        print(json.dumps({"ok": False, "error": "install_failed", "message": f"{type(exc).__name__}: {exc}"}))
+        return 2
+    print(json.dumps({"ok": True, "version": data["version"], "sha256": digest,
+                      "provisioning_user": data["provisioning_user"]}))  # fmt: skip
+    return 0

@@ -1,0 +1,317 @@
+"""The node agent's trust boundary, attacked on the real sshd stand-in as the provisioning
+account, as another researcher on the same node and as a revoked user would. Each test is a
+scenario that succeeded against the first agent (docs/nodes.md, "What a user on the node can
+and cannot do")."""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+from django.utils import timezone
+
+from allocations import ssh
+from allocations.jobs import node_tasks_job
+from allocations.models import Grant, NodeAccount, ProvisioningTask, UnixId
+from allocations.node_install import installer_program
+from allocations.services import grants as grant_services
+from allocations.services import nodes as node_services
+from allocations.services.keys import sshkey_add, sshkey_remove
+from allocations.services.unix_ids import unix_uid_for
+from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.factories import ApplicationFactory, CallFactory, UserFactory
+
+T = ProvisioningTask.State
+
+
+def keypair(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def active(app, days: int = 30) -> Grant:
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=days)))
+    assert grant.status == Grant.Status.ACTIVE, grant.status_reason
+    return grant
+
+
+@pytest.fixture
+def researcher(gpu_node, tmp_path):
+    """An active 4-GPU grant: (grant, unix name, private key)."""
+    app, key = user_with_key(tmp_path)
+    grant = active(app)
+    return grant, NodeAccount.objects.get(user=app.principal_investigator).username, key
+
+
+def as_provisioning(node, command: str, payload: dict | None = None) -> tuple[int, str]:
+    with node_services.connect(node) as conn:
+        status, out, err = conn._exec(command, json.dumps(payload or {}).encode(), 30)
+    return status, (out + err).decode()
+
+
+def device_opens(node, username: str, key: Path, device: str) -> bool:
+    _status, out = ssh_as(node, username, key, f"(: < {device}) 2>/dev/null && echo open || echo refused")
+    return out.strip() == "open"
+
+
+# -- 1. the provisioning account cannot become root -----------------------------------------
+
+
+def test_the_provisioning_account_cannot_run_bootstrap_through_sudo(gpu_node, node_host):
+    """The attack: `bootstrap` with agent_path=/usr/bin/id gave a new user sudo to `id`."""
+    payload = {
+        "provisioning_user": node_host.prefix + "evil",
+        "public_key": ssh.ensure_key_pair(node_host.portal_key),
+        "agent_path": "/usr/bin/id",
+    }
+    status, output = as_provisioning(gpu_node, f"sudo -n {node_host.agent_path} bootstrap", payload)
+    assert status != 0
+    assert "password is required" in output
+    assert not Path(f"/etc/sudoers.d/gpu-portal-{node_host.prefix}evil").exists()
+    # Nor any argument sudo was not told about, nor the agent with no verb at all.
+    for command in (f"sudo -n {node_host.agent_path} version extra", f"sudo -n {node_host.agent_path}"):
+        assert "password is required" in as_provisioning(gpu_node, command)[1]
+
+
+def test_the_sudo_rule_lists_the_agents_verbs_and_nothing_else(gpu_node, node_host):
+    rule = Path(f"/etc/sudoers.d/gpu-portal-{node_host.provisioning_user}").read_text()
+    allowed = {part.split()[-1] for part in rule.split("NOPASSWD:")[1].split(",")}
+    assert allowed == ssh.AGENT_VERBS
+    assert "bootstrap" not in rule
+
+
+# -- 2. re-installing cannot be hijacked ----------------------------------------------------
+
+
+def test_installing_stages_nothing_where_a_node_user_can_write(gpu_node, node_host):
+    """The attack: a user swapped the upload in the node's /tmp before root installed it."""
+    before = {p: set(os.listdir(p)) for p in ("/tmp", "/var/tmp", "/dev/shm")}
+    planted = Path(f"/tmp/gpu-portal-agent-{gpu_node.pk}.upload")
+    planted.write_text("import os\nos.system('touch /tmp/owned-by-attacker')\n")
+    try:
+        node_services.node_install_agent(
+            node=gpu_node, operator_user="root", operator_key=node_host.operator_key,
+            provisioning_public_key=ssh.ensure_key_pair(node_host.portal_key), config_path=node_host.config_path,
+            agent_config=node_host.agent_config(), sshd=node_host.sshd,
+        )  # fmt: skip
+    finally:
+        planted.unlink()
+    after = {p: set(os.listdir(p)) for p in before}
+    assert all(not {n for n in after[p] - before[p] if "gpu-portal" in n} for p in before)
+    assert not Path("/tmp/owned-by-attacker").exists()
+    gpu_node.refresh_from_db()
+    assert hashlib.sha256(Path(node_host.agent_path).read_bytes()).hexdigest() == gpu_node.agent_sha256
+
+
+def test_an_agent_altered_on_the_way_is_not_installed(gpu_node, node_host):
+    program, _digest = installer_program(
+        agent_path=node_host.agent_path + "-tampered", config_path=node_host.config_path,
+        config=node_host.agent_config(), provisioning_user=node_host.provisioning_user,
+        public_key=ssh.ensure_key_pair(node_host.portal_key), sshd=node_host.sshd,
+    )  # fmt: skip
+    head, _, call = program.decode().rpartition('sys.exit(main("')
+    data = json.loads(base64.b64decode(call.split('"')[0]))
+    data["agent_b64"] = base64.b64encode(base64.b64decode(data["agent_b64"]) + b"\nos.system('id')\n").decode()
+    tampered = (head + f'sys.exit(main("{base64.b64encode(json.dumps(data).encode()).decode()}"))\n').encode()
+    target = node_services.target_for(gpu_node, username="root")
+    with ssh.Connection(target, node_host.operator_key) as conn, pytest.raises(ssh.SshError) as exc:
+        conn.run_python_as_root(tampered, use_sudo=False, what="install")
+    assert "expected" in exc.value.message
+    assert not Path(node_host.agent_path + "-tampered").exists()
+
+
+# -- 3. only accounts the portal created ----------------------------------------------------
+
+
+def test_the_agent_refuses_accounts_it_did_not_create(gpu_node, node_host, tmp_path):
+    """The attack: an attacker's key installed on `gpprov` (or an operator's `gpuadmin`)."""
+    attacker = keypair(tmp_path / "attacker")
+    keys = [attacker.with_suffix(".pub").read_text().strip()]
+    operator_account = f"{node_host.prefix}999999"  # the portal's form, made by hand on the node
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", operator_account], check=True)
+    subprocess.run(["usermod", "-p", "*", operator_account], check=True)
+    with node_services.connect(gpu_node) as conn:
+        for name in (node_host.provisioning_user, node_host.prefix + "admin", operator_account, "root"):
+            with pytest.raises(ssh.SshError) as exc:
+                conn.agent("set-keys", {"username": name, "keys": keys})
+            assert exc.value.code in {"bad_username", "not_managed"}, exc.value.message
+        with pytest.raises(ssh.SshError) as exc:
+            conn.agent("set-keys", {"username": f"{node_host.prefix}1\n", "keys": keys})
+        assert exc.value.code == "bad_username"
+        with pytest.raises(ssh.SshError):
+            conn.agent("revoke", {"username": operator_account})
+    for name in (node_host.provisioning_user, operator_account):
+        with pytest.raises(paramiko.AuthenticationException):
+            ssh_as(gpu_node, name, attacker, "true")
+
+
+# -- 8. revoke ends every process -----------------------------------------------------------
+
+FORK_AND_EXIT = (
+    "setsid nohup /usr/bin/python3 -c 'import os, time\n"
+    "while True:\n"
+    "    if os.fork():\n"
+    "        os._exit(0)\n"
+    "    time.sleep(0.002)' >/dev/null 2>&1 < /dev/null &"
+)
+
+
+def test_revoke_ends_processes_that_fork_and_exit_meanwhile(researcher, gpu_node):
+    grant, username, key = researcher
+    for _ in range(3):
+        ssh_as(gpu_node, username, key, FORK_AND_EXIT)
+    ssh_as(gpu_node, username, key, "setsid nohup sleep 600 >/dev/null 2>&1 < /dev/null &")
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-u", username], capture_output=True).returncode == 0
+
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    task = ProvisioningTask.objects.get(grant=grant, kind="revoke")
+    assert task.state == T.SUCCEEDED, task.last_error
+    assert task.result["killed"] >= 1
+    assert "sleep" in {p["command"] for p in task.result["processes"]}
+    time.sleep(1)  # nothing that escaped the kill can have come back
+    ps = subprocess.run(["ps", "-u", username, "-o", "stat=,pid=,comm="], capture_output=True, text=True).stdout
+    assert [line for line in ps.splitlines() if not line.strip().startswith("Z")] == []  # zombies only wait
+
+
+# -- 9. keys live in a root-owned file ------------------------------------------------------
+
+
+def test_keys_in_the_home_directory_grant_nothing(researcher, gpu_node, tmp_path):
+    """The attack: Debian's sshd also reads ~/.ssh/authorized_keys2."""
+    _grant, username, key = researcher
+    own = keypair(tmp_path / "own")
+    pub = own.with_suffix(".pub").read_text().strip()
+    ssh_as(gpu_node, username, key, f"echo '{pub}' >> ~/.ssh/authorized_keys2; echo '{pub}' >> ~/.ssh/authorized_keys")
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_as(gpu_node, username, own, "true")
+
+
+def test_a_removed_key_no_longer_logs_in(researcher, gpu_node, tmp_path, django_capture_on_commit_callbacks):
+    grant, username, key = researcher
+    user = grant.application.principal_investigator
+    second = keypair(tmp_path / "second")
+    with django_capture_on_commit_callbacks(execute=True):
+        sshkey_add(user=user, text=second.with_suffix(".pub").read_text(), name="second")
+    node_tasks_job(gpu_node.pk)
+    # The user copies the first key to authorized_keys2 before it is removed in the portal.
+    ssh_as(gpu_node, username, key, "mkdir -p ~/.ssh; cat ~/.ssh/authorized_keys >> ~/.ssh/authorized_keys2 || true")
+    with django_capture_on_commit_callbacks(execute=True):
+        sshkey_remove(ssh_key=user.ssh_keys.get(name="laptop"))
+    node_tasks_job(gpu_node.pk)
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_as(gpu_node, username, key, "true")
+    assert ssh_as(gpu_node, username, second, "true")[0] == 0
+
+
+# -- 10. nothing in a home can block the agent ----------------------------------------------
+
+
+def test_a_fifo_in_the_home_does_not_stop_repairs(researcher, gpu_node):
+    """The attack: `mkfifo ~/.ssh/environment` blocked `status` and reconcile for the node."""
+    _grant, username, key = researcher
+    ssh_as(gpu_node, username, key, "rm -f ~/.ssh/environment; mkfifo ~/.ssh/environment")
+    started = time.monotonic()
+    created = grant_services.reconcile_node(node=gpu_node)
+    assert time.monotonic() - started < 20
+    assert "set-gpus" in {t.kind for t in created}
+    node_tasks_job(gpu_node.pk)
+    assert ProvisioningTask.objects.filter(state=T.FAILED).count() == 0
+    env = Path(f"/home/{username}/.ssh/environment")
+    assert env.is_file() and not env.is_symlink()
+
+
+def test_a_link_in_the_home_is_not_followed(researcher, gpu_node):
+    _grant, username, key = researcher
+    ssh_as(gpu_node, username, key, "rm -f ~/.ssh/environment; ln -s /etc/shadow ~/.ssh/environment")
+    with node_services.connect(gpu_node) as conn:
+        seen = conn.agent("status", {"usernames": [username]})["accounts"][username]
+    assert seen["cuda_visible_devices"] is None  # not root's /etc/shadow
+
+
+# -- 12 and 6. GPUs belong to their grant's group -------------------------------------------
+
+
+def test_a_user_opens_their_own_gpus_and_never_another_grants(researcher, gpu_node, node_host, tmp_path):
+    grant, username, key = researcher
+    other_app, other_key = user_with_key(tmp_path, name="neighbour")
+    other = active(other_app)
+    other_name = NodeAccount.objects.get(user=other_app.principal_investigator).username
+    mine = [a.gpu.index for a in grant.assignments.all()]
+    theirs = [a.gpu.index for a in other.assignments.all()]
+    assert not set(mine) & set(theirs)
+
+    # CUDA_VISIBLE_DEVICES unset or not: the device files decide.
+    assert device_opens(gpu_node, username, key, node_host.device(mine[0]))
+    assert not device_opens(gpu_node, username, key, node_host.device(theirs[0]))
+    assert device_opens(gpu_node, other_name, other_key, node_host.device(theirs[0]))
+    assert not device_opens(gpu_node, other_name, other_key, node_host.device(mine[0]))
+
+    grant_services.grant_revoke(grant=grant, actor=None, reason="ended early")
+    node_tasks_job(gpu_node.pk)
+    for index in mine:
+        st = os.stat(node_host.device(index))
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+    assert not device_opens(gpu_node, other_name, other_key, node_host.device(mine[0]))
+    assert device_opens(gpu_node, other_name, other_key, node_host.device(theirs[0]))
+
+
+def test_two_grants_of_one_researcher_on_one_node_add_up(researcher, gpu_node, node_host):
+    grant, username, key = researcher
+    user = grant.application.principal_investigator
+    second_app = ApplicationFactory(
+        call=CallFactory(), organisation=grant.organisation, principal_investigator=user, gpu_count=4, gpu_hours=1000
+    )
+    second = active(second_app)
+    both = [a.gpu.uuid for g in (grant, second) for a in g.assignments.order_by("gpu__index")]
+    _status, out = ssh_as(gpu_node, username, key, "echo $CUDA_VISIBLE_DEVICES")
+    assert sorted(out.strip().split(",")) == sorted(both)
+    for g in (grant, second):
+        assert device_opens(gpu_node, username, key, node_host.device(g.assignments.first().gpu.index))
+
+    grant_services.grant_revoke(grant=second, actor=None, reason="done")
+    node_tasks_job(gpu_node.pk)
+    _status, out = ssh_as(gpu_node, username, key, "echo $CUDA_VISIBLE_DEVICES")
+    assert out.strip().split(",") == [a.gpu.uuid for a in grant.assignments.order_by("gpu__index")]
+    assert not device_opens(gpu_node, username, key, node_host.device(second.assignments.first().gpu.index))
+    assert device_opens(gpu_node, username, key, node_host.device(grant.assignments.first().gpu.index))
+
+
+# -- 16. one uid per person, allocated by the portal ----------------------------------------
+
+
+def test_accounts_get_the_uid_the_portal_allocated_not_the_nodes_next_free_one(researcher, gpu_node, settings):
+    grant, username, key = researcher
+    user = grant.application.principal_investigator
+    uid = unix_uid_for(user)
+    assert uid > settings.NODE_UNIX_ID_BASE
+    _status, out = ssh_as(gpu_node, username, key, "id -u; id -g")
+    assert out.split() == [str(uid), str(uid)]
+    # The teammate gets another uid, and the same person keeps theirs for every later account.
+    assert unix_uid_for(UserFactory()) not in {uid, None}
+    assert UnixId.objects.get(user=user).number == uid
+
+
+def test_a_uid_taken_on_the_node_is_refused_not_papered_over(gpu_node, tmp_path, settings):
+    app, _key = user_with_key(tmp_path)
+    uid = unix_uid_for(app.principal_investigator)
+    squatter = f"sq{uid}"
+    subprocess.run(["useradd", "-M", "-u", str(uid), squatter], check=True, capture_output=True)
+    try:
+        today = timezone.localdate()
+        grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=5)))
+        task = ProvisioningTask.objects.get(grant=grant, kind="ensure-account")
+        assert task.state == T.FAILED
+        assert f"uid {uid} already belongs to {squatter}" in task.last_error
+        assert grant.status == Grant.Status.PROVISIONING
+        assert f"uid {uid} already belongs to {squatter}" in grant.status_reason
+        assert subprocess.run(["id", "-u", squatter], capture_output=True, text=True).stdout.strip() == str(uid)
+    finally:
+        subprocess.run(["userdel", "-f", squatter], capture_output=True)
