@@ -21,11 +21,13 @@ from allocations.models import (
     JupyterSession,
     Node,
     NodeAccount,
+    NodeEvent,
     ProvisioningTask,
     SshKey,
 )
 from allocations.services import grants as grant_services
 from allocations.services import nodes as node_services
+from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from portal.services.errors import PortalError
 
@@ -38,6 +40,28 @@ class GpuInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # GPUs come from the agent's NVML inventory
+
+
+class NodeEventInline(admin.TabularInline):
+    """The node's status history, newest first; written only by the node status service."""
+
+    model = NodeEvent
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at", "-pk"]
+    readonly_fields = ["created_at", "actor", "source", "old_status", "new_status", "reason"]
+    fields = readonly_fields
+    verbose_name = _("status change")
+    verbose_name_plural = _("status history")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("allocations.view_node")  # the history is part of the node
 
 
 class PinForm(forms.Form):
@@ -61,12 +85,14 @@ class NodeAdmin(admin.ModelAdmin):
         "host_key_fingerprint",
         "agent_version",
         "agent_sha256",
+        "status",
         "status_reason",
+        "status_source",
         "last_report_at",
         "created_at",
     ]
-    inlines = [GpuInline]
-    actions = ["read_inventory", "drain", "undrain", "reconcile"]
+    inlines = [GpuInline, NodeEventInline]
+    actions = ["read_inventory", "drain", "bring_online", "take_offline", "reconcile"]
 
     def get_urls(self):
         return [
@@ -120,18 +146,24 @@ class NodeAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{node}: {len(gpus)} GPUs")
 
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Node], status: str, reason: str) -> None:
+        for node in queryset:
+            try:
+                node_set_status(node=node, status=status, actor=request.user, reason=reason)
+            except PortalError as exc:
+                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+
     @admin.action(description=_("Drain (no new grants)"), permissions=["change"])
     def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        queryset.update(status=Node.Status.DRAINING)
+        self._set_status(request, queryset, Node.Status.DRAINING, "drained by an operator")
 
-    @admin.action(description=_("Take back into service"), permissions=["change"])
-    def undrain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        queryset.filter(status=Node.Status.DRAINING).update(status=Node.Status.OFFLINE, status_reason="")
-        for node in queryset.exclude(host_key=""):
-            try:
-                node_services.node_inventory(node=node)
-            except ssh.SshError as exc:
-                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+    @admin.action(description=_("Bring online"), permissions=["change"])
+    def bring_online(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_status(request, queryset, Node.Status.ONLINE, "")
+
+    @admin.action(description=_("Take offline"), permissions=["change"])
+    def take_offline(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_status(request, queryset, Node.Status.OFFLINE, "taken offline by an operator")
 
     @admin.action(description=_("Reconcile now"), permissions=["change"])
     def reconcile(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:

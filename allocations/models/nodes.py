@@ -34,10 +34,25 @@ agent_path_validator = RegexValidator(r"^/[A-Za-z0-9/._-]{1,199}$", _("An absolu
 
 
 class Node(models.Model):
+    """A GPU node. Only `allocations.services.node_status` sets `status`, following ALLOWED,
+    with a NodeEvent per change; `status_source` says who set it, so automatic checks never
+    undo an operator's drain or offline."""
+
     class Status(models.TextChoices):
         ONLINE = "online", _("Online")
         DRAINING = "draining", _("Draining")
         OFFLINE = "offline", _("Offline")
+
+    class Source(models.TextChoices):
+        OPERATOR = "operator", _("Operator")
+        INVENTORY = "inventory", _("GPU inventory")
+        CONNECTION = "connection", _("SSH connection")
+
+    ALLOWED = {
+        Status.ONLINE: {Status.DRAINING, Status.OFFLINE},
+        Status.DRAINING: {Status.ONLINE, Status.OFFLINE},
+        Status.OFFLINE: {Status.ONLINE, Status.DRAINING},
+    }
 
     hostname = models.CharField(_("host name"), max_length=253, unique=True, validators=[hostname_validator])
     address = models.CharField(_("address"), max_length=253, help_text=_("IP address or DNS name for SSH."))
@@ -59,6 +74,7 @@ class Node(models.Model):
     agent_sha256 = models.CharField(_("agent SHA-256"), max_length=64, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE)
     status_reason = models.TextField(_("status reason"), blank=True)
+    status_source = models.CharField(_("status set by"), max_length=16, choices=Source.choices, blank=True)
     last_report_at = models.DateTimeField(_("last report"), null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -69,6 +85,30 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED.get(self.status, set())
+
+
+class NodeEvent(models.Model):
+    """One change of a node's status: who (no actor: an automatic check), from, to, why, when."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source = models.CharField(_("set by"), max_length=16, choices=Node.Source.choices, blank=True)
+    old_status = models.CharField(_("from"), max_length=16, choices=Node.Status.choices)
+    new_status = models.CharField(_("to"), max_length=16, choices=Node.Status.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("node event")
+        verbose_name_plural = _("node events")
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["node", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.old_status} → {self.new_status}"
 
 
 class Gpu(models.Model):
