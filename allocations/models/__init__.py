@@ -2,7 +2,7 @@
 
 from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey
 from allocations.models.grants import Assignment, Grant, GrantEvent
-from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent
+from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
 __all__ = [
     "GPUS_PER_NODE",
@@ -15,6 +15,7 @@ __all__ = [
     "Node",
     "NodeAccount",
     "NodeEvent",
+    "NodeOperation",
     "ProvisioningTask",
     "SshKey",
 ]

@@ -128,3 +128,48 @@ class Gpu(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node.hostname}:{self.index}"
+
+
+class NodeOperation(models.Model):
+    """An operator's request that reaches a node over SSH (fetch the host key, read the GPU
+    inventory, reconcile). A web request only creates this row; `node_operation_job` does the
+    work, and the node's admin page shows the state and the result or error."""
+
+    class Kind(models.TextChoices):
+        FETCH_HOST_KEY = "fetch-host-key", _("Fetch the host key")
+        INVENTORY = "inventory", _("Read the GPU inventory")
+        RECONCILE = "reconcile", _("Reconcile")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    # RUNNING → RUNNING: a worker killed mid-operation leaves it running; the retry runs it again.
+    ALLOWED = {
+        State.QUEUED: {State.RUNNING, State.FAILED},
+        State.RUNNING: {State.RUNNING, State.SUCCEEDED, State.FAILED},
+        State.SUCCEEDED: set(),
+        State.FAILED: set(),
+    }
+    OPEN = frozenset({State.QUEUED, State.RUNNING})
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(_("operation"), max_length=32, choices=Kind.choices)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("queued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("node operation")
+        verbose_name_plural = _("node operations")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["node", "kind", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.node_id} ({self.get_state_display()})"
