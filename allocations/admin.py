@@ -29,7 +29,7 @@ from allocations.services import grants as grant_services
 from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 
 class GpuInline(admin.TabularInline):

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 G = Grant.Status
 K = ProvisioningTask.Kind

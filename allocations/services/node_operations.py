@@ -17,7 +17,7 @@ from allocations import ssh
 from allocations.models import Node, NodeOperation
 from allocations.services import nodes as node_services
 from allocations.services.grants import reconcile_node
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 log = logging.getLogger(__name__)
 Op = NodeOperation

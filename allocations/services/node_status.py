@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Node, NodeEvent
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 N = Node.Status
 Source = Node.Source

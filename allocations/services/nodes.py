@@ -11,7 +11,7 @@ from allocations import ssh
 from allocations.agent import DEFAULT_CONFIG_PATH, render_agent
 from allocations.models import Gpu, GpuModel, Node
 from allocations.services.node_status import node_report_inventory
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 
 def target_for(node: Node, *, username: str | None = None) -> ssh.Target:

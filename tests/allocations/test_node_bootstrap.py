@@ -8,7 +8,7 @@ import pytest
 from allocations import ssh
 from allocations.models import Gpu, Node
 from allocations.services import nodes as node_services
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 from tests.allocations.conftest import bootstrap_node
 
 

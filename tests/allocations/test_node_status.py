@@ -12,7 +12,7 @@ from allocations.models import Grant, Node, NodeEvent
 from allocations.services import grants as grant_services
 from allocations.services import nodes as node_services
 from allocations.services.node_status import node_set_status
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 from tests.allocations.conftest import keygen
 from tests.allocations.helpers import approved_grant, provision, user_with_key
 from tests.allocations.test_placement import online_node
