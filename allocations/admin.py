@@ -12,7 +12,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from allocations import ssh
 from allocations.models import (
     Assignment,
     Gpu,
@@ -21,13 +20,16 @@ from allocations.models import (
     JupyterSession,
     Node,
     NodeAccount,
+    NodeEvent,
+    NodeOperation,
     ProvisioningTask,
     SshKey,
 )
 from allocations.services import grants as grant_services
-from allocations.services import nodes as node_services
+from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
+from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 
 class GpuInline(admin.TabularInline):
@@ -40,8 +42,66 @@ class GpuInline(admin.TabularInline):
         return False  # GPUs come from the agent's NVML inventory
 
 
+class NodeEventInline(admin.TabularInline):
+    """The node's status history, newest first; written only by the node status service."""
+
+    model = NodeEvent
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at", "-pk"]
+    readonly_fields = ["created_at", "actor", "source", "old_status", "new_status", "reason"]
+    fields = readonly_fields
+    verbose_name = _("status change")
+    verbose_name_plural = _("status history")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("allocations.view_node")  # the history is part of the node
+
+
+class NodeOperationInline(admin.TabularInline):
+    """The node's last operations (fetch host key, inventory, reconcile) with their outcome."""
+
+    model = NodeOperation
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "kind", "state", "actor", "started_at", "finished_at", "outcome"]
+    fields = readonly_fields
+    verbose_name_plural = _("recent operations")
+
+    @admin.display(description=_("result"))
+    def outcome(self, obj: NodeOperation) -> str:
+        return obj.error or (", ".join(f"{k}: {v}" for k, v in obj.result.items()) if obj.result else "")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[NodeOperation]:
+        queryset = super().get_queryset(request)
+        object_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if object_id and str(object_id).isdigit():
+            recent = NodeOperation.objects.filter(node_id=int(object_id)).order_by("-pk").values("pk")[:10]
+            queryset = queryset.filter(pk__in=recent)
+        return queryset
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("allocations.view_node")
+
+
+def fetched_key_type(fetch: NodeOperation) -> str:
+    return fetch.result["key_line"].split()[0]
+
+
 class PinForm(forms.Form):
-    key_line = forms.CharField(widget=forms.HiddenInput)
+    operation = forms.IntegerField(widget=forms.HiddenInput)
     fingerprint = forms.CharField(
         label=_("Fingerprint verified on the node"),
         max_length=100,
@@ -61,12 +121,14 @@ class NodeAdmin(admin.ModelAdmin):
         "host_key_fingerprint",
         "agent_version",
         "agent_sha256",
+        "status",
         "status_reason",
+        "status_source",
         "last_report_at",
         "created_at",
     ]
-    inlines = [GpuInline]
-    actions = ["read_inventory", "drain", "undrain", "reconcile"]
+    inlines = [GpuInline, NodeEventInline, NodeOperationInline]
+    actions = ["read_inventory", "drain", "bring_online", "take_offline", "reconcile"]
 
     def get_urls(self):
         return [
@@ -75,73 +137,110 @@ class NodeAdmin(admin.ModelAdmin):
         ]
 
     def pin_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """Fetch the host key, show its fingerprint, pin it when the operator types the same one."""
+        """Queue a fetch of the host key (a job: no SSH in this request), show the fetched key's
+        fingerprint once the job finished, and pin it when the operator types the same one."""
         if not request.user.has_perm("allocations.change_node"):
             return HttpResponseRedirect(reverse("admin:index"))
         node = get_object_or_404(Node, pk=pk)
-        form = PinForm(request.POST or None)
-        key_line = request.POST.get("key_line") if request.method == "POST" else None
-        if key_line is None:
-            try:
-                key_line = node_services.node_fetch_host_key(node=node)
-            except ssh.SshError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-                return HttpResponseRedirect(reverse("admin:allocations_node_change", args=[pk]))
-            form = PinForm(initial={"key_line": key_line})
-        elif form.is_valid():
-            try:
-                node_services.node_pin_host_key(
-                    node=node,
-                    key_line=form.cleaned_data["key_line"],
-                    confirmed_fingerprint=form.cleaned_data["fingerprint"],
-                )
-            except PortalError as exc:
-                form.add_error("fingerprint", exc.message)
-            else:
-                self.message_user(request, _("Host key pinned."))
-                return HttpResponseRedirect(reverse("admin:allocations_node_change", args=[pk]))
+        here = reverse("admin:allocations_node_pin", args=[pk])
+        if request.method == "POST" and "fetch" in request.POST:
+            node_operation_queue(node=node, kind=NodeOperation.Kind.FETCH_HOST_KEY, actor=request.user)
+            return HttpResponseRedirect(here)
+        fetch = node_operation_latest(node=node, kind=NodeOperation.Kind.FETCH_HOST_KEY)
+        form = None
+        if fetch is not None and fetch.state == NodeOperation.State.SUCCEEDED:
+            form = PinForm(request.POST or None, initial={"operation": fetch.pk})
+            if request.method == "POST" and form.is_valid():
+                operation = node.operations.filter(pk=form.cleaned_data["operation"]).first() or fetch
+                try:
+                    node_pin_fetched_key(operation=operation, confirmed_fingerprint=form.cleaned_data["fingerprint"])
+                except PortalError as exc:
+                    form.add_error("fingerprint", exc.message)
+                else:
+                    self.message_user(request, _("Host key pinned."))
+                    return HttpResponseRedirect(reverse("admin:allocations_node_change", args=[pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": node,
             "form": form,
+            "fetch": fetch,
+            "presented": f"{fetched_key_type(fetch)} {fetch.result['fingerprint']}" if form else "",
             "title": _("Pin the host key"),
-            "presented": f"{key_line.split()[0]} {ssh.fingerprint(key_line)}",
         }
         return TemplateResponse(request, "admin/allocations/node/pin.html", context)
 
+    def _queue(self, request: HttpRequest, queryset: QuerySet[Node], kind: str) -> None:
+        unpinned = [str(node) for node in queryset.filter(host_key="")]
+        if unpinned:
+            self.message_user(
+                request, _("No pinned host key: %(nodes)s") % {"nodes": ", ".join(unpinned)}, messages.ERROR
+            )
+        queued = [
+            node_operation_queue(node=node, kind=kind, actor=request.user) for node in queryset.exclude(host_key="")
+        ]
+        if queued:
+            self.message_user(
+                request,
+                _("%(count)d operations queued; their results appear on each node's page.") % {"count": len(queued)},
+            )
+
     @admin.action(description=_("Read the GPU inventory"), permissions=["change"])
     def read_inventory(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._queue(request, queryset, NodeOperation.Kind.INVENTORY)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Node], status: str, reason: str) -> None:
         for node in queryset:
             try:
-                gpus = node_services.node_inventory(node=node)
-            except ssh.SshError as exc:
+                node_set_status(node=node, status=status, actor=request.user, reason=reason)
+            except PortalError as exc:
                 self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{node}: {len(gpus)} GPUs")
 
     @admin.action(description=_("Drain (no new grants)"), permissions=["change"])
     def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        queryset.update(status=Node.Status.DRAINING)
+        self._set_status(request, queryset, Node.Status.DRAINING, "drained by an operator")
 
-    @admin.action(description=_("Take back into service"), permissions=["change"])
-    def undrain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        queryset.filter(status=Node.Status.DRAINING).update(status=Node.Status.OFFLINE, status_reason="")
-        for node in queryset.exclude(host_key=""):
-            try:
-                node_services.node_inventory(node=node)
-            except ssh.SshError as exc:
-                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+    @admin.action(description=_("Bring online"), permissions=["change"])
+    def bring_online(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_status(request, queryset, Node.Status.ONLINE, "")
+
+    @admin.action(description=_("Take offline"), permissions=["change"])
+    def take_offline(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        self._set_status(request, queryset, Node.Status.OFFLINE, "taken offline by an operator")
 
     @admin.action(description=_("Reconcile now"), permissions=["change"])
     def reconcile(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        for node in queryset.exclude(host_key=""):
-            try:
-                created = grant_services.reconcile_node(node=node)
-            except ssh.SshError as exc:
-                self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{node}: {len(created)} repairs queued")
+        self._queue(request, queryset, NodeOperation.Kind.RECONCILE)
+
+
+@admin.register(NodeOperation)
+class NodeOperationAdmin(admin.ModelAdmin):
+    """Every node operation, to follow many at once (e.g. an inventory read across a rack)."""
+
+    list_display = ["created_at", "node", "kind", "state", "actor", "finished_at", "short_error"]
+    list_filter = ["state", "kind"]
+    search_fields = ["node__hostname", "error"]
+    list_select_related = ["node", "actor"]
+    readonly_fields = [f.name for f in NodeOperation._meta.fields]
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj: NodeOperation) -> str:
+        return obj.error[:120]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("allocations.view_node")
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.has_perm("allocations.view_node")
 
 
 @admin.register(ProvisioningTask)

@@ -11,6 +11,7 @@ import django_rq
 from allocations import ssh
 from allocations.models import Grant, Node, ProvisioningTask
 from allocations.services import grants as grant_services
+from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ def node_tasks_job(node_id: int) -> dict:
     if outcome["retry_in"]:
         django_rq.get_queue("default").enqueue_in(timedelta(seconds=outcome["retry_in"]), node_tasks_job, node_id)
     return outcome
+
+
+def node_operation_job(operation_id: int) -> str | None:
+    """An operator's node operation (fetch host key, inventory, reconcile) queued by the admin."""
+    operation = node_operation_run(operation_id=operation_id)
+    return operation.state if operation else None
 
 
 def grants_place_pending_job() -> list[int]:

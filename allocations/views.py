@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask, SshKey
 from allocations.services import grants as grant_services
 from allocations.services.keys import sshkey_add, sshkey_remove
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 LOCAL_JUPYTER_PORT = 8888
 

@@ -2,7 +2,7 @@
 
 from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey, UnixId
 from allocations.models.grants import Assignment, Grant, GrantEvent
-from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node
+from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
 __all__ = [
     "GPUS_PER_NODE",
@@ -14,6 +14,8 @@ __all__ = [
     "JupyterSession",
     "Node",
     "NodeAccount",
+    "NodeEvent",
+    "NodeOperation",
     "ProvisioningTask",
     "SshKey",
     "UnixId",

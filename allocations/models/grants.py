@@ -46,9 +46,11 @@ class Grant(models.Model):
 
     ALLOWED = {
         Status.PENDING: {Status.PROVISIONING, Status.REVOKED},
-        Status.PROVISIONING: {Status.ACTIVE, Status.PENDING, Status.REVOKED},
+        # A grant still provisioning at its end expires: whatever was provisioned is revoked.
+        Status.PROVISIONING: {Status.ACTIVE, Status.PENDING, Status.SUSPENDED, Status.EXPIRED, Status.REVOKED},
         Status.ACTIVE: {Status.SUSPENDED, Status.EXPIRED, Status.REVOKED},
-        Status.SUSPENDED: {Status.ACTIVE, Status.EXPIRED, Status.REVOKED},
+        # Resuming provisions again; the grant is active once its tasks succeeded.
+        Status.SUSPENDED: {Status.PROVISIONING, Status.EXPIRED, Status.REVOKED},
         Status.EXPIRED: set(),
         Status.REVOKED: set(),
     }

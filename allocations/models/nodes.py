@@ -34,10 +34,25 @@ agent_path_validator = RegexValidator(r"^/[A-Za-z0-9/._-]{1,199}$", _("An absolu
 
 
 class Node(models.Model):
+    """A GPU node. Only `allocations.services.node_status` sets `status`, following ALLOWED,
+    with a NodeEvent per change; `status_source` says who set it, so automatic checks never
+    undo an operator's drain or offline."""
+
     class Status(models.TextChoices):
         ONLINE = "online", _("Online")
         DRAINING = "draining", _("Draining")
         OFFLINE = "offline", _("Offline")
+
+    class Source(models.TextChoices):
+        OPERATOR = "operator", _("Operator")
+        INVENTORY = "inventory", _("GPU inventory")
+        CONNECTION = "connection", _("SSH connection")
+
+    ALLOWED = {
+        Status.ONLINE: {Status.DRAINING, Status.OFFLINE},
+        Status.DRAINING: {Status.ONLINE, Status.OFFLINE},
+        Status.OFFLINE: {Status.ONLINE, Status.DRAINING},
+    }
 
     hostname = models.CharField(_("host name"), max_length=253, unique=True, validators=[hostname_validator])
     address = models.CharField(_("address"), max_length=253, help_text=_("IP address or DNS name for SSH."))
@@ -59,6 +74,7 @@ class Node(models.Model):
     agent_sha256 = models.CharField(_("agent SHA-256"), max_length=64, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE)
     status_reason = models.TextField(_("status reason"), blank=True)
+    status_source = models.CharField(_("status set by"), max_length=16, choices=Source.choices, blank=True)
     last_report_at = models.DateTimeField(_("last report"), null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -69,6 +85,30 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED.get(self.status, set())
+
+
+class NodeEvent(models.Model):
+    """One change of a node's status: who (no actor: an automatic check), from, to, why, when."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source = models.CharField(_("set by"), max_length=16, choices=Node.Source.choices, blank=True)
+    old_status = models.CharField(_("from"), max_length=16, choices=Node.Status.choices)
+    new_status = models.CharField(_("to"), max_length=16, choices=Node.Status.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("node event")
+        verbose_name_plural = _("node events")
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["node", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.old_status} → {self.new_status}"
 
 
 class Gpu(models.Model):
@@ -88,3 +128,48 @@ class Gpu(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node.hostname}:{self.index}"
+
+
+class NodeOperation(models.Model):
+    """An operator's request that reaches a node over SSH (fetch the host key, read the GPU
+    inventory, reconcile). A web request only creates this row; `node_operation_job` does the
+    work, and the node's admin page shows the state and the result or error."""
+
+    class Kind(models.TextChoices):
+        FETCH_HOST_KEY = "fetch-host-key", _("Fetch the host key")
+        INVENTORY = "inventory", _("Read the GPU inventory")
+        RECONCILE = "reconcile", _("Reconcile")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    # RUNNING → RUNNING: a worker killed mid-operation leaves it running; the retry runs it again.
+    ALLOWED = {
+        State.QUEUED: {State.RUNNING, State.FAILED},
+        State.RUNNING: {State.RUNNING, State.SUCCEEDED, State.FAILED},
+        State.SUCCEEDED: set(),
+        State.FAILED: set(),
+    }
+    OPEN = frozenset({State.QUEUED, State.RUNNING})
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(_("operation"), max_length=32, choices=Kind.choices)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("queued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("node operation")
+        verbose_name_plural = _("node operations")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["node", "kind", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.node_id} ({self.get_state_display()})"

@@ -8,6 +8,7 @@ decision never touches a node.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 
@@ -30,10 +31,11 @@ from allocations.models import (
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
 from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 G = Grant.Status
 K = ProvisioningTask.Kind
+log = logging.getLogger(__name__)
 
 
 def grant_created(*, grant: Grant, actor) -> Grant:
@@ -231,7 +233,16 @@ def grant_after_tasks(*, grant_id: int) -> Grant:
         grant = Grant.objects.select_for_update().get(pk=grant_id)
         if grant.status != G.PROVISIONING:
             return grant
-        failed = grant.tasks.filter(state=ProvisioningTask.State.FAILED).first()
+        # Only this round of provisioning counts: a resumed grant keeps the tasks its
+        # suspension superseded (failed) from earlier rounds.
+        since = (
+            grant.events.filter(new_status=G.PROVISIONING)
+            .order_by("-created_at", "-pk")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        current = grant.tasks.filter(created_at__gte=since) if since else grant.tasks.all()
+        failed = current.filter(state=ProvisioningTask.State.FAILED).first()
         if failed:
             Grant.objects.filter(pk=grant.pk).update(
                 status_reason=f"{failed.get_kind_display()} failed: {failed.last_error}"[:2000]
@@ -300,15 +311,26 @@ def grant_revoke(*, grant: Grant, actor, reason: str) -> Grant:
     return _end(grant, G.REVOKED, actor=actor, reason=reason)
 
 
+# A grant in one of these states has (or is being given) access that must end with the grant.
+EXPIRABLE = frozenset({G.PROVISIONING, G.ACTIVE, G.SUSPENDED})
+
+
 @transaction.atomic
 def grant_expire(*, grant: Grant) -> Grant:
+    """End the grant: free its GPUs and revoke whatever was (or was about to be) provisioned.
+    A grant another run already ended is left as it is."""
+    grant = _lock(grant)
+    if grant.status not in EXPIRABLE:
+        return grant
     return _end(grant, G.EXPIRED, actor=None, reason="the grant period ended")
 
 
 @transaction.atomic
 def grant_resume(*, grant: Grant, actor) -> Grant:
+    """Give a suspended grant its access back. It goes through provisioning like a new grant
+    and becomes active only when every task succeeded (grant_after_tasks)."""
     grant = _lock(grant)
-    _transition(grant, G.ACTIVE, actor=actor, reason="resumed")
+    _transition(grant, G.PROVISIONING, actor=actor, reason="resumed")
     node = grant.assignments.select_related("node").first().node
     _provision_tasks(grant, node)
     enqueue_node(node.pk)
@@ -316,12 +338,22 @@ def grant_resume(*, grant: Grant, actor) -> Grant:
 
 
 def grants_expire_due(*, today=None) -> list[int]:
-    """Grants whose last day has passed: revoke access (account expiry dates only stop new logins)."""
+    """Grants whose last day has passed: revoke access (account expiry dates only stop new logins).
+
+    Each grant is expired in its own transaction: one that fails keeps the error in its
+    status_reason and the others still lose their access on time."""
     today = today or timezone.localdate()
     expired = []
-    for grant in Grant.objects.filter(status__in=[G.ACTIVE, G.SUSPENDED, G.PROVISIONING], ends_on__lt=today):
-        grant_expire(grant=grant)
-        expired.append(grant.pk)
+    due = Grant.objects.filter(status__in=EXPIRABLE, ends_on__lt=today).order_by("ends_on", "pk")
+    for grant_id in list(due.values_list("pk", flat=True)):
+        try:
+            grant = grant_expire(grant=Grant(pk=grant_id))
+        except Exception as exc:  # recorded on the grant; the next grant must still expire
+            log.exception("grant %s: expiry failed", grant_id)
+            Grant.objects.filter(pk=grant_id).update(status_reason=f"expiry failed: {exc}"[:2000])
+            continue
+        if grant.status == G.EXPIRED:
+            expired.append(grant_id)
     return expired
 
 

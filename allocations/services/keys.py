@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.keys import InvalidKey, parse_public_key
 from allocations.models import SshKey
 from allocations.services.grants import keys_changed
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 MAX_KEYS = 20
 

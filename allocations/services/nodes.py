@@ -10,7 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from allocations import ssh
 from allocations.models import Gpu, GpuModel, Node
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, installer_program
-from portal.services.errors import PortalError
+from allocations.services.node_status import node_report_inventory
+from portal.errors import PortalError
 
 
 def target_for(node: Node, *, username: str | None = None) -> ssh.Target:
@@ -110,7 +111,8 @@ def gpu_model_from_nvml(name: str, memory_mib: int) -> str | None:
 @transaction.atomic
 def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     """Store what NVML reported. GPU rows are never typed by hand; a GPU that disappeared from
-    the report keeps its row (assignments refer to it) but the node says why."""
+    the report keeps its row (assignments refer to it) but the node says why. The status follows
+    the report only where no operator decided otherwise (node_report_inventory)."""
     node = Node.objects.select_for_update().get(pk=node.pk)
     gpus = []
     unknown = []
@@ -125,14 +127,14 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
         )
         gpus.append(gpu)
     mismatched = [g for g in gpus if g.model != node.gpu_model]
-    node.status = Node.Status.ONLINE if gpus and not mismatched else Node.Status.OFFLINE
-    node.status_reason = ""
+    problem = "" if gpus else "no GPU reported"
     if unknown:
-        node.status_reason = f"unknown GPU models: {', '.join(unknown)}"
+        problem = f"unknown GPU models: {', '.join(unknown)}"
     if mismatched:
-        node.status_reason = f"node is registered as {node.gpu_model} but reports {mismatched[0].model}"
+        problem = f"node is registered as {node.gpu_model} but reports {mismatched[0].model}"
     node.last_report_at = timezone.now()
-    node.save(update_fields=["status", "status_reason", "last_report_at"])
+    node.save(update_fields=["last_report_at"])
+    node_report_inventory(node=node, problem=problem)
     return gpus
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from allocations import ssh
 from allocations.models import Node, ProvisioningTask
+from allocations.services.node_status import node_report_reachable, node_report_unreachable
 from allocations.services.nodes import connect
 
 log = logging.getLogger(__name__)
@@ -119,19 +120,15 @@ def _run_locked(node: Node) -> dict:
                 _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now())
                 _after_success(task, result)
             ran += 1
-    if node.status != Node.Status.ONLINE and node.gpus.exists() and not blocked_grants:
-        Node.objects.filter(pk=node.pk, status=Node.Status.OFFLINE).update(
-            status=Node.Status.ONLINE, status_reason="", last_report_at=timezone.now()
-        )
+    if not blocked_grants:
+        node_report_reachable(node=node)  # only undoes an offline caused by the connection
     waiting = runnable_tasks(node).filter(next_attempt_at__gt=timezone.now()).order_by("next_attempt_at").first()
     retry_in = max(int((waiting.next_attempt_at - timezone.now()).total_seconds()), 1) if waiting else None
     return {"ran": ran, "retry_in": retry_in, "busy": False}
 
 
 def _node_unhealthy(node: Node, reason: str) -> None:
-    Node.objects.filter(pk=node.pk).exclude(status=Node.Status.DRAINING).update(
-        status=Node.Status.OFFLINE, status_reason=reason[:1000]
-    )
+    node_report_unreachable(node=node, reason=reason)
 
 
 def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: int = 0) -> dict:

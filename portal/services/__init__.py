@@ -1,6 +1,6 @@
 """Writes that matter, as `<noun>_<verb>` functions. Views, the admin and jobs call these."""
 
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 from portal.services.organisations import (
     invitation_accept,
     invitation_create,

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models import GPUS_PER_NODE, Grant
 from billing.services import organisation_has_overdue_invoice
 from portal import eligibility
+from portal.errors import PortalError
 from portal.mail import mail_render_and_enqueue
 from portal.models import (
     Application,
@@ -29,7 +30,6 @@ from portal.models import (
     Review,
     User,
 )
-from portal.services.errors import PortalError
 from portal.services.organisations import verified_emails
 
 S = Application.Status

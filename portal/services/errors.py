@@ -1,7 +1,6 @@
-class PortalError(Exception):
-    """A domain rule refused the action; the message is for the user (translatable)."""
+"""Kept so existing `portal.services.errors` imports keep working; the class lives in
+`portal.errors`, which apps outside the portal domain (allocations, billing) import."""
 
-    def __init__(self, message: str, *, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+from portal.errors import PortalError
+
+__all__ = ["PortalError"]

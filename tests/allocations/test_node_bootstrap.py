@@ -8,7 +8,7 @@ import pytest
 from allocations import ssh
 from allocations.models import Gpu, Node
 from allocations.services import nodes as node_services
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 from tests.allocations.conftest import bootstrap_node
 
 
@@ -71,28 +71,3 @@ def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settin
         gpu_model="H100-80GB", fingerprint=ssh.fingerprint(node_host.host_key),
     )  # fmt: skip
     assert Node.objects.get(hostname="gpu-cmd").host_key == node_host.host_key
-
-
-def test_operators_pin_a_host_key_in_the_admin_after_typing_its_fingerprint(db, client, node_settings, node_host):
-    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-
-    from tests.factories import UserFactory
-
-    operator = UserFactory(is_staff=True, is_superuser=True)
-    TOTP.activate(operator, generate_totp_secret())
-    client.force_login(operator)
-    node = node_services.node_register(
-        hostname="gpu-admin", address=node_host.address, ssh_port=node_host.port,
-        ssh_username=node_host.provisioning_user, gpu_model="H100-80GB",
-    )  # fmt: skip
-    page = client.get(f"/admin/allocations/node/{node.pk}/pin/")
-    expected = ssh.fingerprint(node_host.host_key)
-    assert expected in page.content.decode()
-    key_line = page.context["form"].initial["key_line"]
-    wrong = client.post(f"/admin/allocations/node/{node.pk}/pin/", {"key_line": key_line, "fingerprint": "SHA256:nope"})
-    assert wrong.status_code == 200
-    node.refresh_from_db()
-    assert node.host_key == ""
-    client.post(f"/admin/allocations/node/{node.pk}/pin/", {"key_line": key_line, "fingerprint": expected})
-    node.refresh_from_db()
-    assert node.host_key_fingerprint == expected

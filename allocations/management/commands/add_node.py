@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from allocations import ssh
 from allocations.models import GpuModel, Node
 from allocations.services import nodes
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('allocations', '0003_access'),
+        ('allocations', '0005_node_operations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
