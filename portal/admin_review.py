@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -155,7 +155,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             _("Request"),
             {"fields": ["gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "remaining_budget"]},
         ),
-        (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment"]}),
+        (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment_link"]}),
         (_("Organisation history"), {"fields": ["organisation_history"]}),
         (_("Timeline"), {"fields": ["timeline", "submitted_at", "decided_at"]}),
     ]
@@ -245,6 +245,14 @@ class ApplicationAdmin(admin.ModelAdmin):
         ]
         return format_html("{}" * len(parts), *parts)
 
+    @admin.display(description=_("attachment (PDF)"))
+    def attachment_link(self, obj: Application) -> str:
+        """A link to the permission-checked download, never the storage path."""
+        if not obj.attachment:
+            return "–"
+        url = reverse("admin:portal_application_attachment", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.attachment_name or _("Download the PDF"))
+
     @admin.display(description=_("timeline"))
     def timeline(self, obj: Application) -> str:
         rows = obj.events.select_related("actor")
@@ -280,6 +288,11 @@ class ApplicationAdmin(admin.ModelAdmin):
             path("<int:pk>/review/", self.admin_site.admin_view(self.review_view), name="portal_application_review"),
             path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="portal_application_decide"),
             path(
+                "<int:pk>/attachment/",
+                self.admin_site.admin_view(self.attachment_view),
+                name="portal_application_attachment",
+            ),
+            path(
                 "<int:pk>/start-review/",
                 self.admin_site.admin_view(self.start_review_view),
                 name="portal_application_start_review",
@@ -312,6 +325,29 @@ class ApplicationAdmin(admin.ModelAdmin):
         except PortalError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
+
+    def attachment_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """The applicant's PDF for reviewers and approvers: never for staff with a conflict of
+        interest (the queryset hides the application, and the service rule is checked again),
+        always as a download, never sniffed into HTML by the browser."""
+        if not (request.user.has_perm("portal.add_review") or request.user.has_perm("portal.decide_application")):
+            raise PermissionDenied
+        application = self._application(request, pk)
+        try:
+            svc._require_no_conflict(application, request.user)  # the one conflict rule of the services
+        except PortalError as exc:
+            raise PermissionDenied(exc.message) from exc
+        if not application.attachment:
+            raise Http404
+        response = FileResponse(
+            application.attachment.open("rb"),
+            as_attachment=True,
+            filename=application.attachment_name or f"application-{application.pk}.pdf",
+            content_type="application/pdf",
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.add_review"):

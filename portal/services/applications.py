@@ -7,6 +7,7 @@ budget row for the GPU model, so concurrent approvals can never award more than 
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 from django.db import IntegrityError, transaction
@@ -196,6 +197,7 @@ def application_create_draft(
                 organisation=organisation,
                 principal_investigator=user,
                 attachment=attachment or "",
+                attachment_name=_attachment_name(attachment),
                 **({"client_token": client_token} if client_token else {}),
                 **fields,
             )
@@ -230,12 +232,28 @@ def application_update(
         if key in DRAFT_FIELDS:
             setattr(application, key, value)
     if attachment is not None:
-        application.attachment = attachment
+        _replace_attachment(application, attachment)
     application.version += 1
     application.updated_at = timezone.now()
     application.save()
     application.team.set(team)
     return application
+
+
+def _attachment_name(upload) -> str:
+    """The applicant's own file name, shown back to them instead of the storage path."""
+    return os.path.basename(getattr(upload, "name", "") or "")[:255]
+
+
+def _replace_attachment(application: Application, upload) -> None:
+    """A new upload replaces the file; the old one is deleted from storage once the change is
+    committed (a rolled-back save keeps it)."""
+    old = application.attachment.name if application.attachment else ""
+    storage = application.attachment.storage
+    application.attachment = upload
+    application.attachment_name = _attachment_name(upload)
+    if old:
+        transaction.on_commit(lambda: storage.delete(old))
 
 
 def missing_for_submission(application: Application) -> list[str]:
