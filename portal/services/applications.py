@@ -168,6 +168,12 @@ def _check_team(organisation: Organisation, team: list[User]) -> None:
 # -- applicants -------------------------------------------------------------------------------
 
 
+def application_by_client_token(*, user: User, client_token) -> Application | None:
+    """The application that `user` made from the form carrying this token; another user's token
+    finds nothing."""
+    return Application.objects.filter(client_token=client_token, principal_investigator=user).first()
+
+
 @transaction.atomic
 def application_create_draft(
     *,
@@ -182,7 +188,7 @@ def application_create_draft(
     """A new draft. The form's client token makes a repeated post return the first draft
     instead of creating a second one."""
     if client_token is not None:
-        existing = Application.objects.filter(client_token=client_token, principal_investigator=user).first()
+        existing = application_by_client_token(user=user, client_token=client_token)
         if existing is not None:
             return existing
     _require_member(user, organisation)
@@ -202,8 +208,12 @@ def application_create_draft(
                 **fields,
             )
     except IntegrityError:
-        # The same form posted twice at the same moment: the other request made the draft.
-        return Application.objects.get(client_token=client_token)
+        # The same form posted twice at the same moment: the other request made the draft. A
+        # token of another user's application is refused, never followed to their draft.
+        existing = application_by_client_token(user=user, client_token=client_token)
+        if existing is None:
+            raise PortalError(_("This form can no longer be used. Open a new one."), code="token_taken") from None
+        return existing
     application.team.set(team)
     ApplicationEvent.objects.create(application=application, actor=user, old_status="", new_status=S.DRAFT)
     return application
