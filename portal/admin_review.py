@@ -24,6 +24,10 @@ from portal.models import Application, EligibilityResult, Review
 from portal.services import applications as svc
 from portal.services.errors import PortalError
 
+SCORES = ["merit", "feasibility", "national_priority", "resource_justification"]
+# Reviews and decisions are possible on these; a decision on a submitted one starts its review.
+REVIEWABLE = {Application.Status.SUBMITTED, Application.Status.IN_REVIEW}
+
 
 class ReviewForm(forms.ModelForm):
     class Meta:
@@ -303,7 +307,9 @@ class ApplicationAdmin(admin.ModelAdmin):
     def _application(self, request: HttpRequest, pk: int) -> Application:
         return get_object_or_404(self.get_queryset(request), pk=pk)
 
-    def _page(self, request, application, form, title: str) -> HttpResponse:
+    def _page(self, request, application, form, title: str, *, with_reviews: bool = False) -> HttpResponse:
+        """The review and decision pages show the whole application beside the form; the
+        decision page also every review with its scores and their averages."""
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -312,8 +318,28 @@ class ApplicationAdmin(admin.ModelAdmin):
             "title": title,
             "results": svc.latest_eligibility(application),
             "remaining": svc.call_remaining_gpu_hours(application.call),
+            "team": self.team_members(application),
+            "history": self.organisation_history(application),
+            "attachment": self.attachment_link(application),
         }
+        if with_reviews:
+            reviews = application.reviews.select_related("reviewer").order_by("created_at")
+            context["reviews"] = reviews
+            context["averages"] = reviews.aggregate(*(Avg(f) for f in SCORES))
+            context["averages"] = [context["averages"][f"{f}__avg"] for f in SCORES]
         return TemplateResponse(request, "admin/portal/application/action_form.html", context)
+
+    def _refuse_in_this_state(self, request: HttpRequest, application: Application, allowed: set[str]):
+        """Only the actions possible now are offered: no form that fails after it was filled."""
+        if application.status in allowed:
+            return None
+        self.message_user(
+            request,
+            _("This application is “%(status)s”; that action is no longer possible.")
+            % {"status": application.get_status_display()},
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(reverse("admin:portal_application_change", args=[application.pk]))
 
     def start_review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if request.method != "POST":
@@ -353,6 +379,8 @@ class ApplicationAdmin(admin.ModelAdmin):
         if not request.user.has_perm("portal.add_review"):
             raise PermissionDenied
         application = self._application(request, pk)
+        if refused := self._refuse_in_this_state(request, application, REVIEWABLE):
+            return refused
         existing = Review.objects.filter(application=application, reviewer=request.user).first()
         form = ReviewForm(request.POST or None, instance=existing)
         if request.method == "POST" and form.is_valid():
@@ -369,6 +397,8 @@ class ApplicationAdmin(admin.ModelAdmin):
         if not request.user.has_perm("portal.decide_application"):
             raise PermissionDenied
         application = self._application(request, pk)
+        if refused := self._refuse_in_this_state(request, application, REVIEWABLE):
+            return refused
         initial = {
             "gpu_model": application.gpu_model,
             "gpu_count": application.gpu_count,
@@ -401,7 +431,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, _("The decision was recorded and the applicant informed."))
                 return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
-        return self._page(request, application, form, _("Decision"))
+        return self._page(request, application, form, _("Decision"), with_reviews=True)
 
 
 @admin.register(Review)

@@ -126,7 +126,9 @@ def _notify(application: Application, event: ApplicationEvent) -> None:
     )
 
 
-def _transition(application: Application, new: str, *, actor: User | None, reason: str = "") -> Application:
+def _transition(
+    application: Application, new: str, *, actor: User | None, reason: str = "", notify: bool = True
+) -> Application:
     if not application.can_transition(new):
         raise PortalError(
             _("This application is “%(status)s”; that action is no longer possible.")
@@ -146,8 +148,16 @@ def _transition(application: Application, new: str, *, actor: User | None, reaso
     event = ApplicationEvent.objects.create(
         application=application, actor=actor, old_status=old, new_status=new, reason=reason
     )
-    _notify(application, event)
+    if notify:
+        _notify(application, event)
     return application
+
+
+def _review_if_submitted(application: Application, actor: User) -> None:
+    """An approver decides a submitted application in one step: it passes through `in_review`
+    (an event on the timeline, no e-mail of its own) before the decision."""
+    if application.status == S.SUBMITTED:
+        _transition(application, S.IN_REVIEW, actor=actor, notify=False)
 
 
 def _require_member(user: User, organisation: Organisation) -> None:
@@ -385,6 +395,7 @@ def _require_reason(reason: str) -> str:
 def application_return(*, application: Application, actor: User, reason: str) -> Application:
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)
     return _transition(application, S.RETURNED, actor=actor, reason=_require_reason(reason))
 
 
@@ -392,6 +403,7 @@ def application_return(*, application: Application, actor: User, reason: str) ->
 def application_reject(*, application: Application, actor: User, reason: str) -> Application:
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)
     return _transition(application, S.REJECTED, actor=actor, reason=_require_reason(reason))
 
 
@@ -414,6 +426,7 @@ def application_approve(
     queue here, and the second sees the first's grant when it computes what is left."""
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)  # rolled back with the rest if the approval fails
     if not application.can_transition(S.APPROVED):
         raise PortalError(
             _("This application is “%(status)s” and cannot be approved.")
