@@ -1,5 +1,5 @@
 """The outbox in the admin, read-only: operators see the backlog (unsent rows, attempts, the
-last error) while Redis is down, and when it drained."""
+last error) while Redis is down, and when it drained. Sent rows are pruned after a week."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     list_display = ["pk", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
     list_filter = [SentFilter, "queue", "func"]
     ordering = ["-pk"]
-    # The arguments hold whole e-mails (addresses, bodies): shown only on the row's own page.
-    readonly_fields = ["func", "args", "queue", "created_at", "sent_at", "attempts", "last_error"]
+    # The arguments are never shown: e-mail rows hold whole messages, password-reset links among them.
+    fields = readonly_fields = ["func", "queue", "created_at", "sent_at", "attempts", "last_error"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

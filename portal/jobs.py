@@ -12,3 +12,9 @@ def outbox_drain_job() -> int:
     from portal.outbox import outbox_drain
 
     return outbox_drain()
+
+
+def outbox_prune_job() -> int:
+    from portal.outbox import outbox_prune
+
+    return outbox_prune()

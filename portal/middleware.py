@@ -34,6 +34,7 @@ def staff_session_mark_login(request: HttpRequest) -> None:
     now = time.time()
     request.session[STARTED_KEY] = now
     request.session[SEEN_KEY] = now
+    request.session.set_expiry(settings.STAFF_SESSION_IDLE_MINUTES * 60)
 
 
 def _staff_session_expired(request: HttpRequest) -> bool:
@@ -47,9 +48,9 @@ def _staff_session_expired(request: HttpRequest) -> bool:
     idle = settings.STAFF_SESSION_IDLE_MINUTES * 60
     if now - seen > idle or now - started > settings.STAFF_SESSION_MAX_HOURS * 3600:
         return True
-    if now - seen > 30:  # write the session at most twice a minute
+    if now - seen > 30:  # write the session (and renew its cookie) at most twice a minute
         request.session[SEEN_KEY] = now
-    request.session.set_expiry(idle)
+        request.session.set_expiry(idle)
     return False
 
 

@@ -12,6 +12,7 @@ commit leaves the row unsent, and the next drain sends it again.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import django_rq
@@ -83,3 +84,10 @@ def outbox_drain() -> int:
 
 def outbox_backlog() -> int:
     return OutboxMessage.objects.filter(sent_at=None).count()
+
+
+def outbox_prune(*, days: int = 7) -> int:
+    """Delete rows sent more than `days` ago: e-mail rows hold whole messages, password-reset
+    and confirmation links among them, which must not stay in the database."""
+    deleted, _ = OutboxMessage.objects.filter(sent_at__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from allocations.models import Grant
 from portal.models import Application, OutboxMessage
-from portal.outbox import outbox_drain, outbox_enqueue, outbox_send
+from portal.outbox import outbox_drain, outbox_enqueue, outbox_prune, outbox_send
 from portal.services import applications as svc
 from tests.factories import (
     ApplicationFactory,
@@ -164,3 +164,33 @@ def test_two_drainers_never_send_one_message_twice(redis):
     assert django_rq.get_queue("default").count == 1
     assert timezone.now() - OutboxMessage.objects.get().sent_at < timedelta(minutes=1)
     assert Application.objects.count() == 0
+
+
+def test_sent_messages_are_pruned_after_a_week_and_unsent_ones_are_kept(db):
+    old = OutboxMessage.objects.create(func="portal.jobs.send_email_job", sent_at=timezone.now() - timedelta(days=8))
+    recent = OutboxMessage.objects.create(func="portal.jobs.send_email_job", sent_at=timezone.now())
+    waiting = OutboxMessage.objects.create(
+        func="portal.jobs.send_email_job", created_at=timezone.now() - timedelta(days=30)
+    )
+    assert outbox_prune() == 1
+    assert set(OutboxMessage.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+    assert not OutboxMessage.objects.filter(pk=old.pk).exists()
+
+
+def test_the_admin_shows_the_backlog_but_never_the_messages(client, db):
+    from tests.factories import UserFactory as Users
+
+    OutboxMessage.objects.create(
+        func="portal.jobs.send_email_job", args=[{"body": "reset link /accounts/password/reset/key/SECRET/"}],
+        attempts=3, last_error="ConnectionError: refused",
+    )  # fmt: skip
+    admin = Users(email="ops@ministry.go.kr", is_staff=True, is_superuser=True)
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    TOTP.activate(admin, generate_totp_secret())
+    client.force_login(admin)
+    listing = client.get("/admin/portal/outboxmessage/?sent=no").content.decode()
+    assert "ConnectionError: refused" in listing
+    row = client.get(f"/admin/portal/outboxmessage/{OutboxMessage.objects.get().pk}/change/").content.decode()
+    assert "SECRET" not in row and "SECRET" not in listing
+    assert client.post("/admin/portal/outboxmessage/add/").status_code == 403
