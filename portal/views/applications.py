@@ -46,7 +46,8 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
         if application is not None and not application.is_editable:
             messages.info(request, _("This application was already submitted; nothing was sent again."))
             return redirect("portal:application_detail", pk=application.pk)
-        expected_version = application.version if application is not None else 0
+        # A draft made from this form is at version 1 until changed elsewhere (then: stale).
+        expected_version = 1
     if application is None:
         application = svc.application_create_draft(
             call=form.call,

@@ -94,3 +94,16 @@ def test_another_user_who_knows_the_token_cannot_touch_the_draft(client, call, r
     assert (draft.status, draft.title, draft.principal_investigator) == ("draft", "Korean LLM", researcher.user)
     assert Application.objects.count() == 1
     assert mails_to(researcher.user.email) == 0
+
+
+def test_the_restored_apply_form_cannot_overwrite_later_edits_of_its_draft(browser, call, researcher):
+    token = str(uuid.uuid4())
+    browser.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, save="1", client_token=token))
+    draft = Application.objects.get()
+    browser.post(
+        f"/applications/{draft.pk}/edit/", form_data(call, researcher, save="1", title="Edited later", version="1")
+    )
+    response = browser.post(f"/calls/{call.pk}/apply/", form_data(call, researcher, submit="1", client_token=token))
+    assert "was changed since you opened this form" in response.content.decode()
+    draft.refresh_from_db()
+    assert (draft.title, draft.status) == ("Edited later", "draft")
