@@ -66,5 +66,5 @@ def reconcile_nodes_job() -> dict:
             summary[node.hostname] = f"unreachable: {exc.message}"
             log.warning("reconcile %s: %s", node.hostname, exc.message)
         if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
-            django_rq.enqueue(node_tasks_job, node.pk)
+            grant_services.enqueue_node(node.pk)
     return summary

@@ -82,4 +82,4 @@ class CallAdmin(admin.ModelAdmin):
     inlines = [CallBudgetInline]
 
 
-from portal import admin_review  # noqa: E402, F401  (registers the review queue)
+from portal import admin_outbox, admin_review  # noqa: E402, F401  (register the review queue and the outbox)

@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,6 +23,10 @@ from billing.services import organisation_unpaid_invoices
 from portal.models import Application, EligibilityResult, Review
 from portal.services import applications as svc
 from portal.services.errors import PortalError
+
+SCORES = ["merit", "feasibility", "national_priority", "resource_justification"]
+# Reviews and decisions are possible on these; a decision on a submitted one starts its review.
+REVIEWABLE = {Application.Status.SUBMITTED, Application.Status.IN_REVIEW}
 
 
 class ReviewForm(forms.ModelForm):
@@ -155,7 +159,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             _("Request"),
             {"fields": ["gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "remaining_budget"]},
         ),
-        (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment"]}),
+        (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment_link"]}),
         (_("Organisation history"), {"fields": ["organisation_history"]}),
         (_("Timeline"), {"fields": ["timeline", "submitted_at", "decided_at"]}),
     ]
@@ -245,6 +249,14 @@ class ApplicationAdmin(admin.ModelAdmin):
         ]
         return format_html("{}" * len(parts), *parts)
 
+    @admin.display(description=_("attachment (PDF)"))
+    def attachment_link(self, obj: Application) -> str:
+        """A link to the permission-checked download, never the storage path."""
+        if not obj.attachment:
+            return "–"
+        url = reverse("admin:portal_application_attachment", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.attachment_name or _("Download the PDF"))
+
     @admin.display(description=_("timeline"))
     def timeline(self, obj: Application) -> str:
         rows = obj.events.select_related("actor")
@@ -280,6 +292,11 @@ class ApplicationAdmin(admin.ModelAdmin):
             path("<int:pk>/review/", self.admin_site.admin_view(self.review_view), name="portal_application_review"),
             path("<int:pk>/decide/", self.admin_site.admin_view(self.decide_view), name="portal_application_decide"),
             path(
+                "<int:pk>/attachment/",
+                self.admin_site.admin_view(self.attachment_view),
+                name="portal_application_attachment",
+            ),
+            path(
                 "<int:pk>/start-review/",
                 self.admin_site.admin_view(self.start_review_view),
                 name="portal_application_start_review",
@@ -290,7 +307,9 @@ class ApplicationAdmin(admin.ModelAdmin):
     def _application(self, request: HttpRequest, pk: int) -> Application:
         return get_object_or_404(self.get_queryset(request), pk=pk)
 
-    def _page(self, request, application, form, title: str) -> HttpResponse:
+    def _page(self, request, application, form, title: str, *, with_reviews: bool = False) -> HttpResponse:
+        """The review and decision pages show the whole application beside the form; the
+        decision page also every review with its scores and their averages."""
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -299,8 +318,28 @@ class ApplicationAdmin(admin.ModelAdmin):
             "title": title,
             "results": svc.latest_eligibility(application),
             "remaining": svc.call_remaining_gpu_hours(application.call),
+            "team": self.team_members(application),
+            "history": self.organisation_history(application),
+            "attachment": self.attachment_link(application),
         }
+        if with_reviews:
+            reviews = application.reviews.select_related("reviewer").order_by("created_at")
+            context["reviews"] = reviews
+            context["averages"] = reviews.aggregate(*(Avg(f) for f in SCORES))
+            context["averages"] = [context["averages"][f"{f}__avg"] for f in SCORES]
         return TemplateResponse(request, "admin/portal/application/action_form.html", context)
+
+    def _refuse_in_this_state(self, request: HttpRequest, application: Application, allowed: set[str]):
+        """Only the actions possible now are offered: no form that fails after it was filled."""
+        if application.status in allowed:
+            return None
+        self.message_user(
+            request,
+            _("This application is “%(status)s”; that action is no longer possible.")
+            % {"status": application.get_status_display()},
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(reverse("admin:portal_application_change", args=[application.pk]))
 
     def start_review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if request.method != "POST":
@@ -313,10 +352,35 @@ class ApplicationAdmin(admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
         return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
 
+    def attachment_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """The applicant's PDF for reviewers and approvers: never for staff with a conflict of
+        interest (the queryset hides the application, and the service rule is checked again),
+        always as a download, never sniffed into HTML by the browser."""
+        if not (request.user.has_perm("portal.add_review") or request.user.has_perm("portal.decide_application")):
+            raise PermissionDenied
+        application = self._application(request, pk)
+        try:
+            svc._require_no_conflict(application, request.user)  # the one conflict rule of the services
+        except PortalError as exc:
+            raise PermissionDenied(exc.message) from exc
+        if not application.attachment:
+            raise Http404
+        response = FileResponse(
+            application.attachment.open("rb"),
+            as_attachment=True,
+            filename=application.attachment_name or f"application-{application.pk}.pdf",
+            content_type="application/pdf",
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.add_review"):
             raise PermissionDenied
         application = self._application(request, pk)
+        if refused := self._refuse_in_this_state(request, application, REVIEWABLE):
+            return refused
         existing = Review.objects.filter(application=application, reviewer=request.user).first()
         form = ReviewForm(request.POST or None, instance=existing)
         if request.method == "POST" and form.is_valid():
@@ -333,6 +397,8 @@ class ApplicationAdmin(admin.ModelAdmin):
         if not request.user.has_perm("portal.decide_application"):
             raise PermissionDenied
         application = self._application(request, pk)
+        if refused := self._refuse_in_this_state(request, application, REVIEWABLE):
+            return refused
         initial = {
             "gpu_model": application.gpu_model,
             "gpu_count": application.gpu_count,
@@ -365,7 +431,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, _("The decision was recorded and the applicant informed."))
                 return HttpResponseRedirect(reverse("admin:portal_application_change", args=[pk]))
-        return self._page(request, application, form, _("Decision"))
+        return self._page(request, application, form, _("Decision"), with_reviews=True)
 
 
 @admin.register(Review)

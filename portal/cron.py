@@ -4,6 +4,7 @@ from django.core.management import call_command
 from rq import cron
 
 from allocations import jobs as allocation_jobs
+from portal import jobs as portal_jobs
 
 
 def clear_expired_sessions_job() -> None:
@@ -11,6 +12,9 @@ def clear_expired_sessions_job() -> None:
 
 
 cron.register(clear_expired_sessions_job, queue_name="default", cron="15 4 * * *")
+# Jobs and e-mails written while Redis was down (portal/outbox.py).
+cron.register(portal_jobs.outbox_drain_job, queue_name="default", interval=60)
+cron.register(portal_jobs.outbox_prune_job, queue_name="default", cron="25 4 * * *")
 cron.register(allocation_jobs.reconcile_nodes_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_place_pending_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 * * * *")

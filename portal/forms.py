@@ -15,6 +15,7 @@ from portal.validators import (
     validate_business_registration_number,
     validate_domain,
 )
+from portal.widgets import AttachmentInput
 
 MAX_DOMAINS = 10
 
@@ -137,7 +138,7 @@ class ApplicationForm(forms.ModelForm):
             "abstract": forms.Textarea(attrs={"rows": 6}),
             "justification": forms.Textarea(attrs={"rows": 6}),
             "software": forms.Textarea(attrs={"rows": 3}),
-            "attachment": forms.ClearableFileInput(attrs={"accept": "application/pdf"}),
+            "attachment": AttachmentInput(attrs={"accept": "application/pdf"}),
         }
 
     def __init__(self, *args, call: Call, user, **kwargs) -> None:
@@ -170,6 +171,8 @@ class ApplicationForm(forms.ModelForm):
             self.fields["organisation"].disabled = True
             self.fields["version"].initial = self.instance.version
             self.fields["team"].initial = list(self.instance.team.all())
+            if self.instance.attachment:
+                self.fields["attachment"].widget.current_name = self.instance.attachment_name or _("PDF")
 
     def sections(self):
         return [(title, [self[name] for name in names]) for title, names in self.SECTIONS]

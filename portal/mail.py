@@ -1,9 +1,9 @@
 """E-mail leaves through a background job: a slow or failing mail server never slows or breaks
-a request, and a failed send stays in RQ's failed registry with its error for a retry."""
+a request, and a failed send stays in RQ's failed registry with its error for a retry. The job
+is written to the outbox in the caller's transaction, so a Redis outage delays mail, never loses it."""
 
 from __future__ import annotations
 
-import django_rq
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -11,8 +11,8 @@ from django.utils import translation
 
 
 def mail_enqueue(message: EmailMessage) -> None:
-    """Queue an already rendered message. Enqueued on commit (RQ COMMIT_MODE), so a rolled-back
-    transaction sends nothing."""
+    """Queue an already rendered message through the outbox: sent after commit, so a rolled-back
+    transaction sends nothing, and kept until Redis takes it."""
     payload = {
         "subject": str(message.subject),
         "body": message.body,
@@ -23,9 +23,9 @@ def mail_enqueue(message: EmailMessage) -> None:
         "reply_to": list(message.reply_to),
         "alternatives": [(str(c), m) for c, m in getattr(message, "alternatives", [])],
     }
-    from portal.jobs import send_email_job
+    from portal.outbox import outbox_enqueue
 
-    django_rq.enqueue(send_email_job, payload)
+    outbox_enqueue("portal.jobs.send_email_job", payload)
 
 
 def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import django_rq
 import pytest
 from rq import SimpleWorker
@@ -10,6 +12,35 @@ from tests.factories import UserFactory
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _force_login_passes_staff_mfa(monkeypatch):
+    """`client.force_login(staff)` stands for a complete login: for a staff user with an
+    authenticator app it also records the second factor in the session, as allauth does after a
+    TOTP code. `force_login(user, mfa=False)` is a session that skipped it (tests of that rule)."""
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
+    from allauth.mfa.models import Authenticator
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None, mfa=True):
+        original(self, user, backend)
+        if mfa and user.is_staff and Authenticator.objects.filter(user=user).exists():
+            session = self.session
+            now = time.time()
+            session[AUTHENTICATION_METHODS_SESSION_KEY] = [
+                {"method": "password", "at": now},
+                {"method": "mfa", "at": now, "type": "totp"},
+            ]
+            session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ import logging
 import secrets
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -32,6 +31,7 @@ from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
 from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
 from portal.errors import PortalError
+from portal.outbox import outbox_enqueue
 
 G = Grant.Status
 K = ProvisioningTask.Kind
@@ -46,15 +46,12 @@ def grant_created(*, grant: Grant, actor) -> Grant:
 
 
 def enqueue_provision(grant_id: int) -> None:
-    from allocations.jobs import grant_provision_job
-
-    django_rq.enqueue(grant_provision_job, grant_id)  # RQ COMMIT_MODE: sent on commit, never on rollback
+    """Through the outbox: sent after commit, never on rollback, kept while Redis is down."""
+    outbox_enqueue("allocations.jobs.grant_provision_job", grant_id)
 
 
 def enqueue_node(node_id: int) -> None:
-    from allocations.jobs import node_tasks_job
-
-    django_rq.enqueue(node_tasks_job, node_id)
+    outbox_enqueue("allocations.jobs.node_tasks_job", node_id)
 
 
 def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:

@@ -10,6 +10,7 @@ from portal.models.organisations import (
     User,
     UserManager,
 )
+from portal.models.outbox import OutboxMessage
 
 __all__ = [
     "Application",
@@ -21,6 +22,7 @@ __all__ = [
     "Membership",
     "Organisation",
     "OrganisationDomain",
+    "OutboxMessage",
     "Review",
     "User",
     "UserManager",

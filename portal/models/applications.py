@@ -20,6 +20,12 @@ from portal.models.calls import Call
 from portal.models.organisations import Organisation
 
 
+def attachment_path(instance: Application, filename: str) -> str:
+    """A random storage name: the applicant's file name is kept in `attachment_name` only, and
+    the storage path never leaves the server (downloads go through a permission-checked view)."""
+    return timezone.now().strftime(f"applications/%Y/%m/{uuid.uuid4().hex}.pdf")
+
+
 class ApplicationQuerySet(models.QuerySet):
     def visible_to(self, user) -> ApplicationQuerySet:
         """The principal investigator, the team and the organisation's owners see an application."""
@@ -97,7 +103,8 @@ class Application(models.Model):
     data_sensitivity = models.CharField(
         _("data sensitivity"), max_length=16, choices=DataSensitivity.choices, blank=True
     )
-    attachment = models.FileField(_("attachment (PDF)"), upload_to="applications/%Y/%m/", blank=True)
+    attachment = models.FileField(_("attachment (PDF)"), upload_to=attachment_path, blank=True)
+    attachment_name = models.CharField(_("attachment file name"), max_length=255, blank=True, editable=False)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
     # Set by the form that created the draft: the same form posted twice makes one application.
     client_token = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)

@@ -7,6 +7,7 @@ budget row for the GPU model, so concurrent approvals can never award more than 
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 from django.db import IntegrityError, transaction
@@ -125,7 +126,9 @@ def _notify(application: Application, event: ApplicationEvent) -> None:
     )
 
 
-def _transition(application: Application, new: str, *, actor: User | None, reason: str = "") -> Application:
+def _transition(
+    application: Application, new: str, *, actor: User | None, reason: str = "", notify: bool = True
+) -> Application:
     if not application.can_transition(new):
         raise PortalError(
             _("This application is “%(status)s”; that action is no longer possible.")
@@ -145,8 +148,16 @@ def _transition(application: Application, new: str, *, actor: User | None, reaso
     event = ApplicationEvent.objects.create(
         application=application, actor=actor, old_status=old, new_status=new, reason=reason
     )
-    _notify(application, event)
+    if notify:
+        _notify(application, event)
     return application
+
+
+def _review_if_submitted(application: Application, actor: User) -> None:
+    """An approver decides a submitted application in one step: it passes through `in_review`
+    (an event on the timeline, no e-mail of its own) before the decision."""
+    if application.status == S.SUBMITTED:
+        _transition(application, S.IN_REVIEW, actor=actor, notify=False)
 
 
 def _require_member(user: User, organisation: Organisation) -> None:
@@ -167,6 +178,12 @@ def _check_team(organisation: Organisation, team: list[User]) -> None:
 # -- applicants -------------------------------------------------------------------------------
 
 
+def application_by_client_token(*, user: User, client_token) -> Application | None:
+    """The application that `user` made from the form carrying this token; another user's token
+    finds nothing."""
+    return Application.objects.filter(client_token=client_token, principal_investigator=user).first()
+
+
 @transaction.atomic
 def application_create_draft(
     *,
@@ -181,7 +198,7 @@ def application_create_draft(
     """A new draft. The form's client token makes a repeated post return the first draft
     instead of creating a second one."""
     if client_token is not None:
-        existing = Application.objects.filter(client_token=client_token, principal_investigator=user).first()
+        existing = application_by_client_token(user=user, client_token=client_token)
         if existing is not None:
             return existing
     _require_member(user, organisation)
@@ -196,12 +213,17 @@ def application_create_draft(
                 organisation=organisation,
                 principal_investigator=user,
                 attachment=attachment or "",
+                attachment_name=_attachment_name(attachment),
                 **({"client_token": client_token} if client_token else {}),
                 **fields,
             )
     except IntegrityError:
-        # The same form posted twice at the same moment: the other request made the draft.
-        return Application.objects.get(client_token=client_token)
+        # The same form posted twice at the same moment: the other request made the draft. A
+        # token of another user's application is refused, never followed to their draft.
+        existing = application_by_client_token(user=user, client_token=client_token)
+        if existing is None:
+            raise PortalError(_("This form can no longer be used. Open a new one."), code="token_taken") from None
+        return existing
     application.team.set(team)
     ApplicationEvent.objects.create(application=application, actor=user, old_status="", new_status=S.DRAFT)
     return application
@@ -230,12 +252,28 @@ def application_update(
         if key in DRAFT_FIELDS:
             setattr(application, key, value)
     if attachment is not None:
-        application.attachment = attachment
+        _replace_attachment(application, attachment)
     application.version += 1
     application.updated_at = timezone.now()
     application.save()
     application.team.set(team)
     return application
+
+
+def _attachment_name(upload) -> str:
+    """The applicant's own file name, shown back to them instead of the storage path."""
+    return os.path.basename(getattr(upload, "name", "") or "")[:255]
+
+
+def _replace_attachment(application: Application, upload) -> None:
+    """A new upload replaces the file; the old one is deleted from storage once the change is
+    committed (a rolled-back save keeps it)."""
+    old = application.attachment.name if application.attachment else ""
+    storage = application.attachment.storage
+    application.attachment = upload
+    application.attachment_name = _attachment_name(upload)
+    if old:
+        transaction.on_commit(lambda: storage.delete(old))
 
 
 def missing_for_submission(application: Application) -> list[str]:
@@ -357,6 +395,7 @@ def _require_reason(reason: str) -> str:
 def application_return(*, application: Application, actor: User, reason: str) -> Application:
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)
     return _transition(application, S.RETURNED, actor=actor, reason=_require_reason(reason))
 
 
@@ -364,6 +403,7 @@ def application_return(*, application: Application, actor: User, reason: str) ->
 def application_reject(*, application: Application, actor: User, reason: str) -> Application:
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)
     return _transition(application, S.REJECTED, actor=actor, reason=_require_reason(reason))
 
 
@@ -386,6 +426,7 @@ def application_approve(
     queue here, and the second sees the first's grant when it computes what is left."""
     application = _lock(application)
     _require_no_conflict(application, actor)
+    _review_if_submitted(application, actor)  # rolled back with the rest if the approval fails
     if not application.can_transition(S.APPROVED):
         raise PortalError(
             _("This application is “%(status)s” and cannot be approved.")

@@ -39,6 +39,15 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
     """Save the draft; with the submit button, also submit. Returns (application, response)."""
     upload = form.cleaned_data.get("attachment")
     attachment = upload if hasattr(upload, "content_type") else None  # only a new upload replaces the file
+    expected_version = form.cleaned_data.get("version") or 0
+    if application is None and (token := form.cleaned_data.get("client_token")):
+        # The form of the apply page posted again (Back, then submit): same application.
+        application = svc.application_by_client_token(user=request.user, client_token=token)
+        if application is not None and not application.is_editable:
+            messages.info(request, _("This application was already submitted; nothing was sent again."))
+            return redirect("portal:application_detail", pk=application.pk)
+        # A draft made from this form is at version 1 until changed elsewhere (then: stale).
+        expected_version = 1
     if application is None:
         application = svc.application_create_draft(
             call=form.call,
@@ -56,7 +65,7 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
             data=form.draft_data(),
             team=list(form.cleaned_data.get("team") or []),
             attachment=attachment,
-            expected_version=form.cleaned_data.get("version") or 0,
+            expected_version=expected_version,
         )
     if "submit" not in request.POST:
         messages.success(request, _("The draft was saved."))
@@ -68,6 +77,22 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
     else:
         messages.success(request, _("The application was submitted. You will get an e-mail at every decision."))
     return redirect("portal:application_detail", pk=application.pk)
+
+
+def _apply_token(request: HttpRequest, call: Call) -> tuple[Application | None, str]:
+    """One form token per call and session, kept until the user asks for another application
+    (`?new=1`): the page reached with Back carries the token of the application already made
+    from it, so posting it again finds that application instead of making a second one."""
+    key = f"apply_token_{call.pk}"
+    token = request.session.get(key)
+    if token and "new" not in request.GET:
+        existing = svc.application_by_client_token(user=request.user, client_token=token)
+        if existing is not None:
+            return existing, token
+        return None, token
+    token = str(uuid.uuid4())
+    request.session[key] = token
+    return None, token
 
 
 @login_required
@@ -84,7 +109,11 @@ def application_apply(request: HttpRequest, pk: int) -> HttpResponse:
         except PortalError as exc:
             form.add_error(None, exc.message)
     if request.method == "GET":
-        form.fields["client_token"].initial = uuid.uuid4()
+        existing, token = _apply_token(request, call)
+        if existing is not None:
+            messages.info(request, _("You already started an application to this call; here it is."))
+            return redirect("portal:application_detail", pk=existing.pk)
+        form.fields["client_token"].initial = token
     return render(request, "portal/application_form.html", {"form": form, "call": call}, status=200)
 
 
@@ -120,6 +149,7 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "team": application.team.all(),
         "grant": getattr(application, "grant", None),
         "can_manage": application.is_managed_by(request.user),
+        "call_open": Call.objects.open().filter(pk=application.call_id).exists(),
     }
     return render(request, "portal/application_detail.html", context)
 

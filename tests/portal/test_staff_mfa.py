@@ -33,6 +33,7 @@ def test_staff_without_mfa_is_sent_to_set_it_up_before_any_admin_page(client, st
         assert response["Location"].startswith("/accounts/2fa/totp/activate/")
 
 
+@pytest.mark.django_db(transaction=True)  # allauth announces the new app on commit, inside the request
 def test_staff_sets_up_totp_then_reaches_the_admin(client, staff):
     client.post("/accounts/login/", {"login": staff.email, "password": settings.DEMO_PASSWORD})
     redirect = client.get("/admin/")["Location"]

@@ -1,0 +1,43 @@
+"""The outbox in the admin, read-only: operators see the backlog (unsent rows, attempts, the
+last error) while Redis is down, and when it drained. Sent rows are pruned after a week."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from portal.models import OutboxMessage
+
+
+class SentFilter(admin.SimpleListFilter):
+    title = _("sent")
+    parameter_name = "sent"
+
+    def lookups(self, request, model_admin):
+        return [("no", _("Not sent yet")), ("yes", _("Sent"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(sent_at=None)
+        if self.value() == "yes":
+            return queryset.exclude(sent_at=None)
+        return queryset
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    list_display = ["pk", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
+    list_filter = [SentFilter, "queue", "func"]
+    ordering = ["-pk"]
+    # The arguments are never shown: e-mail rows hold whole messages, password-reset links among them.
+    fields = readonly_fields = ["func", "queue", "created_at", "sent_at", "attempts", "last_error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,53 @@
+"""A reviewer signs in with password and authenticator code, opens the review page, reads the
+whole application there and downloads the applicant's PDF, in a real browser."""
+
+import time
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from portal.services import applications as svc
+from tests.factories import ApplicationFactory, UserFactory
+from tests.portal.test_application_views import PDF
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_reviewer_opens_the_review_page_and_downloads_the_pdf(page, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    app = ApplicationFactory(title="Protein language model", abstract="Folding proteins with a language model.")
+    app = svc.application_update(
+        application=app, user=app.principal_investigator, data={}, team=[],
+        attachment=SimpleUploadedFile("Research plan.pdf", PDF), expected_version=app.version,
+    )  # fmt: skip
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    reviewer = UserFactory(email="reviewer@ministry.go.kr", is_staff=True)
+    reviewer.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_application", "view_review", "add_review", "view_eligibilityresult"]
+        )
+    )
+    secret = generate_totp_secret()
+    TOTP.activate(reviewer, secret)
+
+    page.goto("/admin/")
+    page.fill("input[name=login]", reviewer.email)
+    page.fill("input[name=password]", settings.DEMO_PASSWORD)
+    page.click("main form[action^='/accounts/login/'] button[type=submit]")
+    page.wait_for_url("**/2fa/authenticate/**")
+    page.fill("input[name=code]", format_hotp_value(hotp_value(secret, int(time.time()) // 30)))
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/admin/**")
+
+    page.goto(f"/admin/portal/application/{app.pk}/review/")
+    assert "Folding proteins with a language model." in page.content()
+    with page.expect_download() as info:
+        page.click("a[href$='/attachment/']")
+    download = info.value
+    assert download.suggested_filename == "Research plan.pdf"
+    saved = tmp_path / "downloaded.pdf"
+    download.save_as(saved)
+    assert saved.read_bytes() == PDF
+    assert page.csp_violations == []
