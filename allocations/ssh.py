@@ -33,7 +33,7 @@ AGENT_VERBS = {
     "revoke",
 }
 # Agent error codes worth another try; all others are permanent.
-TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "port_busy"}
+TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain"}
 
 
 class SshError(Exception):

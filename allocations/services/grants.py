@@ -8,16 +8,16 @@ decision never touches a node.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
+from allocations.services import jupyter as jupyter_services
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
 from portal.services.errors import PortalError
@@ -94,60 +94,22 @@ def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
     return account
 
 
-def _free_port(node: Node) -> int:
-    low, high = settings.JUPYTER_PORTS
-    used = set(
-        JupyterSession.objects.filter(node=node)
-        .exclude(state=JupyterSession.State.STOPPED)
-        .values_list("port", flat=True)
-    )
-    for port in range(low, high + 1):
-        if port not in used:
-            return port
-    raise PortalError(_("No free Jupyter port is left on %(node)s.") % {"node": node.hostname}, code="no_port")
-
-
-def _jupyter_session(grant: Grant, account: NodeAccount) -> JupyterSession:
-    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
-    if session:
-        return session
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                return JupyterSession.objects.create(
-                    grant=grant, node=account.node, account=account, port=_free_port(account.node),
-                    token=secrets.token_urlsafe(32),
-                )  # fmt: skip
-        except IntegrityError:
-            continue  # another grant took the port at the same moment
-    raise PortalError(_("No Jupyter port could be reserved; try again."), code="no_port")
-
-
 def _provision_tasks(grant: Grant, node: Node) -> None:
     """Queue every step that gives the grant's members their access on the node."""
     expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
     gpus = grant_gpu_ids(grant)
-    pi_account = None
+    accounts = []
     for user in grant.members():
         account = _ensure_account(user, node, expires_on)
-        if user.pk == grant.application.principal_investigator_id:
-            pi_account = account
+        accounts.append(account)
         name = account.username
         task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
                     payload={"username": name, "expires_on": expires_on.isoformat()})  # fmt: skip
         task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
                     payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
         task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS, payload={"username": name, "gpus": gpus})
-    session = _jupyter_session(grant, pi_account)
-    _queue_start_jupyter(grant, session, gpus)
-
-
-def _queue_start_jupyter(grant: Grant, session: JupyterSession, gpus: list[str]) -> None:
-    task_create(
-        node=session.node, grant=grant, account=session.account, kind=K.START_JUPYTER,
-        payload={"username": session.account.username, "port": session.port, "token": session.token, "gpus": gpus,
-                 "_meta": {"session": session.pk}},
-    )  # fmt: skip
+    for account in accounts:  # each member their own JupyterLab, under their own account
+        jupyter_services.session_queue_start(session=jupyter_services.session_for(grant, account), gpus=gpus)
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -202,8 +164,7 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     still needs there. Returns the node ids."""
     nodes = set()
     for session in grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account"):
-        task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
-                    payload={"username": session.account.username, "_meta": {"session": session.pk}})  # fmt: skip
+        jupyter_services.session_queue_stop(session=session)
         nodes.add(session.node_id)
     node_ids = set(grant.assignments.values_list("node_id", flat=True)) | set(
         grant.tasks.values_list("node_id", flat=True)
@@ -268,22 +229,6 @@ def grants_expire_due(*, today=None) -> list[int]:
     return expired
 
 
-@transaction.atomic
-def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
-    grant = _lock(grant)
-    if grant.status != G.ACTIVE:
-        raise PortalError(_("Jupyter can only be restarted while the grant is active."), code="not_active")
-    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
-    if session is None:
-        raise PortalError(_("This grant has no Jupyter server."), code="no_session")
-    task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
-                payload={"username": session.account.username})  # fmt: skip
-    JupyterSession.objects.filter(pk=session.pk).update(state=JupyterSession.State.WANTED, updated_at=timezone.now())
-    _queue_start_jupyter(grant, session, grant_gpu_ids(grant))
-    enqueue_node(session.node_id)
-    return session
-
-
 def keys_changed(*, user) -> set[int]:
     """Push the user's current keys to every node where they have an active account."""
     nodes = set()
@@ -340,11 +285,11 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             gpus = grant_gpu_ids(grant)
             if seen.get("cuda_visible_devices") != ",".join(gpus):
                 queue(account, K.SET_GPUS, {"username": account.username, "gpus": gpus}, grant)
-            session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
-            if session and session.account_id == account.pk and not seen.get("jupyter", {}).get("running"):
-                if (account.pk, K.START_JUPYTER) not in open_kinds:
-                    _queue_start_jupyter(grant, session, gpus)
-                    created.append(node.tasks.latest("pk"))
+            if (account.pk, K.START_JUPYTER) not in open_kinds:
+                created += jupyter_services.jupyter_repairs(
+                    account=account, grants=live.of_member(account.user), seen=seen.get("jupyter", {}),
+                    gpus_of=grant_gpu_ids,
+                )  # fmt: skip
     Node.objects.filter(pk=node.pk).update(last_report_at=timezone.now())
     if created:
         enqueue_node(node.pk)

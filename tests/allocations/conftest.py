@@ -42,6 +42,7 @@ class NodeHost:
     agent_path: str
     config_path: str
     state_dir: str
+    jupyter_run_dir: str
     jupyter_bin: str
     nvml_replay: str
     base: Path
@@ -69,7 +70,7 @@ def keygen(path: Path) -> str:
 
 
 def node_jupyter_bin() -> str:
-    """A jupyter-server venv made from the system's /usr/bin/python3, in a world-readable place
+    """A JupyterLab venv made from the system's /usr/bin/python3, in a world-readable place
     (accounts cannot reach anything under /root), cached by its pinned requirements."""
     digest = hashlib.sha256(JUPYTER_REQUIREMENTS.read_bytes()).hexdigest()[:12]
     venv = Path(f"/var/tmp/gpu-portal-node-jupyter-{digest}")
@@ -149,6 +150,7 @@ LogLevel VERBOSE
         agent_path=f"/usr/local/sbin/gpu-portal-agent-{rid}",
         config_path=f"/etc/gpu-portal-test-{rid}/agent.json",
         state_dir=f"/var/lib/gpu-portal-test-{rid}",
+        jupyter_run_dir=str(base / "jupyter"),
         jupyter_bin=node_jupyter_bin(),
         nvml_replay=str(NVML_REPLAY),
         base=base,
@@ -171,8 +173,6 @@ def node_settings(settings, node_host):
     settings.PROVISIONING_SSH_KEY = node_host.portal_key
     settings.NODE_ACCOUNT_PREFIX = node_host.prefix
     settings.PROVISIONING_BACKOFF_SECONDS = 1
-    low = free_port()
-    settings.JUPYTER_PORTS = (low, low + 20)
     return settings
 
 
@@ -200,6 +200,7 @@ def bootstrap_node(node_host: NodeHost, hostname: str = "gpu-h100-test") -> Node
             "account_prefix": node_host.prefix,
             "jupyter_bin": node_host.jupyter_bin,
             "state_dir": node_host.state_dir,
+            "jupyter_run_dir": node_host.jupyter_run_dir,
             "nvml_replay": node_host.nvml_replay,
         },
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import paramiko
@@ -60,14 +58,3 @@ def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
         return stdout.channel.recv_exit_status(), out
     finally:
         client.close()
-
-
-def jupyter_status(port: int, token: str | None) -> int:
-    url = f"http://127.0.0.1:{port}/api/status" + (f"?token={token}" if token else "")
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
