@@ -15,14 +15,19 @@ from portal.services import applications as app_services
 from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
 
 
-def user_with_key(tmp_path: Path, name: str = "researcher"):
-    """A user with a fresh ed25519 key pair; returns (user, private key path)."""
+def add_key(tmp_path: Path, user, name: str) -> Path:
+    """A fresh ed25519 key pair for `user`, added to their account; returns the private key."""
     key = tmp_path / f"{name}_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
-    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
-    user = app.principal_investigator
     sshkey_add(user=user, text=key.with_suffix(".pub").read_text(), name="laptop")
-    return app, key
+    return key
+
+
+def user_with_key(tmp_path: Path, name: str = "researcher"):
+    """An application (4 GPUs) whose principal investigator has a fresh key pair; returns
+    (application, private key path)."""
+    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
+    return app, add_key(tmp_path, app.principal_investigator, name)
 
 
 def approved_grant(app, **award) -> Grant:
