@@ -152,6 +152,21 @@ def test_each_team_member_works_in_their_own_jupyter_and_cannot_read_the_pis_fil
     assert os.stat(pi_session.socket_path).st_ino == pi_socket
     assert socket_status(pi_session.socket_path, session_token(pi_session)) == 200
 
+    # Suspending the grant stops every member's server.
+    grant_services.grant_suspend(grant=grant, actor=None, reason="audit")
+    node_tasks_job(gpu_node.pk)
+    assert set(JupyterSession.objects.filter(grant=grant).values_list("state", flat=True)) == {"stopped"}
+    assert socket_status(pi_session.socket_path, session_token(pi_session)) == 0
+    assert socket_status(mate_session.socket_path, session_token(mate_session)) == 0
+
+    # Resuming gives each member a fresh server again, with a token never used before.
+    grant_services.grant_resume(grant=grant, actor=None)
+    node_tasks_job(gpu_node.pk)
+    for user, old in ((pi, pi_session), (teammate, mate_session)):
+        resumed = JupyterSession.objects.exclude(state="stopped").get(grant=grant, account__user=user)
+        assert resumed.state == JupyterSession.State.RUNNING and session_token(resumed) != session_token(old)
+        assert socket_status(resumed.socket_path, session_token(resumed)) == 200
+
 
 def test_two_grants_of_one_researcher_on_one_node_keep_their_own_jupyter(gpu_node, tmp_path):
     first_app, key = user_with_key(tmp_path, "twice")
