@@ -194,7 +194,11 @@ def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_setti
     task.refresh_from_db()
     assert task.state == T.RUNNING  # left behind, as after a crash
 
-    node_tasks_job(node.pk)  # the next run (reconcile or retry) takes over: the lock died with the worker
+    # The next run (reconcile or retry) takes over: the lock dies with the worker's connection, as
+    # soon as the server notices it closed (a run that finds it still held is "busy" and re-queued).
+    deadline = time.monotonic() + 10
+    while node_tasks_job(node.pk)["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     task.refresh_from_db()
     grant.refresh_from_db()
     assert task.state == T.SUCCEEDED
