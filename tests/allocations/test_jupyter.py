@@ -144,7 +144,9 @@ def test_each_team_member_works_in_their_own_jupyter_and_cannot_read_the_pis_fil
     pi_socket = os.stat(pi_session.socket_path).st_ino
     client.force_login(teammate)
     assert client.post(f"/grants/{grant.pk}/jupyter/restart/").status_code == 302
+    assert 'http-equiv="refresh"' in client.get(f"/grants/{grant.pk}/").content.decode()  # until it is back
     node_tasks_job(gpu_node.pk)
+    assert 'http-equiv="refresh"' not in client.get(f"/grants/{grant.pk}/").content.decode()
     mate_session.refresh_from_db()
     pi_session.refresh_from_db()
     assert session_token(mate_session) != mate_token
