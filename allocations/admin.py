@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -30,6 +31,19 @@ from allocations.services.node_operations import node_operation_latest, node_ope
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from portal.errors import PortalError
+
+
+class HiddenFieldLookupsMixin:
+    """Refuse changelist lookups on fields the admin hides (`?payload__token=`,
+    `?token_nonce__startswith=`): a hidden field must not be readable through the URL, one
+    guessed character at a time."""
+
+    hidden_lookup_fields: frozenset[str] = frozenset()
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if lookup.split(LOOKUP_SEP)[0] in self.hidden_lookup_fields:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 class GpuInline(admin.TabularInline):
@@ -244,7 +258,7 @@ class NodeOperationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProvisioningTask)
-class ProvisioningTaskAdmin(admin.ModelAdmin):
+class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
     list_display = [
         "pk",
         "kind",
@@ -260,7 +274,8 @@ class ProvisioningTaskAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind", "node"]
     search_fields = ["account__username", "last_error", "node__hostname"]
     readonly_fields = [f.name for f in ProvisioningTask._meta.fields if f.name != "payload"]
-    exclude = ["payload"]  # may hold a Jupyter token
+    exclude = ["payload"]  # holds a Jupyter start's nonce (the token is derived, never stored)
+    hidden_lookup_fields = frozenset({"payload"})
     actions = ["retry"]
 
     @admin.display(description=_("last error"))
@@ -352,11 +367,12 @@ class NodeAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(JupyterSession)
-class JupyterSessionAdmin(admin.ModelAdmin):
-    list_display = ["grant", "node", "account", "port", "state", "updated_at"]
+class JupyterSessionAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
+    list_display = ["grant", "node", "account", "socket_path", "state", "updated_at"]
     list_filter = ["state", "node"]
-    exclude = ["token"]
-    readonly_fields = ["grant", "node", "account", "port", "state", "updated_at"]
+    exclude = ["token_nonce"]
+    hidden_lookup_fields = frozenset({"token_nonce"})
+    readonly_fields = ["grant", "node", "account", "socket_path", "state", "updated_at"]
 
 
 @admin.register(SshKey)

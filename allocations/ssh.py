@@ -35,7 +35,7 @@ AGENT_VERBS = {
     "release-gpus",
 }
 # Agent error codes worth another try; all others are permanent.
-TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "port_busy"}
+TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain"}
 
 
 class SshError(Exception):

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask, SshKey
-from allocations.services import grants as grant_services
+from allocations.services import jupyter as jupyter_services
 from allocations.services.keys import sshkey_add, sshkey_remove
 from portal.errors import PortalError
 
@@ -68,7 +68,12 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
     assignments = list(grant.assignments.select_related("gpu", "node").order_by("gpu__index"))
     node = assignments[0].node if assignments else None
     account = NodeAccount.objects.filter(user=request.user, node=node).first() if node else None
-    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
+    # Each member sees only their own server and token, never another member's.
+    session = (
+        grant.jupyter_sessions.filter(account__user=request.user).exclude(state=JupyterSession.State.STOPPED).first()
+        if is_member
+        else None
+    )
     tasks = grant.tasks.order_by("created_at")
     context = {
         "grant": grant,
@@ -76,14 +81,16 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "assignments": assignments,
         "node": node,
         "account": account,
-        "session": session if is_member else None,
+        "session": session,
+        "jupyter_token": jupyter_services.session_token(session) if session else "",
         "tasks": tasks,
         "tasks_done": tasks.filter(state=ProvisioningTask.State.SUCCEEDED).count(),
         "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
-        "refresh": grant.status == Grant.Status.PROVISIONING,
+        "refresh": grant.status == Grant.Status.PROVISIONING
+        or (session is not None and session.state == JupyterSession.State.WANTED),
     }
     return render(request, "allocations/grant_detail.html", context)
 
@@ -96,7 +103,7 @@ def grant_restart_jupyter(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, _("Only members of the grant can restart its Jupyter server."))
         return redirect("allocations:grant_detail", pk=grant.pk)
     try:
-        grant_services.grant_restart_jupyter(grant=grant, user=request.user)
+        jupyter_services.grant_restart_jupyter(grant=grant, user=request.user)
     except PortalError as exc:
         messages.error(request, exc.message)
     else:

@@ -226,11 +226,10 @@ RQ_QUEUES = {
 RQ = {"COMMIT_MODE": "on_db_commit"}
 
 # GPU nodes: the portal's SSH key for the provisioning account on every node (ed25519, private),
-# the prefix of the unix accounts it creates (the agent refuses any other name), the ports it
-# gives Jupyter servers, and how long an account outlives its grant before the node locks it.
+# the prefix of the unix accounts it creates (the agent refuses any other name), and how long an
+# account outlives its grant before the node locks it. (Jupyter listens on unix sockets: no ports.)
 PROVISIONING_SSH_KEY = env_str("PROVISIONING_SSH_KEY", str(BASE_DIR / ".devdata" / "provisioning_ed25519"))
 NODE_ACCOUNT_PREFIX = env_str("NODE_ACCOUNT_PREFIX", "gp")
-JUPYTER_PORTS = (env_int("JUPYTER_PORT_MIN", 20000), env_int("JUPYTER_PORT_MAX", 29999))
 ACCOUNT_GRACE_DAYS = env_int("ACCOUNT_GRACE_DAYS", 7)
 # uids of node accounts and gids of grant groups are this number plus a counter that never goes
 # back. Never lower it once accounts exist; keep the range clear of the nodes' local accounts.

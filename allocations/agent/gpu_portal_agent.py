@@ -36,6 +36,7 @@ CONFIG_PATH = "/etc/gpu-portal/agent.json"
 DEFAULT_CONFIG = {
     "account_prefix": "gp",
     "jupyter_bin": "/opt/gpu-portal/jupyter/bin/jupyter",
+    "jupyter_run_dir": "/run/gpu-portal-jupyter",
     "state_dir": "/var/lib/gpu-portal-agent",
     "nvml_replay": "",
     "shell": "/bin/bash",
@@ -54,6 +55,8 @@ KEY_RE = re.compile(
 )
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GPU_ID_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64}|\d{1,2})$")
+SESSION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # a Jupyter session's name: no dot, no slash
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 MIN_UID = 1000
 MAX_ID = 2**31 - 2
 # Nothing in a user's home is read beyond this; a bigger file is refused.
@@ -304,8 +307,10 @@ def state_dir(config: dict) -> str:
     return path
 
 
-def jupyter_state_path(config: dict, username: str) -> str:
-    return os.path.join(state_dir(config), f"jupyter-{username}.json")
+def jupyter_state_path(config: dict, username: str, name: str) -> str:
+    """One state file per user and session: `.` is in neither a user name nor a session name,
+    so two sessions (two grants of one user) never share a file."""
+    return os.path.join(state_dir(config), f"jupyter-{username}.{name}.json")
 
 
 def pid_alive(pid: int, uid: int) -> bool:
@@ -322,15 +327,22 @@ def pid_alive(pid: int, uid: int) -> bool:
         return False
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
+def socket_answers(path: str, uid: int) -> bool:
+    """A unix socket of `uid` at `path` accepts connections (a link or someone else's is no answer)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != uid:
+        return False
+    with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex(path) == 0
 
 
-def valid_port(value) -> int:
-    if not isinstance(value, int) or not 1024 <= value <= 65535:
-        raise AgentError("bad_port", "port must be an integer between 1024 and 65535")
+def valid_session_name(value) -> str:
+    if not isinstance(value, str) or not SESSION_RE.match(value):
+        raise AgentError("bad_session", "session must be 1-32 lower-case letters, digits or dashes")
     return value
 
 
@@ -477,16 +489,68 @@ def verb_set_gpus(data: dict, config: dict) -> dict:
     return {"cuda_visible_devices": visible}
 
 
-def read_jupyter_state(config: dict, username: str) -> dict:
+# -- Jupyter: one JupyterLab per user and session (grant), on a unix socket only the user reaches
+
+
+def jupyter_socket_dir(config: dict, entry) -> str:
+    """<jupyter_run_dir>/<user>: made by root, owned by the user, mode 0700, so only the user
+    (and root) can reach the sockets in it: no port space shared with other users. The parent
+    is root's and not writable by others, so the user cannot swap their directory for a link;
+    it is made and checked through directory fds, never following a link."""
+    base = config["jupyter_run_dir"]
+    os.makedirs(base, mode=0o755, exist_ok=True)
     try:
-        with open(jupyter_state_path(config, username)) as f:
+        base_fd = open_dir_nofollow(base)
+    except OSError as exc:
+        raise AgentError("unsafe_run_dir", f"{base} is not a plain directory") from exc
+    try:
+        st = os.fstat(base_fd)
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            raise AgentError("unsafe_run_dir", f"{base} must belong to root and be writable by root only")
+        try:
+            os.mkdir(entry.pw_name, 0o700, dir_fd=base_fd)
+        except FileExistsError:
+            pass
+        try:
+            fd = open_dir_nofollow(entry.pw_name, dir_fd=base_fd)
+        except OSError as exc:
+            raise AgentError("unsafe_run_dir", f"{base}/{entry.pw_name} is not a plain directory") from exc
+        try:
+            os.fchown(fd, entry.pw_uid, entry.pw_gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(base_fd)
+    return os.path.join(base, entry.pw_name)
+
+
+def read_jupyter_state(path: str) -> dict:
+    try:
+        with open(path) as f:
             return json.load(f)
     except (FileNotFoundError, ValueError):
         return {}
 
 
-def stop_jupyter(config: dict, entry) -> bool:
-    state = read_jupyter_state(config, entry.pw_name)
+def jupyter_state_files(config: dict, username: str) -> dict:
+    """Session name → state file of every Jupyter the agent started for the user. "" is a
+    server of the earlier agent (one per user, on a TCP port), stopped like the others."""
+    directory = state_dir(config)
+    prefix = f"jupyter-{username}."
+    found = {}
+    for file in os.listdir(directory):
+        if file == f"jupyter-{username}.json":
+            found[""] = os.path.join(directory, file)
+        elif file.startswith(prefix) and file.endswith(".json"):
+            found[file[len(prefix) : -len(".json")]] = os.path.join(directory, file)
+    return found
+
+
+def stop_jupyter_state(entry, path: str) -> bool:
+    """Stop the server a state file records (its whole process group, kernels included),
+    remove its socket and the file."""
+    state = read_jupyter_state(path)
     stopped = False
     pid = state.get("pid")
     if pid and pid_alive(pid, entry.pw_uid):
@@ -504,33 +568,65 @@ def stop_jupyter(config: dict, entry) -> bool:
             except ProcessLookupError:
                 pass
         stopped = True
-    try:
-        os.unlink(jupyter_state_path(config, entry.pw_name))
-    except FileNotFoundError:
-        pass
+    for stale in (state.get("socket"), path):
+        if stale:  # unlink never follows a link; the socket's folder is the user's own
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
     return stopped
 
 
+def stop_jupyter(config: dict, entry) -> bool:
+    """Stop every Jupyter of the user (revoke)."""
+    stopped = False
+    for path in jupyter_state_files(config, entry.pw_name).values():
+        stopped = stop_jupyter_state(entry, path) or stopped
+    return stopped
+
+
+def jupyter_report(config: dict, entry) -> dict:
+    """Session name → whether its server is alive and answers on its socket."""
+    report = {}
+    for name, path in jupyter_state_files(config, entry.pw_name).items():
+        state = read_jupyter_state(path)
+        sock = state.get("socket", "")
+        alive = pid_alive(state.get("pid", 0), entry.pw_uid) and bool(sock) and socket_answers(sock, entry.pw_uid)
+        report[name] = {"running": alive, "socket": sock}
+    return report
+
+
 def verb_start_jupyter(data: dict, config: dict) -> dict:
+    """Start JupyterLab for one session (a grant) as the user, on a unix socket in the user's
+    0700 folder, with that grant's GPUs. A server of this session already running with this
+    token is kept (a retried task); any other is stopped first, so a new token always means a
+    new server and an old token never outlives its server. Other sessions are not touched."""
     entry = managed_user(config, data.get("username"))
-    port = valid_port(data.get("port"))
+    name = valid_session_name(data.get("session"))
     token = data.get("token")
-    if not isinstance(token, str) or not re.match(r"^[A-Za-z0-9_-]{32,128}$", token):
+    if not isinstance(token, str) or not TOKEN_RE.match(token):
         raise AgentError("bad_token", "token must be 32-128 URL-safe characters")
     visible = valid_gpus(data.get("gpus", []))
     token_hash = hashlib.sha256(token.encode()).hexdigest()
-    state = read_jupyter_state(config, entry.pw_name)
+    sock = os.path.join(jupyter_socket_dir(config, entry), f"{name}.sock")
+    state_path = jupyter_state_path(config, entry.pw_name, name)
+    state = read_jupyter_state(state_path)
     if (
-        state.get("port") == port
+        state.get("socket") == sock
         and state.get("token_sha256") == token_hash
         and pid_alive(state.get("pid", 0), entry.pw_uid)
-        and port_open(port)
+        and socket_answers(sock, entry.pw_uid)
     ):
-        return {"pid": state["pid"], "port": port, "already_running": True}
-    stop_jupyter(config, entry)
-    if port_open(port):
-        raise AgentError("port_busy", f"port {port} is already in use on this node")
-    log_path = os.path.join(state_dir(config), f"jupyter-{entry.pw_name}.log")
+        return {"pid": state["pid"], "socket": sock, "already_running": True}
+    stop_jupyter_state(entry, state_path)
+    legacy = jupyter_state_files(config, entry.pw_name).get("")
+    if legacy:
+        stop_jupyter_state(entry, legacy)
+    try:
+        os.unlink(sock)  # whatever the user left there; never followed
+    except FileNotFoundError:
+        pass
+    log_path = os.path.join(state_dir(config), f"jupyter-{entry.pw_name}.{name}.log")
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     env = {
         "HOME": entry.pw_dir,
@@ -544,31 +640,32 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
     }
     try:
         proc = subprocess.Popen(
-            [config["jupyter_bin"], "server", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={entry.pw_dir}"],
+            [config["jupyter_bin"], "lab", "--no-browser", f"--ServerApp.sock={sock}", "--ServerApp.sock_mode=0600",
+             f"--ServerApp.root_dir={entry.pw_dir}"],
             user=entry.pw_uid, group=entry.pw_gid, extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid),
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             close_fds=True, cwd=entry.pw_dir, env=env,
         )  # fmt: skip
     finally:
         os.close(log)
-    with open(jupyter_state_path(config, entry.pw_name), "w") as f:
-        json.dump({"pid": proc.pid, "port": port, "token_sha256": token_hash}, f)
-    deadline = time.monotonic() + float(data.get("wait_seconds", 30))
+    with open(state_path, "w") as f:
+        json.dump({"pid": proc.pid, "socket": sock, "token_sha256": token_hash}, f)
+    deadline = time.monotonic() + float(data.get("wait_seconds", 60))
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AgentError("jupyter_exited", f"jupyter exited with {proc.returncode}; see {log_path}")
-        if port_open(port):
-            return {"pid": proc.pid, "port": port, "already_running": False}
+        if socket_answers(sock, entry.pw_uid):
+            return {"pid": proc.pid, "socket": sock, "already_running": False}
         time.sleep(0.2)
-    raise AgentError("jupyter_timeout", f"jupyter did not answer on port {port} in time")
+    raise AgentError("jupyter_timeout", f"jupyter did not answer on {sock} in time")
 
 
 def verb_stop_jupyter(data: dict, config: dict) -> dict:
     entry = managed_user(config, data.get("username"), must_exist=False)
+    name = valid_session_name(data.get("session"))
     if entry is None:
         return {"stopped": False}
-    return {"stopped": stop_jupyter(config, entry)}
+    return {"stopped": stop_jupyter_state(entry, jupyter_state_path(config, entry.pw_name, name))}
 
 
 def verb_revoke(data: dict, config: dict) -> dict:
@@ -600,8 +697,6 @@ def verb_status(data: dict, config: dict) -> dict:
         shadow = shadow_entry(username)
         keys = read_keys(config, username)
         env = read_user_file(entry, "environment") or ""
-        jupyter = read_jupyter_state(config, username)
-        running = bool(jupyter) and pid_alive(jupyter.get("pid", 0), entry.pw_uid) and port_open(jupyter["port"])
         accounts[username] = {
             "exists": True,
             "uid": entry.pw_uid,
@@ -609,7 +704,7 @@ def verb_status(data: dict, config: dict) -> dict:
             "expiry_days": shadow[7] if len(shadow) > 7 else "",
             "keys_sha256": hashlib.sha256(keys.encode()).hexdigest() if keys else None,
             "cuda_visible_devices": env.strip().partition("=")[2] or None,
-            "jupyter": {"running": running, "port": jupyter.get("port")} if jupyter else {"running": False},
+            "jupyter": jupyter_report(config, entry),
             "processes": len(user_pids(entry.pw_uid)),
         }
     groups = {}

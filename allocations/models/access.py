@@ -86,6 +86,12 @@ class NodeAccount(models.Model):
 
 
 class JupyterSession(models.Model):
+    """One member's JupyterLab for one grant (grant and member), run under the member's own
+    account and listening on a unix socket only that account can reach (`socket_path`, as the
+    node reported it). The token is never stored: `token_nonce` is new on every start and the
+    token is derived from it with a key from SECRET_KEY (allocations.services.jupyter), so the
+    database alone does not reveal it."""
+
     class State(models.TextChoices):
         WANTED = "wanted", _("Starting")
         RUNNING = "running", _("Running")
@@ -94,8 +100,8 @@ class JupyterSession(models.Model):
     grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="jupyter_sessions")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="jupyter_sessions")
     account = models.ForeignKey(NodeAccount, on_delete=models.PROTECT, related_name="jupyter_sessions")
-    port = models.PositiveIntegerField(_("port"))
-    token = models.CharField(_("token"), max_length=100)
+    socket_path = models.CharField(_("socket"), max_length=200, blank=True)
+    token_nonce = models.CharField(max_length=64, editable=False)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -104,15 +110,19 @@ class JupyterSession(models.Model):
         verbose_name_plural = _("Jupyter sessions")
         constraints = [
             models.UniqueConstraint(
-                fields=["node", "port"], condition=~models.Q(state="stopped"), name="jupyter_port_unique_per_node"
-            ),
-            models.UniqueConstraint(
-                fields=["grant"], condition=~models.Q(state="stopped"), name="jupyter_one_live_per_grant"
+                fields=["grant", "account"],
+                condition=~models.Q(state="stopped"),
+                name="jupyter_one_live_per_grant_member",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"jupyter {self.account}:{self.port}"
+        return f"jupyter {self.account} grant {self.grant_id}"
+
+    @property
+    def agent_name(self) -> str:
+        """The session's name on the node (state file, socket): one per grant of an account."""
+        return f"grant-{self.grant_id}"
 
 
 class ProvisioningTask(models.Model):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -27,6 +26,7 @@ from allocations.models import (
     ProvisioningTask,
     SshKey,
 )
+from allocations.services import jupyter as jupyter_services
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
 from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
@@ -133,46 +133,14 @@ def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
     return account
 
 
-def _free_port(node: Node) -> int:
-    low, high = settings.JUPYTER_PORTS
-    used = set(
-        JupyterSession.objects.filter(node=node)
-        .exclude(state=JupyterSession.State.STOPPED)
-        .values_list("port", flat=True)
-    )
-    for port in range(low, high + 1):
-        if port not in used:
-            return port
-    raise PortalError(_("No free Jupyter port is left on %(node)s.") % {"node": node.hostname}, code="no_port")
-
-
-def _jupyter_session(grant: Grant, account: NodeAccount) -> JupyterSession:
-    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
-    if session:
-        return session
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                return JupyterSession.objects.create(
-                    grant=grant, node=account.node, account=account, port=_free_port(account.node),
-                    token=secrets.token_urlsafe(32),
-                )  # fmt: skip
-        except IntegrityError:
-            continue  # another grant took the port at the same moment
-    raise PortalError(_("No Jupyter port could be reserved; try again."), code="no_port")
-
-
 def _provision_tasks(grant: Grant, node: Node) -> None:
     """Queue every step that gives the grant's members their access on the node."""
     expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
     gpus = grant_gpu_ids(grant)
-    pi_account = None
     accounts = []
     for user in grant.members():
         account = _ensure_account(user, node, expires_on)
         accounts.append(account)
-        if user.pk == grant.application.principal_investigator_id:
-            pi_account = account
         task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
                     payload=_account_payload(account, account.expires_on))  # fmt: skip
     _grant_gpus_task(grant, node, accounts)
@@ -182,16 +150,8 @@ def _provision_tasks(grant: Grant, node: Node) -> None:
                     payload={"username": name, "keys": authorized_keys(account.user)})  # fmt: skip
         task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS,
                     payload={"username": name, "gpus": member_gpu_ids(account.user, node)})  # fmt: skip
-    session = _jupyter_session(grant, pi_account)
-    _queue_start_jupyter(grant, session, gpus)
-
-
-def _queue_start_jupyter(grant: Grant, session: JupyterSession, gpus: list[str]) -> None:
-    task_create(
-        node=session.node, grant=grant, account=session.account, kind=K.START_JUPYTER,
-        payload={"username": session.account.username, "port": session.port, "token": session.token, "gpus": gpus,
-                 "_meta": {"session": session.pk}},
-    )  # fmt: skip
+    for account in accounts:  # each member their own JupyterLab, under their own account
+        jupyter_services.session_queue_start(session=jupyter_services.session_for(grant, account), gpus=gpus)
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -260,8 +220,7 @@ def _revoke_tasks(grant: Grant) -> set[int]:
         kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.GRANT_GPUS, K.START_JUPYTER],
     ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
     for session in grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account"):
-        task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
-                    payload={"username": session.account.username, "_meta": {"session": session.pk}})  # fmt: skip
+        jupyter_services.session_queue_stop(session=session)
         nodes.add(session.node_id)
     node_ids = set(grant.assignments.values_list("node_id", flat=True)) | set(
         grant.tasks.values_list("node_id", flat=True)
@@ -354,22 +313,6 @@ def grants_expire_due(*, today=None) -> list[int]:
     return expired
 
 
-@transaction.atomic
-def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
-    grant = _lock(grant)
-    if grant.status != G.ACTIVE:
-        raise PortalError(_("Jupyter can only be restarted while the grant is active."), code="not_active")
-    session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account").first()
-    if session is None:
-        raise PortalError(_("This grant has no Jupyter server."), code="no_session")
-    task_create(node=session.node, grant=grant, account=session.account, kind=K.STOP_JUPYTER,
-                payload={"username": session.account.username})  # fmt: skip
-    JupyterSession.objects.filter(pk=session.pk).update(state=JupyterSession.State.WANTED, updated_at=timezone.now())
-    _queue_start_jupyter(grant, session, grant_gpu_ids(grant))
-    enqueue_node(session.node_id)
-    return session
-
-
 def keys_changed(*, user) -> set[int]:
     """Push the user's current keys to every node where they have an active account."""
     nodes = set()
@@ -435,15 +378,14 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             lines = authorized_keys(account.user)
             if seen.get("keys_sha256") != (keys_sha256(lines) if lines else None):
                 queue(account, K.SET_KEYS, {"username": account.username, "keys": lines}, grant)
-            gpus = grant_gpu_ids(grant)
             visible = member_gpu_ids(account.user, node)
             if seen.get("cuda_visible_devices") != ",".join(visible):
                 queue(account, K.SET_GPUS, {"username": account.username, "gpus": visible}, grant)
-            session = grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).first()
-            if session and session.account_id == account.pk and not seen.get("jupyter", {}).get("running"):
-                if (account.pk, K.START_JUPYTER) not in open_kinds:
-                    _queue_start_jupyter(grant, session, gpus)
-                    created.append(node.tasks.latest("pk"))
+            if (account.pk, K.START_JUPYTER) not in open_kinds:
+                created += jupyter_services.jupyter_repairs(
+                    account=account, grants=live.of_member(account.user), seen=seen.get("jupyter", {}),
+                    gpus_of=grant_gpu_ids,
+                )  # fmt: skip
     Node.objects.filter(pk=node.pk).update(last_report_at=timezone.now())
     if created:
         enqueue_node(node.pk)

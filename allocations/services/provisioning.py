@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from allocations import ssh
 from allocations.models import Node, ProvisioningTask
+from allocations.services.jupyter import agent_payload, jupyter_after_task
 from allocations.services.node_status import node_report_reachable, node_report_unreachable
 from allocations.services.nodes import connect
 
@@ -104,7 +105,7 @@ def _run_locked(node: Node) -> dict:
                 continue
             _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now())
             try:
-                result = conn.agent(task.kind, task.payload)
+                result = conn.agent(task.kind, agent_payload(task))
             except ssh.SshError as exc:
                 if not exc.permanent:
                     return _handle_failure(node, task, exc, ran=ran)
@@ -152,7 +153,7 @@ def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: 
 
 def _after_success(task: ProvisioningTask, result: dict) -> None:
     """Record what the node now has, beside the task."""
-    from allocations.models import JupyterSession, NodeAccount
+    from allocations.models import NodeAccount
 
     if task.account_id and task.kind == ProvisioningTask.Kind.ENSURE_ACCOUNT:
         NodeAccount.objects.filter(pk=task.account_id).update(state=NodeAccount.State.ACTIVE, updated_at=timezone.now())
@@ -160,14 +161,8 @@ def _after_success(task: ProvisioningTask, result: dict) -> None:
         NodeAccount.objects.filter(pk=task.account_id).update(
             state=NodeAccount.State.REVOKED, updated_at=timezone.now()
         )
-    elif task.kind == ProvisioningTask.Kind.START_JUPYTER and "session" in task.payload.get("_meta", {}):
-        JupyterSession.objects.filter(pk=task.payload["_meta"]["session"]).update(
-            state=JupyterSession.State.RUNNING, updated_at=timezone.now()
-        )
-    elif task.kind == ProvisioningTask.Kind.STOP_JUPYTER and "session" in task.payload.get("_meta", {}):
-        JupyterSession.objects.filter(pk=task.payload["_meta"]["session"]).update(
-            state=JupyterSession.State.STOPPED, updated_at=timezone.now()
-        )
+    elif task.kind in {ProvisioningTask.Kind.START_JUPYTER, ProvisioningTask.Kind.STOP_JUPYTER}:
+        jupyter_after_task(task, result)
 
 
 @transaction.atomic

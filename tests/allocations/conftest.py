@@ -44,6 +44,7 @@ class NodeHost:
     agent_path: str
     config_path: str
     state_dir: str
+    jupyter_run_dir: str
     jupyter_bin: str
     nvml_replay: str
     base: Path
@@ -58,6 +59,7 @@ class NodeHost:
             "account_prefix": self.prefix,
             "jupyter_bin": self.jupyter_bin,
             "state_dir": self.state_dir,
+            "jupyter_run_dir": self.jupyter_run_dir,
             "nvml_replay": self.nvml_replay,
             "keys_dir": self.keys_dir,
             "managed_group": self.managed_group,
@@ -90,7 +92,7 @@ def keygen(path: Path) -> str:
 
 
 def node_jupyter_bin() -> str:
-    """A jupyter-server venv made from the system's /usr/bin/python3, in a world-readable place
+    """A JupyterLab venv made from the system's /usr/bin/python3, in a world-readable place
     (accounts cannot reach anything under /root), cached by its pinned requirements."""
     digest = hashlib.sha256(JUPYTER_REQUIREMENTS.read_bytes()).hexdigest()[:12]
     venv = Path(f"/var/tmp/gpu-portal-node-jupyter-{digest}")
@@ -184,6 +186,7 @@ LogLevel VERBOSE
         agent_path=f"/usr/local/sbin/gpu-portal-agent-{rid}",
         config_path=f"/etc/gpu-portal-test-{rid}/agent.json",
         state_dir=f"/var/lib/gpu-portal-test-{rid}",
+        jupyter_run_dir=str(base / "jupyter"),
         jupyter_bin=node_jupyter_bin(),
         nvml_replay=str(NVML_REPLAY),
         base=base,
@@ -215,8 +218,6 @@ def node_settings(settings, node_host):
     settings.NODE_ACCOUNT_PREFIX = node_host.prefix
     settings.NODE_UNIX_ID_BASE = node_host.unix_id_base
     settings.PROVISIONING_BACKOFF_SECONDS = 1
-    low = free_port()
-    settings.JUPYTER_PORTS = (low, low + 20)
     return settings
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import paramiko
@@ -17,14 +15,19 @@ from portal.services import applications as app_services
 from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
 
 
-def user_with_key(tmp_path: Path, name: str = "researcher"):
-    """A user with a fresh ed25519 key pair; returns (user, private key path)."""
+def add_key(tmp_path: Path, user, name: str) -> Path:
+    """A fresh ed25519 key pair for `user`, added to their account; returns the private key."""
     key = tmp_path / f"{name}_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
-    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
-    user = app.principal_investigator
     sshkey_add(user=user, text=key.with_suffix(".pub").read_text(), name="laptop")
-    return app, key
+    return key
+
+
+def user_with_key(tmp_path: Path, name: str = "researcher"):
+    """An application (4 GPUs) whose principal investigator has a fresh key pair; returns
+    (application, private key path)."""
+    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
+    return app, add_key(tmp_path, app.principal_investigator, name)
 
 
 def approved_grant(app, **award) -> Grant:
@@ -60,14 +63,3 @@ def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
         return stdout.channel.recv_exit_status(), out
     finally:
         client.close()
-
-
-def jupyter_status(port: int, token: str | None) -> int:
-    url = f"http://127.0.0.1:{port}/api/status" + (f"?token={token}" if token else "")
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0

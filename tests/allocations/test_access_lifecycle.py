@@ -7,8 +7,11 @@ from django.utils import timezone
 from allocations.jobs import node_tasks_job
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
+from allocations.services import jupyter as jupyter_services
+from allocations.services.jupyter import session_token
 from allocations.services.keys import sshkey_add
-from tests.allocations.helpers import approved_grant, jupyter_status, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.jupyter_client import socket_status
 
 
 @pytest.fixture
@@ -33,10 +36,10 @@ def test_an_approved_grant_becomes_usable_over_ssh_and_jupyter(active_grant, gpu
     assert len(assigned) == 4
 
     session = JupyterSession.objects.get(grant=grant)
-    assert session.state == JupyterSession.State.RUNNING
-    assert jupyter_status(session.port, session.token) == 200
-    assert jupyter_status(session.port, None) == 403
-    assert jupyter_status(session.port, "wrong-token-" + "x" * 30) == 403
+    assert (session.state, session.account) == (JupyterSession.State.RUNNING, account)
+    assert socket_status(session.socket_path, session_token(session)) == 200
+    assert socket_status(session.socket_path, None) == 403
+    assert socket_status(session.socket_path, "wrong-token-" + "x" * 30) == 403
 
 
 def test_the_grant_page_shows_the_commands_to_members_only(active_grant, client, gpu_node):
@@ -46,8 +49,8 @@ def test_the_grant_page_shows_the_commands_to_members_only(active_grant, client,
     client.force_login(grant.application.principal_investigator)
     body = client.get(f"/grants/{grant.pk}/").content.decode()
     assert f"ssh -p {gpu_node.ssh_port} {account.username}@{gpu_node.address}" in body
-    assert f"ssh -N -L 8888:127.0.0.1:{session.port} -p {gpu_node.ssh_port} {account.username}@" in body
-    assert f"http://127.0.0.1:8888/?token={session.token}" in body
+    assert f"ssh -N -L 8888:{session.socket_path} -p {gpu_node.ssh_port} {account.username}@" in body
+    assert f"http://127.0.0.1:8888/lab?token={session_token(session)}" in body
     from tests.factories import UserFactory
 
     client.force_login(UserFactory())
@@ -60,7 +63,7 @@ def test_provisioning_twice_changes_nothing(active_grant, gpu_node):
     grant_services.reconcile_node(node=gpu_node)
     node_tasks_job(gpu_node.pk)
     assert not ProvisioningTask.objects.filter(state__in=ProvisioningTask.OPEN).exists()
-    assert jupyter_status(session.port, session.token) == 200
+    assert socket_status(session.socket_path, session_token(session)) == 200
 
 
 def test_a_new_key_reaches_the_node(active_grant, gpu_node, tmp_path, django_capture_on_commit_callbacks):
@@ -77,14 +80,17 @@ def test_a_new_key_reaches_the_node(active_grant, gpu_node, tmp_path, django_cap
     assert ssh_as(gpu_node, account.username, new_key, "true")[0] == 0
 
 
-def test_restarting_jupyter_keeps_port_and_token(active_grant, gpu_node):
+def test_restarting_jupyter_gives_a_new_token_and_refuses_the_old_one(active_grant, gpu_node):
     grant, _key = active_grant
     session = JupyterSession.objects.get(grant=grant)
-    grant_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
+    old_token = session_token(session)
+    jupyter_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
     node_tasks_job(gpu_node.pk)
     session.refresh_from_db()
     assert session.state == JupyterSession.State.RUNNING
-    assert jupyter_status(session.port, session.token) == 200
+    assert session_token(session) != old_token
+    assert socket_status(session.socket_path, session_token(session)) == 200
+    assert socket_status(session.socket_path, old_token) == 403
 
 
 def test_revoking_removes_access_and_stops_everything(active_grant, gpu_node):
@@ -100,7 +106,7 @@ def test_revoking_removes_access_and_stops_everything(active_grant, gpu_node):
     assert account.state == NodeAccount.State.REVOKED
     with pytest.raises(paramiko.AuthenticationException):
         ssh_as(gpu_node, account.username, key, "true")
-    assert jupyter_status(session.port, session.token) == 0  # nothing listens any more
+    assert socket_status(session.socket_path, session_token(session)) == 0  # nothing listens any more
     with open("/etc/shadow") as f:
         line = next(row for row in f if row.startswith(account.username + ":"))
     assert line.split(":")[1].startswith("!")

@@ -17,8 +17,10 @@ from django.utils import timezone
 from allocations.jobs import grant_provision_job, node_tasks_job, reconcile_nodes_job
 from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
+from allocations.services.jupyter import session_token
 from tests.allocations.conftest import bootstrap_node, free_port, keygen
-from tests.allocations.helpers import approved_grant, jupyter_status, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.jupyter_client import socket_status
 
 T = ProvisioningTask.State
 
@@ -126,13 +128,14 @@ def test_reconcile_repairs_drift(gpu_node, tmp_path, node_host):
     device = node_host.device(grant.assignments.order_by("gpu__index").first().gpu.index)
     os.chmod(device, 0o666)  # noqa: S103 - a GPU opened to everyone (a driver reload, an operator)
     time.sleep(0.5)
-    assert jupyter_status(session.port, session.token) == 0
+    assert socket_status(session.socket_path, session_token(session)) == 0
 
     created = grant_services.reconcile_node(node=gpu_node)
     assert {t.kind for t in created} == {"set-keys", "start-jupyter", "grant-gpus"}
     node_tasks_job(gpu_node.pk)
     assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
-    assert jupyter_status(session.port, session.token) == 200
+    session.refresh_from_db()
+    assert socket_status(session.socket_path, session_token(session)) == 200
     assert os.stat(device).st_mode & 0o777 == 0o660
 
 
@@ -186,13 +189,17 @@ def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_setti
     task.refresh_from_db()
     assert task.state == T.RUNNING  # left behind, as after a crash
 
-    node_tasks_job(node.pk)  # the next run (reconcile or retry) takes over: the lock died with the worker
+    # The next run (reconcile or retry) takes over: the lock dies with the worker's connection, as
+    # soon as the server notices it closed (a run that finds it still held is "busy" and re-queued).
+    deadline = time.monotonic() + 10
+    while node_tasks_job(node.pk)["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     task.refresh_from_db()
     grant.refresh_from_db()
     assert task.state == T.SUCCEEDED
     assert grant.status == Grant.Status.ACTIVE
     session = JupyterSession.objects.get(grant=grant)
-    assert jupyter_status(session.port, session.token) == 200
+    assert socket_status(session.socket_path, session_token(session)) == 200
     users = subprocess.run(
         ["pgrep", "-c", "-u", session.account.username, "-f", "jupyter"], capture_output=True, text=True
     )

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--config-path", default=DEFAULT_CONFIG_PATH)
         parser.add_argument("--jupyter-bin", default="/opt/gpu-portal/jupyter/bin/jupyter")
         parser.add_argument("--state-dir", default="/var/lib/gpu-portal-agent")
+        parser.add_argument("--jupyter-run-dir", default="/run/gpu-portal-jupyter", help="users' Jupyter sockets")
         parser.add_argument("--nvml-replay", default="", help="recorded NVML output (test nodes without GPUs)")
         parser.add_argument("--keys-dir", default="/etc/gpu-portal/authorized_keys")
         parser.add_argument("--managed-group", default="gpu-portal-users")
@@ -46,6 +47,7 @@ class Command(BaseCommand):
                     "account_prefix": settings.NODE_ACCOUNT_PREFIX,
                     "jupyter_bin": opts["jupyter_bin"],
                     "state_dir": opts["state_dir"],
+                    "jupyter_run_dir": opts["jupyter_run_dir"],
                     "nvml_replay": opts["nvml_replay"],
                     "keys_dir": opts["keys_dir"],
                     "managed_group": opts["managed_group"],
