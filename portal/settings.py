@@ -232,8 +232,15 @@ ACCOUNT_GRACE_DAYS = env_int("ACCOUNT_GRACE_DAYS", 7)
 PROVISIONING_MAX_ATTEMPTS = env_int("PROVISIONING_MAX_ATTEMPTS", 6)
 PROVISIONING_BACKOFF_SECONDS = env_int("PROVISIONING_BACKOFF_SECONDS", 15)
 
-# Invitations to an organisation are valid this long and can be used once.
+# Invitations to an organisation are valid this long and can be used once; at most so many a day
+# per organisation and per inviter (a spam relay otherwise).
 INVITATION_MAX_AGE_DAYS = 7
+INVITATIONS_PER_ORGANISATION_PER_DAY = env_int("INVITATIONS_PER_ORGANISATION_PER_DAY", 50)
+INVITATIONS_PER_INVITER_PER_DAY = env_int("INVITATIONS_PER_INVITER_PER_DAY", 20)
+
+# Public webmail domains nobody can claim for an organisation: a built-in list
+# (portal/services/domains.py) plus these, comma-separated.
+PUBLIC_EMAIL_DOMAINS_EXTRA = env_list("PUBLIC_EMAIL_DOMAINS_EXTRA")
 
 # Security: CSP without inline scripts or styles; transport security in production.
 SECURE_CSP = {

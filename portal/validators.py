@@ -5,6 +5,13 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+# Bounds every numeric field of calls, applications and awards keeps (validators and database
+# checks): far above any real request, far below what PostgreSQL's integer (2^31 - 1) holds.
+MAX_GPU_HOURS = 100_000_000
+MAX_CALL_BUDGET_GPU_HOURS = 1_000_000_000
+MAX_GPUS = 64
+MAX_STARTUP_AGE_YEARS = 100
+
 BRN_WEIGHTS = (1, 3, 7, 1, 3, 7, 1, 3, 5)
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
