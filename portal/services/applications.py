@@ -95,6 +95,7 @@ def eligibility_facts(application: Application, *, today: date | None = None) ->
         org_kind=org.kind,
         org_verified_domains=frozenset(org.domains.filter(verified=True).values_list("domain", flat=True)),
         org_business_registration_number=org.business_registration_number,
+        org_brn_verified=org.brn_verified,
         org_founded_on=org.founded_on,
         org_has_overdue_invoice=organisation_has_overdue_invoice(org.pk),
         call_kinds=frozenset(call.eligible_kinds),
