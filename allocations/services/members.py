@@ -1,13 +1,17 @@
-"""A member leaves an organisation (removed or on their own): their node access on the
-organisation's grants ends through the same REVOKE path as a grant's end."""
+"""Members joining or leaving a live grant: a member who leaves the organisation (removed or on
+their own) loses node access through the same REVOKE path as a grant's end; a member who becomes
+the principal investigator of a running grant gets their account, keys and GPUs there."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
-from allocations.services.grants import enqueue_node
+from allocations.services.grants import _ensure_account, authorized_keys, enqueue_node, grant_gpu_ids
 from allocations.services.provisioning import task_create
 
 G = Grant.Status
@@ -55,3 +59,28 @@ def organisation_member_removed(*, organisation, user) -> set[int]:
     for grant in Grant.objects.filter(organisation=organisation, status__in=LIVE):
         nodes |= grant_member_removed(grant=grant, user=user)
     return nodes
+
+
+@transaction.atomic
+def grant_member_added(*, grant: Grant, user) -> set[int]:
+    """Give a current member of a provisioning or active grant their account, keys and GPUs on the
+    grant's node (all idempotent verbs). Nothing for other states: placement and resumption
+    provision every member then."""
+    grant = Grant.objects.select_for_update().get(pk=grant.pk)
+    if grant.status not in (G.PROVISIONING, G.ACTIVE) or user not in grant.members():
+        return set()
+    assignment = grant.assignments.select_related("node").first()
+    if assignment is None:
+        return set()
+    node = assignment.node
+    expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
+    account = _ensure_account(user, node, expires_on)
+    name = account.username
+    task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
+                payload={"username": name, "expires_on": expires_on.isoformat()})  # fmt: skip
+    task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
+                payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
+    task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS,
+                payload={"username": name, "gpus": grant_gpu_ids(grant)})  # fmt: skip
+    enqueue_node(node.pk)
+    return {node.pk}

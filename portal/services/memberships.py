@@ -108,7 +108,8 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
 @transaction.atomic
 def application_change_pi(*, application: Application, new_pi: User, actor: User) -> Application:
     """An owner passes the principal investigator's role to another current member. The new PI
-    leaves the team (the team never includes the PI)."""
+    leaves the team (the team never includes the PI) and, on a running grant, gets node access.
+    The grant's Jupyter server stays with the account that started it until the old PI leaves."""
     application = Application.objects.select_for_update().select_related("organisation").get(pk=application.pk)
     organisation = application.organisation
     membership_require_owner(user=actor, organisation=organisation)
@@ -129,4 +130,9 @@ def application_change_pi(*, application: Application, new_pi: User, actor: User
     application.team.remove(new_pi)
     audit(organisation=organisation, action=A.PI_CHANGED, actor=actor, user=new_pi, old=old.email, new=new_pi.email,
           reason=f"application {application.pk}")  # fmt: skip
+    grant = getattr(application, "grant", None)
+    if grant is not None:
+        from allocations.services.members import grant_member_added
+
+        grant_member_added(grant=grant, user=new_pi)
     return application
