@@ -18,6 +18,7 @@ from portal.models import (
     OrganisationAuditLog,
     OrganisationDomain,
     User,
+    audit,
 )
 
 
@@ -36,10 +37,23 @@ class UserAdmin(BaseUserAdmin):
     readonly_fields = ["last_login", "date_joined"]
 
 
+def _audit_domain_added(request: HttpRequest, domain: OrganisationDomain) -> None:
+    audit(organisation=domain.organisation, action=OrganisationAuditLog.Action.DOMAIN_ADDED, actor=request.user,
+          new=domain.domain, reason="added in the admin")  # fmt: skip
+
+
 class OrganisationDomainInline(admin.TabularInline):
+    """Operators may add a domain (unverified, audited); verifying is the separate action."""
+
     model = OrganisationDomain
     extra = 0
     readonly_fields = ["verified", "created_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class MembershipInline(admin.TabularInline):
@@ -94,6 +108,12 @@ class OrganisationAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "brn_document"]
     actions = ["confirm_business_numbers", "move_business_number"]
 
+    def save_formset(self, request, form, formset, change) -> None:
+        instances = formset.save()
+        for obj in instances:
+            if isinstance(obj, OrganisationDomain):
+                _audit_domain_added(request, obj)
+
     @admin.action(description=_("Confirm the business registration numbers of the selected organisations"),
                   permissions=["change"])  # fmt: skip
     def confirm_business_numbers(self, request: HttpRequest, queryset: QuerySet[Organisation]) -> None:
@@ -141,8 +161,19 @@ class OrganisationDomainAdmin(admin.ModelAdmin):
     list_display = ["domain", "organisation", "verified", "created_at"]
     list_filter = ["verified"]
     search_fields = ["domain", "organisation__name_en", "organisation__name_ko"]
-    readonly_fields = ["verified"]
+    readonly_fields = ["verified", "created_at"]
     actions = ["verify_domains"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            _audit_domain_added(request, obj)
 
     @admin.action(description=_("Verify the selected domains"), permissions=["change"])
     def verify_domains(self, request: HttpRequest, queryset: QuerySet[OrganisationDomain]) -> None:

@@ -90,3 +90,16 @@ def test_unverified_addresses_never_auto_join(db):
     pretender = UserFactory(email="nobody@listed.ac.kr", verified=False)
     assert EmailAddress.objects.filter(user=pretender, verified=False).exists()
     assert membership_join_by_email_domain(user=pretender) == []
+
+
+def test_a_domain_an_operator_adds_in_the_admin_is_unverified_and_audited(client, db):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    org = Organisation.objects.create(kind="university", name_ko="가", name_en="A")
+    operator = UserFactory(email="operator@centre.kr", is_staff=True, is_superuser=True)
+    TOTP.activate(operator, generate_totp_secret())
+    client.force_login(operator)
+    response = client.post("/admin/portal/organisationdomain/add/", {"organisation": org.pk, "domain": "a-univ.ac.kr"})
+    assert response.status_code == 302
+    assert not OrganisationDomain.objects.get(domain="a-univ.ac.kr").verified
+    assert OrganisationAuditLog.objects.get(organisation=org, action="domain_added").actor == operator
