@@ -138,8 +138,9 @@ def _provision_tasks(grant: Grant, node: Node) -> None:
         task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
                     payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
         task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS, payload={"username": name, "gpus": gpus})
-    session = _jupyter_session(grant, pi_account)
-    _queue_start_jupyter(grant, session, gpus)
+    if pi_account is not None:  # a PI outside the organisation gets nothing (Grant.members)
+        session = _jupyter_session(grant, pi_account)
+        _queue_start_jupyter(grant, session, gpus)
 
 
 def _queue_start_jupyter(grant: Grant, session: JupyterSession, gpus: list[str]) -> None:
