@@ -2,9 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from portal import services
@@ -105,8 +109,29 @@ class OrganisationAdmin(admin.ModelAdmin):
     list_filter = ["kind", "brn_status"]
     search_fields = ["name_en", "name_ko", "business_registration_number", "domains__domain"]
     inlines = [OrganisationDomainInline, MembershipInline, AuditLogInline]
-    readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "brn_document"]
+    readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "certificate"]
+    exclude = ["brn_document"]
     actions = ["confirm_business_numbers", "move_business_number"]
+
+    @admin.display(description=_("business registration certificate (PDF)"))
+    def certificate(self, obj: Organisation) -> str:
+        if not obj.brn_document:
+            return "–"
+        url = reverse("admin:portal_organisation_certificate", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Download"))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.certificate_view)
+        return [path("<int:pk>/certificate/", view, name="portal_organisation_certificate"), *super().get_urls()]
+
+    def certificate_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """Uploaded certificates are never public media: staff who may view organisations get them."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        org = get_object_or_404(Organisation, pk=pk)
+        if not org.brn_document:
+            raise Http404
+        return FileResponse(org.brn_document.open("rb"), as_attachment=True, filename=f"brn-{org.pk}.pdf")
 
     def save_formset(self, request, form, formset, change) -> None:
         instances = formset.save()

@@ -78,7 +78,12 @@ def test_the_owner_uploads_the_certificate_and_an_operator_confirms(client, oper
     org.refresh_from_db()
     assert org.brn_status == "verified"
     assert OrganisationAuditLog.objects.get(organisation=org, action="brn_confirmed").actor == operator
-    assert client.get(f"/admin/portal/organisation/{org.pk}/change/").status_code == 200
+    change_page = client.get(f"/admin/portal/organisation/{org.pk}/change/").content.decode()
+    assert f"/admin/portal/organisation/{org.pk}/certificate/" in change_page
+    download = client.get(f"/admin/portal/organisation/{org.pk}/certificate/")
+    assert b"".join(download.streaming_content).startswith(b"%PDF-")
+    client.force_login(owner)  # not staff: the admin sends them to sign in
+    assert client.get(f"/admin/portal/organisation/{org.pk}/certificate/").status_code == 302
 
 
 def test_only_one_organisation_holds_a_number_confirmed(operator):
