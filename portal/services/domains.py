@@ -8,7 +8,7 @@ and the creator holds a verified address on it. Public webmail domains can never
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import InstitutionalDomain, Organisation, OrganisationAuditLog, OrganisationDomain, User, audit
@@ -55,7 +55,14 @@ def domains_add(*, organisation: Organisation, domains: list[str], actor: User, 
     institutional = set(InstitutionalDomain.objects.filter(domain__in=domains).values_list("domain", flat=True))
     for d in dict.fromkeys(domains):
         verified = organisation.is_academic and d in institutional and d in own_domains
-        OrganisationDomain.objects.create(organisation=organisation, domain=d, verified=verified)
+        try:
+            with transaction.atomic():
+                OrganisationDomain.objects.create(organisation=organisation, domain=d, verified=verified)
+        except IntegrityError as exc:  # verified for another organisation at the same moment
+            raise PortalError(
+                _("The e-mail domain %(domains)s already belongs to another organisation.") % {"domains": d},
+                code="domain_taken",
+            ) from exc
         audit(organisation=organisation, action=OrganisationAuditLog.Action.DOMAIN_ADDED, actor=actor, new=d)
         if verified:
             audit(organisation=organisation, action=OrganisationAuditLog.Action.DOMAIN_VERIFIED, actor=actor, new=d,

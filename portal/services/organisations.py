@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
@@ -15,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from portal.mail import mail_render_and_enqueue
 from portal.models import Invitation, Membership, Organisation, OrganisationAuditLog, OrganisationDomain, User, audit
 from portal.services.errors import PortalError
-from portal.validators import email_domain
+from portal.validators import email_domain, validate_business_registration_number
 
 INVITATION_SALT = "portal.invitation"
 
@@ -56,6 +57,11 @@ def organisation_create(
             code="domain_taken",
         )
     number = business_registration_number or None
+    if number:
+        try:
+            validate_business_registration_number(number)
+        except ValidationError as exc:
+            raise PortalError(" ".join(exc.messages), code="invalid_brn") from exc
     if number and Organisation.objects.filter(business_registration_number=number, brn_status="verified").exists():
         raise PortalError(
             _(

@@ -122,3 +122,9 @@ def test_an_operator_moves_a_disputed_number_with_a_reason_logged_on_both_sides(
         assert (row.actor, row.reason) == (operator, "Registration certificate checked; ticket 42.")
     with pytest.raises(PortalError):
         organisation_brn_move(source=real, target=squatter, actor=operator, reason="  ")
+
+
+def test_the_service_refuses_unissued_numbers_too(db):
+    with pytest.raises(PortalError) as exc:
+        startup(UserFactory(), number="0000000000")
+    assert exc.value.code == "invalid_brn"
