@@ -1,6 +1,7 @@
 """SSH public key validation: pure functions, no network.
 
-Only one bare key per entry: ed25519, ecdsa (nistp256/384/521) or rsa of at least 3072 bits.
+Only one bare key per entry: ed25519, ecdsa (nistp256/384/521) or rsa of at least 3072 bits,
+loaded by the `cryptography` package (a point off its curve or a weak exponent is refused).
 Options (`command=…`), several lines, private keys and malformed data are refused with a
 message the user can act on. The stored line is rebuilt from the parsed parts, so nothing the
 user typed beyond type, key and a tame comment ever reaches a node.
@@ -15,9 +16,13 @@ import re
 import struct
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils.translation import gettext_lazy as _
 
 MIN_RSA_BITS = 3072
+MIN_RSA_EXPONENT = 65537  # ssh-keygen's since 2013; smaller or even exponents are refused
 ECDSA_CURVES = {
     "ecdsa-sha2-nistp256": b"nistp256",
     "ecdsa-sha2-nistp384": b"nistp384",
@@ -112,4 +117,23 @@ def parse_public_key(text: str) -> PublicKey:
         bits = int(key_type[-3:])
     if offset != len(blob):
         raise InvalidKey(_("The key data has trailing bytes."))
+    _check_with_cryptography(key_type, blob)
     return PublicKey(key_type=key_type, blob=blob, comment=comment, bits=bits)
+
+
+def _check_with_cryptography(key_type: str, blob: bytes) -> None:
+    """Load the key for real: an ECDSA point off its curve or an unusable RSA exponent is refused
+    (OpenSSH would accept some of them and the key would be worthless or weak)."""
+    line = f"{key_type} {base64.b64encode(blob).decode()}".encode()
+    try:
+        key = serialization.load_ssh_public_key(line)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        if key_type.startswith("ecdsa-"):
+            raise InvalidKey(_("The key data is not a valid ECDSA key.")) from exc
+        if key_type == "ssh-rsa":
+            raise InvalidKey(_("The RSA key's public exponent is not usable (use 65537).")) from exc
+        raise InvalidKey(_("The key data is not a valid ed25519 key.")) from exc
+    if isinstance(key, rsa.RSAPublicKey):
+        e = key.public_numbers().e
+        if e < MIN_RSA_EXPONENT or e % 2 == 0:
+            raise InvalidKey(_("The RSA key's public exponent is not usable (use 65537)."))

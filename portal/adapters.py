@@ -6,13 +6,30 @@ from __future__ import annotations
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
 from allauth.core import context
+from django.conf import settings
 from django.contrib.sites.shortcuts import get_current_site
 from django.http import HttpRequest
+from django.utils.functional import lazy
+from django.utils.translation import ngettext
 
 from portal.mail import mail_enqueue
 
 
+def _lockout_message() -> str:
+    minutes = settings.LOGIN_LOCKOUT_MINUTES
+    return ngettext(
+        "Too many failed sign-in attempts: signing in with this address is locked for %(minutes)d minute. "
+        "If you forgot your password, reset it.",
+        "Too many failed sign-in attempts: signing in with this address is locked for %(minutes)d minutes. "
+        "If you forgot your password, reset it.",
+        minutes,
+    ) % {"minutes": minutes}
+
+
 class AccountAdapter(DefaultAccountAdapter):
+    # The lockout says how long it lasts; templates/account/login.html adds the reset link.
+    error_messages = {**DefaultAccountAdapter.error_messages, "too_many_login_attempts": lazy(_lockout_message, str)()}
+
     def send_mail(self, template_prefix: str, email: str, context_: dict) -> None:
         request = context.request
         ctx = {"request": request, "email": email, "current_site": get_current_site(request)}

@@ -1,11 +1,29 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from portal import services
-from portal.models import Call, CallBudget, Invitation, Membership, Organisation, OrganisationDomain, User
+from portal.models import (
+    Call,
+    CallBudget,
+    InstitutionalDomain,
+    Invitation,
+    Membership,
+    Organisation,
+    OrganisationAuditLog,
+    OrganisationDomain,
+    User,
+    audit,
+)
 
 
 @admin.register(User)
@@ -23,25 +41,144 @@ class UserAdmin(BaseUserAdmin):
     readonly_fields = ["last_login", "date_joined"]
 
 
+def _audit_domain_added(request: HttpRequest, domain: OrganisationDomain) -> None:
+    audit(organisation=domain.organisation, action=OrganisationAuditLog.Action.DOMAIN_ADDED, actor=request.user,
+          new=domain.domain, reason="added in the admin")  # fmt: skip
+
+
 class OrganisationDomainInline(admin.TabularInline):
+    """Operators may add a domain (unverified, audited); verifying is the separate action."""
+
     model = OrganisationDomain
     extra = 0
     readonly_fields = ["verified", "created_at"]
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 class MembershipInline(admin.TabularInline):
+    """Read-only: roles and removals go through the portal's services (audit rows, node access)."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AuditLogInline(admin.TabularInline):
+    model = OrganisationAuditLog
+    fk_name = "organisation"
+    extra = 0
+    fields = ["created_at", "action", "actor", "user", "old_value", "new_value", "reason"]
+    readonly_fields = fields
+    can_delete = False
+    verbose_name_plural = _("audit log")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class MoveNumberForm(forms.Form):
+    target = forms.ModelChoiceField(
+        label=_("Move the number to"), queryset=Organisation.objects.filter(kind__in=Organisation.COMPANY_KINDS)
+    )
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ["name_en", "name_ko", "kind", "business_registration_number", "founded_on", "created_at"]
-    list_filter = ["kind"]
+    list_display = [
+        "name_en", "name_ko", "kind", "business_registration_number", "brn_status", "founded_on", "created_at",
+    ]  # fmt: skip
+    list_filter = ["kind", "brn_status"]
     search_fields = ["name_en", "name_ko", "business_registration_number", "domains__domain"]
-    inlines = [OrganisationDomainInline, MembershipInline]
-    readonly_fields = ["created_at", "created_by"]
+    inlines = [OrganisationDomainInline, MembershipInline, AuditLogInline]
+    readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "certificate"]
+    exclude = ["brn_document"]
+    actions = ["confirm_business_numbers", "move_business_number"]
+
+    @admin.display(description=_("business registration certificate (PDF)"))
+    def certificate(self, obj: Organisation) -> str:
+        if not obj.brn_document:
+            return "–"
+        url = reverse("admin:portal_organisation_certificate", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Download"))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.certificate_view)
+        return [path("<int:pk>/certificate/", view, name="portal_organisation_certificate"), *super().get_urls()]
+
+    def certificate_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """Uploaded certificates are never public media: staff who may view organisations get them."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        org = get_object_or_404(Organisation, pk=pk)
+        if not org.brn_document:
+            raise Http404
+        return FileResponse(org.brn_document.open("rb"), as_attachment=True, filename=f"brn-{org.pk}.pdf")
+
+    def save_formset(self, request, form, formset, change) -> None:
+        instances = formset.save()
+        for obj in instances:
+            if isinstance(obj, OrganisationDomain):
+                _audit_domain_added(request, obj)
+
+    @admin.action(description=_("Confirm the business registration numbers of the selected organisations"),
+                  permissions=["change"])  # fmt: skip
+    def confirm_business_numbers(self, request: HttpRequest, queryset: QuerySet[Organisation]) -> None:
+        for org in queryset.exclude(brn_status=Organisation.BrnStatus.VERIFIED):
+            try:
+                services.organisation_brn_confirm(organisation=org, actor=request.user)
+            except services.PortalError as exc:
+                self.message_user(request, f"{org}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(org)s: number confirmed.") % {"org": org})
+
+    @admin.action(description=_("Move the business registration number to another organisation"),
+                  permissions=["change"])  # fmt: skip
+    def move_business_number(self, request: HttpRequest, queryset: QuerySet[Organisation]):
+        if queryset.count() != 1:
+            self.message_user(request, _("Select exactly one organisation."), messages.ERROR)
+            return None
+        source = queryset.get()
+        form = MoveNumberForm(request.POST if "apply" in request.POST else None)
+        form.fields["target"].queryset = form.fields["target"].queryset.exclude(pk=source.pk)
+        if form.is_valid():
+            try:
+                services.organisation_brn_move(
+                    source=source, target=form.cleaned_data["target"], actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                )  # fmt: skip
+            except services.PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, _("The number was moved."))
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "source": source,
+            "form": form,
+            "title": _("Move the business registration number"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/portal/organisation/move_number.html", context)
 
 
 @admin.register(OrganisationDomain)
@@ -49,18 +186,59 @@ class OrganisationDomainAdmin(admin.ModelAdmin):
     list_display = ["domain", "organisation", "verified", "created_at"]
     list_filter = ["verified"]
     search_fields = ["domain", "organisation__name_en", "organisation__name_ko"]
-    readonly_fields = ["verified"]
+    readonly_fields = ["verified", "created_at"]
     actions = ["verify_domains"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            _audit_domain_added(request, obj)
 
     @admin.action(description=_("Verify the selected domains"), permissions=["change"])
     def verify_domains(self, request: HttpRequest, queryset: QuerySet[OrganisationDomain]) -> None:
         for domain in queryset.filter(verified=False):
             try:
-                services.organisation_domain_verify(domain=domain)
+                services.organisation_domain_verify(domain=domain, actor=request.user)
             except services.PortalError as exc:
                 self.message_user(request, f"{domain.domain}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, _("%(domain)s verified.") % {"domain": domain.domain})
+
+
+@admin.register(InstitutionalDomain)
+class InstitutionalDomainAdmin(admin.ModelAdmin):
+    """Domains known to belong to universities and institutes: a creator with a verified address
+    on one gets it verified for their academic organisation at once."""
+
+    list_display = ["domain", "institution", "created_at"]
+    search_fields = ["domain", "institution"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.domain = obj.domain.strip().lower()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(OrganisationAuditLog)
+class OrganisationAuditLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organisation", "action", "actor", "user", "old_value", "new_value"]
+    list_filter = ["action"]
+    search_fields = ["organisation__name_en", "organisation__name_ko", "user__email", "actor__email"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Invitation)

@@ -23,6 +23,7 @@ from billing.services import organisation_unpaid_invoices
 from portal.models import Application, EligibilityResult, Review
 from portal.services import applications as svc
 from portal.services.errors import PortalError
+from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
 SCORES = ["merit", "feasibility", "national_priority", "resource_justification"]
 # Reviews and decisions are possible on these; a decision on a submitted one starts its review.
@@ -44,15 +45,25 @@ class DecisionForm(forms.Form):
     ]
     action = forms.ChoiceField(label=_("Decision"), choices=ACTIONS, widget=forms.RadioSelect)
     gpu_model = forms.ChoiceField(label=_("GPU model"), choices=GpuModel.choices, required=False)
-    gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, required=False)
-    gpu_hours = forms.IntegerField(label=_("Subsidised GPU-hours"), min_value=1, required=False)
+    gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, max_value=MAX_GPUS, required=False)
+    gpu_hours = forms.IntegerField(
+        label=_("Subsidised GPU-hours"), min_value=1, max_value=MAX_GPU_HOURS, required=False
+    )
     starts_on = forms.DateField(label=_("Start"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     ends_on = forms.DateField(label=_("End"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    confirm_outside_window = forms.BooleanField(
+        label=_("Award outside the call's allocation window"),
+        required=False,
+        help_text=_("Tick to confirm dates before or after the call's allocation window."),
+    )
     override_reason = forms.CharField(
-        label=_("Budget override reason"),
+        label=_("Override reason"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=_("Required only when the award exceeds what is left of the call's budget."),
+        help_text=_(
+            "Only for an award beyond the call's cap or remaining budget: needs the override permission and is logged."
+        ),
+        max_length=2000,
     )
     reason = forms.CharField(
         label=_("Message to the applicant"),
@@ -62,6 +73,12 @@ class DecisionForm(forms.Form):
         max_length=5000,
     )
 
+    def __init__(self, *args, call, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.call = call
+        offered = set(call.budgets.values_list("gpu_model", flat=True))
+        self.fields["gpu_model"].choices = [(v, label) for v, label in GpuModel.choices if v in offered]
+
     def clean(self):
         data = super().clean()
         action = data.get("action")
@@ -69,8 +86,19 @@ class DecisionForm(forms.Form):
             for name in ("gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on"):
                 if data.get(name) in (None, "") and name not in self.errors:
                     self.add_error(name, _("Required to approve."))
-            if data.get("starts_on") and data.get("ends_on") and data["ends_on"] <= data["starts_on"]:
+            starts, ends = data.get("starts_on"), data.get("ends_on")
+            if starts and ends and ends <= starts:
                 self.add_error("ends_on", _("The end must be after the start."))
+            elif starts and ends and svc.award_outside_window(self.call, starts, ends):
+                if not data.get("confirm_outside_window"):
+                    self.add_error(
+                        "confirm_outside_window",
+                        _(
+                            "The dates lie outside the call's allocation window (%(start)s – %(end)s). "
+                            "Tick to confirm or change them."
+                        )
+                        % {"start": self.call.allocation_starts_on, "end": self.call.allocation_ends_on},
+                    )
         elif action in {"return", "reject"} and not (data.get("reason") or "").strip():
             self.add_error("reason", _("Give a reason: the applicant will read it."))
         return data
@@ -406,7 +434,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             "starts_on": application.starts_on,
             "ends_on": application.ends_on,
         }
-        form = DecisionForm(request.POST or None, initial=initial)
+        form = DecisionForm(request.POST or None, initial=initial, call=application.call)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -421,6 +449,7 @@ class ApplicationAdmin(admin.ModelAdmin):
                         ends_on=data["ends_on"],
                         override_reason=data["override_reason"],
                         reason=data["reason"],
+                        confirm_outside_window=data["confirm_outside_window"],
                     )
                 elif data["action"] == "return":
                     svc.application_return(application=application, actor=request.user, reason=data["reason"])

@@ -44,6 +44,9 @@ class Facts:
     gpu_hours: int = 0
     starts_on: date | None = None
     ends_on: date | None = None
+    # Whether an operator confirmed the organisation's business registration number (claims are
+    # unconfirmed: anyone can type a real company's public number).
+    org_brn_verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def business_registration_number(f: Facts) -> RuleResult:
     if f.org_kind not in COMPANY_KINDS:
         return RuleResult("business_registration_number", PASS, "brn_not_required")
     if business_registration_number_is_valid(f.org_business_registration_number or ""):
+        if not f.org_brn_verified:
+            return RuleResult("business_registration_number", WARN, "brn_unconfirmed")
         return RuleResult("business_registration_number", PASS, "brn_valid")
     return RuleResult("business_registration_number", FAIL, "brn_invalid")
 
@@ -195,6 +200,10 @@ MESSAGES = {
     "kind_not_allowed": _("%(kind)s organisations may not apply to this call."),
     "brn_not_required": _("Not required for this organisation."),
     "brn_valid": _("The business registration number is valid."),
+    "brn_unconfirmed": _(
+        "The business registration number is valid but not yet confirmed by the centre. "
+        "Owners upload the registration certificate on the organisation's page."
+    ),
     "brn_invalid": _("The organisation's business registration number is not valid. Ask an owner to correct it."),
     "age_not_required": _("Not required for this organisation or call."),
     "founded_unknown": _("The founding date is missing; this call is for startups founded within %(years)s years."),

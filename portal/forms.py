@@ -9,11 +9,13 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models import GpuModel
 from portal.models import Application, Call, Membership, Organisation
 from portal.services.applications import DRAFT_FIELDS
+from portal.services.domains import is_public_email_domain
 from portal.validators import (
     normalise_business_registration_number,
     normalise_domain,
     validate_business_registration_number,
     validate_domain,
+    validate_no_link,
 )
 from portal.widgets import AttachmentInput
 
@@ -22,8 +24,8 @@ MAX_DOMAINS = 10
 
 class OrganisationForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"), choices=Organisation.Kind.choices)
-    name_ko = forms.CharField(label=_("Name (Korean)"), max_length=200)
-    name_en = forms.CharField(label=_("Name (English)"), max_length=200)
+    name_ko = forms.CharField(label=_("Name (Korean)"), max_length=200, validators=[validate_no_link])
+    name_en = forms.CharField(label=_("Name (English)"), max_length=200, validators=[validate_no_link])
     domains = forms.CharField(
         label=_("E-mail domains"),
         required=False,
@@ -58,6 +60,14 @@ class OrganisationForm(forms.Form):
                 validate_domain(d)
             except ValidationError as exc:
                 errors.extend(exc.error_list)
+            else:
+                if is_public_email_domain(d):
+                    errors.append(
+                        ValidationError(
+                            _("%(domain)s is a public e-mail service and cannot belong to an organisation.")
+                            % {"domain": d}
+                        )
+                    )
         if errors:
             raise ValidationError(errors)
         return domains
@@ -66,9 +76,12 @@ class OrganisationForm(forms.Form):
         value = normalise_business_registration_number(self.cleaned_data.get("business_registration_number", ""))
         if value:
             validate_business_registration_number(value)
-            if Organisation.objects.filter(business_registration_number=value).exists():
+            if Organisation.objects.filter(business_registration_number=value, brn_status="verified").exists():
                 raise ValidationError(
-                    _("An organisation with this business registration number is already registered.")
+                    _(
+                        "An organisation with this business registration number is already registered and confirmed. "
+                        "If the number is yours, contact the centre with your registration certificate."
+                    )
                 )
         return value
 
@@ -212,3 +225,37 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000
     )
+
+
+class PrincipalInvestigatorForm(forms.Form):
+    """An owner passes the principal investigator's role to another current member."""
+
+    principal_investigator = forms.ModelChoiceField(label=_("New principal investigator"), queryset=None)
+
+    def __init__(self, *args, application: Application, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from portal.models import User
+
+        field = self.fields["principal_investigator"]
+        field.queryset = User.objects.filter(memberships__organisation=application.organisation).exclude(
+            pk=application.principal_investigator_id
+        )
+        field.label_from_instance = lambda u: u.email
+
+
+class BusinessRegistrationDocumentForm(forms.Form):
+    document = forms.FileField(
+        label=_("Business registration certificate (PDF)"),
+        help_text=_("The centre checks it and then confirms your number."),
+        widget=forms.ClearableFileInput(attrs={"accept": "application/pdf"}),
+    )
+
+    def clean_document(self):
+        upload = self.cleaned_data["document"]
+        if upload.size > MAX_ATTACHMENT_BYTES:
+            raise ValidationError(_("The attachment is larger than 10 MB."))
+        head = upload.read(5)
+        upload.seek(0)
+        if head != b"%PDF-" or not upload.name.lower().endswith(".pdf"):
+            raise ValidationError(_("The attachment must be a PDF file."))
+        return upload

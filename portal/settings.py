@@ -161,6 +161,10 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[GPU Portal] "
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_PREVENT_ENUMERATION = True
+# After 5 failed sign-ins an address is locked this long (the message says so and links to the
+# password reset); 10 failures a minute per IP address also lock.
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 5)
+ACCOUNT_RATE_LIMITS = {"login_failed": f"10/m/ip,5/{LOGIN_LOCKOUT_MINUTES * 60}s/key"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "GPU Portal")
 # Staff sessions (admin): end after this long without a request, and this long after login.
@@ -237,8 +241,15 @@ NODE_UNIX_ID_BASE = env_int("NODE_UNIX_ID_BASE", 200000)
 PROVISIONING_MAX_ATTEMPTS = env_int("PROVISIONING_MAX_ATTEMPTS", 6)
 PROVISIONING_BACKOFF_SECONDS = env_int("PROVISIONING_BACKOFF_SECONDS", 15)
 
-# Invitations to an organisation are valid this long and can be used once.
+# Invitations to an organisation are valid this long and can be used once; at most so many a day
+# per organisation and per inviter (a spam relay otherwise).
 INVITATION_MAX_AGE_DAYS = 7
+INVITATIONS_PER_ORGANISATION_PER_DAY = env_int("INVITATIONS_PER_ORGANISATION_PER_DAY", 50)
+INVITATIONS_PER_INVITER_PER_DAY = env_int("INVITATIONS_PER_INVITER_PER_DAY", 20)
+
+# Public webmail domains nobody can claim for an organisation: a built-in list
+# (portal/services/domains.py) plus these, comma-separated.
+PUBLIC_EMAIL_DOMAINS_EXTRA = env_list("PUBLIC_EMAIL_DOMAINS_EXTRA")
 
 # Security: CSP without inline scripts or styles; transport security in production.
 SECURE_CSP = {

@@ -17,6 +17,11 @@ portal_patterns = [
     path("organisations/<int:pk>/", views.organisation_detail, name="organisation_detail"),
     path("organisations/<int:pk>/invitations/", views.invitation_create, name="invitation_create"),
     path("organisations/<int:pk>/members/<int:membership_pk>/", views.membership_update, name="membership_update"),
+    path(
+        "organisations/<int:pk>/business-registration/",
+        views.organisation_brn_document,
+        name="organisation_brn_document",
+    ),
     path("organisations/invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("calls/", views.call_list, name="call_list"),
     path("calls/<int:pk>/apply/", views.application_apply, name="application_apply"),
@@ -24,6 +29,11 @@ portal_patterns = [
     path("applications/<int:pk>/", views.application_detail, name="application_detail"),
     path("applications/<int:pk>/edit/", views.application_edit, name="application_edit"),
     path("applications/<int:pk>/withdraw/", views.application_withdraw, name="application_withdraw"),
+    path(
+        "applications/<int:pk>/principal-investigator/",
+        views.application_change_pi,
+        name="application_change_pi",
+    ),
     path("applications/<int:pk>/attachment/", views.application_attachment, name="application_attachment"),
 ]
 

@@ -5,6 +5,13 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+# Bounds every numeric field of calls, applications and awards keeps (validators and database
+# checks): far above any real request, far below what PostgreSQL's integer (2^31 - 1) holds.
+MAX_GPU_HOURS = 100_000_000
+MAX_CALL_BUDGET_GPU_HOURS = 1_000_000_000
+MAX_GPUS = 64
+MAX_STARTUP_AGE_YEARS = 100
+
 BRN_WEIGHTS = (1, 3, 7, 1, 3, 7, 1, 3, 5)
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -31,6 +38,12 @@ def business_registration_number_is_valid(value: str) -> bool:
 def validate_business_registration_number(value: str) -> None:
     if not re.fullmatch(r"[0-9]{10}", value or ""):
         raise ValidationError(_("A business registration number has 10 digits, like 123-45-67890."), code="format")
+    # 000-xx-xxxxx (no tax office) and xxx-00-xxxxx (no type code) are never issued, though
+    # some pass the check digit (0000000000 does).
+    if value[:3] == "000" or value[3:5] == "00":
+        raise ValidationError(
+            _("This is not an issued business registration number (its office or type code is 0)."), code="unissued"
+        )
     if not business_registration_number_is_valid(value):
         raise ValidationError(
             _("This business registration number is not valid (its check digit does not match)."),
@@ -51,3 +64,12 @@ def validate_domain(value: str) -> None:
 
 def email_domain(email: str) -> str:
     return email.rsplit("@", 1)[-1].lower() if "@" in (email or "") else ""
+
+
+LINK_RE = re.compile(r"(://|www\.|@|\b[a-z0-9-]+\.(?:[a-z]{2,24})\b)", re.IGNORECASE)
+
+
+def validate_no_link(value: str) -> None:
+    """Names that appear in e-mails to strangers (invitations) must not carry a link or address."""
+    if LINK_RE.search(value or ""):
+        raise ValidationError(_("A name cannot contain a web address or an e-mail address."), code="link")

@@ -17,7 +17,8 @@ class SshKey(models.Model):
     name = models.CharField(_("name"), max_length=100, blank=True)
     key_type = models.CharField(_("type"), max_length=32)
     public_key = models.TextField(_("public key"))
-    fingerprint = models.CharField(_("fingerprint"), max_length=100)
+    # One key belongs to one person: the same key on two accounts is refused (unique, not per user).
+    fingerprint = models.CharField(_("fingerprint"), max_length=100, unique=True)
     bits = models.PositiveIntegerField(_("bits"))
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -25,7 +26,6 @@ class SshKey(models.Model):
         verbose_name = _("SSH key")
         verbose_name_plural = _("SSH keys")
         ordering = ["created_at"]
-        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="sshkey_unique_per_user")]
 
     def __str__(self) -> str:
         return f"{self.key_type} {self.fingerprint}"

@@ -10,26 +10,42 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models.nodes import Gpu, GpuModel, Node
+from portal.validators import MAX_GPU_HOURS, MAX_GPUS
+
+
+def _current_member(user) -> models.Exists:
+    from portal.models import Membership
+
+    return models.Exists(Membership.objects.filter(organisation=models.OuterRef("organisation"), user=user))
+
+
+def _in_team(user) -> models.Exists:
+    from portal.models import Application
+
+    return models.Exists(Application.team.through.objects.filter(application=models.OuterRef("application"), user=user))
 
 
 class GrantQuerySet(models.QuerySet):
     def of_member(self, user) -> GrantQuerySet:
-        """Grants the user works on: as principal investigator or in the team."""
+        """Grants the user works on: as principal investigator or in the team, and only while
+        they belong to the grant's organisation."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(
-            models.Q(application__principal_investigator=user) | models.Q(application__team=user)
-        ).distinct()
+        return self.filter(_current_member(user)).filter(
+            models.Q(application__principal_investigator=user) | _in_team(user)
+        )
 
     def visible_to(self, user) -> GrantQuerySet:
-        """Members and the organisation's owners see a grant; everyone else gets 404."""
+        """Current members who work on a grant and the organisation's owners see it; everyone
+        else (a removed member included) gets 404."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(
-            models.Q(application__principal_investigator=user)
-            | models.Q(application__team=user)
-            | models.Q(organisation__memberships__user=user, organisation__memberships__role="owner")
-        ).distinct()
+        from portal.models import Membership
+
+        owner = Membership.objects.filter(organisation=models.OuterRef("organisation"), user=user, role="owner")
+        return self.filter(_current_member(user)).filter(
+            models.Q(application__principal_investigator=user) | _in_team(user) | models.Exists(owner)
+        )
 
 
 class Grant(models.Model):
@@ -64,8 +80,12 @@ class Grant(models.Model):
         "portal.Application", on_delete=models.PROTECT, related_name="grant", verbose_name=_("application")
     )
     gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
-    gpu_count = models.PositiveSmallIntegerField(_("GPUs"), validators=[MinValueValidator(1)])
-    gpu_hours = models.PositiveIntegerField(_("subsidised GPU-hours"), validators=[MinValueValidator(1)])
+    gpu_count = models.PositiveSmallIntegerField(
+        _("GPUs"), validators=[MinValueValidator(1), MaxValueValidator(MAX_GPUS)]
+    )
+    gpu_hours = models.PositiveIntegerField(
+        _("subsidised GPU-hours"), validators=[MinValueValidator(1), MaxValueValidator(MAX_GPU_HOURS)]
+    )
     copay_percent = models.PositiveSmallIntegerField(_("co-payment percent"), validators=[MaxValueValidator(100)])
     starts_on = models.DateField(_("start"))
     ends_on = models.DateField(_("end"))
@@ -84,6 +104,8 @@ class Grant(models.Model):
             models.CheckConstraint(condition=models.Q(ends_on__gt=models.F("starts_on")), name="grant_dates_ordered"),
             models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="grant_hours_positive"),
             models.CheckConstraint(condition=models.Q(gpu_count__gt=0), name="grant_gpus_positive"),
+            models.CheckConstraint(condition=models.Q(gpu_hours__lte=MAX_GPU_HOURS), name="grant_hours_max"),
+            models.CheckConstraint(condition=models.Q(gpu_count__lte=MAX_GPUS), name="grant_gpus_max"),
         ]
 
     def __str__(self) -> str:
@@ -93,9 +115,14 @@ class Grant(models.Model):
         return new in self.ALLOWED[self.status]
 
     def members(self) -> list:
-        """Who works on the grant's GPUs: the principal investigator and the team."""
+        """Who works on the grant's GPUs: the principal investigator and the team, as far as they
+        still belong to the grant's organisation (a removed member gets nothing provisioned)."""
+        from portal.models import Membership
+
         app = self.application
-        return [app.principal_investigator, *app.team.exclude(pk=app.principal_investigator_id)]
+        current = set(Membership.objects.filter(organisation_id=self.organisation_id).values_list("user_id", flat=True))
+        people = [app.principal_investigator, *app.team.exclude(pk=app.principal_investigator_id)]
+        return [u for u in people if u.pk in current]
 
 
 class GrantEvent(models.Model):

@@ -109,11 +109,11 @@ def member_gpu_ids(user, node: Node) -> list[str]:
     return list(dict.fromkeys(rows))
 
 
-def _account_payload(account: NodeAccount, expires_on) -> dict:
+def account_payload(account: NodeAccount, expires_on) -> dict:
     return {"username": account.username, "uid": unix_uid_for(account.user), "expires_on": expires_on.isoformat()}
 
 
-def _grant_gpus_task(grant: Grant, node: Node, accounts: list[NodeAccount]) -> None:
+def queue_grant_gpus(grant: Grant, node: Node, accounts: list[NodeAccount]) -> None:
     """The grant's unix group gets exactly its GPUs' device files and exactly its members."""
     task_create(
         node=node, grant=grant, kind=K.GRANT_GPUS,
@@ -122,7 +122,7 @@ def _grant_gpus_task(grant: Grant, node: Node, accounts: list[NodeAccount]) -> N
     )  # fmt: skip
 
 
-def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
+def ensure_account(user, node: Node, expires_on) -> NodeAccount:
     account, _created = NodeAccount.objects.get_or_create(
         user=user, node=node, defaults={"username": account_username(user)}
     )
@@ -139,11 +139,11 @@ def _provision_tasks(grant: Grant, node: Node) -> None:
     gpus = grant_gpu_ids(grant)
     accounts = []
     for user in grant.members():
-        account = _ensure_account(user, node, expires_on)
+        account = ensure_account(user, node, expires_on)
         accounts.append(account)
         task_create(node=node, grant=grant, account=account, kind=K.ENSURE_ACCOUNT,
-                    payload=_account_payload(account, account.expires_on))  # fmt: skip
-    _grant_gpus_task(grant, node, accounts)
+                    payload=account_payload(account, account.expires_on))  # fmt: skip
+    queue_grant_gpus(grant, node, accounts)
     for account in accounts:
         name = account.username
         task_create(node=node, grant=grant, account=account, kind=K.SET_KEYS,
@@ -358,7 +358,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             if grant.pk not in open_group_tasks and (
                 not seen.get("exists") or not seen.get("devices_ok") or seen.get("members") != members
             ):
-                _grant_gpus_task(grant, node, [a for a in accounts if a.username in members])
+                queue_grant_gpus(grant, node, [a for a in accounts if a.username in members])
                 created.append(node.tasks.latest("pk"))
 
         def queue(account, kind, payload, grant=None):
@@ -374,7 +374,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
                 continue
             expires_on = account.expires_on or grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
             if not seen.get("exists") or seen.get("locked"):
-                queue(account, K.ENSURE_ACCOUNT, _account_payload(account, expires_on), grant)
+                queue(account, K.ENSURE_ACCOUNT, account_payload(account, expires_on), grant)
             lines = authorized_keys(account.user)
             if seen.get("keys_sha256") != (keys_sha256(lines) if lines else None):
                 queue(account, K.SET_KEYS, {"username": account.username, "keys": lines}, grant)

@@ -1,8 +1,10 @@
 """The portal's domain: accounts, organisations, calls, applications, eligibility, reviews."""
 
 from portal.models.applications import Application, ApplicationEvent, EligibilityResult, Review
+from portal.models.audit import OrganisationAuditLog, audit
 from portal.models.calls import Call, CallBudget
 from portal.models.organisations import (
+    InstitutionalDomain,
     Invitation,
     Membership,
     Organisation,
@@ -18,12 +20,15 @@ __all__ = [
     "Call",
     "CallBudget",
     "EligibilityResult",
+    "InstitutionalDomain",
     "Invitation",
     "Membership",
     "Organisation",
+    "OrganisationAuditLog",
     "OrganisationDomain",
     "OutboxMessage",
     "Review",
     "User",
     "UserManager",
+    "audit",
 ]

@@ -11,13 +11,14 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel
 from portal.models.calls import Call
 from portal.models.organisations import Organisation
+from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
 
 def attachment_path(instance: Application, filename: str) -> str:
@@ -28,18 +29,36 @@ def attachment_path(instance: Application, filename: str) -> str:
 
 class ApplicationQuerySet(models.QuerySet):
     def visible_to(self, user) -> ApplicationQuerySet:
-        """The principal investigator, the team and the organisation's owners see an application."""
+        """Current members of the applying organisation who are its principal investigator, in its
+        team or owners see an application. Someone removed from the organisation sees nothing,
+        whatever role they had on the application."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(
-            Q(principal_investigator=user)
-            | Q(team=user)
-            | Q(organisation__memberships__user=user, organisation__memberships__role="owner")
-        ).distinct()
+        from portal.models.organisations import Membership
+
+        member = Membership.objects.filter(organisation=OuterRef("organisation"), user=user)
+        in_team = Application.team.through.objects.filter(application=OuterRef("pk"), user=user)
+        return self.filter(Exists(member)).filter(
+            Q(principal_investigator=user) | Exists(in_team) | Exists(member.filter(role="owner"))
+        )
 
     def reviewable_by(self, user) -> ApplicationQuerySet:
-        """Conflict of interest: staff never see applications of an organisation they belong to."""
-        return self.exclude(organisation__memberships__user=user)
+        """Conflict of interest: staff never see an application whose organisation they belong to,
+        belonged to, or created, nor one where they are the principal investigator or in the team."""
+        from portal.models.audit import OrganisationAuditLog
+        from portal.models.organisations import Membership
+
+        org = OuterRef("organisation")
+        return self.exclude(principal_investigator=user).exclude(
+            Exists(Membership.objects.filter(organisation=org, user=user))
+            | Exists(
+                OrganisationAuditLog.objects.filter(
+                    organisation=org, user=user, action__in=OrganisationAuditLog.MEMBERSHIP_ACTIONS
+                )
+            )
+            | Exists(Application.team.through.objects.filter(application=OuterRef("pk"), user=user))
+            | Q(organisation__created_by=user)
+        )
 
 
 class Application(models.Model):
@@ -94,8 +113,15 @@ class Application(models.Model):
     abstract = models.TextField(_("abstract"), max_length=5000, blank=True)
     field = models.CharField(_("research field"), max_length=32, choices=Field.choices, blank=True)
     gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices, blank=True)
-    gpu_count = models.PositiveSmallIntegerField(_("GPUs"), null=True, blank=True)
-    gpu_hours = models.PositiveIntegerField(_("GPU-hours requested"), null=True, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(
+        _("GPUs"), null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_GPUS)]
+    )
+    gpu_hours = models.PositiveIntegerField(
+        _("GPU-hours requested"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_GPU_HOURS)],
+    )
     starts_on = models.DateField(_("start"), null=True, blank=True)
     ends_on = models.DateField(_("end"), null=True, blank=True)
     justification = models.TextField(_("resource justification"), max_length=10000, blank=True)
@@ -121,7 +147,10 @@ class Application(models.Model):
         verbose_name = _("application")
         verbose_name_plural = _("applications")
         ordering = ["-submitted_at", "-created_at"]
-        permissions = [("decide_application", _("Can approve, reject or return applications"))]
+        permissions = [
+            ("decide_application", _("Can approve, reject or return applications")),
+            ("override_award_limits", _("Can award beyond the call's cap or remaining budget (with a reason)")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(ends_on__isnull=True) | Q(starts_on__isnull=True) | Q(ends_on__gt=models.F("starts_on")),
@@ -132,6 +161,12 @@ class Application(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(gpu_count__isnull=True) | Q(gpu_count__gt=0), name="application_gpus_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_hours__isnull=True) | Q(gpu_hours__lte=MAX_GPU_HOURS), name="application_hours_max"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_count__isnull=True) | Q(gpu_count__lte=MAX_GPUS), name="application_gpus_max"
             ),
         ]
         indexes = [models.Index(fields=["call", "status"]), models.Index(fields=["organisation", "status"])]
@@ -151,11 +186,11 @@ class Application(models.Model):
 
     def is_managed_by(self, user) -> bool:
         """The principal investigator and the organisation's owners edit, submit and withdraw;
-        team members only read."""
-        return (
-            user.pk == self.principal_investigator_id
-            or self.organisation.memberships.filter(user=user, role="owner").exists()
-        )
+        team members only read. All of them only while they belong to the organisation."""
+        membership = self.organisation.memberships.filter(user=user).first()
+        if membership is None:  # access follows current membership
+            return False
+        return user.pk == self.principal_investigator_id or membership.role == "owner"
 
 
 class ApplicationEvent(models.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import get_language
@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel
 from portal.models.organisations import Organisation
+from portal.validators import MAX_CALL_BUDGET_GPU_HOURS, MAX_GPU_HOURS, MAX_STARTUP_AGE_YEARS
 
 
 class CallQuerySet(models.QuerySet):
@@ -37,13 +38,20 @@ class Call(models.Model):
         models.CharField(max_length=32, choices=Organisation.Kind.choices),
         verbose_name=_("eligible organisation kinds"),
     )
-    cap_gpu_hours = models.PositiveIntegerField(_("cap per application (GPU-hours)"))
+    cap_gpu_hours = models.PositiveIntegerField(
+        _("cap per application (GPU-hours)"), validators=[MinValueValidator(1), MaxValueValidator(MAX_GPU_HOURS)]
+    )
     copay_percent = models.PositiveSmallIntegerField(
         _("co-payment percent"), default=0, validators=[MaxValueValidator(100)]
     )
     allocation_starts_on = models.DateField(_("allocation window starts"))
     allocation_ends_on = models.DateField(_("allocation window ends"))
-    max_startup_age_years = models.PositiveSmallIntegerField(_("maximum startup age (years)"), null=True, blank=True)
+    max_startup_age_years = models.PositiveSmallIntegerField(
+        _("maximum startup age (years)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_STARTUP_AGE_YEARS)],
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = CallQuerySet.as_manager()
@@ -61,6 +69,14 @@ class Call(models.Model):
                 name="call_window_ordered",
             ),
             models.CheckConstraint(condition=models.Q(copay_percent__lte=100), name="call_copay_percent_max_100"),
+            models.CheckConstraint(
+                condition=models.Q(cap_gpu_hours__gte=1, cap_gpu_hours__lte=MAX_GPU_HOURS), name="call_cap_in_bounds"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_startup_age_years__isnull=True)
+                | models.Q(max_startup_age_years__gte=1, max_startup_age_years__lte=MAX_STARTUP_AGE_YEARS),
+                name="call_startup_age_in_bounds",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -83,13 +99,20 @@ class CallBudget(models.Model):
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
     gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
-    gpu_hours = models.PositiveIntegerField(_("GPU-hour budget"))
+    gpu_hours = models.PositiveIntegerField(
+        _("GPU-hour budget"), validators=[MaxValueValidator(MAX_CALL_BUDGET_GPU_HOURS)]
+    )
 
     class Meta:
         verbose_name = _("call budget")
         verbose_name_plural = _("call budgets")
         ordering = ["gpu_model"]
-        constraints = [models.UniqueConstraint(fields=["call", "gpu_model"], name="callbudget_unique_model")]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "gpu_model"], name="callbudget_unique_model"),
+            models.CheckConstraint(
+                condition=models.Q(gpu_hours__lte=MAX_CALL_BUDGET_GPU_HOURS), name="callbudget_hours_max"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.gpu_model}: {self.gpu_hours}"

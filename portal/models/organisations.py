@@ -96,14 +96,27 @@ class Organisation(models.Model):
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     name_ko = models.CharField(_("name (Korean)"), max_length=200)
     name_en = models.CharField(_("name (English)"), max_length=200)
+
+    class BrnStatus(models.TextChoices):
+        NONE = "", _("None")
+        CLAIMED = "claimed", _("Claimed, not yet confirmed")
+        VERIFIED = "verified", _("Confirmed by the centre")
+
+    # Several organisations may claim one number (a squatter cannot block the real company);
+    # only one holds it confirmed, and only an operator confirms (services/business_numbers.py).
     business_registration_number = models.CharField(
         _("business registration number"),
         max_length=10,
         null=True,
         blank=True,
-        unique=True,
         validators=[validate_business_registration_number],
         help_text=_("10 digits, required for companies."),
+    )
+    brn_status = models.CharField(
+        _("business registration number status"), max_length=16, choices=BrnStatus.choices, blank=True, default=""
+    )
+    brn_document = models.FileField(
+        _("business registration certificate (PDF)"), upload_to="business-registration/%Y/", blank=True
     )
     founded_on = models.DateField(_("founded on"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -123,10 +136,14 @@ class Organisation(models.Model):
                 | models.Q(business_registration_number__isnull=True),
                 name="organisation_brn_ten_digits",
             ),
+            models.UniqueConstraint(
+                fields=["business_registration_number"],
+                condition=models.Q(brn_status="verified"),
+                name="organisation_brn_verified_unique",
+            ),
             models.CheckConstraint(
-                condition=~models.Q(kind__in=["startup", "sme", "enterprise"])
-                | models.Q(business_registration_number__isnull=False),
-                name="organisation_company_has_brn",
+                condition=models.Q(brn_status="") | models.Q(business_registration_number__isnull=False),
+                name="organisation_brn_status_needs_number",
             ),
         ]
 
@@ -153,6 +170,10 @@ class Organisation(models.Model):
     def is_company(self) -> bool:
         return self.kind in self.COMPANY_KINDS
 
+    @property
+    def brn_verified(self) -> bool:
+        return self.brn_status == self.BrnStatus.VERIFIED
+
     def formatted_business_registration_number(self) -> str:
         n = self.business_registration_number or ""
         return f"{n[:3]}-{n[3:5]}-{n[5:]}" if len(n) == 10 else n
@@ -177,6 +198,25 @@ class OrganisationDomain(models.Model):
                 fields=["domain"], condition=models.Q(verified=True), name="orgdomain_verified_unique"
             ),
         ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class InstitutionalDomain(models.Model):
+    """A domain operators know to belong to a university or institute (kept in the admin). An
+    academic organisation's creator with a verified address on a listed domain gets it verified
+    at once; any other domain waits for an operator."""
+
+    domain = models.CharField(_("domain"), max_length=253, unique=True)
+    institution = models.CharField(_("institution"), max_length=200)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("institutional domain")
+        verbose_name_plural = _("institutional domains")
+        ordering = ["domain"]
 
     def __str__(self) -> str:
         return self.domain

@@ -28,10 +28,13 @@ from portal.models import (
     EligibilityResult,
     Membership,
     Organisation,
+    OrganisationAuditLog,
     Review,
     User,
+    audit,
 )
 from portal.services.organisations import verified_emails
+from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
 S = Application.Status
 # Fields that must be filled before submission (drafts may leave any of them empty).
@@ -93,6 +96,7 @@ def eligibility_facts(application: Application, *, today: date | None = None) ->
         org_kind=org.kind,
         org_verified_domains=frozenset(org.domains.filter(verified=True).values_list("domain", flat=True)),
         org_business_registration_number=org.business_registration_number,
+        org_brn_verified=org.brn_verified,
         org_founded_on=org.founded_on,
         org_has_overdue_invoice=organisation_has_overdue_invoice(org.pk),
         call_kinds=frozenset(call.eligible_kinds),
@@ -327,16 +331,27 @@ def application_evaluate(*, application: Application) -> list[EligibilityResult]
 
 @transaction.atomic
 def application_withdraw(*, application: Application, actor: User, reason: str = "") -> Application:
-    return _transition(_lock(application), S.WITHDRAWN, actor=actor, reason=reason)
+    """Only the principal investigator or an owner, and only while they belong to the organisation."""
+    application = _lock(application)
+    if not application.is_managed_by(actor):
+        raise PortalError(
+            _("Only the principal investigator or an owner of the organisation can do this."), code="not_manager"
+        )
+    return _transition(application, S.WITHDRAWN, actor=actor, reason=reason)
 
 
 # -- reviewers and approvers ------------------------------------------------------------------
 
 
 def _require_no_conflict(application: Application, staff: User) -> None:
-    if Membership.objects.filter(user=staff, organisation_id=application.organisation_id).exists():
+    """The rule of `Application.objects.reviewable_by`: no past or present member of the applying
+    organisation, nor its creator, the principal investigator or a team member, reviews or decides."""
+    if not Application.objects.reviewable_by(staff).filter(pk=application.pk).exists():
         raise PortalError(
-            _("You belong to the applicant organisation and cannot review or decide this application."),
+            _(
+                "You belong or belonged to the applicant organisation, or work on this application, "
+                "and cannot review or decide it."
+            ),
             code="conflict_of_interest",
         )
 
@@ -407,6 +422,21 @@ def application_reject(*, application: Application, actor: User, reason: str) ->
     return _transition(application, S.REJECTED, actor=actor, reason=_require_reason(reason))
 
 
+def award_outside_window(call: Call, starts_on: date, ends_on: date) -> bool:
+    return starts_on < call.allocation_starts_on or ends_on > call.allocation_ends_on
+
+
+def _check_award_bounds(gpu_count: int, gpu_hours: int, starts_on: date, ends_on: date) -> None:
+    if not (0 < gpu_hours <= MAX_GPU_HOURS) or not (0 < gpu_count <= MAX_GPUS):
+        raise PortalError(
+            _("GPU-hours must be between 1 and %(max_hours)s, GPUs between 1 and %(max_gpus)s.")
+            % {"max_hours": f"{MAX_GPU_HOURS:,}", "max_gpus": MAX_GPUS},
+            code="out_of_bounds",
+        )
+    if ends_on <= starts_on:
+        raise PortalError(_("The end must be after the start."), code="dates")
+
+
 @transaction.atomic
 def application_approve(
     *,
@@ -419,8 +449,14 @@ def application_approve(
     ends_on: date,
     override_reason: str = "",
     reason: str = "",
+    confirm_outside_window: bool = False,
 ) -> Grant:
     """Approve with the (possibly edited) award and create the Grant in `pending`.
+
+    The cap per application and the call's remaining budget hold here as at submission. Going
+    beyond either is an override: it needs the `portal.override_award_limits` permission and a
+    reason, and it is logged (audit row and the grant's override reason). An award outside the
+    call's allocation window needs `confirm_outside_window`.
 
     The call's budget row for the GPU model is locked first: two approvals in the same call
     queue here, and the second sees the first's grant when it computes what is left."""
@@ -433,37 +469,62 @@ def application_approve(
             % {"status": application.get_status_display()},
             code="bad_transition",
         )
-    budget = CallBudget.objects.select_for_update().filter(call=application.call, gpu_model=gpu_model).first()
+    call = application.call
+    budget = CallBudget.objects.select_for_update().filter(call=call, gpu_model=gpu_model).first()
     if budget is None:
         raise PortalError(_("The call does not offer this GPU model."), code="model_not_offered")
-    if gpu_hours <= 0 or gpu_count <= 0:
-        raise PortalError(_("GPU-hours and GPUs must be positive."), code="not_positive")
+    _check_award_bounds(gpu_count, gpu_hours, starts_on, ends_on)
     if gpu_count > GPUS_PER_NODE.get(gpu_model, 0):
         raise PortalError(_("That many GPUs do not fit on one node."), code="count_too_large")
-    if ends_on <= starts_on:
-        raise PortalError(_("The end must be after the start."), code="dates")
-    remaining = call_remaining_gpu_hours(application.call)[gpu_model]
-    override_reason = (override_reason or "").strip()
-    if gpu_hours > remaining and not override_reason:
+    if award_outside_window(call, starts_on, ends_on) and not confirm_outside_window:
         raise PortalError(
-            _(
-                "The award of %(hours)s GPU-hours exceeds the %(remaining)s GPU-hours left in the call's budget. "
-                "Reduce it or give an override reason."
-            )
-            % {"hours": gpu_hours, "remaining": remaining},
-            code="over_budget",
+            _("The award's dates lie outside the call's allocation window (%(start)s – %(end)s). Confirm to go ahead.")
+            % {"start": call.allocation_starts_on, "end": call.allocation_ends_on},
+            code="outside_window",
         )
+    remaining = call_remaining_gpu_hours(call)[gpu_model]
+    excess = []
+    if gpu_hours > call.cap_gpu_hours:
+        excess.append(
+            _("The award of %(hours)s GPU-hours exceeds the call's cap of %(cap)s GPU-hours per application.")
+            % {"hours": gpu_hours, "cap": call.cap_gpu_hours}
+        )
+    if gpu_hours > remaining:
+        excess.append(
+            _("The award of %(hours)s GPU-hours exceeds the %(remaining)s GPU-hours left in the call's budget.")
+            % {"hours": gpu_hours, "remaining": remaining}
+        )
+    override_reason = (override_reason or "").strip()
+    if excess:
+        if not actor.has_perm("portal.override_award_limits"):
+            raise PortalError(
+                " ".join(
+                    [*map(str, excess), str(_("Reduce the award: only an override-permitted approver can exceed it."))]
+                ),
+                code="over_budget" if gpu_hours > remaining else "over_cap",
+            )
+        if not override_reason:
+            raise PortalError(
+                " ".join([*map(str, excess), str(_("Give an override reason to exceed it."))]),
+                code="override_reason_required",
+            )
     grant = Grant.objects.create(
         organisation=application.organisation,
         application=application,
         gpu_model=gpu_model,
         gpu_count=gpu_count,
         gpu_hours=gpu_hours,
-        copay_percent=application.call.copay_percent,
+        copay_percent=call.copay_percent,
         starts_on=starts_on,
         ends_on=ends_on,
-        budget_override_reason=override_reason if gpu_hours > remaining else "",
+        budget_override_reason=override_reason if excess else "",
     )
+    if excess:
+        audit(
+            organisation=application.organisation, action=OrganisationAuditLog.Action.AWARD_OVERRIDE, actor=actor,
+            old=f"cap {call.cap_gpu_hours}, remaining {remaining}", new=f"application {application.pk}: {gpu_hours}",
+            reason=override_reason,
+        )  # fmt: skip
     from allocations.services.grants import grant_created
 
     grant_created(grant=grant, actor=actor)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal.mail import mail_render_and_enqueue
-from portal.models import Invitation, Membership, Organisation, OrganisationDomain, User
+from portal.models import Invitation, Membership, Organisation, OrganisationAuditLog, OrganisationDomain, User, audit
 from portal.services.errors import PortalError
-from portal.validators import email_domain
+from portal.validators import email_domain, validate_business_registration_number
 
 INVITATION_SALT = "portal.invitation"
 
@@ -38,9 +40,15 @@ def organisation_create(
 ) -> Organisation:
     """Create an organisation with `user` as its owner.
 
-    A domain is verified at once only when the creator holds a verified address on it; other
-    domains wait for an operator. A domain already verified elsewhere is refused, so a domain
-    never routes users to two organisations."""
+    Domains are verified only by an operator, or at once for an academic organisation when the
+    domain is on the operators' institutional list and the creator holds a verified address on
+    it (services/domains.py). Public webmail domains and domains verified elsewhere are refused.
+    A business registration number is only "claimed" until an operator confirms it; a number
+    another organisation holds confirmed is refused."""
+    from portal.services.domains import domains_add, refuse_public_domains
+    from portal.services.memberships import membership_add
+
+    refuse_public_domains(domains)
     taken = set(OrganisationDomain.objects.filter(domain__in=domains, verified=True).values_list("domain", flat=True))
     if taken:
         raise PortalError(
@@ -48,44 +56,57 @@ def organisation_create(
             % {"domains": ", ".join(sorted(taken))},
             code="domain_taken",
         )
-    own_domains = {email_domain(e) for e in verified_emails(user)}
-    try:
-        with transaction.atomic():
-            org = Organisation.objects.create(
-                kind=kind,
-                name_ko=name_ko,
-                name_en=name_en,
-                business_registration_number=business_registration_number or None,
-                founded_on=founded_on,
-                created_by=user,
-            )
-    except IntegrityError as exc:
+    number = business_registration_number or None
+    if number:
+        try:
+            validate_business_registration_number(number)
+        except ValidationError as exc:
+            raise PortalError(" ".join(exc.messages), code="invalid_brn") from exc
+    if number and Organisation.objects.filter(business_registration_number=number, brn_status="verified").exists():
         raise PortalError(
-            _("An organisation with this business registration number is already registered."),
+            _(
+                "An organisation with this business registration number is already registered and confirmed. "
+                "If the number is yours, contact the centre with your registration certificate."
+            ),
             code="duplicate_brn",
-        ) from exc
-    OrganisationDomain.objects.bulk_create(
-        OrganisationDomain(organisation=org, domain=d, verified=d in own_domains) for d in dict.fromkeys(domains)
+        )
+    org = Organisation.objects.create(
+        kind=kind,
+        name_ko=name_ko,
+        name_en=name_en,
+        business_registration_number=number,
+        brn_status=Organisation.BrnStatus.CLAIMED if number else Organisation.BrnStatus.NONE,
+        founded_on=founded_on,
+        created_by=user,
     )
-    Membership.objects.create(user=user, organisation=org, role=Membership.Role.OWNER)
+    if number:
+        audit(organisation=org, action=OrganisationAuditLog.Action.BRN_CLAIMED, actor=user, new=number)
+    domains_add(
+        organisation=org, domains=domains, actor=user, own_domains={email_domain(e) for e in verified_emails(user)}
+    )
+    membership_add(
+        user=user, organisation=org, role=Membership.Role.OWNER, actor=user, reason="created the organisation"
+    )
     return org
 
 
 @transaction.atomic
 def membership_join_by_email_domain(*, user: User) -> list[Membership]:
     """Join every academic organisation that owns a verified domain of one of the user's verified
-    addresses. Called when an address is confirmed; safe to call again."""
+    addresses. Called when an address is confirmed; safe to call again. Unverified domains
+    (claimed, not confirmed) never let anyone in."""
+    from portal.services.memberships import membership_add
+
     domains = {email_domain(e) for e in verified_emails(user)}
-    orgs = Organisation.objects.filter(
-        kind__in=Organisation.ACADEMIC_KINDS, domains__domain__in=domains, domains__verified=True
-    ).distinct()
+    verified = OrganisationDomain.objects.filter(organisation=OuterRef("pk"), domain__in=domains, verified=True)
+    orgs = Organisation.objects.filter(Exists(verified), kind__in=Organisation.ACADEMIC_KINDS)
     joined = []
     for org in orgs:
-        membership, created = Membership.objects.get_or_create(
-            user=user, organisation=org, defaults={"role": Membership.Role.MEMBER}
+        if Membership.objects.filter(user=user, organisation=org).exists():
+            continue
+        joined.append(
+            membership_add(user=user, organisation=org, role=Membership.Role.MEMBER, actor=None, reason="e-mail domain")
         )
-        if created:
-            joined.append(membership)
     return joined
 
 
@@ -120,9 +141,33 @@ def membership_require_owner(*, user: User, organisation: Organisation) -> None:
         raise PortalError(_("Only an owner of the organisation can do this."), code="not_owner")
 
 
+def _invitation_rate_limit(*, organisation: Organisation, invited_by: User) -> None:
+    """Invitations are e-mails to addresses the inviter chose: at most so many a day per
+    organisation and per inviter (the organisation row is locked so a burst cannot overshoot)."""
+    Organisation.objects.select_for_update().filter(pk=organisation.pk).first()
+    since = timezone.now() - timedelta(days=1)
+    recent = Invitation.objects.filter(created_at__gte=since)
+    if recent.filter(organisation=organisation).count() >= settings.INVITATIONS_PER_ORGANISATION_PER_DAY:
+        raise PortalError(
+            _(
+                "This organisation has sent %(n)d invitations in the last 24 hours, the most allowed. "
+                "Try again tomorrow."
+            )
+            % {"n": settings.INVITATIONS_PER_ORGANISATION_PER_DAY},
+            code="rate_limited",
+        )
+    if recent.filter(invited_by=invited_by).count() >= settings.INVITATIONS_PER_INVITER_PER_DAY:
+        raise PortalError(
+            _("You have sent %(n)d invitations in the last 24 hours, the most allowed. Try again tomorrow.")
+            % {"n": settings.INVITATIONS_PER_INVITER_PER_DAY},
+            code="rate_limited",
+        )
+
+
 @transaction.atomic
 def invitation_create(*, organisation: Organisation, email: str, role: str, invited_by: User) -> Invitation:
     membership_require_owner(user=invited_by, organisation=organisation)
+    _invitation_rate_limit(organisation=organisation, invited_by=invited_by)
     email = email.strip().lower()
     if Membership.objects.filter(organisation=organisation, user__email__iexact=email).exists():
         raise PortalError(_("%(email)s is already a member.") % {"email": email}, code="already_member")
@@ -151,59 +196,13 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             % {"email": invitation.email},
             code="wrong_user",
         )
-    membership, _created = Membership.objects.get_or_create(
-        user=user, organisation=invitation.organisation, defaults={"role": invitation.role}
-    )
+    from portal.services.memberships import membership_add
+
+    membership = membership_add(
+        user=user, organisation=invitation.organisation, role=invitation.role, actor=invitation.invited_by,
+        reason=f"invitation {invitation.pk}",
+    )  # fmt: skip
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     return membership
-
-
-@transaction.atomic
-def organisation_domain_verify(*, domain: OrganisationDomain) -> OrganisationDomain:
-    """An operator confirms that the organisation owns the domain. Members with verified
-    addresses on it then join (academic organisations)."""
-    domain = OrganisationDomain.objects.select_for_update().get(pk=domain.pk)
-    if domain.verified:
-        return domain
-    if OrganisationDomain.objects.filter(domain=domain.domain, verified=True).exists():
-        raise PortalError(_("This domain is already verified for another organisation."), code="domain_taken")
-    domain.verified = True
-    domain.save(update_fields=["verified"])
-    if domain.organisation.is_academic:
-        from allauth.account.models import EmailAddress
-
-        user_ids = EmailAddress.objects.filter(verified=True, email__iendswith="@" + domain.domain).values_list(
-            "user_id", flat=True
-        )
-        for user in User.objects.filter(pk__in=user_ids):
-            membership_join_by_email_domain(user=user)
-    return domain
-
-
-def _ensure_an_owner_remains(organisation: Organisation, leaving: Membership) -> None:
-    owners = Membership.objects.select_for_update().filter(organisation=organisation, role=Membership.Role.OWNER)
-    if leaving.role == Membership.Role.OWNER and not owners.exclude(pk=leaving.pk).exists():
-        raise PortalError(_("An organisation must keep at least one owner."), code="last_owner")
-
-
-@transaction.atomic
-def membership_set_role(*, membership: Membership, role: str, actor: User) -> Membership:
-    membership_require_owner(user=actor, organisation=membership.organisation)
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
-    if role != Membership.Role.OWNER:
-        _ensure_an_owner_remains(membership.organisation, membership)
-    membership.role = role
-    membership.save(update_fields=["role"])
-    return membership
-
-
-@transaction.atomic
-def membership_remove(*, membership: Membership, actor: User) -> None:
-    """Owners remove anyone; members may leave on their own."""
-    if membership.user_id != actor.pk:
-        membership_require_owner(user=actor, organisation=membership.organisation)
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
-    _ensure_an_owner_remains(membership.organisation, membership)
-    membership.delete()

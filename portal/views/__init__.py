@@ -1,6 +1,7 @@
 from portal.views.applications import (
     application_apply,
     application_attachment,
+    application_change_pi,
     application_detail,
     application_edit,
     application_list,
@@ -14,6 +15,7 @@ from portal.views.organisations import (
     invitation_accept,
     invitation_create,
     membership_update,
+    organisation_brn_document,
     organisation_create,
     organisation_detail,
     organisation_list,
@@ -22,6 +24,7 @@ from portal.views.organisations import (
 __all__ = [
     "application_apply",
     "application_attachment",
+    "application_change_pi",
     "application_detail",
     "application_edit",
     "application_list",
@@ -33,6 +36,7 @@ __all__ = [
     "invitation_accept",
     "invitation_create",
     "membership_update",
+    "organisation_brn_document",
     "organisation_create",
     "organisation_detail",
     "organisation_list",

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.forms import ApplicationForm, ReasonForm
+from portal.forms import ApplicationForm, PrincipalInvestigatorForm, ReasonForm
 from portal.models import Application, Call
 from portal.services import applications as svc
 from portal.services.errors import PortalError
@@ -150,6 +150,10 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "grant": getattr(application, "grant", None),
         "can_manage": application.is_managed_by(request.user),
         "call_open": Call.objects.open().filter(pk=application.call_id).exists(),
+        "pi_form": PrincipalInvestigatorForm(application=application)
+        if application.organisation.memberships.filter(user=request.user, role="owner").exists()
+        and application.status not in (Application.Status.REJECTED, Application.Status.WITHDRAWN)
+        else None,
     }
     return render(request, "portal/application_detail.html", context)
 
@@ -178,3 +182,23 @@ def application_attachment(request: HttpRequest, pk: int) -> FileResponse:
     return FileResponse(
         application.attachment.open("rb"), as_attachment=True, filename=f"application-{application.pk}.pdf"
     )
+
+
+@login_required
+@require_POST
+def application_change_pi(request: HttpRequest, pk: int) -> HttpResponse:
+    """An owner passes the principal investigator's role on (before the PI may leave)."""
+    from portal.services.memberships import application_change_pi as change_pi
+
+    application = get_application_for_user(request.user, pk)
+    form = PrincipalInvestigatorForm(request.POST, application=application)
+    if not form.is_valid():
+        messages.error(request, _("Choose a member of the organisation."))
+        return redirect("portal:application_detail", pk=application.pk)
+    try:
+        change_pi(application=application, new_pi=form.cleaned_data["principal_investigator"], actor=request.user)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The principal investigator was changed."))
+    return redirect("portal:application_detail", pk=application.pk)

@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import services
-from portal.forms import InvitationForm, MembershipRoleForm, OrganisationForm
+from portal.forms import BusinessRegistrationDocumentForm, InvitationForm, MembershipRoleForm, OrganisationForm
 from portal.models import Call, Membership, Organisation
 
 
@@ -72,6 +72,9 @@ def _render_organisation(
         "invitations": org.invitations.filter(accepted_at__isnull=True) if is_owner else [],
         "invitation_form": (invitation_form or InvitationForm()) if is_owner else None,
         "roles": Membership.Role.choices,
+        "brn_form": BusinessRegistrationDocumentForm()
+        if is_owner and org.business_registration_number and not org.brn_verified
+        else None,
     }
     return render(request, "portal/organisation_detail.html", context, status=status)
 
@@ -125,6 +128,26 @@ def membership_update(request: HttpRequest, pk: int, membership_pk: int) -> Http
             messages.error(request, _("Choose a valid role."))
     except services.PortalError as exc:
         messages.error(request, exc.message)
+    return redirect("portal:organisation_detail", pk=org.pk)
+
+
+@login_required
+@require_POST
+def organisation_brn_document(request: HttpRequest, pk: int) -> HttpResponse:
+    """An owner uploads the business registration certificate for the centre to confirm."""
+    org = get_organisation_for_user(request.user, pk)
+    form = BusinessRegistrationDocumentForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            services.organisation_brn_upload_document(
+                organisation=org, document=form.cleaned_data["document"], actor=request.user
+            )
+        except services.PortalError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("The certificate was uploaded. The centre will confirm your number."))
+    else:
+        messages.error(request, " ".join(form.errors.get("document", [])))
     return redirect("portal:organisation_detail", pk=org.pk)
 
 

@@ -34,7 +34,10 @@ def approved_grant(app, **award) -> Grant:
     approver = UserFactory(is_staff=True)
     app_services.application_submit(application=app, actor=app.principal_investigator)
     app_services.application_start_review(application=app, actor=approver)
-    return app_services.application_approve(application=app, actor=approver, **award_of(app, **award))
+    # Tests start grants today, before the call's allocation window: confirmed on purpose.
+    return app_services.application_approve(
+        application=app, actor=approver, **award_of(app, **award), confirm_outside_window=True
+    )
 
 
 def provision(grant: Grant) -> Grant:

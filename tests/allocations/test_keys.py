@@ -106,3 +106,45 @@ def test_someone_elses_key_cannot_be_removed(client, user, tmp_path):
     client.force_login(UserFactory())
     assert client.post(f"/keys/{key.pk}/delete/").status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _mpint(n: int) -> bytes:
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "big")
+    return _ssh_string(raw)
+
+
+def test_an_ecdsa_key_whose_point_is_not_on_the_curve_is_refused():
+    # A well-formed nistp256 blob whose (x, y) is not a point of the curve.
+    point = b"\x04" + (1).to_bytes(32, "big") + (1).to_bytes(32, "big")
+    blob = _ssh_string(b"ecdsa-sha2-nistp256") + _ssh_string(b"nistp256") + _ssh_string(point)
+    with pytest.raises(InvalidKey, match="not a valid ECDSA key"):
+        parse_public_key("ecdsa-sha2-nistp256 " + base64.b64encode(blob).decode())
+
+
+@pytest.mark.parametrize("exponent", [1, 3, 65536])
+def test_rsa_keys_with_a_weak_or_even_exponent_are_refused(tmp_path, exponent):
+    from cryptography.hazmat.primitives import serialization
+
+    sound = serialization.load_ssh_public_key(generated(tmp_path, "-t", "rsa", "-b", "3072").encode())
+    modulus = sound.public_numbers().n
+    blob = _ssh_string(b"ssh-rsa") + _mpint(exponent) + _mpint(modulus)
+    with pytest.raises(InvalidKey, match="exponent"):
+        parse_public_key("ssh-rsa " + base64.b64encode(blob).decode())
+
+
+def test_the_same_key_cannot_be_added_by_a_second_user(client, user, tmp_path):
+    from tests.factories import UserFactory
+
+    line = generated(tmp_path, "-t", "ed25519")
+    client.force_login(user)
+    assert client.post("/keys/", {"public_key": line}).status_code == 302
+    other = UserFactory()
+    client.force_login(other)
+    response = client.post("/keys/", {"public_key": line}, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 400
+    assert "belongs to another account" in response.content.decode()
+    assert not SshKey.objects.filter(user=other).exists()

@@ -24,3 +24,18 @@ def test_any_user_can_turn_on_totp_and_gets_recovery_codes(client, user):
     assert client.post("/accounts/2fa/totp/activate/", {"code": code}).status_code == 302
     types = set(Authenticator.objects.filter(user=user).values_list("type", flat=True))
     assert types == {"totp", "recovery_codes"}
+
+
+def test_the_lockout_says_how_long_it_lasts_and_links_to_the_password_reset(client, user):
+    for _ in range(5):
+        client.post("/accounts/login/", {"login": user.email, "password": "wrong"})
+    response = client.post(
+        "/accounts/login/", {"login": user.email, "password": settings.DEMO_PASSWORD}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    body = response.content.decode()
+    assert "locked for 5 minutes" in body
+    assert 'href="/accounts/password/reset/"' in body
+    korean = client.post(
+        "/accounts/login/", {"login": user.email, "password": settings.DEMO_PASSWORD}, HTTP_ACCEPT_LANGUAGE="ko"
+    ).content.decode()
+    assert "5분" in korean

@@ -5,11 +5,12 @@ from datetime import timedelta
 
 import django_rq
 import pytest
+from django.contrib.auth.models import Permission
 from django.core import mail
 from django.db import connection
 
 from allocations.models import Grant
-from portal.models import Application, ApplicationEvent, Membership
+from portal.models import Application, ApplicationEvent, Membership, OrganisationAuditLog
 from portal.services import applications as svc
 from portal.services.errors import PortalError
 from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
@@ -118,20 +119,29 @@ def test_the_applicant_is_mailed_in_their_language(approver, jobs):
     assert "반려" in mail.outbox[-1].subject
 
 
-def test_an_award_over_the_remaining_budget_needs_an_override_reason(approver):
+def test_an_award_over_the_remaining_budget_needs_the_override_permission_and_a_reason(approver):
     call = CallFactory(budgets={"H100-80GB": 15000})
     first = in_review(approver, call=call)
     svc.application_approve(application=first, actor=approver, **award_of(first, gpu_hours=10000))
     second = in_review(approver, call=call)
     with pytest.raises(PortalError) as exc:
-        svc.application_approve(application=second, actor=approver, **award_of(second, gpu_hours=10000))
+        svc.application_approve(
+            application=second, actor=approver, **award_of(second, gpu_hours=10000), override_reason="Priority"
+        )
     assert exc.value.code == "over_budget"
     assert "5000" in exc.value.message
+    approver.user_permissions.add(Permission.objects.get(codename="override_award_limits"))
+    approver = type(approver).objects.get(pk=approver.pk)  # fresh permission cache
+    with pytest.raises(PortalError) as exc:
+        svc.application_approve(application=second, actor=approver, **award_of(second, gpu_hours=10000))
+    assert exc.value.code == "override_reason_required"
     grant = svc.application_approve(
         application=second, actor=approver, **award_of(second, gpu_hours=10000), override_reason="Minister's priority"
     )
     assert grant.budget_override_reason == "Minister's priority"
     assert svc.call_remaining_gpu_hours(call) == {"H100-80GB": -5000}
+    logged = OrganisationAuditLog.objects.get(action="award_override")
+    assert (logged.actor, logged.reason) == (approver, "Minister's priority")
 
 
 def test_a_member_of_the_applicant_organisation_cannot_review_or_decide(approver):

@@ -125,3 +125,42 @@ def test_another_organisations_owner_cannot_invite_here(client, jobs, owner):
     response = client.post(f"/organisations/{owner.organisation_id}/invitations/", {"email": "x@y.kr", "role": "owner"})
     assert response.status_code == 404
     assert not Invitation.objects.exists()
+
+
+def test_invitations_are_limited_per_inviter_and_per_organisation(client, jobs, owner, settings):
+    settings.INVITATIONS_PER_INVITER_PER_DAY = 3
+    settings.INVITATIONS_PER_ORGANISATION_PER_DAY = 5
+    for n in range(3):
+        assert invite(client, jobs, owner, f"a{n}@example.ac.kr").status_code == 302
+    client.cookies["django_language"] = "en"
+    refused = invite(client, jobs, owner, "a3@example.ac.kr")
+    assert refused.status_code == 400
+    assert "You have sent 3 invitations in the last 24 hours" in refused.content.decode()
+    second_owner = MembershipFactory(organisation=owner.organisation, role=Membership.Role.OWNER)
+    for n in range(2):
+        assert invite(client, jobs, second_owner, f"b{n}@example.ac.kr").status_code == 302
+    client.cookies["django_language"] = "en"
+    refused = invite(client, jobs, second_owner, "b2@example.ac.kr")
+    assert "This organisation has sent 5 invitations" in refused.content.decode()
+    assert Invitation.objects.count() == 5
+
+
+def test_an_invitation_mail_carries_no_link_but_the_invitation(client, jobs, db):
+    """An organisation named like a link is refused; an old one is defanged in the mail."""
+    client.force_login(UserFactory())
+    response = client.post(
+        "/organisations/new/",
+        {"kind": "public_agency", "name_ko": "당첨 확인 http://evil.example", "name_en": "Claim at evil.example"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert "cannot contain a web address" in response.content.decode()
+    legacy = MembershipFactory(
+        role=Membership.Role.OWNER, organisation=OrganisationFactory(name_ko="상금 www.evil.example 방문")
+    )
+    invite(client, jobs, legacy, "victim@example.ac.kr")
+    jobs.run()
+    message = mail.outbox[-1]
+    assert "www.evil.example" not in message.body and "www.evil.example" not in message.subject
+    assert "www[.]evil[.]example" in message.body
+    assert re.findall(r"https?://\S+", message.body) == [re.search(r"https?://\S+", message.body).group(0)]
+    assert "/organisations/invitations/" in message.body

@@ -51,3 +51,43 @@ def test_memberships_of_another_organisation_are_404(client, owner):
     mixed = f"/organisations/{stranger.organisation_id}/members/{owner.pk}/"
     assert client.post(mixed, {"remove": "1"}).status_code == 404
     assert Membership.objects.filter(pk=owner.pk, role="owner").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_owners_demoting_each_other_at_once_never_deadlock():
+    """Two owners demote each other on real PostgreSQL connections, twelve times: each round ends
+    with exactly one demotion and one clear refusal, never a deadlock (a 500)."""
+    import threading
+
+    from django.db import connection
+
+    from portal.services import PortalError, membership_set_role
+
+    for _round in range(12):
+        a = MembershipFactory(role=Membership.Role.OWNER)
+        b = MembershipFactory(organisation=a.organisation, role=Membership.Role.OWNER)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def demote(target, actor, barrier=barrier, outcomes=outcomes):
+            try:
+                barrier.wait()
+                membership_set_role(membership=target, role=Membership.Role.MEMBER, actor=actor)
+                outcomes.append("demoted")
+            except PortalError as exc:
+                outcomes.append(exc.code)
+            except Exception as exc:  # noqa: BLE001 - a deadlock is what this test looks for
+                outcomes.append(type(exc).__name__)
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=demote, args=(b, a.user)),
+            threading.Thread(target=demote, args=(a, b.user)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(outcomes) in (["demoted", "last_owner"], ["demoted", "not_owner"]), outcomes
+        assert Membership.objects.filter(organisation=a.organisation, role=Membership.Role.OWNER).count() == 1

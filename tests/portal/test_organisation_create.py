@@ -1,7 +1,7 @@
 import pytest
 from django.utils import timezone
 
-from portal.models import Membership, Organisation, OrganisationDomain
+from portal.models import InstitutionalDomain, Membership, Organisation, OrganisationDomain
 from tests.factories import OrganisationDomainFactory, OrganisationFactory, UserFactory
 
 URL = "/organisations/new/"
@@ -27,6 +27,7 @@ def en_client(user_client):
 
 
 def test_a_researcher_registers_a_university_and_becomes_owner(db, client):
+    InstitutionalDomain.objects.create(domain="new-univ.ac.kr", institution="New University")
     user = UserFactory(email="prof@new-univ.ac.kr")
     client.force_login(user)
     response = client.post(
@@ -42,7 +43,7 @@ def test_a_researcher_registers_a_university_and_becomes_owner(db, client):
     assert response.status_code == 302
     assert response["Location"] == f"/organisations/{org.pk}/"
     assert Membership.objects.get(organisation=org).role == Membership.Role.OWNER
-    # Only the domain the creator holds a verified address on is verified at once.
+    # Only a listed institutional domain the creator holds a verified address on is verified at once.
     assert dict(OrganisationDomain.objects.filter(organisation=org).values_list("domain", "verified")) == {
         "new-univ.ac.kr": True,
         "lab.kr": False,
@@ -73,10 +74,12 @@ def test_the_error_is_in_korean_for_a_korean_user(user_client):
     assert "확인 숫자" in response.content.decode()
 
 
-def test_a_duplicate_number_is_refused(en_client):
-    OrganisationFactory(kind="startup", business_registration_number="1208147521", founded_on="2020-01-01")
+def test_a_number_confirmed_for_another_organisation_is_refused(en_client):
+    OrganisationFactory(
+        kind="startup", business_registration_number="1208147521", brn_status="verified", founded_on="2020-01-01"
+    )
     response = en_client.post(URL, startup_form(name_en="Copycat"))
-    assert "already registered" in response.content.decode()
+    assert "already registered and confirmed" in response.content.decode()
     assert Organisation.objects.count() == 1
 
 

@@ -148,7 +148,10 @@ def test_an_approver_approves_with_an_edited_award(client, approver):
     assert app.status == "approved"
 
 
-def test_an_award_over_budget_without_override_is_refused_with_the_reason(client, approver):
+def test_an_award_over_budget_without_override_is_refused_with_the_reason(client, db):
+    approver = staff_user(
+        "chief@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application", "portal.override_award_limits"
+    )
     call = CallFactory(budgets={"H100-80GB": 3000})
     app = svc.application_start_review(
         application=submit(ApplicationFactory(call=call, gpu_hours=2000)), actor=approver

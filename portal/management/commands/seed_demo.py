@@ -121,7 +121,14 @@ class Command(BaseCommand):
         for key, (kind, name_ko, name_en, domains, brn, founded) in ORGANISATIONS.items():
             org, _ = Organisation.objects.get_or_create(
                 name_en=name_en,
-                defaults={"kind": kind, "name_ko": name_ko, "business_registration_number": brn, "founded_on": founded},
+                defaults={
+                    "kind": kind,
+                    "name_ko": name_ko,
+                    "business_registration_number": brn,
+                    # The demo centre has "checked" the demo startup's certificate.
+                    "brn_status": Organisation.BrnStatus.VERIFIED if brn else Organisation.BrnStatus.NONE,
+                    "founded_on": founded,
+                },
             )
             for domain in domains:
                 OrganisationDomain.objects.get_or_create(organisation=org, domain=domain, defaults={"verified": True})

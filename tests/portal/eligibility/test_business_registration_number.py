@@ -1,4 +1,4 @@
-from portal.eligibility import FAIL, PASS, business_registration_number
+from portal.eligibility import FAIL, PASS, WARN, business_registration_number
 from tests.portal.eligibility.facts import STARTUP, facts
 
 
@@ -16,3 +16,8 @@ def test_a_company_without_a_number_fails():
 
 def test_universities_need_no_number():
     assert business_registration_number(facts()).code == "brn_not_required"
+
+
+def test_a_number_not_yet_confirmed_by_the_centre_is_a_warning_for_reviewers():
+    result = business_registration_number(facts(STARTUP, org_brn_verified=False))
+    assert (result.outcome, result.code) == (WARN, "brn_unconfirmed")

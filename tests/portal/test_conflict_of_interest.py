@@ -1,0 +1,111 @@
+"""Conflict of interest and award limits: nobody decides an application of an organisation they
+belong or belonged to, or that they work on, and the call's cap and budget hold at approval."""
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from allocations.models import Grant
+from portal.models import Application, Membership, OrganisationAuditLog
+from portal.services import applications as svc
+from portal.services import membership_remove
+from portal.services.errors import PortalError
+from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, UserFactory, award_of
+from tests.portal.test_review_admin import QUEUE, REVIEWER_PERMS, staff_user
+
+
+def submitted(**kwargs) -> Application:
+    app = ApplicationFactory(**kwargs)
+    return svc.application_submit(application=app, actor=app.principal_investigator)
+
+
+@pytest.fixture
+def approver(db):
+    return staff_user("approver@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application")
+
+
+def test_an_approver_who_left_the_organisation_still_cannot_approve_its_application(client, approver):
+    """The attack: a member gets 404 in the queue, leaves the organisation, and approves."""
+    app = submitted()
+    MembershipFactory(user=approver, organisation=app.organisation, role=Membership.Role.MEMBER)
+    client.force_login(approver)
+    assert client.get(f"{QUEUE}{app.pk}/decide/").status_code == 404
+
+    membership_remove(membership=Membership.objects.get(user=approver), actor=approver)
+    assert OrganisationAuditLog.objects.filter(user=approver, action="member_left").exists()
+
+    assert client.get(f"{QUEUE}{app.pk}/decide/").status_code == 404
+    assert app.title not in client.get(QUEUE).content.decode()
+    with pytest.raises(PortalError) as exc:
+        svc.application_start_review(application=app, actor=approver)
+    assert exc.value.code == "conflict_of_interest"
+    other = UserFactory(is_staff=True)
+    svc.application_start_review(application=app, actor=other)
+    with pytest.raises(PortalError) as exc:
+        svc.application_approve(application=app, actor=approver, **award_of(app))
+    assert exc.value.code == "conflict_of_interest"
+    assert not Grant.objects.exists()
+
+
+def test_a_removed_member_cannot_review_either(approver):
+    app = submitted()
+    membership = MembershipFactory(user=approver, organisation=app.organisation)
+    owner = MembershipFactory(organisation=app.organisation, role=Membership.Role.OWNER).user
+    membership_remove(membership=membership, actor=owner)
+    with pytest.raises(PortalError) as exc:
+        svc.review_save(
+            application=app, reviewer=approver, merit=5, feasibility=5, national_priority=5,
+            resource_justification=5, recommendation="approve",
+        )  # fmt: skip
+    assert exc.value.code == "conflict_of_interest"
+    assert not Application.objects.reviewable_by(approver).filter(pk=app.pk).exists()
+
+
+def test_the_principal_investigator_and_the_team_never_decide_even_without_membership(approver):
+    app = submitted()
+    app.principal_investigator.is_staff = True
+    app.principal_investigator.save()
+    Membership.objects.filter(user=app.principal_investigator).delete()  # e.g. an old, unlogged membership
+    with pytest.raises(PortalError):
+        svc.application_start_review(application=app, actor=app.principal_investigator)
+    teammate = UserFactory(is_staff=True)
+    app.team.add(teammate)
+    with pytest.raises(PortalError):
+        svc.application_start_review(application=app, actor=teammate)
+    assert list(Application.objects.reviewable_by(teammate)) == []
+
+
+def test_the_creator_of_the_organisation_never_decides(approver):
+    app = submitted()
+    app.organisation.created_by = approver
+    app.organisation.save()
+    with pytest.raises(PortalError):
+        svc.application_start_review(application=app, actor=approver)
+
+
+def test_the_cap_per_application_holds_at_approval(approver):
+    """95,000 GPU-hours against a 20,000 cap: refused without the override permission."""
+    call = CallFactory(cap_gpu_hours=20000, budgets={"H100-80GB": 200000})
+    app = svc.application_start_review(application=submitted(call=call), actor=approver)
+    with pytest.raises(PortalError) as exc:
+        svc.application_approve(
+            application=app, actor=approver, **award_of(app, gpu_hours=95000), override_reason="Because I can"
+        )
+    assert exc.value.code == "over_cap"
+    assert "20000" in exc.value.message
+    assert not Grant.objects.exists()
+
+
+def test_an_override_is_an_explicit_logged_act_of_its_own_permission(approver):
+    call = CallFactory(cap_gpu_hours=20000, budgets={"H100-80GB": 200000})
+    app = svc.application_start_review(application=submitted(call=call), actor=approver)
+    approver.user_permissions.add(Permission.objects.get(codename="override_award_limits"))
+    approver = type(approver).objects.get(pk=approver.pk)
+    with pytest.raises(PortalError) as exc:
+        svc.application_approve(application=app, actor=approver, **award_of(app, gpu_hours=30000))
+    assert exc.value.code == "override_reason_required"
+    grant = svc.application_approve(
+        application=app, actor=approver, **award_of(app, gpu_hours=30000), override_reason="National priority"
+    )
+    assert grant.budget_override_reason == "National priority"
+    row = OrganisationAuditLog.objects.get(action="award_override")
+    assert (row.actor, row.reason, row.organisation) == (approver, "National priority", app.organisation)
