@@ -19,7 +19,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
-from portal.services.errors import PortalError
+from portal.errors import PortalError
 
 K = ProvisioningTask.Kind
 S = JupyterSession.State

@@ -11,8 +11,10 @@ from django.utils import timezone
 from allocations.jobs import grant_provision_job, node_tasks_job
 from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
+from allocations.services.jupyter import session_token
 from tests.allocations.conftest import free_port
-from tests.allocations.helpers import approved_grant, jupyter_status, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.jupyter_client import socket_status
 from tests.allocations.test_placement import grant as placed_grant
 from tests.allocations.test_placement import online_node
 
@@ -109,7 +111,7 @@ def test_a_resumed_grant_is_active_only_once_access_is_back(gpu_node, tmp_path):
     assert grant.status == Grant.Status.ACTIVE, grant.status_reason
     assert ssh_as(gpu_node, account.username, key, "id -un")[1].strip() == account.username
     session = JupyterSession.objects.exclude(state=JupyterSession.State.STOPPED).get(grant=grant)
-    assert jupyter_status(session.port, session.token) == 200
+    assert socket_status(session.socket_path, session_token(session)) == 200
 
 
 def test_a_resumed_grant_on_an_unreachable_node_stays_provisioning(gpu_node, tmp_path):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from allocations.jobs import node_tasks_job
 from allocations.models import Grant, Node, NodeEvent
 from allocations.services import grants as grant_services
+from allocations.services import jupyter as jupyter_services
 from allocations.services import nodes as node_services
 from allocations.services.node_status import node_set_status
 from portal.errors import PortalError
@@ -47,7 +48,7 @@ def test_a_drain_survives_an_inventory_refresh(gpu_node, operator):
 def test_a_drain_survives_a_successful_task_run(gpu_node, operator, tmp_path):
     grant = active_grant_on(gpu_node, tmp_path)
     node_set_status(node=gpu_node, status=N.DRAINING, actor=operator, reason="maintenance on Friday")
-    grant_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
+    jupyter_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
     assert node_tasks_job(gpu_node.pk)["ran"] == 2
     gpu_node.refresh_from_db()
     assert gpu_node.status == N.DRAINING
@@ -57,7 +58,7 @@ def test_an_operators_offline_survives_inventory_and_task_runs(gpu_node, operato
     grant = active_grant_on(gpu_node, tmp_path)
     node_set_status(node=gpu_node, status=N.OFFLINE, actor=operator, reason="GPU 3 throws XID errors")
     node_services.node_inventory(node=gpu_node)
-    grant_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
+    jupyter_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
     node_tasks_job(gpu_node.pk)
     gpu_node.refresh_from_db()
     assert (gpu_node.status, gpu_node.status_reason) == (N.OFFLINE, "GPU 3 throws XID errors")
@@ -81,12 +82,12 @@ def test_a_node_offline_for_a_gpu_model_mismatch_stays_offline_after_a_task_run(
 def test_a_node_unreachable_for_a_while_comes_back_after_a_successful_run(gpu_node, tmp_path, node_host):
     grant = active_grant_on(gpu_node, tmp_path)
     Node.objects.filter(pk=gpu_node.pk).update(host_key=" ".join(keygen(tmp_path / "other").split()[:2]))
-    grant_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
+    jupyter_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
     node_tasks_job(gpu_node.pk)
     gpu_node.refresh_from_db()
     assert gpu_node.status == N.OFFLINE
     Node.objects.filter(pk=gpu_node.pk).update(host_key=node_host.host_key)
-    grant_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
+    jupyter_services.grant_restart_jupyter(grant=grant, user=grant.application.principal_investigator)
     node_tasks_job(gpu_node.pk)
     gpu_node.refresh_from_db()
     assert gpu_node.status == N.ONLINE
