@@ -9,6 +9,9 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
 
+# Enqueued by dotted path: portal.jobs imports this module, never the reverse.
+SEND_EMAIL_JOB = "portal.jobs.send_email_job"
+
 
 def mail_enqueue(message: EmailMessage) -> None:
     """Queue an already rendered message. Enqueued on commit (RQ COMMIT_MODE), so a rolled-back
@@ -23,9 +26,7 @@ def mail_enqueue(message: EmailMessage) -> None:
         "reply_to": list(message.reply_to),
         "alternatives": [(str(c), m) for c, m in getattr(message, "alternatives", [])],
     }
-    from portal.jobs import send_email_job
-
-    django_rq.enqueue(send_email_job, payload)
+    django_rq.enqueue(SEND_EMAIL_JOB, payload)
 
 
 def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
+from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create
 from portal.errors import PortalError
@@ -28,23 +29,48 @@ K = ProvisioningTask.Kind
 log = logging.getLogger(__name__)
 
 
-def grant_created(*, grant: Grant, actor) -> Grant:
-    """Record the grant's first state and queue its provisioning after commit."""
+# Jobs are enqueued by dotted path: the jobs module imports the services, never the reverse.
+GRANT_PROVISION_JOB = "allocations.jobs.grant_provision_job"
+NODE_TASKS_JOB = "allocations.jobs.node_tasks_job"
+
+
+@transaction.atomic
+def grant_create(
+    *,
+    application,
+    actor,
+    gpu_model: str,
+    gpu_count: int,
+    gpu_hours: int,
+    starts_on,
+    ends_on,
+    budget_override_reason: str = "",
+) -> Grant:
+    """The award of an approved application, created `pending` with its first GrantEvent; its
+    placement and provisioning are queued after commit. The caller (`application_approve`)
+    holds the call's budget lock and has checked the award against it."""
+    grant = Grant.objects.create(
+        organisation=application.organisation,
+        application=application,
+        gpu_model=gpu_model,
+        gpu_count=gpu_count,
+        gpu_hours=gpu_hours,
+        copay_percent=application.call.copay_percent,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        budget_override_reason=budget_override_reason,
+    )
     GrantEvent.objects.create(grant=grant, actor=actor, old_status="", new_status=grant.status)
     enqueue_provision(grant.pk)
     return grant
 
 
 def enqueue_provision(grant_id: int) -> None:
-    from allocations.jobs import grant_provision_job
-
-    django_rq.enqueue(grant_provision_job, grant_id)  # RQ COMMIT_MODE: sent on commit, never on rollback
+    django_rq.enqueue(GRANT_PROVISION_JOB, grant_id)  # RQ COMMIT_MODE: sent on commit, never on rollback
 
 
 def enqueue_node(node_id: int) -> None:
-    from allocations.jobs import node_tasks_job
-
-    django_rq.enqueue(node_tasks_job, node_id)
+    django_rq.enqueue(NODE_TASKS_JOB, node_id)
 
 
 def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:
@@ -339,8 +365,6 @@ def keys_changed(*, user) -> set[int]:
 def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     """Compare what the database wants with what the node's `status` reports and queue the
     repairs: a revoked user still able to log in, a missing or stale key, a dead Jupyter."""
-    from allocations.services.nodes import connect
-
     accounts = list(NodeAccount.objects.filter(node=node).select_related("user"))
     if not accounts:
         return []

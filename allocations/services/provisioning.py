@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from allocations import ssh
-from allocations.models import Node, ProvisioningTask
+from allocations.models import JupyterSession, Node, NodeAccount, ProvisioningTask
 from allocations.services.node_status import node_report_reachable, node_report_unreachable
 from allocations.services.nodes import connect
 
@@ -152,8 +152,6 @@ def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: 
 
 def _after_success(task: ProvisioningTask, result: dict) -> None:
     """Record what the node now has, beside the task."""
-    from allocations.models import JupyterSession, NodeAccount
-
     if task.account_id and task.kind == ProvisioningTask.Kind.ENSURE_ACCOUNT:
         NodeAccount.objects.filter(pk=task.account_id).update(state=NodeAccount.State.ACTIVE, updated_at=timezone.now())
     elif task.account_id and task.kind == ProvisioningTask.Kind.REVOKE:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GPUS_PER_NODE, Grant
+from allocations.services.grants import grant_create
 from billing.services import organisation_has_overdue_invoice
 from portal import eligibility
 from portal.errors import PortalError
@@ -412,19 +413,15 @@ def application_approve(
             % {"hours": gpu_hours, "remaining": remaining},
             code="over_budget",
         )
-    grant = Grant.objects.create(
-        organisation=application.organisation,
+    grant = grant_create(
         application=application,
+        actor=actor,
         gpu_model=gpu_model,
         gpu_count=gpu_count,
         gpu_hours=gpu_hours,
-        copay_percent=application.call.copay_percent,
         starts_on=starts_on,
         ends_on=ends_on,
         budget_override_reason=override_reason if gpu_hours > remaining else "",
     )
-    from allocations.services.grants import grant_created
-
-    grant_created(grant=grant, actor=actor)
     _transition(application, S.APPROVED, actor=actor, reason=reason)
     return grant
