@@ -19,9 +19,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, GrantEvent, JupyterSession, Node, NodeAccount, ProvisioningTask, SshKey
+from allocations.services.accounts import account_set_state
 from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
-from allocations.services.provisioning import task_create
+from allocations.services.provisioning import task_create, tasks_supersede
 from portal.errors import PortalError
 
 G = Grant.Status
@@ -116,9 +117,12 @@ def _ensure_account(user, node: Node, expires_on) -> NodeAccount:
         user=user, node=node, defaults={"username": account_username(user)}
     )
     if account.expires_on is None or account.expires_on < expires_on or account.state == NodeAccount.State.REVOKED:
-        account.expires_on = max(expires_on, account.expires_on or expires_on)
-        account.state = NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state
-        account.save(update_fields=["expires_on", "state"])
+        account = account_set_state(
+            account=account,
+            state=NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state,
+            reason="access granted again",
+            expires_on=max(expires_on, account.expires_on or expires_on),
+        )
     return account
 
 
@@ -254,9 +258,10 @@ def _revoke_tasks(grant: Grant) -> set[int]:
                         payload={"username": account.username})  # fmt: skip
             nodes.add(account.node_id)
     # Anything still queued to give access would undo the revocation.
-    grant.tasks.filter(
-        state__in=ProvisioningTask.OPEN, kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER]
-    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
+    tasks_supersede(
+        tasks=grant.tasks.filter(kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER]),
+        reason="superseded by revocation",
+    )
     return nodes
 
 

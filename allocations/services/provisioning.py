@@ -12,10 +12,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from allocations import ssh
-from allocations.models import JupyterSession, Node, NodeAccount, ProvisioningTask
+from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
+from allocations.services.accounts import account_set_state
 from allocations.services.node_status import node_report_reachable, node_report_unreachable
 from allocations.services.nodes import connect
 
@@ -153,11 +155,9 @@ def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: 
 def _after_success(task: ProvisioningTask, result: dict) -> None:
     """Record what the node now has, beside the task."""
     if task.account_id and task.kind == ProvisioningTask.Kind.ENSURE_ACCOUNT:
-        NodeAccount.objects.filter(pk=task.account_id).update(state=NodeAccount.State.ACTIVE, updated_at=timezone.now())
+        account_set_state(account=task.account, state=NodeAccount.State.ACTIVE, reason="account created", task=task)
     elif task.account_id and task.kind == ProvisioningTask.Kind.REVOKE:
-        NodeAccount.objects.filter(pk=task.account_id).update(
-            state=NodeAccount.State.REVOKED, updated_at=timezone.now()
-        )
+        account_set_state(account=task.account, state=NodeAccount.State.REVOKED, reason="access revoked", task=task)
     elif task.kind == ProvisioningTask.Kind.START_JUPYTER and "session" in task.payload.get("_meta", {}):
         JupyterSession.objects.filter(pk=task.payload["_meta"]["session"]).update(
             state=JupyterSession.State.RUNNING, updated_at=timezone.now()
@@ -170,8 +170,21 @@ def _after_success(task: ProvisioningTask, result: dict) -> None:
 
 @transaction.atomic
 def task_retry(*, task: ProvisioningTask) -> ProvisioningTask:
-    """An operator's retry of a failed or waiting task: queue it now."""
+    """An operator's retry of a failed or waiting task: queue it now. A provisioning grant's
+    failure note is cleared, since its provisioning is under way again."""
     task = ProvisioningTask.objects.select_for_update().get(pk=task.pk)
     if task.state in {T.FAILED, T.RETRYING}:
         _set_state(task, T.QUEUED, next_attempt_at=None)
+        Grant.objects.filter(pk=task.grant_id, status=Grant.Status.PROVISIONING).update(status_reason="")
     return task
+
+
+def tasks_supersede(*, tasks: QuerySet[ProvisioningTask], reason: str) -> int:
+    """Fail open tasks that must not run any more (a revocation supersedes what would give
+    access), each through the transition table. Returns how many."""
+    now = timezone.now()
+    superseded = 0
+    for task in tasks.filter(state__in=ProvisioningTask.OPEN).select_for_update():
+        _set_state(task, T.FAILED, last_error=reason, finished_at=now)
+        superseded += 1
+    return superseded
