@@ -44,13 +44,19 @@ def task_create(*, node: Node, kind: str, payload: dict, grant=None, account=Non
     return ProvisioningTask.objects.create(node=node, kind=kind, payload=payload, grant=grant, account=account)
 
 
-def _set_state(task: ProvisioningTask, new: str, **fields) -> None:
+def _set_state(task: ProvisioningTask, new: str, **fields) -> bool:
+    """The one writer of a task's state: checks ALLOWED and writes only if the row is still in
+    the state this process read (a guarded update). False when someone else changed it first,
+    e.g. a revocation superseded the task while it ran; the caller then leaves it alone."""
     if new not in ProvisioningTask.ALLOWED[task.state]:
         raise ValueError(f"task {task.pk}: {task.state} → {new} is not allowed")
+    if ProvisioningTask.objects.filter(pk=task.pk, state=task.state).update(state=new, **fields) != 1:
+        task.refresh_from_db()
+        return False
     task.state = new
     for key, value in fields.items():
         setattr(task, key, value)
-    task.save(update_fields=["state", *fields])
+    return True
 
 
 def backoff(attempts: int) -> timedelta:
@@ -104,7 +110,8 @@ def _run_locked(node: Node) -> dict:
             task.refresh_from_db()
             if task.state not in ProvisioningTask.OPEN:
                 continue
-            _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now())
+            if not _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now()):
+                continue
             try:
                 result = conn.agent(task.kind, task.payload)
             except ssh.SshError as exc:
@@ -119,7 +126,8 @@ def _run_locked(node: Node) -> dict:
                     break
                 continue
             with transaction.atomic():
-                _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now())
+                if not _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now()):
+                    continue  # superseded while it ran: the revocation queued after it undoes it
                 _after_success(task, result)
             ran += 1
     if not blocked_grants:
