@@ -1,5 +1,6 @@
-"""Operators' workplace: nodes (host keys, inventory, draining), provisioning tasks with their
-errors and a retry, grants with suspend / resume / revoke."""
+"""Operators' workplace: nodes (status actions and history; host keys, inventory and reconcile
+as queued node operations, never SSH inside a request), provisioning tasks with their errors and
+a retry, grants with suspend / resume / revoke."""
 
 from __future__ import annotations
 
