@@ -1,5 +1,6 @@
-"""Operators' workplace: nodes (host keys, inventory, draining), provisioning tasks with their
-errors and a retry, grants with suspend / resume / revoke."""
+"""Operators' workplace: nodes (status actions and history; host keys, inventory and reconcile
+as queued node operations, never SSH inside a request), provisioning tasks with their errors and
+a retry, grants with suspend / resume / revoke."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from allocations.models import (
     JupyterSession,
     Node,
     NodeAccount,
+    NodeAccountEvent,
     NodeEvent,
     NodeOperation,
     ProvisioningTask,
@@ -291,8 +293,6 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
         for task in queryset:
             task_retry(task=task)
             nodes.add(task.node_id)
-            if task.grant_id and task.grant.status == Grant.Status.PROVISIONING:
-                Grant.objects.filter(pk=task.grant_id).update(status_reason="")
         for node_id in nodes:
             grant_services.enqueue_node(node_id)
         self.message_user(request, _("Queued again."))
@@ -358,12 +358,30 @@ class GrantAdmin(admin.ModelAdmin):
         self._each(request, queryset, grant_services.grant_revoke, actor=request.user, reason="revoked by staff")
 
 
+class NodeAccountEventInline(admin.TabularInline):
+    model = NodeAccountEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "old_status", "new_status", "reason", "task"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("allocations.view_nodeaccount")
+
+
 @admin.register(NodeAccount)
 class NodeAccountAdmin(admin.ModelAdmin):
     list_display = ["username", "user", "node", "state", "expires_on"]
     list_filter = ["state", "node"]
     search_fields = ["username", "user__email"]
     readonly_fields = ["user", "node", "username", "state", "expires_on", "updated_at"]
+    inlines = [NodeAccountEventInline]
 
 
 @admin.register(JupyterSession)

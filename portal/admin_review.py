@@ -20,9 +20,9 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel, Grant
 from billing.services import organisation_unpaid_invoices
+from portal.errors import PortalError
 from portal.models import Application, EligibilityResult, Review
 from portal.services import applications as svc
-from portal.services.errors import PortalError
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
 SCORES = ["merit", "feasibility", "national_priority", "resource_justification"]

@@ -9,6 +9,11 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from portal.outbox import outbox_enqueue
+
+# Enqueued by dotted path: portal.jobs imports this module, never the reverse.
+SEND_EMAIL_JOB = "portal.jobs.send_email_job"
+
 
 def mail_enqueue(message: EmailMessage) -> None:
     """Queue an already rendered message through the outbox: sent after commit, so a rolled-back
@@ -23,9 +28,7 @@ def mail_enqueue(message: EmailMessage) -> None:
         "reply_to": list(message.reply_to),
         "alternatives": [(str(c), m) for c, m in getattr(message, "alternatives", [])],
     }
-    from portal.outbox import outbox_enqueue
-
-    outbox_enqueue("portal.jobs.send_email_job", payload)
+    outbox_enqueue(SEND_EMAIL_JOB, payload)
 
 
 def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:

@@ -1,6 +1,13 @@
 """Nodes, GPUs, grants, assignments and access on nodes."""
 
-from allocations.models.access import JupyterSession, NodeAccount, ProvisioningTask, SshKey, UnixId
+from allocations.models.access import (
+    JupyterSession,
+    NodeAccount,
+    NodeAccountEvent,
+    ProvisioningTask,
+    SshKey,
+    UnixId,
+)
 from allocations.models.grants import Assignment, Grant, GrantEvent
 from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
@@ -14,6 +21,7 @@ __all__ = [
     "JupyterSession",
     "Node",
     "NodeAccount",
+    "NodeAccountEvent",
     "NodeEvent",
     "NodeOperation",
     "ProvisioningTask",

@@ -59,12 +59,22 @@ class UnixId(models.Model):
 
 
 class NodeAccount(models.Model):
-    """A user's unix account on a node. The name is derived from the user id, never typed."""
+    """A user's unix account on a node. The name is derived from the user id, never typed.
+    Only `allocations.services.accounts.account_set_state` sets `state`, following ALLOWED,
+    with a NodeAccountEvent per change."""
 
     class State(models.TextChoices):
         WANTED = "wanted", _("To be created")
         ACTIVE = "active", _("Active")
         REVOKED = "revoked", _("Revoked")
+
+    # REVOKED → ACTIVE: a revocation queued before a resume runs first, then the account is
+    # created again; the state records what the node did, in the order it did it.
+    ALLOWED = {
+        State.WANTED: {State.ACTIVE, State.REVOKED},
+        State.ACTIVE: {State.REVOKED},
+        State.REVOKED: {State.WANTED, State.ACTIVE},
+    }
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="node_accounts")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="accounts")
@@ -83,6 +93,27 @@ class NodeAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.node}"
+
+
+class NodeAccountEvent(models.Model):
+    """One change of an account's state (audit): from, to, why, and the task that did it."""
+
+    account = models.ForeignKey(NodeAccount, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(_("from"), max_length=16, choices=NodeAccount.State.choices)
+    new_status = models.CharField(_("to"), max_length=16, choices=NodeAccount.State.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    task = models.ForeignKey(
+        "allocations.ProvisioningTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("account event")
+        verbose_name_plural = _("account events")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.old_status} → {self.new_status}"
 
 
 class JupyterSession(models.Model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -154,6 +156,9 @@ class NodeOperation(models.Model):
         State.FAILED: set(),
     }
     OPEN = frozenset({State.QUEUED, State.RUNNING})
+    # An open operation older than this was lost (worker killed, job never delivered): it no
+    # longer blocks a new one of the same kind.
+    STALE_AFTER = timedelta(minutes=15)
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="operations")
     kind = models.CharField(_("operation"), max_length=32, choices=Kind.choices)
@@ -173,3 +178,8 @@ class NodeOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.node_id} ({self.get_state_display()})"
+
+    @property
+    def is_pending(self) -> bool:
+        """Queued or running, and recent enough that a worker may still finish it."""
+        return self.state in self.OPEN and self.created_at >= timezone.now() - self.STALE_AFTER

@@ -27,8 +27,10 @@ from allocations.models import (
     SshKey,
 )
 from allocations.services import jupyter as jupyter_services
+from allocations.services.accounts import account_set_state
+from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
-from allocations.services.provisioning import task_create
+from allocations.services.provisioning import task_create, tasks_supersede
 from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
 from portal.errors import PortalError
 from portal.outbox import outbox_enqueue
@@ -38,8 +40,37 @@ K = ProvisioningTask.Kind
 log = logging.getLogger(__name__)
 
 
-def grant_created(*, grant: Grant, actor) -> Grant:
-    """Record the grant's first state and queue its provisioning after commit."""
+# Jobs are enqueued by dotted path: the jobs module imports the services, never the reverse.
+GRANT_PROVISION_JOB = "allocations.jobs.grant_provision_job"
+NODE_TASKS_JOB = "allocations.jobs.node_tasks_job"
+
+
+@transaction.atomic
+def grant_create(
+    *,
+    application,
+    actor,
+    gpu_model: str,
+    gpu_count: int,
+    gpu_hours: int,
+    starts_on,
+    ends_on,
+    budget_override_reason: str = "",
+) -> Grant:
+    """The award of an approved application, created `pending` with its first GrantEvent; its
+    placement and provisioning are queued after commit. The caller (`application_approve`)
+    holds the call's budget lock and has checked the award against it."""
+    grant = Grant.objects.create(
+        organisation=application.organisation,
+        application=application,
+        gpu_model=gpu_model,
+        gpu_count=gpu_count,
+        gpu_hours=gpu_hours,
+        copay_percent=application.call.copay_percent,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        budget_override_reason=budget_override_reason,
+    )
     GrantEvent.objects.create(grant=grant, actor=actor, old_status="", new_status=grant.status)
     enqueue_provision(grant.pk)
     return grant
@@ -47,11 +78,11 @@ def grant_created(*, grant: Grant, actor) -> Grant:
 
 def enqueue_provision(grant_id: int) -> None:
     """Through the outbox: sent after commit, never on rollback, kept while Redis is down."""
-    outbox_enqueue("allocations.jobs.grant_provision_job", grant_id)
+    outbox_enqueue(GRANT_PROVISION_JOB, grant_id)
 
 
 def enqueue_node(node_id: int) -> None:
-    outbox_enqueue("allocations.jobs.node_tasks_job", node_id)
+    outbox_enqueue(NODE_TASKS_JOB, node_id)
 
 
 def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:
@@ -127,9 +158,12 @@ def ensure_account(user, node: Node, expires_on) -> NodeAccount:
         user=user, node=node, defaults={"username": account_username(user)}
     )
     if account.expires_on is None or account.expires_on < expires_on or account.state == NodeAccount.State.REVOKED:
-        account.expires_on = max(expires_on, account.expires_on or expires_on)
-        account.state = NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state
-        account.save(update_fields=["expires_on", "state"])
+        account = account_set_state(
+            account=account,
+            state=NodeAccount.State.WANTED if account.state == NodeAccount.State.REVOKED else account.state,
+            reason="access granted again",
+            expires_on=max(expires_on, account.expires_on or expires_on),
+        )
     return account
 
 
@@ -215,10 +249,10 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     still needs there. Returns the node ids."""
     nodes = set()
     # Anything still queued to give access would undo the revocation.
-    grant.tasks.filter(
-        state__in=ProvisioningTask.OPEN,
-        kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.GRANT_GPUS, K.START_JUPYTER],
-    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded by revocation", finished_at=timezone.now())
+    tasks_supersede(
+        tasks=grant.tasks.filter(kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.GRANT_GPUS, K.START_JUPYTER]),
+        reason="superseded by revocation",
+    )
     for session in grant.jupyter_sessions.exclude(state=JupyterSession.State.STOPPED).select_related("account"):
         jupyter_services.session_queue_stop(session=session)
         nodes.add(session.node_id)
@@ -336,8 +370,6 @@ def keys_changed(*, user) -> set[int]:
 def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     """Compare what the database wants with what the node's `status` reports and queue the
     repairs: a revoked user still able to log in, a missing or stale key, a dead Jupyter."""
-    from allocations.services.nodes import connect
-
     accounts = list(NodeAccount.objects.filter(node=node).select_related("user"))
     if not accounts:
         return []

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from allocations.models import Grant, NodeAccount, ProvisioningTask
 from allocations.services import jupyter as jupyter_services
@@ -21,7 +20,7 @@ from allocations.services.grants import (
     member_gpu_ids,
     queue_grant_gpus,
 )
-from allocations.services.provisioning import task_create
+from allocations.services.provisioning import task_create, tasks_supersede
 
 G = Grant.Status
 K = ProvisioningTask.Kind
@@ -47,11 +46,12 @@ def grant_member_removed(*, grant: Grant, user) -> set[int]:
         grant.tasks.values_list("node_id", flat=True)
     )
     accounts = list(NodeAccount.objects.filter(user=user, node_id__in=node_ids).select_related("node", "user"))
-    grant.tasks.filter(
-        account__in=accounts,
-        state__in=ProvisioningTask.OPEN,
-        kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER],
-    ).update(state=ProvisioningTask.State.FAILED, last_error="superseded: member left", finished_at=timezone.now())
+    tasks_supersede(
+        tasks=grant.tasks.filter(
+            account__in=accounts, kind__in=[K.ENSURE_ACCOUNT, K.SET_KEYS, K.SET_GPUS, K.START_JUPYTER]
+        ),
+        reason="superseded: member left",
+    )
     still_needed = Grant.objects.filter(status__in=[G.PROVISIONING, G.ACTIVE]).exclude(pk=grant.pk).of_member(user)
     nodes: set[int] = set()
     for account in accounts:

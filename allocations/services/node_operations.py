@@ -27,12 +27,17 @@ JOB = "allocations.jobs.node_operation_job"
 
 @transaction.atomic
 def node_operation_queue(*, node: Node, kind: str, actor) -> NodeOperation:
-    """Queue one operation; a second click while the same one is still open returns it.
+    """Queue one operation; a second click while the same one is still pending returns it.
     The job is enqueued on commit (RQ COMMIT_MODE), so a rolled-back request queues nothing."""
     Node.objects.select_for_update().filter(pk=node.pk).first()  # one queue decision per node at a time
-    open_op = node.operations.filter(kind=kind, state__in=Op.OPEN).first()
-    if open_op is not None:
-        return open_op
+    cutoff = timezone.now() - Op.STALE_AFTER
+    open_ops = node.operations.filter(kind=kind, state__in=Op.OPEN).select_for_update()
+    pending = open_ops.filter(created_at__gte=cutoff).first()
+    if pending is not None:
+        return pending
+    for lost in open_ops.filter(created_at__lt=cutoff):
+        # Its job will find it failed and do nothing if it ever runs.
+        _set_state(lost, Op.State.FAILED, error="abandoned: no worker finished it", finished_at=timezone.now())
     operation = Op.objects.create(node=node, kind=kind, actor=actor)
     django_rq.enqueue(JOB, operation.pk)
     return operation

@@ -12,10 +12,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from allocations import ssh
-from allocations.models import Node, ProvisioningTask
+from allocations.models import Grant, Node, NodeAccount, ProvisioningTask
+from allocations.services.accounts import account_set_state
 from allocations.services.jupyter import agent_payload, jupyter_after_task
 from allocations.services.node_status import node_report_reachable, node_report_unreachable
 from allocations.services.nodes import connect
@@ -43,13 +45,19 @@ def task_create(*, node: Node, kind: str, payload: dict, grant=None, account=Non
     return ProvisioningTask.objects.create(node=node, kind=kind, payload=payload, grant=grant, account=account)
 
 
-def _set_state(task: ProvisioningTask, new: str, **fields) -> None:
+def _set_state(task: ProvisioningTask, new: str, **fields) -> bool:
+    """The one writer of a task's state: checks ALLOWED and writes only if the row is still in
+    the state this process read (a guarded update). False when someone else changed it first,
+    e.g. a revocation superseded the task while it ran; the caller then leaves it alone."""
     if new not in ProvisioningTask.ALLOWED[task.state]:
         raise ValueError(f"task {task.pk}: {task.state} → {new} is not allowed")
+    if ProvisioningTask.objects.filter(pk=task.pk, state=task.state).update(state=new, **fields) != 1:
+        task.refresh_from_db()
+        return False
     task.state = new
     for key, value in fields.items():
         setattr(task, key, value)
-    task.save(update_fields=["state", *fields])
+    return True
 
 
 def backoff(attempts: int) -> timedelta:
@@ -103,7 +111,8 @@ def _run_locked(node: Node) -> dict:
             task.refresh_from_db()
             if task.state not in ProvisioningTask.OPEN:
                 continue
-            _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now())
+            if not _set_state(task, T.RUNNING, attempts=task.attempts + 1, started_at=timezone.now()):
+                continue
             try:
                 result = conn.agent(task.kind, agent_payload(task))
             except ssh.SshError as exc:
@@ -118,7 +127,8 @@ def _run_locked(node: Node) -> dict:
                     break
                 continue
             with transaction.atomic():
-                _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now())
+                if not _set_state(task, T.SUCCEEDED, result=result, last_error="", finished_at=timezone.now()):
+                    continue  # superseded while it ran: the revocation queued after it undoes it
                 _after_success(task, result)
             ran += 1
     if not blocked_grants:
@@ -153,22 +163,31 @@ def _handle_failure(node: Node, task: ProvisioningTask, exc: ssh.SshError, ran: 
 
 def _after_success(task: ProvisioningTask, result: dict) -> None:
     """Record what the node now has, beside the task."""
-    from allocations.models import NodeAccount
-
     if task.account_id and task.kind == ProvisioningTask.Kind.ENSURE_ACCOUNT:
-        NodeAccount.objects.filter(pk=task.account_id).update(state=NodeAccount.State.ACTIVE, updated_at=timezone.now())
+        account_set_state(account=task.account, state=NodeAccount.State.ACTIVE, reason="account created", task=task)
     elif task.account_id and task.kind == ProvisioningTask.Kind.REVOKE:
-        NodeAccount.objects.filter(pk=task.account_id).update(
-            state=NodeAccount.State.REVOKED, updated_at=timezone.now()
-        )
+        account_set_state(account=task.account, state=NodeAccount.State.REVOKED, reason="access revoked", task=task)
     elif task.kind in {ProvisioningTask.Kind.START_JUPYTER, ProvisioningTask.Kind.STOP_JUPYTER}:
         jupyter_after_task(task, result)
 
 
 @transaction.atomic
 def task_retry(*, task: ProvisioningTask) -> ProvisioningTask:
-    """An operator's retry of a failed or waiting task: queue it now."""
+    """An operator's retry of a failed or waiting task: queue it now. A provisioning grant's
+    failure note is cleared, since its provisioning is under way again."""
     task = ProvisioningTask.objects.select_for_update().get(pk=task.pk)
     if task.state in {T.FAILED, T.RETRYING}:
         _set_state(task, T.QUEUED, next_attempt_at=None)
+        Grant.objects.filter(pk=task.grant_id, status=Grant.Status.PROVISIONING).update(status_reason="")
     return task
+
+
+def tasks_supersede(*, tasks: QuerySet[ProvisioningTask], reason: str) -> int:
+    """Fail open tasks that must not run any more (a revocation supersedes what would give
+    access), each through the transition table. Returns how many."""
+    now = timezone.now()
+    superseded = 0
+    for task in tasks.filter(state__in=ProvisioningTask.OPEN).select_for_update():
+        _set_state(task, T.FAILED, last_error=reason, finished_at=now)
+        superseded += 1
+    return superseded

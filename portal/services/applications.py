@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GPUS_PER_NODE, Grant
+from allocations.services.grants import grant_create
 from billing.services import organisation_has_overdue_invoice
 from portal import eligibility
 from portal.errors import PortalError
@@ -508,13 +509,12 @@ def application_approve(
                 " ".join([*map(str, excess), str(_("Give an override reason to exceed it."))]),
                 code="override_reason_required",
             )
-    grant = Grant.objects.create(
-        organisation=application.organisation,
+    grant = grant_create(
         application=application,
+        actor=actor,
         gpu_model=gpu_model,
         gpu_count=gpu_count,
         gpu_hours=gpu_hours,
-        copay_percent=call.copay_percent,
         starts_on=starts_on,
         ends_on=ends_on,
         budget_override_reason=override_reason if excess else "",
@@ -525,8 +525,5 @@ def application_approve(
             old=f"cap {call.cap_gpu_hours}, remaining {remaining}", new=f"application {application.pk}: {gpu_hours}",
             reason=override_reason,
         )  # fmt: skip
-    from allocations.services.grants import grant_created
-
-    grant_created(grant=grant, actor=actor)
     _transition(application, S.APPROVED, actor=actor, reason=reason)
     return grant

@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
+from portal.errors import PortalError
 from portal.models import Organisation, OrganisationAuditLog, User, audit
-from portal.services.errors import PortalError
 from portal.services.organisations import membership_require_owner
 
 A = OrganisationAuditLog.Action

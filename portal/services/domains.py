@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 
+from portal.errors import PortalError
 from portal.models import InstitutionalDomain, Organisation, OrganisationAuditLog, OrganisationDomain, User, audit
-from portal.services.errors import PortalError
 
 PUBLIC_EMAIL_DOMAINS = frozenset(
     {

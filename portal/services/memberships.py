@@ -12,8 +12,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from portal.errors import PortalError
 from portal.models import Application, Membership, Organisation, OrganisationAuditLog, User, audit
-from portal.services.errors import PortalError
 from portal.services.organisations import membership_require_owner
 
 A = OrganisationAuditLog.Action

@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from portal.errors import PortalError
 from portal.mail import mail_render_and_enqueue
 from portal.models import Invitation, Membership, Organisation, OrganisationAuditLog, OrganisationDomain, User, audit
-from portal.services.errors import PortalError
 from portal.validators import email_domain, validate_business_registration_number
 
 INVITATION_SALT = "portal.invitation"

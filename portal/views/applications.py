@@ -12,10 +12,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.errors import PortalError
 from portal.forms import ApplicationForm, PrincipalInvestigatorForm, ReasonForm
 from portal.models import Application, Call
 from portal.services import applications as svc
-from portal.services.errors import PortalError
 
 
 def get_application_for_user(user, pk: int, *, manage: bool = False) -> Application:

@@ -112,6 +112,15 @@ def test_a_resumed_grant_is_active_only_once_access_is_back(gpu_node, tmp_path):
     assert ssh_as(gpu_node, account.username, key, "id -un")[1].strip() == account.username
     session = JupyterSession.objects.exclude(state=JupyterSession.State.STOPPED).get(grant=grant)
     assert socket_status(session.socket_path, session_token(session)) == 200
+    # The account's history, one event per change, each naming the task that did it.
+    events = list(account.events.order_by("pk"))
+    assert [(e.old_status, e.new_status) for e in events] == [
+        ("wanted", "active"),
+        ("active", "revoked"),
+        ("revoked", "wanted"),
+        ("wanted", "active"),
+    ]
+    assert [e.task.kind if e.task else None for e in events] == ["ensure-account", "revoke", None, "ensure-account"]
 
 
 def test_a_resumed_grant_on_an_unreachable_node_stays_provisioning(gpu_node, tmp_path):

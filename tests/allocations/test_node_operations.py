@@ -5,10 +5,12 @@ host-key pinning flow (fetch → operator types the fingerprint → pin) works t
 import time
 import types
 from contextlib import contextmanager
+from datetime import timedelta
 
 import paramiko
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.utils import timezone
 
 from allocations import ssh
 from allocations.jobs import node_operation_job
@@ -171,3 +173,18 @@ def test_running_a_finished_operation_again_does_nothing(node_settings, gpu_node
     node_operation_job(operation.pk)
     operation.refresh_from_db()
     assert operation.finished_at == finished
+
+
+def test_an_operation_a_killed_worker_left_running_does_not_block_a_new_one(admin_client, db, jobs):
+    node = Node.objects.create(hostname="gpu-lost", address="192.0.2.1", gpu_model="H100-80GB")
+    lost = Op.objects.create(
+        node=node, kind=Op.Kind.FETCH_HOST_KEY, state=Op.State.RUNNING,
+        created_at=timezone.now() - timedelta(hours=1), started_at=timezone.now() - timedelta(hours=1),
+    )  # fmt: skip
+    page = admin_client.get(f"/admin/allocations/node/{node.pk}/pin/").content.decode()
+    assert 'http-equiv="refresh"' not in page
+    assert 'name="fetch"' in page
+    admin_client.post(f"/admin/allocations/node/{node.pk}/pin/", {"fetch": "1"})
+    lost.refresh_from_db()
+    assert lost.state == Op.State.FAILED
+    assert Op.objects.filter(node=node, state=Op.State.QUEUED).count() == 1

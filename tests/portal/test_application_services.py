@@ -10,9 +10,9 @@ from django.core import mail
 from django.db import connection
 
 from allocations.models import Grant
+from portal.errors import PortalError
 from portal.models import Application, ApplicationEvent, Membership, OrganisationAuditLog
 from portal.services import applications as svc
-from portal.services.errors import PortalError
 from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
 
 S = Application.Status

@@ -6,9 +6,9 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from allocations.models import Grant
+from portal.errors import PortalError
 from portal.models import Application, Call
 from portal.services import applications as svc
-from portal.services.errors import PortalError
 from tests.factories import ApplicationFactory, CallFactory, award_of
 from tests.portal.test_review_admin import QUEUE, REVIEWER_PERMS, staff_user
 

@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 
+from portal.errors import PortalError
 from portal.models import Organisation, OrganisationAuditLog
 from portal.services import organisation_brn_confirm, organisation_brn_move, organisation_create
-from portal.services.errors import PortalError
 from portal.validators import validate_business_registration_number
 from tests.factories import UserFactory
 

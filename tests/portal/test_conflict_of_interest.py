@@ -5,10 +5,10 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from allocations.models import Grant
+from portal.errors import PortalError
 from portal.models import Application, Membership, OrganisationAuditLog
 from portal.services import applications as svc
 from portal.services import membership_remove
-from portal.services.errors import PortalError
 from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, UserFactory, award_of
 from tests.portal.test_review_admin import QUEUE, REVIEWER_PERMS, staff_user
 

@@ -4,9 +4,9 @@ by an operator or from the operators' list of institutional domains."""
 import pytest
 from allauth.account.models import EmailAddress
 
+from portal.errors import PortalError
 from portal.models import InstitutionalDomain, Membership, Organisation, OrganisationAuditLog, OrganisationDomain
 from portal.services import membership_join_by_email_domain, organisation_create, organisation_domain_verify
-from portal.services.errors import PortalError
 from tests.factories import UserFactory
 
 URL = "/organisations/new/"

@@ -5,9 +5,9 @@ import pytest
 from django.core.files.base import ContentFile
 
 from allocations.models import Grant
+from portal.errors import PortalError
 from portal.models import Application, Membership, OrganisationAuditLog
 from portal.services import application_change_pi, membership_remove
-from portal.services.errors import PortalError
 from tests.factories import ApplicationFactory, MembershipFactory
 
 
