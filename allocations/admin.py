@@ -29,6 +29,7 @@ from allocations.models import (
     SshKey,
 )
 from allocations.services import grants as grant_services
+from allocations.services.enqueue import enqueue_node
 from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
@@ -294,7 +295,7 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
             task_retry(task=task)
             nodes.add(task.node_id)
         for node_id in nodes:
-            grant_services.enqueue_node(node_id)
+            enqueue_node(node_id)
         self.message_user(request, _("Queued again."))
 
 

@@ -11,6 +11,7 @@ import django_rq
 from allocations import ssh
 from allocations.models import Grant, Node, ProvisioningTask
 from allocations.services import grants as grant_services
+from allocations.services.enqueue import enqueue_node
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
 
@@ -66,5 +67,5 @@ def reconcile_nodes_job() -> dict:
             summary[node.hostname] = f"unreachable: {exc.message}"
             log.warning("reconcile %s: %s", node.hostname, exc.message)
         if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
-            grant_services.enqueue_node(node.pk)
+            enqueue_node(node.pk)
     return summary

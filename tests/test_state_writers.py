@@ -7,10 +7,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The services that own a status/state field (JupyterSession's writes live in the grant and
-# provisioning services too).
+# The services that own a status/state field.
 WRITERS = {
-    "allocations/services/grants.py",  # Grant (and JupyterSession)
+    "allocations/services/grants.py",  # Grant
+    "allocations/services/jupyter.py",  # JupyterSession
     "allocations/services/node_status.py",  # Node
     "allocations/services/provisioning.py",  # ProvisioningTask (and JupyterSession)
     "allocations/services/accounts.py",  # NodeAccount
@@ -26,6 +26,7 @@ OWNER = {
     "NodeAccount": "allocations/services/accounts.py",
     "ProvisioningTask": "allocations/services/provisioning.py",
     "NodeOperation": "allocations/services/node_operations.py",
+    "JupyterSession": "allocations/services/jupyter.py",
     "Application": "portal/services/applications.py",
 }
 OWNED_BULK = re.compile(r"\b(" + "|".join(OWNER) + r")\.objects[^\n]*\.update\([^)]*\b(status|state)=")

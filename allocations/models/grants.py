@@ -114,6 +114,10 @@ class Grant(models.Model):
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.status]
 
+    def gpu_uuids(self) -> list[str]:
+        """The UUIDs of the grant's GPUs, in index order (CUDA_VISIBLE_DEVICES, device files)."""
+        return [a.gpu.uuid for a in self.assignments.select_related("gpu").order_by("gpu__index")]
+
     def members(self) -> list:
         """Who works on the grant's GPUs: the principal investigator and the team, as far as they
         still belong to the grant's organisation (a removed member gets nothing provisioned)."""

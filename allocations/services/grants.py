@@ -28,21 +28,16 @@ from allocations.models import (
 )
 from allocations.services import jupyter as jupyter_services
 from allocations.services.accounts import account_set_state
+from allocations.services.enqueue import enqueue_node, enqueue_provision
 from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create, tasks_supersede
 from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
 from portal.errors import PortalError
-from portal.outbox import outbox_enqueue
 
 G = Grant.Status
 K = ProvisioningTask.Kind
 log = logging.getLogger(__name__)
-
-
-# Jobs are enqueued by dotted path: the jobs module imports the services, never the reverse.
-GRANT_PROVISION_JOB = "allocations.jobs.grant_provision_job"
-NODE_TASKS_JOB = "allocations.jobs.node_tasks_job"
 
 
 @transaction.atomic
@@ -74,15 +69,6 @@ def grant_create(
     GrantEvent.objects.create(grant=grant, actor=actor, old_status="", new_status=grant.status)
     enqueue_provision(grant.pk)
     return grant
-
-
-def enqueue_provision(grant_id: int) -> None:
-    """Through the outbox: sent after commit, never on rollback, kept while Redis is down."""
-    outbox_enqueue(GRANT_PROVISION_JOB, grant_id)
-
-
-def enqueue_node(node_id: int) -> None:
-    outbox_enqueue(NODE_TASKS_JOB, node_id)
 
 
 def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Grant:
@@ -119,10 +105,6 @@ def keys_sha256(lines: list[str]) -> str | None:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def grant_gpu_ids(grant: Grant) -> list[str]:
-    return [a.gpu.uuid for a in grant.assignments.select_related("gpu").order_by("gpu__index")]
-
-
 LIVE = (G.PROVISIONING, G.ACTIVE)
 
 
@@ -148,7 +130,7 @@ def queue_grant_gpus(grant: Grant, node: Node, accounts: list[NodeAccount]) -> N
     """The grant's unix group gets exactly its GPUs' device files and exactly its members."""
     task_create(
         node=node, grant=grant, kind=K.GRANT_GPUS,
-        payload={"group": grant_group_name(grant), "gid": unix_gid_for(grant), "gpus": grant_gpu_ids(grant),
+        payload={"group": grant_group_name(grant), "gid": unix_gid_for(grant), "gpus": grant.gpu_uuids(),
                  "members": sorted(a.username for a in accounts)},
     )  # fmt: skip
 
@@ -170,7 +152,7 @@ def ensure_account(user, node: Node, expires_on) -> NodeAccount:
 def _provision_tasks(grant: Grant, node: Node) -> None:
     """Queue every step that gives the grant's members their access on the node."""
     expires_on = grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
-    gpus = grant_gpu_ids(grant)
+    gpus = grant.gpu_uuids()
     accounts = []
     for user in grant.members():
         account = ensure_account(user, node, expires_on)
@@ -263,7 +245,7 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     # its members' processes or other grants keep.
     for node in Node.objects.filter(pk__in=set(grant.assignments.values_list("node_id", flat=True))):
         task_create(node=node, grant=grant, kind=K.RELEASE_GPUS,
-                    payload={"group": grant_group_name(grant), "gpus": grant_gpu_ids(grant)})  # fmt: skip
+                    payload={"group": grant_group_name(grant), "gpus": grant.gpu_uuids()})  # fmt: skip
         nodes.add(node.pk)
     live = Grant.objects.filter(status__in=LIVE).exclude(pk=grant.pk)
     for user in grant.members():
@@ -374,7 +356,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     if not accounts:
         return []
     live = Grant.objects.filter(status=G.ACTIVE, assignments__node=node).distinct()
-    groups = {grant_group_name(g): grant_gpu_ids(g) for g in live}
+    groups = {grant_group_name(g): g.gpu_uuids() for g in live}
     with connect(node) as conn:
         answer = conn.agent("status", {"usernames": [a.username for a in accounts], "groups": groups})
     report, group_report = answer["accounts"], answer.get("groups", {})
@@ -416,7 +398,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             if (account.pk, K.START_JUPYTER) not in open_kinds:
                 created += jupyter_services.jupyter_repairs(
                     account=account, grants=live.of_member(account.user), seen=seen.get("jupyter", {}),
-                    gpus_of=grant_gpu_ids,
+                    gpus_of=Grant.gpu_uuids,
                 )  # fmt: skip
     Node.objects.filter(pk=node.pk).update(last_report_at=timezone.now())
     if created:

@@ -19,6 +19,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
+from allocations.services.enqueue import enqueue_node
 from portal.errors import PortalError
 
 K = ProvisioningTask.Kind
@@ -57,13 +58,11 @@ def session_for(grant: Grant, account: NodeAccount) -> JupyterSession:
 def session_queue_start(*, session: JupyterSession, gpus: list[str]) -> ProvisioningTask:
     """Queue a start with a new nonce, so the server that comes up has a token never used before
     (a server still running with the old one is stopped by the agent)."""
-    from allocations.services.provisioning import task_create
-
     session.token_nonce = secrets.token_hex(16)
     session.state = S.WANTED
     session.updated_at = timezone.now()
     session.save(update_fields=["token_nonce", "state", "updated_at"])
-    return task_create(
+    return ProvisioningTask.objects.create(
         node=session.node, grant=session.grant, account=session.account, kind=K.START_JUPYTER,
         payload={"username": session.account.username, "session": session.agent_name, "gpus": gpus,
                  "_meta": {"session": session.pk, "nonce": session.token_nonce}},
@@ -72,9 +71,7 @@ def session_queue_start(*, session: JupyterSession, gpus: list[str]) -> Provisio
 
 def session_queue_stop(*, session: JupyterSession) -> ProvisioningTask:
     """Queue stopping this one server; the member's servers of other grants keep running."""
-    from allocations.services.provisioning import task_create
-
-    return task_create(
+    return ProvisioningTask.objects.create(
         node=session.node, grant=session.grant, account=session.account, kind=K.STOP_JUPYTER,
         payload={"username": session.account.username, "session": session.agent_name,
                  "_meta": {"session": session.pk}},
@@ -120,8 +117,6 @@ def jupyter_repairs(*, account: NodeAccount, grants, seen: dict, gpus_of) -> lis
 def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
     """Restart the requester's own server of the grant with a new token; other members'
     servers are not touched."""
-    from allocations.services.grants import enqueue_node, grant_gpu_ids
-
     grant = Grant.objects.select_for_update().get(pk=grant.pk)
     if grant.status != Grant.Status.ACTIVE:
         raise PortalError(_("Jupyter can only be restarted while the grant is active."), code="not_active")
@@ -133,6 +128,6 @@ def grant_restart_jupyter(*, grant: Grant, user) -> JupyterSession:
     )
     if session is None:
         raise PortalError(_("You have no Jupyter server in this grant."), code="no_session")
-    session_queue_start(session=session, gpus=grant_gpu_ids(grant))
+    session_queue_start(session=session, gpus=grant.gpu_uuids())
     enqueue_node(session.node_id)
     return session

@@ -11,12 +11,11 @@ from django.db import transaction
 
 from allocations.models import Grant, NodeAccount, ProvisioningTask
 from allocations.services import jupyter as jupyter_services
+from allocations.services.enqueue import enqueue_node
 from allocations.services.grants import (
     account_payload,
     authorized_keys,
-    enqueue_node,
     ensure_account,
-    grant_gpu_ids,
     member_gpu_ids,
     queue_grant_gpus,
 )
@@ -103,8 +102,6 @@ def grant_member_added(*, grant: Grant, user) -> set[int]:
                 payload={"username": name, "keys": authorized_keys(user)})  # fmt: skip
     task_create(node=node, grant=grant, account=account, kind=K.SET_GPUS,
                 payload={"username": name, "gpus": member_gpu_ids(user, node)})  # fmt: skip
-    jupyter_services.session_queue_start(
-        session=jupyter_services.session_for(grant, account), gpus=grant_gpu_ids(grant)
-    )
+    jupyter_services.session_queue_start(session=jupyter_services.session_for(grant, account), gpus=grant.gpu_uuids())
     enqueue_node(node.pk)
     return {node.pk}

@@ -17,7 +17,6 @@ from allocations.jobs import node_tasks_job
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services import jupyter as jupyter_services
-from allocations.services.grants import grant_gpu_ids
 from allocations.services.jupyter import session_token
 from tests.allocations.helpers import add_key, approved_grant, provision, ssh_as, user_with_key
 from tests.allocations.jupyter_client import http_json, http_status, run_in_kernel, socket_status, ssh_tunnel
@@ -124,7 +123,7 @@ def test_each_team_member_works_in_their_own_jupyter_and_cannot_read_the_pis_fil
     with ssh_tunnel(gpu_node, mate_account.username, teammate_key, mate_session.socket_path, tmp_path) as port:
         name, visible, outcome = run_in_kernel(port, mate_token, read_pi_file).split()
     assert (name, outcome) == (mate_account.username, "PermissionError")
-    assert visible.split(",") == grant_gpu_ids(grant)
+    assert visible.split(",") == grant.gpu_uuids()
     # The teammate's token does not open the PI's server, nor can their tunnel reach it.
     assert socket_status(pi_session.socket_path, mate_token) == 403
     with ssh_tunnel(gpu_node, mate_account.username, teammate_key, pi_session.socket_path, tmp_path) as port:
@@ -191,8 +190,8 @@ def test_two_grants_of_one_researcher_on_one_node_keep_their_own_jupyter(gpu_nod
     for grant, session, token in zip((first, second), sessions, tokens, strict=True):
         with ssh_tunnel(gpu_node, username, key, session.socket_path, tmp_path) as port:
             name, visible = run_in_kernel(port, token, WHO_AND_GPUS).split()
-        assert (name, visible.split(",")) == (username, grant_gpu_ids(grant))  # that grant's GPUs
-    assert set(grant_gpu_ids(first)).isdisjoint(grant_gpu_ids(second))
+        assert (name, visible.split(",")) == (username, grant.gpu_uuids())  # that grant's GPUs
+    assert set(first.gpu_uuids()).isdisjoint(second.gpu_uuids())
 
     grant_services.grant_revoke(grant=first, actor=None, reason="ended early")
     node_tasks_job(gpu_node.pk)
@@ -214,8 +213,8 @@ def test_a_member_runs_python_in_jupyterlab_as_themselves_with_their_gpus(gpu_no
         assert "python3" in http_json(port, token, "GET", "/api/kernelspecs")["kernelspecs"]
         name, visible = run_in_kernel(port, token, WHO_AND_GPUS).split()
     assert name == session.account.username
-    assert visible.split(",") == grant_gpu_ids(grant)
-    assert len(grant_gpu_ids(grant)) == 4
+    assert visible.split(",") == grant.gpu_uuids()
+    assert len(grant.gpu_uuids()) == 4
 
 
 def test_operators_cannot_read_jupyter_tokens_from_the_database_or_admin_lookups(gpu_node, tmp_path, client):
