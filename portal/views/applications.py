@@ -175,6 +175,11 @@ def application_attachment(request: HttpRequest, pk: int) -> FileResponse:
     application = get_application_for_user(request.user, pk)
     if not application.attachment:
         raise Http404
-    return FileResponse(
-        application.attachment.open("rb"), as_attachment=True, filename=f"application-{application.pk}.pdf"
+    response = FileResponse(
+        application.attachment.open("rb"),
+        as_attachment=True,
+        filename=application.attachment_name or f"application-{application.pk}.pdf",
+        content_type="application/pdf",
     )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
