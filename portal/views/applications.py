@@ -16,6 +16,7 @@ from portal.errors import PortalError
 from portal.forms import ApplicationForm, PrincipalInvestigatorForm, ReasonForm
 from portal.models import Application, Call
 from portal.services import applications as svc
+from portal.services import memberships
 
 
 def get_application_for_user(user, pk: int, *, manage: bool = False) -> Application:
@@ -179,24 +180,29 @@ def application_attachment(request: HttpRequest, pk: int) -> FileResponse:
     application = get_application_for_user(request.user, pk)
     if not application.attachment:
         raise Http404
-    return FileResponse(
-        application.attachment.open("rb"), as_attachment=True, filename=f"application-{application.pk}.pdf"
+    response = FileResponse(
+        application.attachment.open("rb"),
+        as_attachment=True,
+        filename=application.attachment_name or f"application-{application.pk}.pdf",
+        content_type="application/pdf",
     )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @login_required
 @require_POST
 def application_change_pi(request: HttpRequest, pk: int) -> HttpResponse:
     """An owner passes the principal investigator's role on (before the PI may leave)."""
-    from portal.services.memberships import application_change_pi as change_pi
-
     application = get_application_for_user(request.user, pk)
     form = PrincipalInvestigatorForm(request.POST, application=application)
     if not form.is_valid():
         messages.error(request, _("Choose a member of the organisation."))
         return redirect("portal:application_detail", pk=application.pk)
     try:
-        change_pi(application=application, new_pi=form.cleaned_data["principal_investigator"], actor=request.user)
+        memberships.application_change_pi(
+            application=application, new_pi=form.cleaned_data["principal_investigator"], actor=request.user
+        )
     except PortalError as exc:
         messages.error(request, exc.message)
     else:
