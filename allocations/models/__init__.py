@@ -8,11 +8,12 @@ from allocations.models.access import (
     SshKey,
     UnixId,
 )
-from allocations.models.grants import Assignment, Grant, GrantEvent
+from allocations.models.grants import AccessInterval, Assignment, Grant, GrantEvent
 from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
 __all__ = [
     "GPUS_PER_NODE",
+    "AccessInterval",
     "Assignment",
     "Gpu",
     "GpuModel",

@@ -144,6 +144,45 @@ class GrantEvent(models.Model):
         return f"{self.grant_id}: {self.old_status} → {self.new_status}"
 
 
+class AccessInterval(models.Model):
+    """A stretch of time during which the grant's members could use its GPUs: opened when the
+    grant becomes active, closed when it is suspended, expires or is revoked. Written by the
+    lifecycle service as the transitions happen, never reconstructed later; the billing basis
+    (GPU count times minutes). A grant moved to other GPUs keeps its interval."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="access_intervals")
+    gpu_count = models.PositiveSmallIntegerField(_("GPUs"))
+    opened_at = models.DateTimeField(_("opened at"))
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    close_reason = models.CharField(_("closed because"), max_length=16, choices=Grant.Status.choices, blank=True)
+
+    class Meta:
+        verbose_name = _("access interval")
+        verbose_name_plural = _("access intervals")
+        ordering = ["grant", "opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant"], condition=models.Q(closed_at__isnull=True), name="access_interval_one_open_per_grant"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(closed_at__isnull=True) | models.Q(closed_at__gte=models.F("opened_at")),
+                name="access_interval_ordered",
+            ),
+        ]
+        indexes = [models.Index(fields=["opened_at"]), models.Index(fields=["closed_at"])]
+
+    def __str__(self) -> str:
+        return f"grant {self.grant_id}: {self.opened_at} – {self.closed_at or '…'}"
+
+    def gpu_minutes(self, start, end) -> int:
+        """Whole GPU-minutes of this interval inside [start, end)."""
+        lower = max(self.opened_at, start)
+        upper = min(self.closed_at or end, end)
+        if upper <= lower:
+            return 0
+        return int((upper - lower).total_seconds() // 60) * self.gpu_count
+
+
 class AssignmentQuerySet(models.QuerySet):
     def overlapping(self, start, end) -> AssignmentQuerySet:
         from django.db.backends.postgresql.psycopg_any import DateTimeTZRange

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import (
+    AccessInterval,
     Assignment,
     Grant,
     GrantEvent,
@@ -81,8 +82,20 @@ def _transition(grant: Grant, new: str, *, actor=None, reason: str = "") -> Gran
     grant.status = new
     grant.status_reason = reason
     grant.save(update_fields=["status", "status_reason"])
-    GrantEvent.objects.create(grant=grant, actor=actor, old_status=old, new_status=new, reason=reason)
+    event = GrantEvent.objects.create(grant=grant, actor=actor, old_status=old, new_status=new, reason=reason)
+    _record_access(grant, old, new, at=event.created_at)
     return grant
+
+
+def _record_access(grant: Grant, old: str, new: str, *, at) -> None:
+    """Access opens when the grant becomes active and closes when it leaves `active`, at the
+    instant of the transition: the intervals are the billing basis, so they are written here,
+    in the transition's transaction, and never reconstructed later."""
+    if new == G.ACTIVE:
+        if not grant.access_intervals.filter(closed_at__isnull=True).exists():
+            AccessInterval.objects.create(grant=grant, gpu_count=grant.gpu_count, opened_at=at)
+    elif old == G.ACTIVE:
+        grant.access_intervals.filter(closed_at__isnull=True).update(closed_at=at, close_reason=new)
 
 
 def _lock(grant: Grant) -> Grant:
