@@ -33,6 +33,7 @@ from allocations.services.enqueue import enqueue_node
 from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
+from portal.admin_inlines import ReadOnlyInline
 from portal.errors import PortalError
 
 
@@ -59,34 +60,24 @@ class GpuInline(admin.TabularInline):
         return False  # GPUs come from the agent's NVML inventory
 
 
-class NodeEventInline(admin.TabularInline):
+class NodeEventInline(ReadOnlyInline):
     """The node's status history, newest first; written only by the node status service."""
 
     model = NodeEvent
-    extra = 0
-    can_delete = False
     ordering = ["-created_at", "-pk"]
     readonly_fields = ["created_at", "actor", "source", "old_status", "new_status", "reason"]
     fields = readonly_fields
     verbose_name = _("status change")
     verbose_name_plural = _("status history")
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_node")  # the history is part of the node
 
 
-class NodeOperationInline(admin.TabularInline):
+class NodeOperationInline(ReadOnlyInline):
     """The node's last operations (fetch host key, inventory, reconcile) with their outcome."""
 
     model = NodeOperation
-    extra = 0
-    can_delete = False
     readonly_fields = ["created_at", "kind", "state", "actor", "started_at", "finished_at", "outcome"]
     fields = readonly_fields
     verbose_name_plural = _("recent operations")
@@ -102,12 +93,6 @@ class NodeOperationInline(admin.TabularInline):
             recent = NodeOperation.objects.filter(node_id=int(object_id)).order_by("-pk").values("pk")[:10]
             queryset = queryset.filter(pk__in=recent)
         return queryset
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_node")
@@ -299,20 +284,16 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
         self.message_user(request, _("Queued again."))
 
 
-class GrantEventInline(admin.TabularInline):
+class GrantEventInline(ReadOnlyInline):
     model = GrantEvent
-    extra = 0
-    can_delete = False
     readonly_fields = ["created_at", "actor", "old_status", "new_status", "reason"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
-class AssignmentInline(admin.TabularInline):
+class AssignmentInline(ReadOnlyInline):
     model = Assignment
-    extra = 0
-    can_delete = False
     readonly_fields = ["node", "gpu", "period"]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -359,18 +340,10 @@ class GrantAdmin(admin.ModelAdmin):
         self._each(request, queryset, grant_services.grant_revoke, actor=request.user, reason="revoked by staff")
 
 
-class NodeAccountEventInline(admin.TabularInline):
+class NodeAccountEventInline(ReadOnlyInline):
     model = NodeAccountEvent
-    extra = 0
-    can_delete = False
     readonly_fields = ["created_at", "old_status", "new_status", "reason", "task"]
     fields = readonly_fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_nodeaccount")

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from portal import services
+from portal.admin_inlines import ReadOnlyInline
 from portal.models import (
     Call,
     CallBudget,
@@ -60,35 +61,23 @@ class OrganisationDomainInline(admin.TabularInline):
         return False
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyInline):
     """Read-only: roles and removals go through the portal's services (audit rows, node access)."""
 
     model = Membership
-    extra = 0
     fields = ["user", "role", "created_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
-class AuditLogInline(admin.TabularInline):
+class AuditLogInline(ReadOnlyInline):
     model = OrganisationAuditLog
     fk_name = "organisation"
-    extra = 0
     fields = ["created_at", "action", "actor", "user", "old_value", "new_value", "reason"]
     readonly_fields = fields
-    can_delete = False
     verbose_name_plural = _("audit log")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel, Grant
 from billing.services import organisation_unpaid_invoices
+from portal.attachments import attachment_response
 from portal.errors import PortalError
 from portal.models import Application, EligibilityResult, Review
 from portal.services import applications as svc
@@ -391,17 +392,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             svc._require_no_conflict(application, request.user)  # the one conflict rule of the services
         except PortalError as exc:
             raise PermissionDenied(exc.message) from exc
-        if not application.attachment:
-            raise Http404
-        response = FileResponse(
-            application.attachment.open("rb"),
-            as_attachment=True,
-            filename=application.attachment_name or f"application-{application.pk}.pdf",
-            content_type="application/pdf",
-        )
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return attachment_response(application)
 
     def review_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("portal.add_review"):

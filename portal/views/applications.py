@@ -7,11 +7,12 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.attachments import attachment_response
 from portal.errors import PortalError
 from portal.forms import ApplicationForm, PrincipalInvestigatorForm, ReasonForm
 from portal.models import Application, Call
@@ -177,17 +178,7 @@ def application_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def application_attachment(request: HttpRequest, pk: int) -> FileResponse:
     """Attachments are never public media: only those who may see the application get them."""
-    application = get_application_for_user(request.user, pk)
-    if not application.attachment:
-        raise Http404
-    response = FileResponse(
-        application.attachment.open("rb"),
-        as_attachment=True,
-        filename=application.attachment_name or f"application-{application.pk}.pdf",
-        content_type="application/pdf",
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return attachment_response(get_application_for_user(request.user, pk))
 
 
 @login_required
