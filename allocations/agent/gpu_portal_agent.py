@@ -58,6 +58,10 @@ GPU_ID_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64}|\d{1,2}
 SESSION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # a Jupyter session's name: no dot, no slash
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 MIN_UID = 1000
+# What every GPU user needs besides their GPUs (no GPU is reachable through these alone), and
+# the devices a distributed job needs, for the systemd DeviceAllow list.
+DEVICE_ALLOW_SHARED = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
+DEVICE_ALLOW_EXTRA = ["char-infiniband rw", "/dev/fuse rw"]
 MAX_ID = 2**31 - 2
 # Nothing in a user's home is read beyond this; a bigger file is refused.
 MAX_USER_FILE = 256 * 1024
@@ -481,12 +485,37 @@ def read_keys(config: dict, username: str):
 
 
 def verb_set_gpus(data: dict, config: dict) -> dict:
-    """CUDA_VISIBLE_DEVICES for SSH sessions (sshd PermitUserEnvironment) and Jupyter. A
-    convenience, not isolation: see docs/nodes.md."""
+    """CUDA_VISIBLE_DEVICES for SSH sessions (sshd PermitUserEnvironment) and Jupyter: the
+    union of the user's live grants on this node. A convenience, not isolation (the grant
+    groups' device files are); where systemd runs with cgroup v2, the user's slice also gets a
+    DeviceAllow list of the same GPUs, a second fence."""
     entry = managed_user(config, data.get("username"))
     visible = valid_gpus(data.get("gpus"))
     write_user_file(entry, "environment", f"CUDA_VISIBLE_DEVICES={visible}\n")
-    return {"cuda_visible_devices": visible}
+    devices = gpu_devices(config)
+    command = device_cgroup_command(entry.pw_uid, [devices[u] for u in data["gpus"] if u in devices], config)
+    if command and systemd_with_cgroup2():
+        run(command)
+        return {"cuda_visible_devices": visible, "device_cgroup": "set"}
+    return {"cuda_visible_devices": visible, "device_cgroup": "unavailable"}
+
+
+def systemd_with_cgroup2() -> bool:
+    return os.path.isdir("/run/systemd/system") and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def device_cgroup_command(uid: int, gpu_paths: list, config: dict) -> list:
+    """`systemctl set-property` for the user's slice: the empty DeviceAllow= first resets the
+    list, then the GPUs the user may use, the driver's shared control files and the extra
+    devices a GPU job needs (RDMA, FUSE: config device_allow_extra). systemd's "auto" policy
+    keeps /dev/null, /dev/zero, ttys and the like."""
+    if not config.get("device_cgroup", True):
+        return []
+    allowed = [f"{path} rw" for path in gpu_paths]
+    allowed += [f"{path} rw" for path in config.get("device_allow_shared", DEVICE_ALLOW_SHARED)]
+    allowed += list(config.get("device_allow_extra", DEVICE_ALLOW_EXTRA))
+    return ["systemctl", "set-property", "--runtime", f"user-{uid}.slice", "DevicePolicy=auto", "DeviceAllow=",
+            *[f"DeviceAllow={rule}" for rule in allowed]]  # fmt: skip
 
 
 # -- Jupyter: one JupyterLab per user and session (grant), on a unix socket only the user reaches
