@@ -859,9 +859,11 @@ def verb_release_gpus(data: dict, config: dict) -> dict:
     killed = []
     for path in paths:
         owner = _device_owner(path)
-        if owner and (owner[0] == gid or owner[1] & 0o077):
+        # Ours, or open to everyone (a driver that rewrote it): closed, and whoever still holds
+        # it loses it. A GPU already given to another grant's group is left alone.
+        if owner and (owner[0] == gid or owner[1] & 0o007):
             _set_device(path, 0, 0o600)
-        killed += _kill_device_holders(path)
+            killed += _kill_device_holders(path)
     try:
         existing = grp.getgrnam(name)
     except KeyError:
@@ -879,7 +881,10 @@ def group_status(config: dict, name: str, uuids) -> dict:
         existing = grp.getgrnam(name)
     except KeyError:
         return {"exists": False}
-    paths = _grant_devices(config, uuids)
+    try:
+        paths = _grant_devices(config, uuids)
+    except AgentError:  # a GPU the node no longer reports: the repair will say so
+        return {"exists": True, "gid": existing.gr_gid, "members": sorted(existing.gr_mem), "devices_ok": False}
     owners = [_device_owner(p) for p in paths]
     return {
         "exists": True,
