@@ -1,0 +1,264 @@
+"""Security review of issue 7 (the node agent's trust boundary), on the real sshd stand-in.
+
+Each test asserts the behaviour the boundary promises; a failing test is an attack that worked.
+Written by the attack7 review; see its report for severity and suggested fixes."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from allocations import ssh
+from allocations.jobs import node_tasks_job
+from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
+from allocations.services import grants as grant_services
+from allocations.services import nodes as node_services
+from allocations.services.jupyter import session_token
+from allocations.services.keys import sshkey_add
+from allocations.services.unix_ids import unix_uid_for
+from portal.models import Membership
+from portal.services import membership_remove
+from tests.allocations.helpers import add_key, approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.jupyter_client import run_in_kernel, ssh_tunnel
+from tests.factories import ApplicationFactory, CallFactory, MembershipFactory
+
+T = ProvisioningTask.State
+
+
+def active(app, days: int = 30) -> Grant:
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=days)))
+    assert grant.status == Grant.Status.ACTIVE, grant.status_reason
+    return grant
+
+
+def probe_loop(device: str, out: str) -> str:
+    """A background job of the user that keeps trying to open `device`, writing the outcome."""
+    return (
+        f"setsid nohup sh -c 'while true; do if (: < {device}) 2>/dev/null; then echo open > {out}; "
+        f"else echo refused > {out}; fi; sleep 0.3; done' >/dev/null 2>&1 < /dev/null &"
+    )
+
+
+def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_started_before(
+    gpu_node, node_host, tmp_path
+):
+    """The mate is on team A (org X) and PI of grant B (org Y) on the same node, so removal from
+    org X keeps their account. A process started before the removal (tmux, nohup, their Jupyter of
+    grant B) keeps grant A's group as a supplementary group: the device files stay root:gA 0660."""
+    app_a = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
+    mate_key = tmp_path / "mate_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(mate_key)], check=True)
+    mate = MembershipFactory(organisation=app_a.organisation).user
+    app_a.team.add(mate)
+    owner = MembershipFactory(organisation=app_a.organisation, role=Membership.Role.OWNER).user
+    add_key(tmp_path, app_a.principal_investigator, "pi")
+    sshkey_add(user=mate, text=mate_key.with_suffix(".pub").read_text(), name="mate")
+    grant_a = active(app_a)
+    app_b = ApplicationFactory(call=CallFactory(), principal_investigator=mate, gpu_count=4, gpu_hours=1000)
+    grant_b = active(app_b)
+    mate_account = NodeAccount.objects.get(user=mate)
+    name = mate_account.username
+    dev_a = node_host.device(grant_a.assignments.first().gpu.index)
+    out = f"/home/{name}/probe"
+    ssh_as(gpu_node, name, mate_key, probe_loop(dev_a, out))
+    time.sleep(1)
+    assert Path(out).read_text().strip() == "open"  # a member: fine
+
+    membership_remove(membership=Membership.objects.get(user=mate, organisation=app_a.organisation), actor=owner)
+    node_tasks_job(gpu_node.pk)
+    assert not ProvisioningTask.objects.filter(node=gpu_node, state=T.FAILED).exists()
+    assert NodeAccount.objects.get(pk=mate_account.pk).state == NodeAccount.State.ACTIVE  # grant B keeps it
+    # A fresh login no longer has the group ...
+    assert ssh_as(gpu_node, name, mate_key, f"(: < {dev_a}) 2>/dev/null && echo open || echo refused")[1].strip() == (
+        "refused"
+    )
+    time.sleep(1.5)
+    # ... but the mate's grant-B Jupyter (and any tmux/nohup) still carries grant A's gid:
+    jupyter = JupyterSession.objects.get(grant=grant_b, account=mate_account)
+    gid_a = os.stat(dev_a).st_gid
+    pid = json.loads(Path(node_host.state_dir, f"jupyter-{name}.{Path(jupyter.socket_path).stem}.json").read_text())[
+        "pid"
+    ]
+    jupyter_groups = Path(f"/proc/{pid}/status").read_text().split("Groups:")[1].split("\n")[0].split()
+    still = Path(out).read_text().strip()
+    assert still == "refused" and str(gid_a) not in jupyter_groups, (
+        f"removed member's old process: {still}; their grant-B Jupyter groups {jupyter_groups} include gA={gid_a}"
+    )
+
+
+def test_releasing_a_grants_gpus_does_not_kill_the_nodes_own_services(researcher, gpu_node, node_host):
+    """nvidia-persistenced (and exporters such as dcgm/nvidia_gpu_exporter) run as their own
+    non-root user and hold every /dev/nvidiaN open. release-gpus SIGKILLs every non-root holder."""
+    grant, _username, _key = researcher
+    device = node_host.device(grant.assignments.first().gpu.index)
+    service = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "600"],
+        stdin=open(device, "rb"),  # opened as root, like the daemon does before dropping privileges
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.3)
+        grant_services.grant_revoke(grant=grant, actor=None, reason="ended")
+        node_tasks_job(gpu_node.pk)
+        task = ProvisioningTask.objects.get(grant=grant, kind="release-gpus")
+        assert task.state == T.SUCCEEDED, task.last_error
+        assert service.poll() is None, f"the node's own service (uid nobody) was killed: {task.result}"
+    finally:
+        if service.poll() is None:
+            service.kill()
+        service.wait()
+
+
+@pytest.fixture
+def researcher(gpu_node, tmp_path):
+    app, key = user_with_key(tmp_path)
+    grant = active(app)
+    return grant, NodeAccount.objects.get(user=app.principal_investigator).username, key
+
+
+HOLD_NON_DUMPABLE = (
+    "setsid nohup /usr/bin/python3 -c 'import ctypes, os, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+    "ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: /proc/PID becomes root-owned\n"
+    'open(sys.argv[2], "w").write(str(os.getpid()))\n'
+    "time.sleep(600)' {device} {out} >/dev/null 2>&1 < /dev/null &"
+)
+
+
+def test_a_process_holding_a_released_gpu_is_killed_even_when_it_hides_as_root(researcher, gpu_node, node_host):
+    """A user with two grants on the node keeps the account when one ends; release-gpus must kill
+    whatever still holds that grant's GPUs. It skips processes whose /proc/PID is root-owned,
+    which any user gets with prctl(PR_SET_DUMPABLE, 0)."""
+    grant, username, key = researcher
+    user = grant.application.principal_investigator
+    second = active(
+        ApplicationFactory(
+            call=CallFactory(), organisation=grant.organisation, principal_investigator=user, gpu_count=4,
+            gpu_hours=1000,
+        )
+    )  # fmt: skip
+    device = node_host.device(second.assignments.first().gpu.index)
+    out = f"/home/{username}/holder.pid"
+    ssh_as(gpu_node, username, key, HOLD_NON_DUMPABLE.format(device=device, out=out))
+    for _ in range(50):
+        if Path(out).exists() and Path(out).read_text():
+            break
+        time.sleep(0.1)
+    pid = int(Path(out).read_text())
+    assert os.stat(f"/proc/{pid}").st_uid == 0  # looks like root's
+
+    grant_services.grant_revoke(grant=second, actor=None, reason="ended")
+    node_tasks_job(gpu_node.pk)
+    task = ProvisioningTask.objects.get(grant=second, kind="release-gpus")
+    assert task.state == T.SUCCEEDED, task.last_error
+    time.sleep(0.3)
+    holds = Path(f"/proc/{pid}").exists() and any(
+        os.readlink(f"/proc/{pid}/fd/{fd}") == device for fd in os.listdir(f"/proc/{pid}/fd")
+    )
+    try:
+        assert not holds, f"pid {pid} of {username} still holds {device} of the ended grant ({task.result})"
+    finally:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+def test_an_account_half_created_when_the_node_went_away_is_finished_on_retry(gpu_node, tmp_path):
+    """The agent died after `groupadd` (node rebooted, connection cut, the 110 s alarm): every
+    verb is meant to be idempotent, so the retried ensure-account should finish the job."""
+    app, _key = user_with_key(tmp_path)
+    user = app.principal_investigator
+    uid = unix_uid_for(user)
+    name = grant_services.account_username(user)
+    subprocess.run(["groupadd", "-g", str(uid), "--", name], check=True)  # what the first run left
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=5)))
+    task = ProvisioningTask.objects.get(grant=grant, kind="ensure-account")
+    assert task.state == T.SUCCEEDED, task.last_error
+
+
+def test_an_account_created_but_not_yet_recorded_is_finished_on_retry(gpu_node, node_host, tmp_path):
+    """The agent died between `useradd` and writing its marker: the account is stranded for good."""
+    app, _key = user_with_key(tmp_path)
+    user = app.principal_investigator
+    uid = unix_uid_for(user)
+    name = grant_services.account_username(user)
+    subprocess.run(["groupadd", "-g", str(uid), "--", name], check=True)
+    subprocess.run(
+        ["useradd", "-m", "-u", str(uid), "-g", str(uid), "-G", node_host.managed_group, "--", name], check=True
+    )
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=5)))
+    task = ProvisioningTask.objects.get(grant=grant, kind="ensure-account")
+    assert task.state == T.SUCCEEDED, task.last_error
+
+
+def test_the_provisioning_account_cannot_become_a_uid_outside_the_portals_range(gpu_node, node_host, tmp_path):
+    """Whoever holds the provisioning key creates a managed account with any free uid >= 1000 (an
+    orphaned owner on a shared filesystem, a portal user of another node, an LDAP uid while LDAP
+    is down), installs their own key and logs in as that uid."""
+    victim_uid = 4242
+    assert subprocess.run(["getent", "passwd", str(victim_uid)], capture_output=True).returncode != 0
+    secret = Path("/var/tmp") / f"{node_host.prefix}-secret"
+    secret.write_text("victim's data\n")
+    os.chown(secret, victim_uid, victim_uid)
+    os.chmod(secret, 0o600)
+    attacker = tmp_path / "attacker"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(attacker)], check=True)
+    name = f"{node_host.prefix}987654"
+    try:
+        with node_services.connect(gpu_node) as conn:
+            try:
+                conn.agent("ensure-account", {"username": name, "uid": victim_uid, "expires_on": "2099-01-01"})
+                conn.agent("set-keys", {"username": name, "keys": [attacker.with_suffix(".pub").read_text().strip()]})
+            except ssh.SshError:
+                return  # refused: the boundary held
+        _status, out = ssh_as(gpu_node, name, attacker, f"cat {secret}")
+        assert "victim's data" not in out, "the provisioning key became uid 4242 and read its file"
+    finally:
+        secret.unlink(missing_ok=True)
+        subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+
+
+def test_a_user_cannot_make_their_own_jupyter_start_fail_with_an_internal_error(researcher, gpu_node, node_host):
+    """A directory where the agent expects the socket: start-jupyter dies with an unhandled
+    exception (exit 3, error 'internal') instead of a clear refusal; every later task of the same
+    grant in that run then fails ('an earlier task of this grant failed')."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    ssh_as(gpu_node, username, key, f"rm -f {session.socket_path}; mkdir -p {session.socket_path}/x")
+    with node_services.connect(gpu_node) as conn:
+        with pytest.raises(ssh.SshError) as exc:
+            conn.agent(
+                "start-jupyter",
+                {"username": username, "session": Path(session.socket_path).stem, "token": "a" * 40, "gpus": []},
+            )
+    assert exc.value.code != "internal", exc.value.message
+
+
+def test_a_user_cannot_grow_a_root_owned_file_without_limit_through_their_jupyter(researcher, gpu_node, node_host,
+                                                                                  tmp_path):  # fmt: skip
+    """The server's stdout/stderr is a root-owned log in the agent's state directory; kernels
+    inherit it. Quotas do not apply to root's file: a user can fill /var from a notebook."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    log = Path(node_host.state_dir) / f"jupyter-{username}.{Path(session.socket_path).stem}.log"
+    before = log.stat().st_size
+    code = "import os\nfor _ in range(20):\n    os.write(2, b'x' * (1 << 20))\nprint('done')"
+    with ssh_tunnel(gpu_node, username, key, session.socket_path, tmp_path) as port:
+        assert "done" in run_in_kernel(port, session_token(session), code)
+    grown = log.stat().st_size - before
+    st = log.stat()
+    assert grown < 1 << 20, f"{log} (uid {st.st_uid}, mode {oct(st.st_mode)}) grew by {grown} bytes from a notebook"
+
+
+def test_a_user_cannot_store_files_in_the_jupyter_socket_folder(researcher, gpu_node, node_host):
+    """<jupyter_run_dir>/<user> is the user's own 0700 folder on /run (tmpfs on a real node,
+    shared by sshd, systemd and sudo): anything may be written there, without quota."""
+    _grant, username, key = researcher
+    folder = f"{node_host.jupyter_run_dir}/{username}"
+    status, out = ssh_as(gpu_node, username, key, f"head -c 5000000 /dev/zero > {folder}/big && ls -l {folder}/big")
+    assert status != 0, f"the user wrote 5 MB into {folder}: {out}"
