@@ -47,7 +47,7 @@ def probe_loop(device: str, out: str) -> str:
 def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_started_before(
     gpu_node, node_host, tmp_path
 ):
-    """The mate is on team A (org X) and PI of grant B (org Y) on the same node, so removal from
+    """The mate is on team A (org X) and on team B (org Y) on the same node, so removal from
     org X keeps their account. A process started before the removal (tmux, nohup, their Jupyter of
     grant B) keeps grant A's group as a supplementary group: the device files stay root:gA 0660."""
     app_a = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
@@ -59,7 +59,9 @@ def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_start
     add_key(tmp_path, app_a.principal_investigator, "pi")
     sshkey_add(user=mate, text=mate_key.with_suffix(".pub").read_text(), name="mate")
     grant_a = active(app_a)
-    app_b = ApplicationFactory(call=CallFactory(), principal_investigator=mate, gpu_count=4, gpu_hours=1000)
+    app_b = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=1000)
+    MembershipFactory(organisation=app_b.organisation, user=mate)
+    app_b.team.add(mate)
     grant_b = active(app_b)
     mate_account = NodeAccount.objects.get(user=mate)
     name = mate_account.username
@@ -121,19 +123,18 @@ def researcher(gpu_node, tmp_path):
     return grant, NodeAccount.objects.get(user=app.principal_investigator).username, key
 
 
-HOLD_NON_DUMPABLE = (
-    "setsid nohup /usr/bin/python3 -c 'import ctypes, os, sys, time\n"
-    "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-    "ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: /proc/PID becomes root-owned\n"
-    'open(sys.argv[2], "w").write(str(os.getpid()))\n'
-    "time.sleep(600)' {device} {out} >/dev/null 2>&1 < /dev/null &"
+HOLD_THROUGH_A_BIND_MOUNT = (
+    "mkdir -p ~/x; setsid nohup unshare -Urm sh -c "
+    "'mount --bind {devdir} ~/x && exec 3< ~/x/{devname} && echo $$ > {out} && exec sleep 600' "
+    ">/dev/null 2>&1 < /dev/null &"
 )
 
 
-def test_a_process_holding_a_released_gpu_is_killed_even_when_it_hides_as_root(researcher, gpu_node, node_host):
+def test_a_process_holding_a_released_gpu_is_killed_whatever_path_it_opened_it_by(researcher, gpu_node, node_host):
     """A user with two grants on the node keeps the account when one ends; release-gpus must kill
-    whatever still holds that grant's GPUs. It skips processes whose /proc/PID is root-owned,
-    which any user gets with prctl(PR_SET_DUMPABLE, 0)."""
+    whatever still holds that grant's GPUs. It compares readlink(/proc/PID/fd/N) with the device's
+    path: a device opened through a bind mount in the user's own (unprivileged) user+mount
+    namespace reads as ~/x/nvidiaN and is never matched."""
     grant, username, key = researcher
     user = grant.application.principal_investigator
     second = active(
@@ -144,22 +145,21 @@ def test_a_process_holding_a_released_gpu_is_killed_even_when_it_hides_as_root(r
     )  # fmt: skip
     device = node_host.device(second.assignments.first().gpu.index)
     out = f"/home/{username}/holder.pid"
-    ssh_as(gpu_node, username, key, HOLD_NON_DUMPABLE.format(device=device, out=out))
+    command = HOLD_THROUGH_A_BIND_MOUNT.format(devdir=node_host.device_dir, devname=Path(device).name, out=out)
+    ssh_as(gpu_node, username, key, command)
     for _ in range(50):
         if Path(out).exists() and Path(out).read_text():
             break
         time.sleep(0.1)
     pid = int(Path(out).read_text())
-    assert os.stat(f"/proc/{pid}").st_uid == 0  # looks like root's
+    assert os.stat(f"/proc/{pid}/fd/3").st_rdev == os.stat(device).st_rdev  # it holds the device
 
     grant_services.grant_revoke(grant=second, actor=None, reason="ended")
     node_tasks_job(gpu_node.pk)
     task = ProvisioningTask.objects.get(grant=second, kind="release-gpus")
     assert task.state == T.SUCCEEDED, task.last_error
     time.sleep(0.3)
-    holds = Path(f"/proc/{pid}").exists() and any(
-        os.readlink(f"/proc/{pid}/fd/{fd}") == device for fd in os.listdir(f"/proc/{pid}/fd")
-    )
+    holds = Path(f"/proc/{pid}/fd/3").exists() and os.stat(f"/proc/{pid}/fd/3").st_rdev == os.stat(device).st_rdev
     try:
         assert not holds, f"pid {pid} of {username} still holds {device} of the ended grant ({task.result})"
     finally:
