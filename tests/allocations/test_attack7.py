@@ -262,3 +262,36 @@ def test_a_user_cannot_store_files_in_the_jupyter_socket_folder(researcher, gpu_
     folder = f"{node_host.jupyter_run_dir}/{username}"
     status, out = ssh_as(gpu_node, username, key, f"head -c 5000000 /dev/zero > {folder}/big && ls -l {folder}/big")
     assert status != 0, f"the user wrote 5 MB into {folder}: {out}"
+
+
+def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_the_socket_folder(
+    researcher, gpu_node, node_host
+):
+    """`rm $SOCK; mkdir $SOCK` in the user's own socket folder: stop_jupyter_state's unlink raises
+    IsADirectoryError (an 'internal', permanent failure), so the stop-jupyter task fails, every
+    later task of the grant in that run fails ('an earlier task of this grant failed'), the
+    revoke verb itself dies before kill_all_processes, and release-gpus never runs."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    device = node_host.device(grant.assignments.first().gpu.index)
+    out = f"/home/{username}/probe"
+    ssh_as(gpu_node, username, key, probe_loop(device, out))
+    ssh_as(gpu_node, username, key, f"rm -f {session.socket_path}; mkdir {session.socket_path}")
+    time.sleep(1)
+    assert Path(out).read_text().strip() == "open"
+
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    grant_services.reconcile_node(node=gpu_node)  # the 5-minute repair gets its chance too
+    node_tasks_job(gpu_node.pk)
+    time.sleep(1)
+    tasks = {t.kind: (t.state, t.last_error[:120]) for t in ProvisioningTask.objects.filter(grant=grant)}
+    tasks.update(
+        {f"reconcile {t.kind}": (t.state, t.last_error[:120]) for t in ProvisioningTask.objects.filter(grant=None)}
+    )
+    survivors = subprocess.run(["pgrep", "-u", username], capture_output=True, text=True).stdout.split()
+    st = os.stat(device)
+    assert not survivors and Path(out).read_text().strip() != "open", (
+        f"after revoke: processes {survivors}, probe says {Path(out).read_text().strip()}, "
+        f"device gid {st.st_gid} mode {oct(st.st_mode & 0o777)}; tasks {tasks}"
+    )
