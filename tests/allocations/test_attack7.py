@@ -295,3 +295,24 @@ def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_the_socket
         f"after revoke: processes {survivors}, probe says {Path(out).read_text().strip()}, "
         f"device gid {st.st_gid} mode {oct(st.st_mode & 0o777)}; tasks {tasks}"
     )
+
+
+@pytest.mark.parametrize(
+    "trick", ["mkdir -p ~/.ssh/authorized_keys/x", "rm -f ~/.ssh/environment; mkdir ~/.ssh/environment"]
+)
+def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_their_ssh_folder(
+    researcher, gpu_node, node_host, trick
+):
+    """remove_user_file only tolerates FileNotFoundError: a directory named authorized_keys or
+    environment makes `revoke` die (IsADirectoryError) before `usermod -L` and the kill loop."""
+    grant, username, key = researcher
+    ssh_as(gpu_node, username, key, trick)
+    ssh_as(gpu_node, username, key, "setsid nohup sleep 600 >/dev/null 2>&1 < /dev/null &")
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    grant_services.reconcile_node(node=gpu_node)
+    node_tasks_job(gpu_node.pk)
+    tasks = {t.kind: (t.state, t.last_error[:100]) for t in ProvisioningTask.objects.filter(grant=grant)}
+    survivors = subprocess.run(["pgrep", "-u", username], capture_output=True, text=True).stdout.split()
+    shadow = subprocess.run(["getent", "shadow", username], capture_output=True, text=True).stdout.strip()
+    assert not survivors, f"after revoke: processes {survivors}; shadow {shadow.split(':')[1:2]}; tasks {tasks}"
