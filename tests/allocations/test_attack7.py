@@ -316,3 +316,43 @@ def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_their_ssh_
     survivors = subprocess.run(["pgrep", "-u", username], capture_output=True, text=True).stdout.split()
     shadow = subprocess.run(["getent", "shadow", username], capture_output=True, text=True).stdout.strip()
     assert not survivors, f"after revoke: processes {survivors}; shadow {shadow.split(':')[1:2]}; tasks {tasks}"
+
+
+def test_upgrading_the_agent_does_not_make_concurrent_verbs_fail_for_good(gpu_node, node_host):
+    """install_agent replaces the agent file before it replaces the sudo rule pinned to the old
+    digest: a verb run in between is refused by sudo ('a password is required'), which the portal
+    treats as agent_missing: permanent, every open task of the node failed, node taken offline."""
+    import threading
+
+    errors: list[str] = []
+    calls = [0]
+    stop = threading.Event()
+
+    def hammer():
+        from django.db import connections
+
+        with node_services.connect(gpu_node) as conn:
+            while not stop.is_set():
+                calls[0] += 1
+                try:
+                    conn.agent("version")
+                except ssh.SshError as exc:
+                    errors.append(f"{exc.code}: {exc.message[:80]}")
+        connections.close_all()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(3):  # an upgrade = another agent digest (here: another config path baked in)
+            node_services.node_install_agent(
+                node=gpu_node, operator_user="root", operator_key=node_host.operator_key,
+                provisioning_public_key=ssh.ensure_key_pair(node_host.portal_key),
+                config_path=node_host.config_path if n % 2 else node_host.config_path.replace(".json", "2.json"),
+                agent_config=node_host.agent_config(), sshd=node_host.sshd,
+            )  # fmt: skip
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, f"{len(errors)} of {calls[0]} concurrent calls refused: {sorted(set(errors))}"
