@@ -15,6 +15,7 @@ from django.utils import timezone
 from allocations import ssh
 from allocations.jobs import node_tasks_job
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
+from allocations.node_install import installer_program
 from allocations.services import grants as grant_services
 from allocations.services import nodes as node_services
 from allocations.services.jupyter import session_token
@@ -356,3 +357,35 @@ def test_upgrading_the_agent_does_not_make_concurrent_verbs_fail_for_good(gpu_no
         for thread in threads:
             thread.join()
     assert not errors, f"{len(errors)} of {calls[0]} concurrent calls refused: {sorted(set(errors))}"
+
+
+def test_installing_with_an_existing_operator_account_as_provisioning_user_is_refused(gpu_node, node_host, tmp_path):
+    """Operator mistake: `--provisioning-user` names an existing local account (an admin with a
+    password and their own key). The installer silently wipes its password, replaces its
+    authorized_keys with the portal's key and gives it the agent's sudo rule."""
+    admin = f"{node_host.prefix}ops"
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", "-p", "$6$salt$hash", "--", admin], check=True)
+    own = tmp_path / "admin"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own)], check=True)
+    Path(f"/home/{admin}/.ssh").mkdir(mode=0o700)
+    Path(f"/home/{admin}/.ssh/authorized_keys").write_text(own.with_suffix(".pub").read_text())
+    subprocess.run(["chown", "-R", f"{admin}:{admin}", f"/home/{admin}/.ssh"], check=True)
+    try:
+        program, _digest = installer_program(
+            agent_path=node_host.agent_path, config_path=node_host.config_path, config=node_host.agent_config(),
+            provisioning_user=admin, public_key=ssh.ensure_key_pair(node_host.portal_key), sshd=node_host.sshd,
+        )  # fmt: skip
+        target = node_services.target_for(gpu_node, username="root")
+        refused = False
+        with ssh.Connection(target, node_host.operator_key) as conn:
+            try:
+                conn.run_python_as_root(program, use_sudo=False, what="install")
+            except ssh.SshError:
+                refused = True
+        shadow = subprocess.run(["getent", "shadow", admin], capture_output=True, text=True).stdout.split(":")[1]
+        keys = Path(f"/home/{admin}/.ssh/authorized_keys").read_text()
+        assert refused and shadow == "$6$salt$hash" and own.with_suffix(".pub").read_text() in keys, (
+            f"installer accepted {admin}: password field now {shadow!r}, authorized_keys now {keys!r}"
+        )
+    finally:
+        Path(f"/etc/sudoers.d/gpu-portal-{admin}").unlink(missing_ok=True)
