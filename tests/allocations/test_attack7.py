@@ -45,12 +45,8 @@ def probe_loop(device: str, out: str) -> str:
     )
 
 
-def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_started_before(
-    gpu_node, node_host, tmp_path
-):
-    """The mate is on team A (org X) and on team B (org Y) on the same node, so removal from
-    org X keeps their account. A process started before the removal (tmux, nohup, their Jupyter of
-    grant B) keeps grant A's group as a supplementary group: the device files stay root:gA 0660."""
+def mate_on_two_teams(node_host, tmp_path):
+    """A mate on team A (org X) and on team B (org Y), both grants active on the test node."""
     app_a = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
     mate_key = tmp_path / "mate_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(mate_key)], check=True)
@@ -65,17 +61,31 @@ def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_start
     app_b.team.add(mate)
     grant_b = active(app_b)
     mate_account = NodeAccount.objects.get(user=mate)
-    name = mate_account.username
     dev_a = node_host.device(grant_a.assignments.first().gpu.index)
+    return app_a, grant_b, mate, mate_account, mate_key, owner, dev_a
+
+
+def remove_from_org_a(gpu_node, app_a, mate, owner, mate_account):
+    membership_remove(membership=Membership.objects.get(user=mate, organisation=app_a.organisation), actor=owner)
+    node_tasks_job(gpu_node.pk)
+    assert not ProvisioningTask.objects.filter(node=gpu_node, state=T.FAILED).exists()
+    assert NodeAccount.objects.get(pk=mate_account.pk).state == NodeAccount.State.ACTIVE  # grant B keeps it
+
+
+def test_a_member_removed_from_a_grant_cannot_open_its_gpus_from_a_process_started_before(
+    gpu_node, node_host, tmp_path
+):
+    """The mate is on team A (org X) and on team B (org Y) on the same node, so removal from
+    org X keeps their account. A process started before the removal (tmux, nohup, their Jupyter of
+    grant B) keeps grant A's group as a supplementary group: the device files stay root:gA 0660."""
+    app_a, grant_b, mate, mate_account, mate_key, owner, dev_a = mate_on_two_teams(node_host, tmp_path)
+    name = mate_account.username
     out = f"/home/{name}/probe"
     ssh_as(gpu_node, name, mate_key, probe_loop(dev_a, out))
     time.sleep(1)
     assert Path(out).read_text().strip() == "open"  # a member: fine
 
-    membership_remove(membership=Membership.objects.get(user=mate, organisation=app_a.organisation), actor=owner)
-    node_tasks_job(gpu_node.pk)
-    assert not ProvisioningTask.objects.filter(node=gpu_node, state=T.FAILED).exists()
-    assert NodeAccount.objects.get(pk=mate_account.pk).state == NodeAccount.State.ACTIVE  # grant B keeps it
+    remove_from_org_a(gpu_node, app_a, mate, owner, mate_account)
     # A fresh login no longer has the group ...
     assert ssh_as(gpu_node, name, mate_key, f"(: < {dev_a}) 2>/dev/null && echo open || echo refused")[1].strip() == (
         "refused"
@@ -389,3 +399,30 @@ def test_installing_with_an_existing_operator_account_as_provisioning_user_is_re
         )
     finally:
         Path(f"/etc/sudoers.d/gpu-portal-{admin}").unlink(missing_ok=True)
+
+
+def test_a_removed_member_cannot_open_the_grants_gpus_through_a_setgid_program_planted_before(
+    gpu_node, node_host, tmp_path
+):
+    """While on team A the mate copies python3 to a world-reachable place, chgrp gA, chmod 2755.
+    After removal (account kept for grant B) a fresh login runs it with egid gA and opens grant
+    A's GPU; so can any other local user the mate hands it to."""
+    app_a, _grant_b, mate, mate_account, mate_key, owner, dev_a = mate_on_two_teams(node_host, tmp_path)
+    name = mate_account.username
+    gid_a = os.stat(dev_a).st_gid
+    planted = f"/var/tmp/{name}-py"
+    try:
+        ssh_as(
+            gpu_node,
+            name,
+            mate_key,
+            f"cp /usr/bin/python3 {planted} && chgrp {gid_a} {planted} && chmod 2755 {planted}",
+        )
+        remove_from_org_a(gpu_node, app_a, mate, owner, mate_account)
+        probe = (
+            f'{planted} -c \'import os; os.open("{dev_a}", os.O_RDONLY); print("open")\' 2>/dev/null || echo refused'
+        )
+        _status, out = ssh_as(gpu_node, name, mate_key, probe)
+        assert out.strip() == "refused", f"after removal, {planted} (setgid {gid_a}) opened {dev_a}: {out.strip()}"
+    finally:
+        Path(planted).unlink(missing_ok=True)
