@@ -426,3 +426,31 @@ def test_a_removed_member_cannot_open_the_grants_gpus_through_a_setgid_program_p
         assert out.strip() == "refused", f"after removal, {planted} (setgid {gid_a}) opened {dev_a}: {out.strip()}"
     finally:
         Path(planted).unlink(missing_ok=True)
+
+
+def test_the_provisioning_account_cannot_bend_sudo_around_the_agent(gpu_node, node_host):
+    """Environment, options and extra arguments that would change what runs as root."""
+    agent = node_host.agent_path
+    for command in (
+        f"sudo -n -E {agent} version",
+        f"sudo -n PYTHONINSPECT=1 {agent} version",
+        f"sudo -n PYTHONPATH=/tmp {agent} version",
+        f"sudo -n LD_PRELOAD=/tmp/x.so {agent} version",
+        f"sudo -n -D /tmp {agent} version",
+        f"sudo -n -R /tmp {agent} version",
+        f"sudo -n -C 10 {agent} version",
+        f"sudo -n -u nobody {agent} version",
+        f"sudo -n -s {agent} version",
+        f"sudo -n -i {agent} version",
+        f"sudo -n -e {agent}",
+        f"sudo -n {agent} version --help",
+        f"sudo -n /usr/bin/python3 {agent} version",
+    ):
+        status, output = as_provisioning(gpu_node, command)
+        assert status != 0 and '"ok": true' not in output, f"{command}: {output}"
+
+
+def as_provisioning(node, command: str, payload: dict | None = None) -> tuple[int, str]:
+    with node_services.connect(node) as conn:
+        status, out, err = conn._exec(command, json.dumps(payload or {}).encode(), 30)
+    return status, (out + err).decode()
