@@ -454,3 +454,22 @@ def as_provisioning(node, command: str, payload: dict | None = None) -> tuple[in
     with node_services.connect(node) as conn:
         status, out, err = conn._exec(command, json.dumps(payload or {}).encode(), 30)
     return status, (out + err).decode()
+
+
+def test_revoke_ends_processes_hidden_in_a_user_and_pid_namespace(researcher, gpu_node):
+    """Unprivileged user namespaces are on (Debian's default): a pid namespace whose init forks
+    and exits in a loop, plus a plain sleeper inside it."""
+    grant, username, key = researcher
+    script = "import os, time\nwhile True:\n    if os.fork():\n        os._exit(0)\n    time.sleep(0.002)\n"
+    ssh_as(gpu_node, username, key, f"cat > ~/forker.py <<'PY'\n{script}PY")
+    ssh_as(
+        gpu_node, username, key,
+        "setsid nohup unshare -Urpf sh -c 'sleep 600 & python3 ~/forker.py; wait' >/dev/null 2>&1 </dev/null &",
+    )  # fmt: skip
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-u", username, "sleep"], capture_output=True).returncode == 0
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    time.sleep(1)
+    ps = subprocess.run(["ps", "-u", username, "-o", "stat=,pid=,comm="], capture_output=True, text=True).stdout
+    assert [line for line in ps.splitlines() if not line.strip().startswith("Z")] == []
