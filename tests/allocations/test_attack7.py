@@ -1,7 +1,10 @@
 """Security review of issue 7 (the node agent's trust boundary), on the real sshd stand-in.
 
-Each test asserts the behaviour the boundary promises; a failing test is an attack that worked.
-Written by the attack7 review; see its report for severity and suggested fixes."""
+Each test asserts the behaviour the boundary promises. At the time of writing (attack7 branch)
+every test here FAILS (the attack works) except the two marked "held" in the report:
+test_the_provisioning_account_cannot_bend_sudo_around_the_agent and
+test_revoke_ends_processes_hidden_in_a_user_and_pid_namespace. Not for main as is: pick the
+ones whose fix lands."""
 
 import json
 import os
