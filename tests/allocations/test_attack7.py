@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ from allocations.services import grants as grant_services
 from allocations.services import nodes as node_services
 from allocations.services.jupyter import session_token
 from allocations.services.keys import sshkey_add
+from allocations.services.members import grant_member_added
 from allocations.services.unix_ids import unix_uid_for
 from portal.models import Membership
 from portal.services import membership_remove
@@ -476,3 +478,47 @@ def test_revoke_ends_processes_hidden_in_a_user_and_pid_namespace(researcher, gp
     time.sleep(1)
     ps = subprocess.run(["ps", "-u", username, "-o", "stat=,pid=,comm="], capture_output=True, text=True).stdout
     assert [line for line in ps.splitlines() if not line.strip().startswith("Z")] == []
+
+
+def test_a_removed_member_loses_their_login_even_when_another_members_account_failed(gpu_node, tmp_path):
+    """Teammate X's account could not be made (uid clash, waiting for an operator). Removing
+    member M queues grant-gpus with X in the member list (no_such_user, permanent); M's revoke
+    comes later in the same grant and is failed unrun: 'an earlier task of this grant failed'."""
+    app = ApplicationFactory(call=CallFactory(), gpu_count=4, gpu_hours=2000)
+    owner = MembershipFactory(organisation=app.organisation, role=Membership.Role.OWNER).user
+    mate, blocked = (MembershipFactory(organisation=app.organisation).user for _ in range(2))
+    app.team.add(mate)
+    add_key(tmp_path, app.principal_investigator, "pi")
+    mate_key = add_key(tmp_path, mate, "mate")
+    add_key(tmp_path, blocked, "blocked")
+    squatter = f"sq{unix_uid_for(blocked)}"
+    subprocess.run(["useradd", "-M", "-u", str(unix_uid_for(blocked)), squatter], check=True, capture_output=True)
+    try:
+        today = timezone.localdate()
+        grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=30)))
+        mate_name = NodeAccount.objects.get(user=mate).username
+        assert ssh_as(gpu_node, mate_name, mate_key, "id -un")[0] == 0
+        app.team.add(blocked)  # X joins the running grant; their account fails on the uid clash
+        grant_member_added(grant=grant, user=blocked)
+        node_tasks_job(gpu_node.pk)
+        assert ProvisioningTask.objects.get(grant=grant, account__user=blocked, kind="ensure-account").state == T.FAILED
+
+        membership_remove(membership=Membership.objects.get(user=mate), actor=owner)
+        node_tasks_job(gpu_node.pk)
+        late = ProvisioningTask.objects.filter(grant=grant, kind__in=["grant-gpus", "stop-jupyter", "revoke"])
+        states = [(t.kind, t.state, t.last_error[:90]) for t in late.order_by("pk")]
+        try:
+            ssh_as(gpu_node, mate_name, mate_key, "true")
+            still_in = True
+        except paramiko.AuthenticationException:
+            still_in = False
+        grant_services.reconcile_node(node=gpu_node)  # what the 5-minute repair then does
+        node_tasks_job(gpu_node.pk)
+        try:
+            ssh_as(gpu_node, mate_name, mate_key, "true")
+            after_reconcile = "still logs in"
+        except paramiko.AuthenticationException:
+            after_reconcile = "locked out"
+        assert not still_in, f"the removed member still logs in; tasks: {states}; after reconcile: {after_reconcile}"
+    finally:
+        subprocess.run(["userdel", "-f", squatter], capture_output=True)
