@@ -149,8 +149,7 @@ def charge_off_session(
         "payment_method": payment_method,
         "off_session": True,
         "confirm": True,
-        "description": description,
-        "metadata": metadata,
+        "metadata": {**metadata, "description": description},
     }
     try:
         intent = _client().v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})

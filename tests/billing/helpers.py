@@ -30,11 +30,8 @@ def rate_card(tier: str = "startup", krw: int = 3000, *, model: str = "H100-80GB
 def startup(**extra) -> tuple[Organisation, object]:
     """A startup with an owner (returned) and a billing member (billing@…)."""
     n = next(_n)
-    org = OrganisationFactory(
-        kind=Organisation.Kind.STARTUP,
-        business_registration_number=BRNS[n % len(BRNS)],
-        **extra,
-    )
+    values = {"kind": Organisation.Kind.STARTUP, "business_registration_number": BRNS[n % len(BRNS)], **extra}
+    org = OrganisationFactory(**values)
     owner = MembershipFactory(
         organisation=org, role=Membership.Role.OWNER, user=UserFactory(email=f"owner{n}@s.kr")
     ).user
