@@ -294,10 +294,10 @@ def stripe_event_process(*, event_pk: int) -> str:
         elif event.type in {"payment_intent.succeeded", "payment_intent.payment_failed"}:
             outcome = _intent_outcome(obj, event.type)
         elif event.type == "checkout.session.expired" and (obj.get("metadata") or {}).get("kind") == "hour_pack":
-            HourPack.objects.filter(
+            cancelled = HourPack.objects.filter(
                 pk=int(obj["metadata"]["hour_pack_id"]), status=HourPack.Status.PENDING, checkout_session_id=obj["id"]
             ).update(status=HourPack.Status.CANCELLED)
-            outcome = "pack cancelled"
+            outcome = "pack cancelled" if cancelled else "pack already settled"
         else:
             outcome = "ignored"
         event.processed_at = timezone.now()

@@ -99,7 +99,7 @@ def test_a_forged_or_stale_webhook_changes_nothing(client, pack, how):
 def test_an_expiry_arriving_after_the_completion_leaves_the_pack_paid(client, pack):
     post(client, *signed(event("evt_2", "checkout.session.completed", completed(pack))))
     post(client, *signed(event("evt_1", "checkout.session.expired", completed(pack, payment_status="unpaid"))))
-    assert process_all() == ["pack credited", "pack already paid"]
+    assert process_all() == ["pack credited", "pack already settled"]
     pack.refresh_from_db()
     assert pack.status == HourPack.Status.PAID
 
