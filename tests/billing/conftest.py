@@ -74,6 +74,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.checkout_url = ""  # where the canned Checkout session sends the browser
 
     def find(self, path: str) -> list[dict]:
         return [r for r in self.requests if r["path"] == path]
@@ -91,7 +92,8 @@ def recorder(stripe_settings):
                 answer = {"id": "cus_recorded", "object": "customer"}
             else:
                 n = len(rec.requests)
-                answer = {"id": f"cs_test_{n}", "object": "checkout.session", "url": f"https://pay.test/cs_test_{n}"}
+                url = rec.checkout_url or f"https://pay.test/cs_test_{n}"
+                answer = {"id": f"cs_test_{n}", "object": "checkout.session", "url": url}
             data = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
