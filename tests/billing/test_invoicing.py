@@ -162,3 +162,69 @@ def test_two_runs_at_once_produce_one_invoice_per_organisation():
     assert errors == []
     assert Invoice.objects.count() == 4
     assert sorted(Invoice.objects.values_list("number", flat=True)) == [f"INV-2026-00000{i}" for i in range(1, 5)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_inside_an_invoice_leaves_no_gap_and_the_rerun_finishes():
+    """A real SIGKILL: the run is stopped inside the second organisation's transaction, holding the
+    year's counter (number 2 taken, not committed); the rerun gives 2 and 3, without duplicates."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings as django_settings
+    from django.db import transaction
+
+    from portal.models import Membership, Organisation, OutboxMessage
+
+    rate_card("startup", 3000)
+    orgs = [startup()[0] for _ in range(3)]
+    for org in orgs:
+        grant_for(org, intervals=[(at(2, 9, month=10), at(2, 19, month=10))])
+    Membership.objects.filter(organisation=orgs[0]).delete()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'].replace('/', '%2F')}:{db['PORT']}/{db['NAME']}",
+    }
+    code = (
+        "import django, os, datetime;"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'portal.settings'); django.setup();"
+        "from billing.services.invoices import invoices_run;"
+        "invoices_run(month=datetime.date(2026, 10, 1), today=datetime.date(2026, 11, 1), out=print)"
+    )
+    with transaction.atomic():
+        # The outbox table locked against inserts stops the worker at the second organisation's
+        # e-mail: after it took the counter and wrote the invoice and lines, before its COMMIT (the
+        # first organisation has nobody to e-mail, so it goes through).
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {OutboxMessage._meta.db_table} IN SHARE MODE")
+        worker = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, cwd=django_settings.BASE_DIR, start_new_session=True
+        )
+        deadline = time.monotonic() + 30
+        blocked = False
+        while time.monotonic() < deadline and not blocked:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # statistics are frozen per transaction
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                blocked = cursor.fetchone()[0] > 0
+            time.sleep(0.05)
+        assert blocked, "the worker never reached the second organisation"
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert list(Invoice.objects.values_list("organisation_id", "number")) == [(orgs[0].pk, "INV-2026-000001")]
+    assert InvoiceCounter.objects.get(year=2026).last == 1
+    counts = invoices_run(month=date(2026, 10, 1), today=date(2026, 11, 1))
+    assert (counts["existing"], counts["issued"]) == (1, 2)
+    numbers = dict(Invoice.objects.values_list("organisation_id", "number"))
+    assert numbers == {
+        orgs[0].pk: "INV-2026-000001",
+        orgs[1].pk: "INV-2026-000002",
+        orgs[2].pk: "INV-2026-000003",
+    }
+    assert Organisation.objects.count() >= 3
