@@ -71,6 +71,24 @@ def grants_resume_after_payment(*, organisation_id: int, today=None) -> list[int
     return resumed
 
 
+def grants_resume_after_funding(*, organisation_id: int) -> list[int]:
+    """A company that saved a card or bought prepaid hours gets back the grants suspended because
+    their subsidy ran out (they are billed from now on)."""
+    resumed = []
+    suspended = Grant.objects.filter(
+        organisation_id=organisation_id,
+        organisation__kind__in=Organisation.COMPANY_KINDS,
+        status=G.SUSPENDED,
+        status_reason=SUBSIDY_SPENT_REASON,
+        ends_on__gte=timezone.localdate(),
+    )
+    for grant in suspended:
+        if _can_pay_beyond_subsidy(grant, timezone.now()):
+            grant_resume(grant=grant, actor=None)
+            resumed.append(grant.pk)
+    return resumed
+
+
 def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
     """A company keeps running past its subsidy (billed at the published rate) when it has a
     saved card or prepaid hours of the grant's GPU model."""
@@ -93,7 +111,9 @@ def grant_subsidy_check(*, grant_id: int, now: datetime | None = None) -> str:
     percent = grant_subsidy_used_minutes(grant, until=now) * 100 // (grant.gpu_hours * 60)
     for threshold in THRESHOLDS:
         if percent >= threshold:
-            _, created = SubsidyAlert.objects.get_or_create(grant=grant, percent=threshold)
+            _, created = SubsidyAlert.objects.get_or_create(
+                grant=grant, percent=threshold, defaults={"created_at": now}
+            )
             if created:
                 _alert(grant, threshold)
     if percent < 100:

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from billing import ledger, stripe_client
 from billing.models import BillingAccount, HourPack, Invoice, Rate, StripeEvent
+from billing.services.consequences import grants_resume_after_funding
 from billing.services.invoices import invoice_mark_paid, invoice_payment_failed
 from portal.errors import PortalError
 from portal.models import Membership, Organisation
@@ -241,6 +242,7 @@ def _checkout_completed(obj: dict) -> str:
         if pm:
             stripe_client.payment_method_attach(customer=account.stripe_customer_id, payment_method=pm)
             BillingAccount.objects.filter(pk=account.pk).update(default_payment_method=pm)
+            grants_resume_after_funding(organisation_id=account.organisation_id)
         return "card saved"
     return "ignored"
 
@@ -264,6 +266,7 @@ def _hour_pack_paid(obj: dict, pack_id: int) -> str:
     pack.status = HourPack.Status.PAID
     pack.paid_at = timezone.now()
     pack.save(update_fields=["status", "paid_at"])
+    grants_resume_after_funding(organisation_id=pack.organisation_id)
     return "pack credited"
 
 

@@ -124,3 +124,28 @@ def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy(db):
         bought_by=owner,
     )
     assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=100)) == "billed"
+
+
+def test_buying_hours_brings_back_a_startup_grant_suspended_for_its_spent_subsidy(db, settings):
+    from billing.services.payments import _hour_pack_paid
+
+    settings.SUBSIDY_GRACE_HOURS = 0
+    org, owner = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)], node=True)
+    assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
+    pack = HourPack.objects.create(
+        organisation=org,
+        gpu_model="H100-80GB",
+        gpu_hours=10,
+        krw_per_gpu_hour=3000,
+        supply_krw=30000,
+        vat_krw=3000,
+        total_krw=33000,
+        checkout_session_id="cs_1",
+        bought_by=owner,
+    )
+    paid = {"id": "cs_1", "payment_status": "paid", "amount_total": 33000, "currency": "krw"}
+    assert _hour_pack_paid(paid, pack.pk) == "pack credited"
+    grant.refresh_from_db()
+    assert grant.status == G.PROVISIONING
