@@ -54,3 +54,26 @@ def test_the_grant_page_shows_hours_used_and_the_months_costs(client, db):
     assert "grant-costs" in page
     assert Membership.objects.filter(user=owner, role="owner").exists()
     assert "grant-costs" in client.get("/dashboard/").content.decode()
+
+
+def test_review_and_decide_pages_show_the_cost_of_the_request_and_of_the_award(client, db):
+    from portal.services import applications as svc
+    from tests.factories import ApplicationFactory
+    from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user
+
+    rate_card("academic", 2000)
+    app = ApplicationFactory(call=CallFactory(copay_percent=10), gpu_hours=1000)
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    approver = staff_user("approver@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application")
+    app = svc.application_start_review(application=app, actor=approver)
+    client.force_login(approver)
+    # Request: 1,000 h x 2,000 = 2,000,000; 10 % = 200,000; VAT 20,000.
+    review = client.get(f"/admin/portal/application/{app.pk}/review/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "200,000" in review and "2,000,000" in review and "20,000" in review
+    # The award as edited (500 h) after a refused form: 1,000,000; 100,000; VAT 10,000.
+    decide = client.post(
+        f"/admin/portal/application/{app.pk}/decide/",
+        {"action": "approve", "gpu_model": "H100-80GB", "gpu_hours": "500", "gpu_count": ""},
+        HTTP_ACCEPT_LANGUAGE="en",
+    ).content.decode()
+    assert 'id="cost-preview"' in decide and "100,000" in decide and "10,000" in decide
