@@ -77,3 +77,22 @@ def test_the_pdf_carries_number_lines_business_numbers_and_vat_in_korean(client,
         "120-81-47521",
     ):
         assert expected in text, (expected, text)
+
+
+def test_the_pay_button_opens_checkout_for_the_invoice_amount(client, invoice, recorder):
+    client.force_login(billing_member(invoice))
+    response = client.post(f"/billing/invoices/{invoice.pk}/pay/")
+    assert response.status_code == 302 and response["Location"].startswith("https://pay.test/cs_test_")
+    form = recorder.find("/v1/checkout/sessions")[0]["form"]
+    assert (form["mode"], form["line_items[0][price_data][unit_amount]"], form["metadata[invoice_id]"]) == (
+        "payment",
+        str(invoice.total_krw),
+        str(invoice.pk),
+    )
+
+
+def test_a_plain_member_cannot_start_a_payment(client, invoice, recorder):
+    client.force_login(MembershipFactory(organisation=invoice.organisation).user)
+    assert client.post(f"/billing/invoices/{invoice.pk}/pay/").status_code == 404
+    assert client.post("/billing/card/", {"organisation": invoice.organisation_id}).status_code == 404
+    assert recorder.requests == []
