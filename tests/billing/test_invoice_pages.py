@@ -96,3 +96,18 @@ def test_a_plain_member_cannot_start_a_payment(client, invoice, recorder):
     assert client.post(f"/billing/invoices/{invoice.pk}/pay/").status_code == 404
     assert client.post("/billing/card/", {"organisation": invoice.organisation_id}).status_code == 404
     assert recorder.requests == []
+
+
+def test_the_invoice_list_is_paginated_and_its_queries_do_not_grow_with_invoices(
+    client, invoice, django_assert_max_num_queries
+):
+    from billing.models import Invoice
+
+    base = {f.name: getattr(invoice, f.name) for f in Invoice._meta.fields if f.name not in {"id", "number", "month"}}
+    for n in range(2, 41):
+        Invoice.objects.create(**base, number=f"INV-2025-{n:06d}", month=date(2023 + n // 12, n % 12 + 1, 1))
+    client.force_login(billing_member(invoice))
+    with django_assert_max_num_queries(25):
+        page = client.get("/billing/invoices/")
+    assert len(page.context["page"].object_list) == 24
+    assert client.get("/billing/invoices/?page=2").context["page"].object_list[0].number.startswith("INV-")
