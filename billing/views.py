@@ -1,9 +1,30 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Billing pages: the public rate card; invoices, hour packs and payments for the owners and
+billing members of an organisation (as they are now; anyone else gets 404)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from allocations.models import GpuModel
-from billing.models import Rate
-from portal.models import Organisation
+from billing import ledger
+from billing.forms import HourPackForm
+from billing.models import BillingAccount, HourPack, Invoice, Rate
+from billing.pdf import invoice_pdf as render_pdf
+from billing.services import payments
+from billing.services.statements import organisation_statement
+from portal.errors import PortalError
+from portal.models import Membership, Organisation
+
+PAYER_ROLES = [Membership.Role.OWNER, Membership.Role.BILLING]
 
 
 def rate_card(request: HttpRequest) -> HttpResponse:
@@ -20,4 +41,130 @@ def rate_card(request: HttpRequest) -> HttpResponse:
         request,
         "billing/rates.html",
         {"tiers": tiers, "rows": rows, "scheduled": Rate.objects.scheduled()},
+    )
+
+
+def payer_organisations(user):
+    """Organisations where the user is an owner or a billing member now."""
+    mine = Membership.objects.filter(organisation=OuterRef("pk"), user=user, role__in=PAYER_ROLES)
+    return Organisation.objects.filter(Exists(mine)).order_by("name_en")
+
+
+def _organisation(request: HttpRequest) -> tuple[Organisation, list[Organisation]]:
+    orgs = list(payer_organisations(request.user))
+    if not orgs:
+        raise Http404
+    wanted = request.GET.get("organisation") or request.POST.get("organisation")
+    if wanted:
+        chosen = next((o for o in orgs if str(o.pk) == wanted), None)
+        if chosen is None:
+            raise Http404
+        return chosen, orgs
+    return orgs[0], orgs
+
+
+def get_invoice_for_user(user, pk: int) -> Invoice:
+    return get_object_or_404(Invoice.objects.filter(organisation__in=payer_organisations(user)), pk=pk)
+
+
+def month_so_far(organisation: Organisation) -> dict:
+    """This month's charges up to now at the published rates, and the VAT on them."""
+    now = timezone.now()
+    start, _end = ledger.month_bounds(timezone.localdate())
+    try:
+        result = organisation_statement(organisation=organisation, start=start, end=now)
+    except ledger.LedgerError:
+        return {"error": True}
+    supply = result.supply_krw
+    vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    return {"lines": result.lines, "supply": supply, "vat": vat, "total": supply + vat}
+
+
+@login_required
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    organisation, orgs = _organisation(request)
+    page = Paginator(Invoice.objects.filter(organisation=organisation).order_by("-month"), 24).get_page(
+        request.GET.get("page")
+    )
+    account = BillingAccount.objects.filter(organisation=organisation).first()
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {
+            "organisation": organisation,
+            "organisations": orgs,
+            "page": page,
+            "account": account,
+            "so_far": month_so_far(organisation),
+            "today": timezone.localdate(),
+        },
+    )
+
+
+@login_required
+def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = get_invoice_for_user(request.user, pk)
+    response = HttpResponse(render_pdf(invoice), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _back(request: HttpRequest, name: str, organisation: Organisation) -> str:
+    return request.build_absolute_uri(reverse(name)) + f"?organisation={organisation.pk}"
+
+
+@login_required
+@require_POST
+def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = get_invoice_for_user(request.user, pk)
+    back = _back(request, "billing:invoice_list", invoice.organisation)
+    try:
+        url = payments.invoice_checkout_start(invoice=invoice, user=request.user, success_url=back, cancel_url=back)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def card_setup(request: HttpRequest) -> HttpResponse:
+    organisation, _orgs = _organisation(request)
+    back = _back(request, "billing:invoice_list", organisation)
+    try:
+        url = payments.card_checkout_start(
+            organisation=organisation, user=request.user, success_url=back, cancel_url=back
+        )
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    return redirect(url)
+
+
+@login_required
+def hour_packs(request: HttpRequest) -> HttpResponse:
+    organisation, orgs = _organisation(request)
+    form = HourPackForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        back = _back(request, "billing:hour_packs", organisation)
+        try:
+            _pack, url = payments.hour_pack_checkout_start(
+                organisation=organisation,
+                user=request.user,
+                gpu_model=form.cleaned_data["gpu_model"],
+                gpu_hours=form.cleaned_data["gpu_hours"],
+                success_url=back,
+                cancel_url=back,
+            )
+        except PortalError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect(url)
+    rates = Rate.objects.in_effect().filter(price_tier=organisation.price_tier)
+    packs = Paginator(HourPack.objects.filter(organisation=organisation), 24).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/hour_packs.html",
+        {"organisation": organisation, "organisations": orgs, "form": form, "rates": rates, "page": packs},
     )

@@ -4,6 +4,7 @@ from django.core.management import call_command
 from rq import cron
 
 from allocations import jobs as allocation_jobs
+from billing import jobs as billing_jobs
 from portal import jobs as portal_jobs
 
 
@@ -18,3 +19,10 @@ cron.register(portal_jobs.outbox_prune_job, queue_name="default", cron="25 4 * *
 cron.register(allocation_jobs.reconcile_nodes_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_place_pending_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 * * * *")
+# Billing: invoices on the 1st at 03:00 Seoul (18:00 UTC on the day before the 1st: cron runs in UTC,
+# so the job itself picks the month that ended in Seoul and skips other days), charge retries,
+# overdue suspensions and subsidy thresholds.
+cron.register(billing_jobs.invoices_run_job, queue_name="default", cron="0 18 28-31 * *")
+cron.register(billing_jobs.invoices_charge_due_job, queue_name="default", cron="30 * * * *")
+cron.register(billing_jobs.invoices_enforce_overdue_job, queue_name="default", cron="10 4 * * *")
+cron.register(billing_jobs.grants_subsidy_check_job, queue_name="default", cron="*/15 * * * *")

@@ -247,6 +247,24 @@ INVITATION_MAX_AGE_DAYS = 7
 INVITATIONS_PER_ORGANISATION_PER_DAY = env_int("INVITATIONS_PER_ORGANISATION_PER_DAY", 50)
 INVITATIONS_PER_INVITER_PER_DAY = env_int("INVITATIONS_PER_INVITER_PER_DAY", 20)
 
+# Billing (billing/, docs/billing.md). Money is integer KRW; months are Seoul calendar months.
+VAT_PERCENT = env_int("VAT_PERCENT", 10)
+INVOICE_DUE_DAYS = env_int("INVOICE_DUE_DAYS", 14)
+# An invoice unpaid this many days after its due date suspends the organisation's paying grants.
+INVOICE_OVERDUE_SUSPEND_DAYS = env_int("INVOICE_OVERDUE_SUSPEND_DAYS", 14)
+PAYMENT_RETRY_HOURS = env_int("PAYMENT_RETRY_HOURS", 24)
+PAYMENT_MAX_ATTEMPTS = env_int("PAYMENT_MAX_ATTEMPTS", 4)
+# A company grant past its subsidy, without a saved card or prepaid hours, keeps running this long.
+SUBSIDY_GRACE_HOURS = env_int("SUBSIDY_GRACE_HOURS", 72)
+# The supplier printed on invoices (the centre) and its business registration number.
+BILLING_SUPPLIER_NAME = env_str("BILLING_SUPPLIER_NAME", "국가AI컴퓨팅센터")
+BILLING_SUPPLIER_BRN = env_str("BILLING_SUPPLIER_BRN", "1208147521")
+# Stripe: the secret API key, the webhook signing secret, and (tests, emulators) another API base.
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+
 # Public webmail domains nobody can claim for an organisation: a built-in list
 # (portal/services/domains.py) plus these, comma-separated.
 PUBLIC_EMAIL_DOMAINS_EXTRA = env_list("PUBLIC_EMAIL_DOMAINS_EXTRA")

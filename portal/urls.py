@@ -41,6 +41,7 @@ urlpatterns = [
     path("", include((portal_patterns, "portal"))),
     path("", include("allocations.urls")),
     path("rates/", billing_views.rate_card, name="rates"),
+    path("billing/", include("billing.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

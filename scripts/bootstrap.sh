@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose=${1:-run}
 
-run_pkgs="postgresql postgresql-contrib gettext"
-test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium fonts-nanum poppler-utils"
+run_pkgs="postgresql postgresql-contrib gettext fonts-nanum libpango-1.0-0 libpangoft2-1.0-0"
+test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium poppler-utils"
 [ "$purpose" = test ] && pkgs=$test_pkgs || pkgs=$run_pkgs
 
 missing=()

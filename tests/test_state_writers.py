@@ -16,6 +16,8 @@ WRITERS = {
     "allocations/services/accounts.py",  # NodeAccount
     "allocations/services/node_operations.py",  # NodeOperation
     "portal/services/applications.py",  # Application
+    "billing/services/invoices.py",  # Invoice
+    "billing/services/payments.py",  # HourPack
 }
 ASSIGNMENT = re.compile(r"\b\w+\.(status|state)\s*=(?!=)")
 BULK = re.compile(r"\.update\([^)]*\b(status|state)\s*=", re.S)
@@ -28,12 +30,14 @@ OWNER = {
     "NodeOperation": "allocations/services/node_operations.py",
     "JupyterSession": "allocations/services/jupyter.py",
     "Application": "portal/services/applications.py",
+    "Invoice": "billing/services/invoices.py",
+    "HourPack": "billing/services/payments.py",
 }
 OWNED_BULK = re.compile(r"\b(" + "|".join(OWNER) + r")\.objects[^\n]*\.update\([^)]*\b(status|state)=")
 
 
 def sources():
-    for app in ("allocations", "portal"):
+    for app in ("allocations", "portal", "billing"):
         for path in (ROOT / app).rglob("*.py"):
             rel = str(path.relative_to(ROOT))
             if "/migrations/" not in rel and "/agent/" not in rel:

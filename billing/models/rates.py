@@ -1,5 +1,4 @@
-"""Rates. The usage ledger, invoices, hour packs and Stripe records join this module with the
-billing issues. Money is integer KRW."""
+"""Rates: KRW per GPU-hour by GPU model and price tier, effective from a date (Seoul)."""
 
 from __future__ import annotations
 

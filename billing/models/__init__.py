@@ -1,0 +1,15 @@
+from billing.models.invoices import Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
+from billing.models.payments import BillingAccount, HourPack, StripeEvent, SubsidyAlert
+from billing.models.rates import Rate
+
+__all__ = [
+    "BillingAccount",
+    "HourPack",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceEvent",
+    "InvoiceLine",
+    "Rate",
+    "StripeEvent",
+    "SubsidyAlert",
+]

@@ -1,0 +1,136 @@
+"""Invoices: one per organisation per calendar month (Seoul), numbered INV-YYYY-NNNNNN without
+gaps per year at finalisation. The portal is the system of record; Stripe only collects money."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class InvoiceQuerySet(models.QuerySet):
+    def overdue(self, today: date | None = None) -> InvoiceQuerySet:
+        """Open invoices whose due date has passed (Seoul calendar)."""
+        return self.filter(status=Invoice.Status.OPEN, due_on__lt=today or timezone.localdate())
+
+
+class Invoice(models.Model):
+    """Only billing.services.invoices sets `status`, following ALLOWED, with an InvoiceEvent."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+
+    ALLOWED = {Status.OPEN: {Status.PAID, Status.VOID}, Status.PAID: set(), Status.VOID: set()}
+
+    organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.PROTECT, related_name="invoices", verbose_name=_("organisation")
+    )
+    month = models.DateField(_("month"), help_text="The first day of the billed month.")
+    number = models.CharField(_("number"), max_length=16, unique=True)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
+    issued_on = models.DateField(_("issued on"))
+    due_on = models.DateField(_("due on"))
+    supply_krw = models.BigIntegerField(_("supply value (KRW)"))
+    vat_krw = models.BigIntegerField(_("VAT (KRW)"))
+    total_krw = models.BigIntegerField(_("total (KRW)"))
+    vat_percent = models.PositiveSmallIntegerField(_("VAT percent"))
+    # What a Korean business needs for its books, frozen at issue time.
+    supplier_name = models.CharField(max_length=200)
+    supplier_brn = models.CharField(max_length=10)
+    buyer_name = models.CharField(max_length=200)
+    buyer_brn = models.CharField(max_length=10, blank=True)
+    # Room for an electronic tax invoice adapter (국세청 전자세금계산서): its approval number.
+    tax_invoice_ref = models.CharField(max_length=64, blank=True)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    payment_attempts = models.PositiveSmallIntegerField(default=0)
+    last_payment_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = InvoiceQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-month", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "month"], name="invoice_one_per_organisation_month"),
+            models.CheckConstraint(condition=models.Q(number__regex=r"^INV-[0-9]{4}-[0-9]{6}$"), name="invoice_number"),
+            models.CheckConstraint(
+                condition=models.Q(total_krw=models.F("supply_krw") + models.F("vat_krw")), name="invoice_total"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED[self.status]
+
+    def is_overdue(self, today: date | None = None) -> bool:
+        return self.status == self.Status.OPEN and self.due_on < (today or timezone.localdate())
+
+
+class InvoiceLine(models.Model):
+    """One grant x kind x rate period of the month: GPU-minutes and the whole-won amount, rounded
+    half-up on this line."""
+
+    class Kind(models.TextChoices):
+        SUBSIDISED = "subsidised", _("Subsidised hours (co-payment)")
+        PREPAID = "prepaid", _("Prepaid hours")
+        BILLABLE = "billable", _("Billable hours")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    grant = models.ForeignKey("allocations.Grant", on_delete=models.PROTECT, related_name="invoice_lines")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    gpu_model = models.CharField(_("GPU model"), max_length=32)
+    period_start = models.DateTimeField(_("from"))
+    period_end = models.DateTimeField(_("until"))
+    gpu_minutes = models.PositiveBigIntegerField(_("GPU-minutes"))
+    krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
+    percent = models.PositiveSmallIntegerField(_("percent charged"))
+    amount_krw = models.BigIntegerField(_("amount (KRW)"))
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: grant {self.grant_id} {self.kind} {self.gpu_minutes} min ₩{self.amount_krw}"
+
+    @property
+    def gpu_hours(self):
+        from decimal import Decimal
+
+        return (Decimal(self.gpu_minutes) / 60).quantize(Decimal("0.01"))
+
+
+class InvoiceEvent(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    old_status = models.CharField(max_length=8, blank=True)
+    new_status = models.CharField(max_length=8)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: {self.old_status} -> {self.new_status}"
+
+
+class InvoiceCounter(models.Model):
+    """The last number given in a year; locked (SELECT … FOR UPDATE) in the transaction that
+    creates the invoice, so numbers are gapless: a rolled-back invoice gives its number back."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"

@@ -1,0 +1,89 @@
+"""Money collected through Stripe: the organisation's customer, hour packs, webhook events."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class BillingAccount(models.Model):
+    """The organisation's Stripe customer and whether a card is saved for off-session charges."""
+
+    organisation = models.OneToOneField("portal.Organisation", on_delete=models.CASCADE, related_name="billing")
+    stripe_customer_id = models.CharField(max_length=64, unique=True)
+    default_payment_method = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id}: {self.stripe_customer_id}"
+
+    @property
+    def has_card(self) -> bool:
+        return bool(self.default_payment_method)
+
+
+class HourPack(models.Model):
+    """Prepaid GPU-hours of one GPU model, bought through Stripe Checkout. Credited (`paid`) only
+    by the webhook job, once; drawn by the ledger after a grant's subsidy."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Paid")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    organisation = models.ForeignKey("portal.Organisation", on_delete=models.PROTECT, related_name="hour_packs")
+    gpu_model = models.CharField(_("GPU model"), max_length=32)
+    gpu_hours = models.PositiveIntegerField(_("GPU-hours"), validators=[MinValueValidator(1)])
+    krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
+    supply_krw = models.BigIntegerField(_("supply value (KRW)"))
+    vat_krw = models.BigIntegerField(_("VAT (KRW)"))
+    total_krw = models.BigIntegerField(_("total (KRW)"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    checkout_session_id = models.CharField(max_length=255, blank=True)
+    bought_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("hour pack")
+        verbose_name_plural = _("hour packs")
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="hour_pack_hours_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_hours} h {self.gpu_model} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """Every verified webhook event, stored once by its id: a replay finds the row and does nothing."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    created = models.DateTimeField(help_text="Stripe's creation time of the event.")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+class SubsidyAlert(models.Model):
+    """A threshold of a grant's subsidised hours (80, 100) announced once."""
+
+    grant = models.ForeignKey("allocations.Grant", on_delete=models.CASCADE, related_name="subsidy_alerts")
+    percent = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["grant", "percent"], name="subsidy_alert_once")]
+
+    def __str__(self) -> str:
+        return f"grant {self.grant_id}: {self.percent} %"

@@ -1,0 +1,176 @@
+"""Monthly invoices. Each organisation's invoice is issued in its own transaction that locks the
+organisation row (two runs at once: the second waits, then finds the invoice) and the year's
+counter row (numbers without gaps: a rolled-back invoice gives its number back). A run killed
+between organisations resumes where it stopped; rerunning a month changes nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from billing import ledger
+from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
+from billing.services.consequences import grants_resume_after_payment
+from billing.services.recipients import billing_recipients
+from billing.services.statements import organisation_statement, organisations_with_usage
+from portal.errors import PortalError
+from portal.mail import mail_render_and_enqueue
+from portal.models import Organisation
+from portal.outbox import outbox_enqueue
+
+log = logging.getLogger(__name__)
+I = Invoice.Status  # noqa: E741
+CHARGE_JOB = "billing.jobs.invoice_charge_job"
+
+
+def organisation_has_overdue_invoice(organisation_id: int) -> bool:
+    """True when an invoice of the organisation is open past its due date (eligibility rule)."""
+    return Invoice.objects.overdue().filter(organisation_id=organisation_id).exists()
+
+
+def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
+    """Open invoices, oldest first (the reviewers' view of the organisation's history)."""
+    return list(Invoice.objects.filter(organisation_id=organisation_id, status=I.OPEN).order_by("month"))
+
+
+def _next_number(year: int) -> str:
+    InvoiceCounter.objects.bulk_create([InvoiceCounter(year=year)], ignore_conflicts=True)
+    counter = InvoiceCounter.objects.select_for_update().get(year=year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"INV-{year}-{counter.last:06d}"
+
+
+def _notify(invoice: Invoice, template: str, **context) -> None:
+    for user in billing_recipients(invoice.organisation_id):
+        mail_render_and_enqueue(
+            template=template, to=user.email, context={"invoice": invoice, **context}, language="ko"
+        )
+
+
+@transaction.atomic
+def invoice_issue(*, organisation_id: int, month: date, today: date | None = None) -> tuple[Invoice | None, bool]:
+    """The organisation's invoice for `month`: (invoice, created). (None, False) when the month
+    has nothing to invoice (no charge and no prepaid hours drawn)."""
+    month = month.replace(day=1)
+    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    existing = Invoice.objects.filter(organisation=organisation, month=month).first()
+    if existing is not None:
+        return existing, False
+    start, end = ledger.month_bounds(month)
+    result = organisation_statement(organisation=organisation, start=start, end=end)
+    if not [x for x in result.lines if x.amount_krw > 0 or x.kind == ledger.PREPAID]:
+        return None, False
+    today = today or timezone.localdate()
+    supply = result.supply_krw
+    vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    invoice = Invoice.objects.create(
+        organisation=organisation,
+        month=month,
+        number=_next_number(today.year),
+        status=I.OPEN if supply + vat > 0 else I.PAID,
+        paid_at=None if supply + vat > 0 else timezone.now(),
+        issued_on=today,
+        due_on=today + timedelta(days=settings.INVOICE_DUE_DAYS),
+        supply_krw=supply,
+        vat_krw=vat,
+        total_krw=supply + vat,
+        vat_percent=settings.VAT_PERCENT,
+        supplier_name=settings.BILLING_SUPPLIER_NAME,
+        supplier_brn=settings.BILLING_SUPPLIER_BRN,
+        buyer_name=organisation.name_ko,
+        buyer_brn=organisation.business_registration_number or "",
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice,
+            grant_id=x.grant_id,
+            kind=x.kind,
+            gpu_model=x.gpu_model,
+            period_start=x.period_start,
+            period_end=x.period_end,
+            gpu_minutes=x.gpu_minutes,
+            krw_per_gpu_hour=x.krw_per_gpu_hour,
+            percent=x.percent,
+            amount_krw=x.amount_krw,
+            position=n,
+        )
+        for n, x in enumerate(result.lines)
+    )
+    InvoiceEvent.objects.create(invoice=invoice, old_status="", new_status=invoice.status, reason="issued")
+    _notify(invoice, "invoice_issued")
+    account = BillingAccount.objects.filter(organisation=organisation).first()
+    if invoice.status == I.OPEN and account is not None and account.has_card:
+        outbox_enqueue(CHARGE_JOB, invoice.pk)
+    return invoice, True
+
+
+def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
+    """Issue every organisation's invoice for `month`, one transaction each, printing progress.
+    An organisation whose usage cannot be priced is reported and skipped; the others go on."""
+    start, end = ledger.month_bounds(month)
+    ids = list(organisations_with_usage(start, end).values_list("pk", flat=True))
+    counts = {"issued": 0, "existing": 0, "nothing": 0, "failed": 0}
+    out(f"{month:%Y-%m}: {len(ids)} organisations with GPU access")
+    for n, org_id in enumerate(ids, 1):
+        try:
+            invoice, created = invoice_issue(organisation_id=org_id, month=month, today=today)
+        except ledger.LedgerError as exc:
+            counts["failed"] += 1
+            out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {exc}")
+            continue
+        if invoice is None:
+            counts["nothing"] += 1
+            out(f"[{n}/{len(ids)}] organisation {org_id}: nothing to invoice")
+        else:
+            counts["issued" if created else "existing"] += 1
+            state = "issued" if created else "already issued"
+            out(f"[{n}/{len(ids)}] organisation {org_id}: {invoice.number} ₩{invoice.total_krw:,} {state}")
+    out(f"{month:%Y-%m}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+def _transition(invoice: Invoice, new: str, *, actor=None, reason: str = "") -> Invoice:
+    if not invoice.can_transition(new):
+        raise PortalError(_("This invoice can no longer change."), code="bad_transition")
+    old = invoice.status
+    invoice.status = new
+    if new == I.PAID:
+        invoice.paid_at = timezone.now()
+    invoice.save(update_fields=["status", "paid_at"])
+    InvoiceEvent.objects.create(invoice=invoice, actor=actor, old_status=old, new_status=new, reason=reason)
+    return invoice
+
+
+@transaction.atomic
+def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None) -> Invoice:
+    """Paid once: a second notice of the same payment (webhook after the charge's own answer, a
+    replay) finds it paid and changes nothing. Grants suspended for non-payment come back."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != I.OPEN:
+        return invoice
+    _transition(invoice, I.PAID, actor=actor, reason=reason)
+    _notify(invoice, "invoice_paid")
+    grants_resume_after_payment(organisation_id=invoice.organisation_id)
+    return invoice
+
+
+@transaction.atomic
+def invoice_payment_failed(*, invoice_id: int, error: str) -> Invoice:
+    """A failed charge: the invoice stays open, billing members are told, a retry comes later."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != I.OPEN:
+        return invoice
+    invoice.last_payment_error = error[:2000]
+    invoice.save(update_fields=["last_payment_error"])
+    InvoiceEvent.objects.create(
+        invoice=invoice, old_status=I.OPEN, new_status=I.OPEN, reason=f"payment failed: {error}"
+    )
+    _notify(invoice, "invoice_payment_failed", error=error)
+    return invoice

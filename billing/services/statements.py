@@ -1,0 +1,88 @@
+"""What the ledger needs, read from the database: access intervals, rates, prepaid hours left.
+Read-only; the invoice run and the "so far this month" pages both price usage through here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.db.models import Exists, OuterRef, Q, Sum
+
+from allocations.models import AccessInterval, Grant
+from billing import ledger
+from billing.models import HourPack, Invoice, InvoiceLine, Rate
+from portal.models import Organisation
+
+EPOCH = datetime(2000, 1, 1, tzinfo=ledger.SEOUL)
+
+
+def _overlapping(start: datetime, end: datetime) -> Q:
+    return Q(opened_at__lt=end) & (Q(closed_at__isnull=True) | Q(closed_at__gt=start))
+
+
+def organisations_with_usage(start: datetime, end: datetime):
+    """Organisations that had access to GPUs at some moment of [start, end), by id."""
+    used = AccessInterval.objects.filter(_overlapping(start, end), grant__organisation=OuterRef("pk"))
+    return Organisation.objects.filter(Exists(used)).order_by("pk")
+
+
+def rates_for(tier: str, gpu_models: set[str]) -> dict[str, list[tuple[date, int]]]:
+    rates: dict[str, list[tuple[date, int]]] = {}
+    rows = Rate.objects.filter(price_tier=tier, gpu_model__in=gpu_models).order_by("effective_from")
+    for r in rows:
+        rates.setdefault(r.gpu_model, []).append((r.effective_from, r.krw_per_gpu_hour))
+    return rates
+
+
+def pack_minutes_left(organisation_id: int, *, before: date, until: datetime) -> dict[str, int]:
+    """Prepaid GPU-minutes per GPU model: packs paid before `until`, less what invoices of months
+    before `before` drew (void invoices drew nothing)."""
+    bought = (
+        HourPack.objects.filter(organisation_id=organisation_id, status=HourPack.Status.PAID, paid_at__lt=until)
+        .values("gpu_model")
+        .annotate(h=Sum("gpu_hours"))
+    )
+    left = {row["gpu_model"]: row["h"] * 60 for row in bought}
+    drawn = (
+        InvoiceLine.objects.filter(
+            invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .values("gpu_model")
+        .annotate(m=Sum("gpu_minutes"))
+    )
+    for row in drawn:
+        left[row["gpu_model"]] = left.get(row["gpu_model"], 0) - row["m"]
+    return left
+
+
+def grant_usage(grant: Grant, intervals: list, start: datetime) -> ledger.GrantUsage:
+    return ledger.GrantUsage(
+        grant_id=grant.pk,
+        gpu_model=grant.gpu_model,
+        copay_percent=grant.copay_percent,
+        subsidy_minutes=grant.gpu_hours * 60,
+        used_before_minutes=sum(i.gpu_minutes(EPOCH, start) for i in intervals),
+        intervals=tuple(ledger.Interval(i.opened_at, i.closed_at, i.gpu_count) for i in intervals),
+    )
+
+
+def organisation_statement(*, organisation: Organisation, start: datetime, end: datetime) -> ledger.Statement:
+    """The organisation's ledger lines for [start, end) (a month, or the month so far)."""
+    grants = list(
+        Grant.objects.filter(organisation=organisation)
+        .filter(Exists(AccessInterval.objects.filter(_overlapping(start, end), grant=OuterRef("pk"))))
+        .order_by("pk")
+    )
+    intervals: dict[int, list] = {}
+    for i in AccessInterval.objects.filter(grant__in=grants, opened_at__lt=end).order_by("opened_at"):
+        intervals.setdefault(i.grant_id, []).append(i)
+    usages = [grant_usage(g, intervals.get(g.pk, []), start) for g in grants]
+    rates = rates_for(organisation.price_tier, {g.gpu_model for g in grants})
+    month = start.astimezone(ledger.SEOUL).date().replace(day=1)
+    packs = pack_minutes_left(organisation.pk, before=month, until=end)
+    return ledger.statement(grants=usages, rates=rates, pack_minutes=packs, start=start, end=end)
+
+
+def grant_subsidy_used_minutes(grant: Grant, *, until: datetime) -> int:
+    """GPU-minutes the grant has used up to `until`, all drawn from its subsidy first."""
+    return sum(i.gpu_minutes(EPOCH, until) for i in grant.access_intervals.all())

@@ -1,0 +1,173 @@
+"""The only module that imports `stripe`. Takes and returns plain values; every call has a
+timeout; every failure is a `PaymentError` whose `permanent` flag says whether a retry can help
+(a declined card cannot; a network error can). Money is whole KRW (a zero-decimal currency)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import stripe
+from django.conf import settings
+
+TIMEOUT_SECONDS = 15
+# PAYCO and Samsung Pay take at most this much and cannot save a card (no setup mode).
+SMALL_WALLET_MAX_KRW = 2_000_000
+
+
+class PaymentError(Exception):
+    def __init__(self, message: str, *, permanent: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    status: str
+
+
+def payment_method_types(*, mode: str, amount_krw: int | None = None) -> list[str]:
+    """What Checkout offers in KRW: international and Korean cards, Kakao Pay and Naver Pay always;
+    PAYCO and Samsung Pay only for a payment of at most 2,000,000 KRW (never to save a card)."""
+    types = ["card", "kr_card", "kakao_pay", "naver_pay"]
+    if mode == "payment" and amount_krw is not None and amount_krw <= SMALL_WALLET_MAX_KRW:
+        types += ["payco", "samsung_pay"]
+    return types
+
+
+def _client() -> stripe.StripeClient:
+    base = settings.STRIPE_API_BASE
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": base} if base else None,
+        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+        max_network_retries=2,
+    )
+
+
+def _error(exc: stripe.StripeError) -> PaymentError:
+    permanent = isinstance(exc, stripe.CardError | stripe.InvalidRequestError | stripe.AuthenticationError)
+    code = getattr(exc, "code", "") or ""
+    return PaymentError(str(exc.user_message or exc), permanent=permanent, code=code)
+
+
+def customer_create(*, organisation_id: int, name: str, email: str) -> str:
+    try:
+        customer = _client().v1.customers.create(
+            params={"name": name, "email": email, "metadata": {"organisation_id": str(organisation_id)}},
+            options={"idempotency_key": f"organisation-{organisation_id}-customer"},
+        )
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return customer.id
+
+
+def payment_method_attach(*, customer: str, payment_method: str) -> str:
+    """Attach a payment method and make it the customer's default for invoices."""
+    try:
+        client = _client()
+        pm = client.v1.payment_methods.attach(payment_method, params={"customer": customer})
+        client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": pm.id}})
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return pm.id
+
+
+def setup_intent_payment_method(setup_intent: str) -> str:
+    try:
+        return _client().v1.setup_intents.retrieve(setup_intent).payment_method or ""
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+
+
+def checkout_setup(*, customer: str, success_url: str, cancel_url: str, metadata: dict) -> CheckoutSession:
+    """A Checkout page that saves a card (setup mode) for later off-session charges."""
+    params = {
+        "mode": "setup",
+        "customer": customer,
+        "currency": "krw",
+        "payment_method_types": payment_method_types(mode="setup"),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": metadata,
+    }
+    try:
+        session = _client().v1.checkout.sessions.create(params=params)
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return CheckoutSession(session.id, session.url)
+
+
+def checkout_payment(
+    *,
+    customer: str,
+    amount_krw: int,
+    product: str,
+    success_url: str,
+    cancel_url: str,
+    metadata: dict,
+    idempotency_key: str,
+) -> CheckoutSession:
+    """A Checkout page that collects one amount (an hour pack, an invoice) in KRW."""
+    params = {
+        "mode": "payment",
+        "customer": customer,
+        "payment_method_types": payment_method_types(mode="payment", amount_krw=amount_krw),
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {"currency": "krw", "unit_amount": amount_krw, "product_data": {"name": product}},
+            }
+        ],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+    }
+    try:
+        session = _client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return CheckoutSession(session.id, session.url)
+
+
+def charge_off_session(
+    *, customer: str, payment_method: str, amount_krw: int, description: str, metadata: dict, idempotency_key: str
+) -> Charge:
+    """Charge a saved card without the customer present. A decline raises a permanent PaymentError."""
+    params = {
+        "amount": amount_krw,
+        "currency": "krw",
+        "customer": customer,
+        "payment_method": payment_method,
+        "off_session": True,
+        "confirm": True,
+        "metadata": {**metadata, "description": description},
+    }
+    try:
+        intent = _client().v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise _error(exc) from exc
+    return Charge(intent.id, intent.status)
+
+
+def event_verify(payload: bytes, signature: str) -> dict:
+    """The event as a plain dict, once its signature (and a timestamp no older than the
+    tolerance) is verified with the webhook secret; PaymentError(permanent) otherwise."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise PaymentError("no webhook secret configured", permanent=True, code="no_secret")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload, signature, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+        )
+    except (ValueError, stripe.SignatureVerificationError) as exc:
+        raise PaymentError(str(exc), permanent=True, code="bad_signature") from exc
+    return event.to_dict()

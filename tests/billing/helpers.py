@@ -1,0 +1,77 @@
+"""Billing fixtures built from rows (no node needed): an organisation with a grant whose access
+intervals are written as the lifecycle would have written them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from itertools import count
+
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+
+from allocations.models import AccessInterval, Assignment, Gpu, Grant, Node
+from billing.ledger import SEOUL
+from billing.models import Rate
+from portal.models import Membership, Organisation
+from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, OrganisationFactory, UserFactory
+
+_n = count(1)
+# Valid business registration numbers (checksum), one per startup.
+BRNS = ["1208147521", "2208162517", "1018200027", "2148618758", "1068126587", "1078155843"]
+
+
+def at(day: int, hour: int = 0, minute: int = 0, *, month: int = 11, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SEOUL)
+
+
+def rate_card(tier: str = "startup", krw: int = 3000, *, model: str = "H100-80GB", since: date = date(2026, 1, 1)):
+    return Rate.objects.create(gpu_model=model, price_tier=tier, krw_per_gpu_hour=krw, effective_from=since)
+
+
+def startup(**extra) -> tuple[Organisation, object]:
+    """A startup with an owner (returned) and a billing member (billing@…)."""
+    n = next(_n)
+    values = {"kind": Organisation.Kind.STARTUP, "business_registration_number": BRNS[n % len(BRNS)], **extra}
+    org = OrganisationFactory(**values)
+    owner = MembershipFactory(
+        organisation=org, role=Membership.Role.OWNER, user=UserFactory(email=f"owner{n}@s.kr")
+    ).user
+    MembershipFactory(organisation=org, role=Membership.Role.BILLING, user=UserFactory(email=f"billing{n}@s.kr"))
+    return org, owner
+
+
+def grant_for(
+    org: Organisation,
+    *,
+    intervals=(),
+    copay: int = 20,
+    hours: int = 100,
+    gpus: int = 1,
+    model: str = "H100-80GB",
+    status: str = Grant.Status.ACTIVE,
+    node: bool = False,
+) -> Grant:
+    pi = Membership.objects.filter(organisation=org, role=Membership.Role.OWNER).first().user
+    call = CallFactory(copay_percent=copay, eligible_kinds=[org.kind])
+    app = ApplicationFactory(call=call, organisation=org, principal_investigator=pi, gpu_count=gpus, gpu_hours=hours)
+    grant = Grant.objects.create(
+        organisation=org,
+        application=app,
+        gpu_model=model,
+        gpu_count=gpus,
+        gpu_hours=hours,
+        copay_percent=copay,
+        starts_on=date(2026, 1, 1),
+        ends_on=date(2030, 1, 1),
+        status=status,
+    )
+    for opened, closed in intervals:
+        AccessInterval.objects.create(grant=grant, gpu_count=gpus, opened_at=opened, closed_at=closed)
+    if node:
+        k = next(_n)
+        n = Node.objects.create(hostname=f"gpu{k}.test", address="127.0.0.1", gpu_model=model)
+        for i in range(gpus):
+            gpu = Gpu.objects.create(node=n, index=i, uuid=f"GPU-{k}-{i}", model=model, memory_mib=81559)
+            Assignment.objects.create(
+                grant=grant, node=n, gpu=gpu, period=DateTimeTZRange(at(1, month=1), at(1, month=1, year=2030))
+            )
+    return grant

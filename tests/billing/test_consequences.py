@@ -1,0 +1,151 @@
+"""What unpaid invoices and spent subsidies do: suspension through the grant lifecycle, resumption
+when paid, e-mails at 80 % and 100 % of the subsidy, and the call's side of what comes after."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from django.core import mail
+from django.utils import timezone
+
+from allocations.models import Grant
+from billing.models import BillingAccount, HourPack, Invoice, SubsidyAlert
+from billing.services.consequences import (
+    OVERDUE_REASON,
+    grant_subsidy_check,
+    invoices_enforce_overdue,
+)
+from billing.services.invoices import invoice_issue, invoice_mark_paid
+from portal.models import Organisation
+from tests.billing.helpers import at, grant_for, rate_card, startup
+
+G = Grant.Status
+
+
+def overdue_invoice(days_late: int):
+    rate_card("startup", 3000)
+    org, _ = startup()
+    paying = grant_for(org, intervals=[(at(2, 9), at(2, 19))], node=True)
+    free = grant_for(org, copay=0, intervals=[(at(3, 9), at(3, 10))], node=True)
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
+    Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=days_late))
+    return invoice, paying, free
+
+
+def test_an_invoice_overdue_past_the_grace_suspends_the_paying_grants_only(db, settings):
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    _invoice, paying, free = overdue_invoice(days_late=15)
+    assert invoices_enforce_overdue() == [paying.pk]
+    paying.refresh_from_db()
+    free.refresh_from_db()
+    assert (paying.status, paying.status_reason, free.status) == (G.SUSPENDED, OVERDUE_REASON, G.ACTIVE)
+    assert paying.access_intervals.filter(closed_at__isnull=True).count() == 0  # access closed, billing stops
+    assert invoices_enforce_overdue() == []  # a second run changes nothing
+
+
+def test_an_invoice_just_overdue_suspends_nothing_yet(db, settings):
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    overdue_invoice(days_late=3)
+    assert invoices_enforce_overdue() == []
+
+
+def test_paying_the_invoice_gives_the_suspended_grants_their_access_back(db, settings, jobs):
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    invoice, paying, _free = overdue_invoice(days_late=20)
+    invoices_enforce_overdue()
+    with jobs.committed():
+        invoice_mark_paid(invoice_id=invoice.pk, reason="bank transfer")
+    paying.refresh_from_db()
+    assert paying.status == G.PROVISIONING  # resumed: provisioning, active once the node tasks succeed
+    assert paying.events.filter(new_status=G.PROVISIONING, reason="resumed").exists()
+
+
+def test_a_grant_suspended_for_another_reason_is_not_resumed_by_a_payment(db, settings):
+    from allocations.services.grants import grant_suspend
+
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    invoice, paying, _free = overdue_invoice(days_late=1)
+    grant_suspend(grant=paying, actor=None, reason="misuse")
+    invoice_mark_paid(invoice_id=invoice.pk, reason="paid")
+    paying.refresh_from_db()
+    assert paying.status == G.SUSPENDED
+
+
+def test_members_hear_at_80_and_100_percent_once_each(db, jobs):
+    org, _ = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=10, intervals=[(now - timedelta(hours=8, minutes=30), None)])
+    BillingAccount.objects.create(organisation=org, stripe_customer_id="cus_x", default_payment_method="pm_x")
+    with jobs.committed():
+        assert grant_subsidy_check(grant_id=grant.pk, now=now) == "85%"
+        assert grant_subsidy_check(grant_id=grant.pk, now=now) == "85%"
+    jobs.run()
+    assert len(mail.outbox) == 2  # the PI (owner) and the billing member, once
+    with jobs.committed():
+        assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=2)) == "billed"
+    jobs.run()
+    assert len(mail.outbox) == 4
+    assert sorted(SubsidyAlert.objects.values_list("percent", flat=True)) == [80, 100]
+
+
+def test_an_academic_grant_is_suspended_when_its_subsidy_is_used_up(db):
+    org, _ = startup(kind=Organisation.Kind.UNIVERSITY, business_registration_number=None)
+    now = timezone.now()
+    grant = grant_for(org, copay=0, hours=1, intervals=[(now - timedelta(hours=1), None)])
+    assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
+    grant.refresh_from_db()
+    assert grant.status == G.SUSPENDED
+
+
+def test_a_startup_without_card_or_hours_is_suspended_after_the_grace_period(db, settings):
+    settings.SUBSIDY_GRACE_HOURS = 72
+    org, _ = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)])
+    assert grant_subsidy_check(grant_id=grant.pk, now=now) == "grace"
+    assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=71)) == "grace"
+    assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=73)) == "suspended"
+
+
+def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy(db):
+    org, owner = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)])
+    HourPack.objects.create(
+        organisation=org,
+        gpu_model="H100-80GB",
+        gpu_hours=10,
+        krw_per_gpu_hour=3000,
+        supply_krw=30000,
+        vat_krw=3000,
+        total_krw=33000,
+        status=HourPack.Status.PAID,
+        paid_at=now - timedelta(days=1),
+        bought_by=owner,
+    )
+    assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=100)) == "billed"
+
+
+def test_buying_hours_brings_back_a_startup_grant_suspended_for_its_spent_subsidy(db, settings):
+    from billing.services.payments import _hour_pack_paid
+
+    settings.SUBSIDY_GRACE_HOURS = 0
+    org, owner = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)], node=True)
+    assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
+    pack = HourPack.objects.create(
+        organisation=org,
+        gpu_model="H100-80GB",
+        gpu_hours=10,
+        krw_per_gpu_hour=3000,
+        supply_krw=30000,
+        vat_krw=3000,
+        total_krw=33000,
+        checkout_session_id="cs_1",
+        bought_by=owner,
+    )
+    paid = {"id": "cs_1", "payment_status": "paid", "amount_total": 33000, "currency": "krw"}
+    assert _hour_pack_paid(paid, pack.pk) == "pack credited"
+    grant.refresh_from_db()
+    assert grant.status == G.PROVISIONING

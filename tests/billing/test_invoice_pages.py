@@ -1,0 +1,113 @@
+"""The invoices page and the PDF: for owners and billing members of the organisation as they are
+now; the PDF carries the number, lines, both business numbers and VAT in Korean."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import date
+
+import pytest
+
+from billing.services.invoices import invoice_issue
+from portal.models import Membership
+from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.factories import MembershipFactory, UserFactory
+
+
+@pytest.fixture
+def invoice(db):
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    issued, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
+    return issued
+
+
+def billing_member(invoice):
+    return invoice.organisation.memberships.get(role=Membership.Role.BILLING).user
+
+
+def test_a_billing_member_sees_the_invoice_and_this_month_so_far(client, invoice):
+    client.force_login(billing_member(invoice))
+    page = client.get("/billing/invoices/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert invoice.number in text and f"/billing/invoices/{invoice.pk}/pdf/" in text
+    assert page.context["so_far"] is not None and "lines" in page.context["so_far"]
+
+
+@pytest.mark.parametrize("who", ["plain member", "stranger", "removed billing member"])
+def test_others_get_404_for_the_list_and_the_pdf(client, invoice, who):
+    if who == "plain member":
+        user = MembershipFactory(organisation=invoice.organisation).user
+    elif who == "stranger":
+        user = UserFactory()
+    else:
+        user = billing_member(invoice)
+        Membership.objects.filter(user=user).delete()
+    client.force_login(user)
+    assert client.get("/billing/invoices/").status_code == 404
+    assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
+
+
+def test_another_organisations_owner_gets_404_for_the_pdf(client, invoice):
+    _other, other_owner = startup()
+    client.force_login(other_owner)
+    assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
+    assert client.get(f"/billing/invoices/?organisation={invoice.organisation_id}").status_code == 404
+
+
+def test_the_pdf_carries_number_lines_business_numbers_and_vat_in_korean(client, invoice, tmp_path):
+    client.force_login(billing_member(invoice))
+    response = client.get(f"/billing/invoices/{invoice.pk}/pdf/")
+    assert response["Content-Type"] == "application/pdf"
+    pdf = tmp_path / "invoice.pdf"
+    pdf.write_bytes(b"".join(response.streaming_content) if response.streaming else response.content)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    brn = invoice.buyer_brn
+    for expected in (
+        "INV-2026-000001",
+        "청구서",
+        "부가가치세",
+        "공급가액",
+        "6,000원",
+        "600원",
+        "6,600원",
+        f"{brn[:3]}-{brn[3:5]}-{brn[5:]}",
+        "120-81-47521",
+    ):
+        assert expected in text, (expected, text)
+
+
+def test_the_pay_button_opens_checkout_for_the_invoice_amount(client, invoice, recorder):
+    client.force_login(billing_member(invoice))
+    response = client.post(f"/billing/invoices/{invoice.pk}/pay/")
+    assert response.status_code == 302 and response["Location"].startswith("https://pay.test/cs_test_")
+    form = recorder.find("/v1/checkout/sessions")[0]["form"]
+    assert (form["mode"], form["line_items[0][price_data][unit_amount]"], form["metadata[invoice_id]"]) == (
+        "payment",
+        str(invoice.total_krw),
+        str(invoice.pk),
+    )
+
+
+def test_a_plain_member_cannot_start_a_payment(client, invoice, recorder):
+    client.force_login(MembershipFactory(organisation=invoice.organisation).user)
+    assert client.post(f"/billing/invoices/{invoice.pk}/pay/").status_code == 404
+    assert client.post("/billing/card/", {"organisation": invoice.organisation_id}).status_code == 404
+    assert recorder.requests == []
+
+
+def test_the_invoice_list_is_paginated_and_its_queries_do_not_grow_with_invoices(
+    client, invoice, django_assert_max_num_queries
+):
+    from billing.models import Invoice
+
+    base = {f.name: getattr(invoice, f.name) for f in Invoice._meta.fields if f.name not in {"id", "number", "month"}}
+    for n in range(2, 41):
+        Invoice.objects.create(**base, number=f"INV-2025-{n:06d}", month=date(2023 + n // 12, n % 12 + 1, 1))
+    client.force_login(billing_member(invoice))
+    with django_assert_max_num_queries(25):
+        page = client.get("/billing/invoices/")
+    assert len(page.context["page"].object_list) == 24
+    assert client.get("/billing/invoices/?page=2").context["page"].object_list[0].number.startswith("INV-")
