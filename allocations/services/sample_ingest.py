@@ -27,6 +27,18 @@ COLUMNS = (
 )  # fmt: skip
 
 
+# (field, lowest, highest, whole number): the columns after time and gpu, in COPY order.
+FIELDS = (
+    ("utilization", 0, 100, True),
+    ("memory_utilization", 0, 100, True),
+    ("memory_used_mib", 0, 2**31 - 1, True),
+    ("power_w", 0, 10000, False),
+    ("temperature_c", -60, 200, True),
+    ("ecc_uncorrected", 0, 2**31 - 1, True),
+    ("xid_errors", 0, 2**31 - 1, True),
+)
+
+
 class BatchRejected(Exception):
     """The batch is refused as a whole; `status` is the HTTP status, `code` and `message` the reason."""
 
@@ -66,15 +78,14 @@ def _processes(value) -> str:
         if not isinstance(proc, dict):
             raise BatchRejected("bad_value", "a process must be an object")
         user = proc.get("user")
-        if user is not None and (not isinstance(user, str) or not USER_RE.match(user)):
+        if user is not None and (type(user) is not str or not USER_RE.match(user)):
             raise BatchRejected("bad_value", "a process's user must be a unix user name")
-        clean.append(
-            {
-                "pid": _number(proc.get("pid"), "pid", 1, 2**31, integer=True),
-                "user": user,
-                "memory_mib": _number(proc.get("memory_mib"), "process memory", 0, 2**31, integer=True),
-            }
-        )
+        pid, memory = proc.get("pid"), proc.get("memory_mib")
+        if not (type(pid) is int and 1 <= pid <= 2**31):
+            pid = _number(pid, "pid", 1, 2**31, integer=True)
+        if not (memory is None or (type(memory) is int and 0 <= memory <= 2**31)):
+            memory = _number(memory, "process memory", 0, 2**31, integer=True)
+        clean.append({"pid": pid, "user": user, "memory_mib": memory})
     return json.dumps(clean)
 
 
@@ -117,31 +128,46 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
             if (gpu_id, at) in seen:
                 raise BatchRejected("duplicate_sample", "a GPU appears twice at the same time")
             seen.add((gpu_id, at))
-            rows.append(
-                (
-                    when,
-                    gpu_id,
-                    _number(gpu.get("utilization"), "utilization", 0, 100, integer=True),
-                    _number(gpu.get("memory_utilization"), "memory_utilization", 0, 100, integer=True),
-                    _number(gpu.get("memory_used_mib"), "memory_used_mib", 0, 2**31 - 1, integer=True),
-                    _number(gpu.get("power_w"), "power_w", 0, 10000),
-                    _number(gpu.get("temperature_c"), "temperature_c", -60, 200, integer=True),
-                    _number(gpu.get("ecc_uncorrected"), "ecc_uncorrected", 0, 2**31 - 1, integer=True),
-                    _number(gpu.get("xid_errors"), "xid_errors", 0, 2**31 - 1, integer=True),
-                    _processes(gpu.get("processes")),
-                )
-            )
+            values = [when, gpu_id]
+            for field, low, high, integer in FIELDS:
+                value = gpu.get(field)
+                # The common case (a number in range; NaN fails the comparison) without a call;
+                # anything else is checked fully.
+                kind = type(value)
+                if value is None or ((kind is int or (kind is float and not integer)) and low <= value <= high):
+                    values.append(value)
+                else:
+                    values.append(_number(value, field, low, high, integer=integer))
+            values.append(_processes(gpu.get("processes")) if gpu.get("processes") else "[]")
+            rows.append(tuple(values))
     return batch_id, dropped, rows
+
+
+def _copy_text(rows: list[tuple], node_id: int, batch_pk: int) -> str:
+    """The rows in COPY's text format, built in one pass (several times faster than one
+    write_row call per row). Only `processes` is free text: JSON we wrote ourselves, whose
+    backslashes are doubled for COPY; tabs and newlines never occur in it."""
+    head = f"\t{node_id}\t"
+    tail = f"\t{batch_pk}\t"
+    stamps: dict[datetime, str] = {}
+    lines = []
+    for when, gpu_id, *values, processes in rows:
+        stamp = stamps.get(when)
+        if stamp is None:
+            stamp = stamps[when] = when.isoformat()
+        fields = "\t".join("\\N" if v is None else str(v) for v in values)
+        lines.append(f"{stamp}{head}{gpu_id}{tail}{fields}\t{processes.replace(chr(92), chr(92) * 2)}\n")
+    return "".join(lines)
 
 
 def copy_samples(rows: list[tuple], *, node_id: int, batch_pk: int) -> None:
     """COPY the rows into the partitioned table (psycopg 3's cursor.copy)."""
+    data = _copy_text(rows, node_id, batch_pk)
     with (
         connection.cursor() as cur,
         cur.cursor.copy(f"COPY allocations_gpusample ({', '.join(COLUMNS)}) FROM STDIN") as copy,
     ):
-        for when, gpu_id, *rest in rows:
-            copy.write_row((when, node_id, gpu_id, batch_pk, *rest))
+        copy.write(data)
 
 
 def samples_ingest(*, node: Node, payload, now: datetime | None = None) -> IngestResult:
