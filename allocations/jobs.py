@@ -14,6 +14,8 @@ from allocations.services import grants as grant_services
 from allocations.services.enqueue import enqueue_node
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
+from allocations.services.sample_partitions import sample_partitions_drop_expired, sample_partitions_ensure
+from allocations.services.usage import usage_hours_build_due
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,13 @@ def reconcile_nodes_job() -> dict:
         if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
             enqueue_node(node.pk)
     return summary
+
+
+def metering_partitions_job() -> dict:
+    """Daily partitions of the samples table: create the coming days', drop the expired."""
+    return {"created": sample_partitions_ensure(), "dropped": sample_partitions_drop_expired()}
+
+
+def usage_hours_job() -> int:
+    """Rebuild the recent hours' usage (and older hours a catching-up node reported on)."""
+    return usage_hours_build_due()

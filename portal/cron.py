@@ -18,3 +18,6 @@ cron.register(portal_jobs.outbox_prune_job, queue_name="default", cron="25 4 * *
 cron.register(allocation_jobs.reconcile_nodes_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_place_pending_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 * * * *")
+# Metering: partitions of the samples table ahead and retention; usage hours every 10 minutes.
+cron.register(allocation_jobs.metering_partitions_job, queue_name="default", interval=3600)
+cron.register(allocation_jobs.usage_hours_job, queue_name="default", interval=600)

@@ -172,7 +172,6 @@ class Migration(migrations.Migration):
                 ("sample_count", models.PositiveIntegerField(default=0, verbose_name="samples")),
                 ("avg_utilization", models.FloatField(null=True, verbose_name="average utilisation %")),
                 ("energy_wh", models.FloatField(default=0, verbose_name="energy (Wh)")),
-                ("computed_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="computed at")),
                 (
                     "grant",
                     models.ForeignKey(

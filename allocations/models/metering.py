@@ -73,7 +73,6 @@ class UsageHour(models.Model):
     sample_count = models.PositiveIntegerField(_("samples"), default=0)
     avg_utilization = models.FloatField(_("average utilisation %"), null=True)
     energy_wh = models.FloatField(_("energy (Wh)"), default=0)
-    computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("usage hour")

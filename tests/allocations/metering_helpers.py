@@ -54,3 +54,38 @@ def post(client, hostname: str, token: str | None, body, *, content_type: str = 
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.post(f"/api/v1/nodes/{hostname}/samples", data=data, content_type=content_type, headers=headers)
+
+
+def metered_grant(gpus: list[Gpu], *, opened_at, closed_at=None, gpu_hours: int = 100):
+    """An approved grant lent `gpus` (assignments over the whole day around `opened_at`) with
+    one access interval, as the lifecycle would have written it."""
+    from datetime import timedelta
+
+    from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+    from django.utils import timezone
+
+    from allocations.models import AccessInterval, Assignment, Grant
+    from tests.allocations.helpers import approved_grant
+    from tests.factories import ApplicationFactory, CallFactory
+
+    today = timezone.localdate()
+    app = ApplicationFactory(call=CallFactory(), gpu_count=len(gpus), gpu_hours=gpu_hours)
+    grant = approved_grant(
+        app, gpu_count=len(gpus), starts_on=today - timedelta(days=2), ends_on=today + timedelta(days=30)
+    )
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.ACTIVE)
+    period = DateTimeTZRange(opened_at - timedelta(days=1), opened_at + timedelta(days=2), "[)")
+    for gpu in gpus:
+        Assignment.objects.create(grant=grant, node=gpu.node, gpu=gpu, period=period)
+    AccessInterval.objects.create(grant=grant, gpu_count=len(gpus), opened_at=opened_at, closed_at=closed_at)
+    grant.refresh_from_db()
+    return grant
+
+
+def samples_every_minute(gpus: list[Gpu], start: float, minutes: int, **sample) -> dict:
+    """One batch with a sample of each GPU at the start of each minute."""
+    body = batch(gpus, at=start, **sample)
+    body["samples"] = [
+        {"time": start + 60 * m, "gpus": [gpu_sample(g, **sample) for g in gpus]} for m in range(minutes)
+    ]
+    return body
