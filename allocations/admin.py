@@ -441,3 +441,6 @@ class SshKeyAdmin(admin.ModelAdmin):
     list_display = ["user", "name", "key_type", "bits", "fingerprint", "created_at"]
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "key_type", "public_key", "fingerprint", "bits", "created_at"]
+
+
+from allocations import admin_metering  # noqa: E402, F401 - registers the metering admin

@@ -4,7 +4,7 @@ calls services, so running one twice does no harm."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 
@@ -12,6 +12,7 @@ from allocations import ssh
 from allocations.models import Grant, Node, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services.enqueue import enqueue_node
+from allocations.services.findings import idle_grants_scan, idle_report_send, misuse_scan, silent_nodes_scan
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
 from allocations.services.sample_partitions import sample_partitions_drop_expired, sample_partitions_ensure
@@ -81,3 +82,18 @@ def metering_partitions_job() -> dict:
 def usage_hours_job() -> int:
     """Rebuild the recent hours' usage (and older hours a catching-up node reported on)."""
     return usage_hours_build_due()
+
+
+def metering_findings_job() -> dict:
+    """Idle grants, misuse in the last quarter hour (scans overlap, a finding is made once),
+    silent nodes."""
+    now = datetime.now(UTC)
+    return {
+        "idle": len(idle_grants_scan(now=now)),
+        "misuse": len(misuse_scan(since=now - timedelta(minutes=15), until=now)),
+        "silent": len(silent_nodes_scan(now=now)),
+    }
+
+
+def idle_report_job() -> int:
+    return len(idle_report_send())

@@ -21,3 +21,5 @@ cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 *
 # Metering: partitions of the samples table ahead and retention; usage hours every 10 minutes.
 cron.register(allocation_jobs.metering_partitions_job, queue_name="default", interval=3600)
 cron.register(allocation_jobs.usage_hours_job, queue_name="default", interval=600)
+cron.register(allocation_jobs.metering_findings_job, queue_name="default", interval=600)
+cron.register(allocation_jobs.idle_report_job, queue_name="default", cron="0 9 * * 1")

@@ -261,8 +261,10 @@ METERING_IDLE_UTILIZATION = env_int("METERING_IDLE_UTILIZATION", 5)
 METERING_IDLE_HOURS = env_int("METERING_IDLE_HOURS", 24)
 METERING_IDLE_REPORT_PERCENT = env_int("METERING_IDLE_REPORT_PERCENT", 50)
 METERING_SILENT_NODE_MINUTES = env_int("METERING_SILENT_NODE_MINUTES", 15)
-# Operators' address for metering notices (misuse, silent nodes, the weekly idle list).
+# Operators' address for metering notices (misuse, silent nodes, the weekly idle list), and who
+# else gets the weekly idle list (the ministry reclaims under-used GPUs), comma-separated.
 OPERATORS_EMAIL = env_str("OPERATORS_EMAIL", "operators@localhost")
+IDLE_REPORT_EMAILS = env_list("IDLE_REPORT_EMAILS")
 
 # Invitations to an organisation are valid this long and can be used once; at most so many a day
 # per organisation and per inviter (a spam relay otherwise).
