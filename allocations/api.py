@@ -48,7 +48,7 @@ def node_samples(request: HttpRequest, hostname: str) -> JsonResponse:
     try:
         result = samples_ingest(node=node, payload=payload)
     except BatchRejected as exc:
-        return _refuse(exc.status, exc.code, exc.message)
+        return _refuse(exc.http_status, exc.code, exc.message)
     return JsonResponse(
         {"ok": True, "stored": result.stored, "duplicate": result.duplicate}, status=200 if result.duplicate else 201
     )

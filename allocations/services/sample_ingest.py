@@ -40,13 +40,13 @@ FIELDS = (
 
 
 class BatchRejected(Exception):
-    """The batch is refused as a whole; `status` is the HTTP status, `code` and `message` the reason."""
+    """The batch is refused as a whole; `http_status` is the HTTP status, `code` and `message` the reason."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status
+        self.http_status = status
 
 
 @dataclass(frozen=True)
