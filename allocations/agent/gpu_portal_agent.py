@@ -1058,8 +1058,13 @@ def verb_push(data: dict, config: dict) -> dict:
     counters = _spool_counters(config)
     sent, kept, error = 0, 0, ""
     timeout = float(push.get("timeout", 20))
+    # A long backlog is sent over several runs: this one stops in time for the next minute's.
+    deadline = time.monotonic() + float(push.get("max_seconds", 50))
     queued = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
     for index, name in enumerate(queued):
+        if time.monotonic() > deadline:
+            kept = len(queued) - index
+            break
         path = os.path.join(directory, name)
         with open(path) as f:
             batch = json.load(f)

@@ -84,6 +84,11 @@ class UsageHour(models.Model):
     def __str__(self) -> str:
         return f"grant {self.grant_id} {self.hour:%Y-%m-%d %H}h"
 
+    @property
+    def gpu_hours(self) -> float:
+        """Assigned GPU-hours (DESIGN's name); stored as whole GPU-minutes, the billing unit."""
+        return self.gpu_minutes / 60
+
 
 class Notice(models.Model):
     """A finding someone must act on: an idle grant (its members), a process on a GPU not lent

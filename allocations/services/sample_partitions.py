@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 PARENT = "allocations_gpusample"
 _known: set[date] = set()
@@ -48,7 +48,9 @@ def sample_partitions_ensure(*, days: set[date] | None = None) -> list[str]:
                     [start, start + timedelta(days=1)],
                 )
                 created.append(partition_name(day))
-            _known.add(day)
+            # Remembered only once committed: a partition made in a transaction that rolls back
+            # is gone, and must be made again.
+            transaction.on_commit(lambda day=day: _known.add(day))
     return created
 
 
@@ -67,5 +69,5 @@ def sample_partitions_drop_expired(*, now: datetime | None = None) -> list[str]:
 
 
 def forget_known_partitions() -> None:
-    """Tests: a rolled-back transaction takes created partitions with it."""
+    """Forget what this process knows (tests; after dropping partitions by hand)."""
     _known.clear()

@@ -44,9 +44,9 @@ def test_a_grant_idle_for_n_hours_gets_a_notice_and_its_members_an_email(setting
     run_hours(node, token, gpus[:2], [now - timedelta(hours=h) for h in (3, 2, 1)], utilization=2)
     assert [n.grant_id for n in idle_grants_scan()] == [grant.pk]
     assert idle_grants_scan() == []  # once
-    idle_mails = [m for m in mails() if "idle" in m["subject"]]
+    idle_mails = [m for m in mails() if f"/grants/{grant.pk}/" in m["body"]]
     assert [m["to"] for m in idle_mails] == [[grant.application.principal_investigator.email]]
-    assert f"/grants/{grant.pk}/" in idle_mails[0]["body"] and "5%" in idle_mails[0]["body"]
+    assert "5%" in idle_mails[0]["body"] and f"#{grant.pk}" in idle_mails[0]["subject"]
     client = Client()
     client.force_login(grant.application.principal_investigator)
     page = client.get(f"/grants/{grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
