@@ -105,7 +105,7 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
     earliest = (now - timedelta(days=settings.METERING_RETENTION_DAYS) + timedelta(hours=1)).timestamp()
     limit = settings.METERING_MAX_SAMPLES_PER_BATCH
     rows: list[tuple] = []
-    seen: set[tuple[int, float]] = set()
+    seen: set[tuple[int, datetime]] = set()
     for sample in samples:
         if not isinstance(sample, dict) or not isinstance(sample.get("gpus"), list):
             raise BatchRejected("bad_schema", "each sample needs a time and a list of gpus")
@@ -125,9 +125,10 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
             gpu_id = gpu_ids.get(gpu["uuid"])
             if gpu_id is None:
                 raise BatchRejected("unknown_gpu", f"this node has no GPU {gpu['uuid'][:80]}", 422)
-            if (gpu_id, at) in seen:
+            # Keyed as stored (microseconds): two times that differ less would collide in the table.
+            if (gpu_id, when) in seen:
                 raise BatchRejected("duplicate_sample", "a GPU appears twice at the same time")
-            seen.add((gpu_id, at))
+            seen.add((gpu_id, when))
             values = [when, gpu_id]
             for field, low, high, integer in FIELDS:
                 value = gpu.get(field)
