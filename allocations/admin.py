@@ -33,6 +33,7 @@ from allocations.services.enqueue import enqueue_node
 from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
+from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
 from portal.admin_inlines import ReadOnlyInline
 from portal.errors import PortalError
 
@@ -114,7 +115,7 @@ class PinForm(forms.Form):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
     list_display = ["hostname", "address", "ssh_port", "gpu_model", "status", "host_key_fingerprint", "last_report_at"]
     list_filter = ["status", "gpu_model"]
     search_fields = ["hostname", "address"]
@@ -127,10 +128,22 @@ class NodeAdmin(admin.ModelAdmin):
         "status_reason",
         "status_source",
         "last_report_at",
+        "samples_token_set_at",
+        "last_sample_at",
         "created_at",
     ]
+    exclude = ["samples_token_sha256"]
+    hidden_lookup_fields = frozenset({"samples_token_sha256"})
     inlines = [GpuInline, NodeEventInline, NodeOperationInline]
-    actions = ["read_inventory", "drain", "bring_online", "take_offline", "reconcile"]
+    actions = [
+        "read_inventory",
+        "drain",
+        "bring_online",
+        "take_offline",
+        "reconcile",
+        "rotate_samples_token",
+        "revoke_samples_token",
+    ]
 
     def get_urls(self):
         return [
@@ -213,6 +226,35 @@ class NodeAdmin(admin.ModelAdmin):
     @admin.action(description=_("Reconcile now"), permissions=["change"])
     def reconcile(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         self._queue(request, queryset, NodeOperation.Kind.RECONCILE)
+
+    @admin.action(description=_("Rotate the samples token (shown once)"), permissions=["change"])
+    def rotate_samples_token(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        """One node at a time: the new token is shown in this response only, never stored in
+        a message or the session."""
+        if queryset.count() != 1:
+            self.message_user(request, _("Rotate the token of one node at a time."), messages.ERROR)
+            return None
+        node = queryset.get()
+        token = node_samples_token_rotate(node=node)
+        self.log_change(request, node, "samples token rotated")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "node": node,
+            "token": token,
+            "push_path": "/etc/gpu-portal/push.json",
+            "title": _("New samples token"),
+        }
+        response = TemplateResponse(request, "admin/allocations/node/samples_token.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description=_("Revoke the samples token"), permissions=["change"])
+    def revoke_samples_token(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            node_samples_token_revoke(node=node)
+            self.log_change(request, node, "samples token revoked")
+        self.message_user(request, _("Samples tokens revoked: these nodes' posts are refused until a new token."))
 
 
 @admin.register(NodeOperation)
@@ -372,3 +414,6 @@ class SshKeyAdmin(admin.ModelAdmin):
     list_display = ["user", "name", "key_type", "bits", "fingerprint", "created_at"]
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "key_type", "public_key", "fingerprint", "bits", "created_at"]
+
+
+from allocations import admin_metering  # noqa: E402, F401 - registers the metering admin

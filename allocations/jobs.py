@@ -4,7 +4,7 @@ calls services, so running one twice does no harm."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 
@@ -12,8 +12,11 @@ from allocations import ssh
 from allocations.models import Grant, Node, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services.enqueue import enqueue_node
+from allocations.services.findings import idle_grants_scan, idle_report_send, misuse_scan, silent_nodes_scan
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
+from allocations.services.sample_partitions import sample_partitions_drop_expired, sample_partitions_ensure
+from allocations.services.usage import usage_hours_build_due
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +72,28 @@ def reconcile_nodes_job() -> dict:
         if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
             enqueue_node(node.pk)
     return summary
+
+
+def metering_partitions_job() -> dict:
+    """Daily partitions of the samples table: create the coming days', drop the expired."""
+    return {"created": sample_partitions_ensure(), "dropped": sample_partitions_drop_expired()}
+
+
+def usage_hours_job() -> int:
+    """Rebuild the recent hours' usage (and older hours a catching-up node reported on)."""
+    return usage_hours_build_due()
+
+
+def metering_findings_job() -> dict:
+    """Idle grants, misuse in the last quarter hour (scans overlap, a finding is made once),
+    silent nodes."""
+    now = datetime.now(UTC)
+    return {
+        "idle": len(idle_grants_scan(now=now)),
+        "misuse": len(misuse_scan(since=now - timedelta(minutes=15), until=now)),
+        "silent": len(silent_nodes_scan(now=now)),
+    }
+
+
+def idle_report_job() -> int:
+    return len(idle_report_send())

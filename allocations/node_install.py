@@ -23,6 +23,7 @@ INSTALL_DEFAULTS = {
     "state_dir": "/var/lib/gpu-portal-agent",
     "keys_dir": "/etc/gpu-portal/authorized_keys",
     "managed_group": "gpu-portal-users",
+    "push_config": "/etc/gpu-portal/push.json",
 }
 
 
@@ -59,9 +60,11 @@ def installer_program(
     provisioning_user: str,
     public_key: str,
     sshd: SshdSettings,
+    push: dict | None = None,
 ) -> tuple[bytes, str]:
     """The installer's source followed by its call with every input (base64 JSON, so no input
-    is ever part of a command line). Returns (program, the agent's sha256)."""
+    is ever part of a command line). `push` ({"url", "token"}) sets up sending samples.
+    Returns (program, the agent's sha256)."""
     agent = render_agent(config_path)
     digest = hashlib.sha256(agent).hexdigest()
     payload = {
@@ -74,6 +77,7 @@ def installer_program(
         "provisioning_user": provisioning_user,
         "public_key": public_key,
         "verbs": sorted(ssh.AGENT_VERBS),
+        "push": push,
         "sshd": {"config": sshd.config, "dropin": sshd.dropin, "pid_file": sshd.pid_file},
     }
     encoded = base64.b64encode(json.dumps(payload).encode()).decode()

@@ -33,7 +33,13 @@ AGENT_VERBS = {
     "revoke",
     "grant-gpus",
     "release-gpus",
+    # Read-only: the portal may ask a node for a sample on demand.
+    "sample",
 }
+# Verbs the node runs itself as root and the portal never runs: not in the sudo rule, so the
+# provisioning account cannot trigger them. `push` sends samples with the node's token, read
+# from a root-only file; root's systemd timer runs it.
+NODE_LOCAL_VERBS = {"push"}
 # Agent error codes worth another try; all others are permanent.
 TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain"}
 

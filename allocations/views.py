@@ -11,9 +11,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask, SshKey
+from allocations.models import Grant, JupyterSession, NodeAccount, Notice, ProvisioningTask, SshKey
 from allocations.services import jupyter as jupyter_services
 from allocations.services.keys import sshkey_add, sshkey_remove
+from allocations.services.usage import grant_usage_summary
 from portal.errors import PortalError
 
 LOCAL_JUPYTER_PORT = 8888
@@ -88,6 +89,8 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
+        "usage": grant_usage_summary(grant),
+        "idle_notices": grant.notices.filter(kind=Notice.Kind.IDLE, resolved_at__isnull=True),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
         "refresh": grant.status == Grant.Status.PROVISIONING
         or (session is not None and session.state == JupyterSession.State.WANTED),

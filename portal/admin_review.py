@@ -18,7 +18,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel, Grant
+from allocations.models import GpuModel
+from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal.attachments import attachment_response
 from portal.errors import PortalError
@@ -246,7 +247,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             .select_related("call")
             .order_by("-submitted_at")[:20]
         )
-        grants = Grant.objects.filter(organisation=obj.organisation).order_by("-created_at")[:20]
+        grants = organisation_usage(obj.organisation_id)
         unpaid = organisation_unpaid_invoices(obj.organisation_id)
         parts = [
             format_html("<p><strong>{}</strong></p>", _("Applications")),
@@ -259,17 +260,24 @@ class ApplicationAdmin(admin.ModelAdmin):
             format_html("<p><strong>{}</strong></p>", _("Grants")),
             format_html_join(
                 "",
-                "<p>{} × {} · {} GPU-hours · {} – {} · {}</p>",
+                "<p>{} × {} · {} – {} · {} · {}</p>",
                 (
                     (
-                        g.gpu_count,
-                        g.get_gpu_model_display(),
-                        g.gpu_hours,
-                        g.starts_on,
-                        g.ends_on,
-                        g.get_status_display(),
+                        row["grant"].gpu_count,
+                        row["grant"].get_gpu_model_display(),
+                        row["grant"].starts_on,
+                        row["grant"].ends_on,
+                        row["grant"].get_status_display(),
+                        _("used %(used)s of %(subsidy)s GPU-hours (%(percent)s%%), utilisation %(util)s, %(kwh)s kWh")
+                        % {
+                            "used": row["gpu_hours_used"],
+                            "subsidy": row["gpu_hours_subsidy"],
+                            "percent": row["percent_of_subsidy"],
+                            "util": "–" if row["avg_utilization"] is None else f"{row['avg_utilization']}%",
+                            "kwh": row["energy_kwh"],
+                        },
                     )
-                    for g in grants
+                    for row in grants
                 ),
             )
             or format_html("<p>{}</p>", _("None")),

@@ -26,3 +26,9 @@ cron.register(billing_jobs.invoices_run_job, queue_name="default", cron="0 18 28
 cron.register(billing_jobs.invoices_charge_due_job, queue_name="default", cron="30 * * * *")
 cron.register(billing_jobs.invoices_enforce_overdue_job, queue_name="default", cron="10 4 * * *")
 cron.register(billing_jobs.grants_subsidy_check_job, queue_name="default", cron="*/15 * * * *")
+
+# Metering: partitions of the samples table ahead and retention; usage hours every 10 minutes.
+cron.register(allocation_jobs.metering_partitions_job, queue_name="default", interval=3600)
+cron.register(allocation_jobs.usage_hours_job, queue_name="default", interval=600)
+cron.register(allocation_jobs.metering_findings_job, queue_name="default", interval=600)
+cron.register(allocation_jobs.idle_report_job, queue_name="default", cron="0 9 * * 1")

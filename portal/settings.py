@@ -241,6 +241,31 @@ NODE_UNIX_ID_BASE = env_int("NODE_UNIX_ID_BASE", 200000)
 PROVISIONING_MAX_ATTEMPTS = env_int("PROVISIONING_MAX_ATTEMPTS", 6)
 PROVISIONING_BACKOFF_SECONDS = env_int("PROVISIONING_BACKOFF_SECONDS", 15)
 
+# Metering: GPU samples posted by the nodes (/api/v1/nodes/<hostname>/samples).
+# A body above METERING_MAX_BODY_BYTES is refused unread; a batch holds at most so many GPU
+# samples; a sample may be at most METERING_CLOCK_SKEW_SECONDS in the future (a node's clock
+# runs a little ahead) and no older than the raw retention.
+METERING_MAX_BODY_BYTES = env_int("METERING_MAX_BODY_BYTES", 4 * 1024 * 1024)
+METERING_MAX_SAMPLES_PER_BATCH = env_int("METERING_MAX_SAMPLES_PER_BATCH", 20000)
+METERING_CLOCK_SKEW_SECONDS = env_int("METERING_CLOCK_SKEW_SECONDS", 120)
+# Raw samples are kept this many days (whole daily partitions are dropped after that); usage
+# hours are kept for good. Partitions are created this many days ahead.
+METERING_RETENTION_DAYS = env_int("METERING_RETENTION_DAYS", 30)
+METERING_PARTITIONS_AHEAD_DAYS = env_int("METERING_PARTITIONS_AHEAD_DAYS", 3)
+# Usage hours are rebuilt for this many past hours on every run, so late samples are folded in.
+METERING_REBUILD_HOURS = env_int("METERING_REBUILD_HOURS", 6)
+# Findings: a grant whose GPUs stay under METERING_IDLE_UTILIZATION % for METERING_IDLE_HOURS
+# hours in a row is idle; the weekly list names grants idle more than METERING_IDLE_REPORT_PERCENT
+# % of their hours; a node silent for METERING_SILENT_NODE_MINUTES has stopped reporting.
+METERING_IDLE_UTILIZATION = env_int("METERING_IDLE_UTILIZATION", 5)
+METERING_IDLE_HOURS = env_int("METERING_IDLE_HOURS", 24)
+METERING_IDLE_REPORT_PERCENT = env_int("METERING_IDLE_REPORT_PERCENT", 50)
+METERING_SILENT_NODE_MINUTES = env_int("METERING_SILENT_NODE_MINUTES", 15)
+# Operators' address for metering notices (misuse, silent nodes, the weekly idle list), and who
+# else gets the weekly idle list (the ministry reclaims under-used GPUs), comma-separated.
+OPERATORS_EMAIL = env_str("OPERATORS_EMAIL", "operators@localhost")
+IDLE_REPORT_EMAILS = env_list("IDLE_REPORT_EMAILS")
+
 # Invitations to an organisation are valid this long and can be used once; at most so many a day
 # per organisation and per inviter (a spam relay otherwise).
 INVITATION_MAX_AGE_DAYS = 7

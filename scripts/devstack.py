@@ -228,7 +228,10 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
 def bench(stack: Stack) -> int:
     stack.env["PORTAL_ENV"] = "test"
     stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
-    return stack.call(PY, str(ROOT / "benchmarks" / "placement.py"))
+    status = 0
+    for name in os.environ.get("BENCH_ONLY", "placement.py sample_ingest.py").split():
+        status = stack.call(PY, str(ROOT / "benchmarks" / name)) or status
+    return status
 
 
 def main() -> int:

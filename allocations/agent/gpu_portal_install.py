@@ -12,7 +12,9 @@ What it sets up:
 - the managed group whose members' keys sshd reads from a root-owned directory, through an
   sshd drop-in that `sshd -t` checks before sshd reloads;
 - the provisioning account with the portal's key, allowed through sudo exactly the agent's
-  verbs, each pinned to the agent's digest.
+  verbs, each pinned to the agent's digest;
+- when the portal sends a push URL and the node's samples token: a root-only push file and,
+  where systemd runs, a service and a timer that run `AGENT push` as root every minute.
 """
 
 from __future__ import annotations
@@ -228,6 +230,60 @@ def wait_for_sshd(listen: list) -> None:
             time.sleep(0.1)
 
 
+SYSTEMD_DIR = "/etc/systemd/system"
+UNIT = "gpu-portal-push"
+
+
+def push_units(agent_path: str) -> dict:
+    """A oneshot service running the agent's push as root and a timer firing it every minute
+    (with jitter, so a thousand nodes do not post in the same second)."""
+    service = (
+        "[Unit]\n"
+        "Description=gpu-portal: send GPU samples to the portal\n"
+        "After=network-online.target\n"
+        "Wants=network-online.target\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={agent_path} push\n"
+        "StandardInput=null\n"
+        "TimeoutStartSec=100\n"
+        "Nice=10\n"
+    )
+    timer = (
+        "[Unit]\n"
+        "Description=gpu-portal: send GPU samples every minute\n\n"
+        "[Timer]\n"
+        "OnBootSec=30s\n"
+        "OnUnitActiveSec=60s\n"
+        "AccuracySec=1s\n"
+        "RandomizedDelaySec=10s\n\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+    return {f"{UNIT}.service": service, f"{UNIT}.timer": timer}
+
+
+def install_push(data: dict) -> str:
+    """The push file (URL and token, root-only), then the timer where systemd runs. Returns a
+    note for the operator."""
+    push = data.get("push")
+    if not push:
+        return "no push configured: the node does not send samples"
+    write_root_file(
+        data["config"]["push_config"], json.dumps({"url": push["url"], "token": push["token"]}).encode(), 0o600
+    )
+    if not os.path.isdir("/run/systemd/system"):
+        return (
+            f"systemd is not running here: no push timer installed; run `{data['agent_path']} push` as root "
+            "every minute by other means (cron)"
+        )
+    for name, content in push_units(data["agent_path"]).items():
+        write_root_file(os.path.join(SYSTEMD_DIR, name), content.encode(), 0o644)
+    run(["systemctl", "daemon-reload"])
+    run(["systemctl", "enable", "--now", f"{UNIT}.timer"])
+    return f"{UNIT}.timer installed: samples are pushed every minute"
+
+
 def check_input(data: dict) -> None:
     for key in ("provisioning_user",):
         if not NAME_RE.fullmatch(data.get(key) or ""):
@@ -236,11 +292,18 @@ def check_input(data: dict) -> None:
     if not NAME_RE.fullmatch(config.get("managed_group") or ""):
         raise InstallError("managed_group is not a valid group name")
     for path in (data["agent_path"], data["config_path"], config["keys_dir"], config["state_dir"],
-                 data["sshd"]["config"], data["sshd"]["dropin"], data["sshd"]["pid_file"]):  # fmt: skip
+                 config["push_config"], data["sshd"]["config"], data["sshd"]["dropin"],
+                 data["sshd"]["pid_file"]):  # fmt: skip
         if not PATH_RE.fullmatch(path or "") or "/../" in path or path.endswith("/.."):
             raise InstallError(f"not a plain absolute path: {path!r}")
     if not KEY_RE.fullmatch(data.get("public_key") or ""):
         raise InstallError("public_key must be one bare public key")
+    push = data.get("push")
+    if push and (
+        not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]_/%-]{1,500}", push.get("url") or "")
+        or not re.fullmatch(r"[A-Za-z0-9_-]{32,128}", push.get("token") or "")
+    ):
+        raise InstallError("push needs an http(s) URL and a token of URL-safe characters")
     if not data.get("verbs") or not all(VERB_RE.fullmatch(v) for v in data["verbs"]):
         raise InstallError("verbs must be plain verb names")
 
@@ -263,9 +326,10 @@ def main(encoded: str) -> int:
             sudoers_rule(data["provisioning_user"], data["agent_path"], digest, data["verbs"]),
         )
         install_sshd_dropin(data["sshd"], sshd_dropin(config["managed_group"], config["keys_dir"]))
+        push_note = install_push(data)
     except (InstallError, OSError, KeyError, ValueError, subprocess.SubprocessError) as exc:
         print(json.dumps({"ok": False, "error": "install_failed", "message": f"{type(exc).__name__}: {exc}"}))
         return 2
     print(json.dumps({"ok": True, "version": data["version"], "sha256": digest,
-                      "provisioning_user": data["provisioning_user"]}))  # fmt: skip
+                      "provisioning_user": data["provisioning_user"], "push": push_note}))  # fmt: skip
     return 0

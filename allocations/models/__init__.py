@@ -9,6 +9,7 @@ from allocations.models.access import (
     UnixId,
 )
 from allocations.models.grants import AccessInterval, Assignment, Grant, GrantEvent
+from allocations.models.metering import GpuSample, Notice, SampleBatch, UsageHour
 from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Assignment",
     "Gpu",
     "GpuModel",
+    "GpuSample",
     "Grant",
     "GrantEvent",
     "JupyterSession",
@@ -25,7 +27,10 @@ __all__ = [
     "NodeAccountEvent",
     "NodeEvent",
     "NodeOperation",
+    "Notice",
     "ProvisioningTask",
+    "SampleBatch",
     "SshKey",
     "UnixId",
+    "UsageHour",
 ]

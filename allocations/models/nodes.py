@@ -78,6 +78,11 @@ class Node(models.Model):
     status_reason = models.TextField(_("status reason"), blank=True)
     status_source = models.CharField(_("status set by"), max_length=16, choices=Source.choices, blank=True)
     last_report_at = models.DateTimeField(_("last report"), null=True, blank=True)
+    # The node's bearer token for /api/v1/nodes/<hostname>/samples: only its SHA-256 is kept
+    # (shown once when set; empty: the node may not post).
+    samples_token_sha256 = models.CharField(_("samples token (SHA-256)"), max_length=64, blank=True)
+    samples_token_set_at = models.DateTimeField(_("samples token set at"), null=True, blank=True)
+    last_sample_at = models.DateTimeField(_("last sample"), null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -11,6 +14,7 @@ from allocations import ssh
 from allocations.models import Gpu, GpuModel, Node
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, installer_program
 from allocations.services.node_status import node_report_inventory
+from allocations.services.sample_tokens import node_samples_token_set
 from portal.errors import PortalError
 
 
@@ -75,11 +79,20 @@ def node_install_agent(
     agent_config: dict,
     config_path: str = DEFAULT_CONFIG_PATH,
     sshd: SshdSettings | None = None,
+    portal_url: str = "",
 ) -> dict:
     """Install or upgrade the agent with an operator credential (root, or a user with full
     sudo): the installer runs as root from stdin with the agent inside, checks its digest,
     writes the config, the provisioning account, the sudo rule (the agent's verbs only, pinned
-    to its digest) and the sshd drop-in. Afterwards the portal only uses the restricted account."""
+    to its digest) and the sshd drop-in. Afterwards the portal only uses the restricted account.
+    With `portal_url`, the node also gets a new samples token (in a root-only file, the only
+    copy outside the portal's hash) and a timer that pushes samples every minute; the token
+    counts only once the installer succeeded."""
+    push = None
+    if portal_url:
+        token = secrets.token_urlsafe(32)
+        url = portal_url.rstrip("/") + reverse("allocations:node_samples", args=[node.hostname])
+        push = {"url": url, "token": token}
     program, _digest = installer_program(
         agent_path=node.agent_path,
         config_path=config_path,
@@ -87,11 +100,14 @@ def node_install_agent(
         provisioning_user=node.ssh_username,
         public_key=provisioning_public_key,
         sshd=sshd or SshdSettings(),
+        push=push,
     )
     target = target_for(node, username=operator_user)
     with ssh.Connection(target, operator_key) as conn:
         answer = conn.run_python_as_root(program, use_sudo=operator_user != "root", what="install")
     Node.objects.filter(pk=node.pk).update(agent_version=answer["version"], agent_sha256=answer["sha256"])
+    if push:
+        node_samples_token_set(node=node, token=push["token"])
     return answer
 
 

@@ -32,7 +32,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     from allocations.models import Grant
 
     applications = Application.objects.visible_to(request.user).select_related("call")[:10]
-    grants = Grant.objects.of_member(request.user).select_related("application")
+    from allocations.services.usage import grants_with_usage
+
+    grants = grants_with_usage(Grant.objects.of_member(request.user).select_related("application"), limit=50)
     context = {"memberships": memberships, "applications": applications, "grants": grants}
     return render(request, "portal/dashboard.html", context)
 

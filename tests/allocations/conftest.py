@@ -64,6 +64,7 @@ class NodeHost:
             "keys_dir": self.keys_dir,
             "managed_group": self.managed_group,
             "gpu_device_pattern": self.device_dir + "/nvidia{minor}",
+            "push_config": str(Path(self.config_path).with_name("push.json")),
         }
 
     def device(self, minor: int) -> str:

@@ -16,7 +16,7 @@ def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_s
     node = bootstrap_node(node_host)
     assert node.host_key_fingerprint == ssh.fingerprint(node_host.host_key)
     assert node.status == Node.Status.ONLINE
-    assert node.agent_version == "2.0"
+    assert node.agent_version == "2.1"
     gpus = list(node.gpus.order_by("index"))
     assert [g.index for g in gpus] == list(range(8))
     assert {g.model for g in gpus} == {"H100-80GB"}
@@ -46,7 +46,7 @@ def test_a_wrong_confirmation_pins_nothing(db, node_settings, node_host):
 
 def test_the_provisioning_account_can_run_the_agent_and_nothing_else(gpu_node, node_host):
     with node_services.connect(gpu_node) as conn:
-        assert conn.agent("version")["version"] == "2.0"
+        assert conn.agent("version")["version"] == "2.1"
         status, _out, err = conn._exec("sudo -n /usr/bin/id -u", b"", 10)
     assert status != 0
     assert b"password is required" in err

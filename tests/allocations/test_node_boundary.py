@@ -84,6 +84,7 @@ def test_the_sudo_rule_lists_the_agents_verbs_and_nothing_else(gpu_node, node_ho
     allowed = {part.split()[-1] for part in rule.split("NOPASSWD:")[1].split(",")}
     assert allowed == ssh.AGENT_VERBS
     assert "bootstrap" not in rule
+    assert not allowed & ssh.NODE_LOCAL_VERBS  # push: only root's timer sends samples with the token
 
 
 # -- 2. re-installing cannot be hijacked ----------------------------------------------------

@@ -25,6 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--keys-dir", default="/etc/gpu-portal/authorized_keys")
         parser.add_argument("--managed-group", default="gpu-portal-users")
         parser.add_argument("--gpu-device-pattern", default="/dev/nvidia{minor}")
+        parser.add_argument(
+            "--portal-url",
+            default=None,
+            help="where the node posts samples (default SITE_URL); the node gets a new samples token",
+        )
+        parser.add_argument("--no-push", action="store_true", help="do not set up sending samples")
+        parser.add_argument("--push-config", default="/etc/gpu-portal/push.json", help="root-only URL+token file")
         parser.add_argument("--sshd-config", default=SshdSettings.config)
         parser.add_argument("--sshd-dropin", default=SshdSettings.dropin)
         parser.add_argument("--sshd-pid-file", default=SshdSettings.pid_file)
@@ -52,12 +59,15 @@ class Command(BaseCommand):
                     "keys_dir": opts["keys_dir"],
                     "managed_group": opts["managed_group"],
                     "gpu_device_pattern": opts["gpu_device_pattern"],
+                    "push_config": opts["push_config"],
                 },
+                portal_url="" if opts["no_push"] else (opts["portal_url"] or settings.SITE_URL),
                 sshd=SshdSettings(
                     config=opts["sshd_config"], dropin=opts["sshd_dropin"], pid_file=opts["sshd_pid_file"]
                 ),
             )
             self.stdout.write(f"Agent {answer['version']} installed (sha256 {answer['sha256']}).")
+            self.stdout.write(f"Samples: {answer.get('push') or 'not configured'}.")
             gpus = nodes.node_inventory(node=node)
         except ssh.SshError as exc:
             raise CommandError(exc.message) from exc

@@ -1,0 +1,58 @@
+"""Operators' view of metering: notices (idle grants, misuse, silent nodes), usage hours and
+received sample batches. All read-only: they are made by the jobs, never typed."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from allocations.models import Notice, SampleBatch, UsageHour
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notice)
+class NoticeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "node", "gpu", "grant", "summary", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "node"]
+    list_select_related = ["node", "gpu__node", "grant"]
+    search_fields = ["key", "node__hostname"]
+    actions = ["resolve"]
+
+    @admin.display(description=_("details"))
+    def summary(self, obj: Notice) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in obj.details.items())
+
+    @admin.action(description=_("Mark as resolved"), permissions=["view"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Notice]) -> None:
+        count = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+        self.message_user(request, _("%(count)d notices resolved.") % {"count": count})
+
+
+@admin.register(UsageHour)
+class UsageHourAdmin(ReadOnlyAdmin):
+    list_display = ["hour", "grant", "gpu_minutes", "sample_count", "avg_utilization", "energy_wh"]
+    list_filter = ["hour"]
+    list_select_related = ["grant"]
+    search_fields = ["grant__pk"]
+    date_hierarchy = "hour"
+
+
+@admin.register(SampleBatch)
+class SampleBatchAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "node", "batch_id", "sample_count", "first_time", "last_time", "dropped_before"]
+    list_filter = ["node"]
+    list_select_related = ["node"]
+    date_hierarchy = "received_at"
