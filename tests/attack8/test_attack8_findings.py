@@ -144,3 +144,42 @@ def test_an_rsa_key_larger_than_openssh_accepts_is_refused(db):
     assert len(text) < 5000  # fits the form
     with pytest.raises(PortalError):
         sshkey_add(user=UserFactory(), text=text)
+
+
+# -- F8: operators with a conflict act on their own organisation's grants ------------------------
+
+
+def test_staff_who_belong_to_the_organisation_do_not_resume_or_see_its_grant_in_the_admin(client, db):
+    from tests.portal.test_review_admin import staff_user
+
+    app = ApplicationFactory(status="approved")
+    grant = Grant.objects.create(
+        organisation=app.organisation, application=app, gpu_model="H100-80GB", gpu_count=1, gpu_hours=10,
+        copay_percent=0, starts_on=app.starts_on, ends_on=app.ends_on, status="suspended",
+        status_reason="unpaid invoice",
+    )  # fmt: skip
+    operator = staff_user("ops@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
+    MembershipFactory(user=operator, organisation=app.organisation)
+    client.force_login(operator)
+    # Expected (the rule of Application.objects.reviewable_by applied to grants): 404 / not listed.
+    assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code == 404
+
+
+# -- F9: reviewers read each other's scores before writing their own ------------------------------
+
+
+def test_a_reviewer_does_not_see_other_reviewers_scores_before_reviewing(client, db):
+    from portal.services import applications as svc
+    from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user
+
+    app = ApplicationFactory()
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    first = staff_user("first@ministry.go.kr", *REVIEWER_PERMS)
+    svc.review_save(
+        application=app, reviewer=first, merit=1, feasibility=1, national_priority=1, resource_justification=1,
+        recommendation="reject", comment="UNIQUE-FIRST-REVIEW-COMMENT",
+    )  # fmt: skip
+    second = staff_user("second@ministry.go.kr", *REVIEWER_PERMS)
+    client.force_login(second)
+    for url in [f"/admin/portal/application/{app.pk}/change/", f"/admin/portal/application/{app.pk}/review/"]:
+        assert "UNIQUE-FIRST-REVIEW-COMMENT" not in client.get(url).content.decode(), url
