@@ -183,3 +183,19 @@ def test_a_reviewer_does_not_see_other_reviewers_scores_before_reviewing(client,
     client.force_login(second)
     for url in [f"/admin/portal/application/{app.pk}/change/", f"/admin/portal/application/{app.pk}/review/"]:
         assert "UNIQUE-FIRST-REVIEW-COMMENT" not in client.get(url).content.decode(), url
+
+
+# -- F10: link-like names that the link filter misses --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Claim at gpu-portal.한국", "Claim at gpu-portal．com", "Claim at gpu-portal。com", "Log in at 203.0.113.7/login"],
+)
+def test_organisation_names_that_mail_clients_turn_into_links_are_refused(name):
+    from django.core.exceptions import ValidationError
+
+    from portal.validators import validate_no_link
+
+    with pytest.raises(ValidationError):
+        validate_no_link(name)
