@@ -146,3 +146,24 @@ def test_a_member_cannot_reach_other_users_keys_or_grants(client, db):
     client.force_login(UserFactory())
     assert client.post(f"/keys/{key.pk}/delete/").status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
+
+
+def test_out_of_range_numbers_in_the_call_admin_are_form_errors(client, db):
+    from django.utils import timezone
+
+    admin_user = staff_user("root@ministry.go.kr")
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    client.raise_request_exception = False
+    now = timezone.now()
+    data = {
+        "title_ko": "공모", "title_en": "Call", "opens_at_0": now.date().isoformat(), "opens_at_1": "00:00:00",
+        "closes_at_0": now.date().isoformat(), "closes_at_1": "23:00:00", "eligible_kinds": "university",
+        "cap_gpu_hours": str(2**31), "copay_percent": "1000", "allocation_starts_on": "2027-01-01",
+        "allocation_ends_on": "2027-12-31", "max_startup_age_years": str(2**40),
+        "budgets-TOTAL_FORMS": "1", "budgets-INITIAL_FORMS": "0", "budgets-MIN_NUM_FORMS": "0",
+        "budgets-MAX_NUM_FORMS": "1000", "budgets-0-gpu_model": "H100-80GB", "budgets-0-gpu_hours": str(2**63),
+    }  # fmt: skip
+    response = client.post("/admin/portal/call/add/", data)
+    assert response.status_code == 200  # the form again, with errors; not a 500
