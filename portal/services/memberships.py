@@ -98,6 +98,10 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
         )
     user = membership.user
     membership.delete()
+    # Out of every team of the organisation's applications too: a seat left behind would come
+    # back to life (pages, attachment, node access) the day they rejoin, unasked.
+    for application in Application.objects.filter(organisation=organisation, team=user):
+        application.team.remove(user)
     audit(organisation=organisation, action=A.MEMBER_LEFT if user.pk == actor.pk else A.MEMBER_REMOVED,
           actor=actor, user=user, old=membership.role)  # fmt: skip
     from allocations.services.members import organisation_member_removed
