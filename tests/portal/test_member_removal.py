@@ -171,3 +171,49 @@ def test_confirming_an_address_joins_only_the_organisation_of_its_own_domain(cli
     client.post(f"/accounts/confirm-email/{EmailConfirmationHMAC(address).key}/")
     assert list(Membership.objects.filter(user=user).values_list("organisation", flat=True)) == [second.organisation_id]
     assert first.organisation_id != second.organisation_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_removed_while_becoming_pi_does_not_end_up_pi_of_an_organisation_they_left(monkeypatch):
+    """Attack review of issue 8: application_change_pi checked the new PI's membership without
+    locking it, membership_remove checked "leads applications" before that commit: both won."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from portal.services import memberships as msvc
+
+    app = ApplicationFactory()
+    owner = MembershipFactory(organisation=app.organisation, role=Membership.Role.OWNER).user
+    successor_membership = MembershipFactory(organisation=app.organisation)
+    successor = successor_membership.user
+    real_audit = msvc.audit
+
+    def slow_audit(**kwargs):
+        if kwargs.get("action") == OrganisationAuditLog.Action.PI_CHANGED:
+            time.sleep(1.0)  # change_pi has checked the membership, not yet committed
+        return real_audit(**kwargs)
+
+    monkeypatch.setattr(msvc, "audit", slow_audit)
+
+    def change() -> None:
+        msvc.application_change_pi(application=app, new_pi=successor, actor=owner)
+        connection.close()
+
+    def remove() -> None:
+        time.sleep(0.3)
+        try:
+            msvc.membership_remove(membership=successor_membership, actor=successor)
+        except PortalError:
+            pass  # refused: they lead the application now
+        connection.close()
+
+    threads = [threading.Thread(target=change), threading.Thread(target=remove)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app.refresh_from_db()
+    assert app.principal_investigator == successor
+    assert Membership.objects.filter(user=successor, organisation=app.organisation).exists()
