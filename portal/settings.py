@@ -215,12 +215,16 @@ MAILERS = {
 
 # One Redis for jobs, cache, allauth's rate limits and used-TOTP-code markers: they must be
 # shared by every process.
+# The cache holds allauth's login and password-reset rate limits and the used-TOTP-code markers:
+# security state that must neither vanish nor fail open when Redis stops, and that must not turn
+# sign-in into a 500 either. So it lives in PostgreSQL (table created by migration
+# portal.0007_cache_table); Redis carries only the job queues.
+CACHE_TABLE = "portal_cache"
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": CACHE_TABLE,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "portal"),
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 
