@@ -109,3 +109,28 @@ def test_an_override_is_an_explicit_logged_act_of_its_own_permission(approver):
     assert grant.budget_override_reason == "National priority"
     row = OrganisationAuditLog.objects.get(action="award_override")
     assert (row.actor, row.reason, row.organisation) == (approver, "National priority", app.organisation)
+
+
+def test_staff_who_belong_to_the_organisation_neither_see_nor_resume_its_grant_in_the_admin(client, db):
+    """Attack review of issue 8: the grant admin ignored the conflict-of-interest rule."""
+    app = ApplicationFactory(status="approved")
+    grant = Grant.objects.create(
+        organisation=app.organisation, application=app, gpu_model="H100-80GB", gpu_count=1, gpu_hours=10,
+        copay_percent=0, starts_on=app.starts_on, ends_on=app.ends_on, status="suspended",
+        status_reason="unpaid invoice",
+    )  # fmt: skip
+    operator = staff_user("ops@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
+    MembershipFactory(user=operator, organisation=app.organisation)
+    client.force_login(operator)
+    # As for another missing object: the admin's "does not exist" redirect, no page.
+    assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code in (302, 404)
+    assert (
+        f"/admin/allocations/grant/{grant.pk}/change/" not in client.get("/admin/allocations/grant/").content.decode()
+    )
+    client.post("/admin/allocations/grant/", {"action": "resume", "_selected_action": [grant.pk]})
+    grant.refresh_from_db()
+    assert grant.status == "suspended"
+    # A colleague without the conflict sees it.
+    other = staff_user("ops2@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
+    client.force_login(other)
+    assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code == 200
