@@ -268,3 +268,30 @@ def test_team_members_read_but_cannot_edit_or_withdraw(client, call, researcher)
     assert client.post(f"/applications/{app.pk}/withdraw/").status_code == 403
     app.refresh_from_db()
     assert app.status == "draft"
+
+
+def test_a_request_announcing_a_body_far_beyond_10_mb_is_refused_before_it_is_read(browser, call, researcher):
+    data = form_data(call, researcher, save="1")
+    data["attachment"] = SimpleUploadedFile("huge.pdf", b"%PDF-" + b"0" * (13 * 1024 * 1024))
+    response = browser.post(f"/calls/{call.pk}/apply/", data)
+    assert response.status_code == 413
+    assert "at most 10 MB" in response.content.decode()
+    assert not Application.objects.exists()
+
+
+def test_an_upload_streamed_past_the_limit_is_aborted_whatever_length_it_announced(settings):
+    """A body sent without a length (or lying about it) is counted as it arrives: the handler
+    stops it before it reaches memory or a temporary file."""
+    from django.core.exceptions import RequestDataTooBig
+
+    from portal.uploads import SizeLimitedUploadHandler, max_request_bytes
+
+    handler = SizeLimitedUploadHandler()
+    handler.handle_raw_input(None, {}, 0, b"x")
+    chunk = b"0" * (1024 * 1024)
+    received = 0
+    with pytest.raises(RequestDataTooBig):
+        for _ in range(100):
+            handler.receive_data_chunk(chunk, received)
+            received += len(chunk)
+    assert received <= max_request_bytes()
