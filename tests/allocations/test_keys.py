@@ -223,3 +223,81 @@ def test_rsa_keys_too_large_for_openssh_or_with_a_garbage_modulus_are_refused(mo
     blob = _ssh_string(b"ssh-rsa") + _mpint(65537) + _mpint(modulus)
     with pytest.raises(InvalidKey, match=message):
         parse_public_key("ssh-rsa " + base64.b64encode(blob).decode())
+
+
+def test_a_member_cannot_remove_another_users_key(client, db):
+    from tests.factories import UserFactory
+
+    victim = UserFactory()
+    key = SshKey.objects.create(
+        user=victim, key_type="ssh-ed25519", public_key="ssh-ed25519 AAAA", fingerprint="SHA256:x", bits=256
+    )
+    client.force_login(UserFactory())
+    assert client.post(f"/keys/{key.pk}/delete/").status_code == 404
+    assert SshKey.objects.filter(pk=key.pk).exists()
+
+
+def _forged_identity_login(node, username: str) -> bool:
+    """Sign in as `username` with the ed25519 identity point as "public key" and the forged
+    signature R = B, S = 1, which OpenSSH's cofactorless check accepts for any session."""
+    import paramiko
+    from paramiko.message import Message
+
+    identity = b"\x01" + b"\x00" * 31
+    signature = bytes.fromhex("58" + "66" * 31) + (1).to_bytes(32, "little")
+
+    class Forged(paramiko.Ed25519Key):
+        def __init__(self) -> None:
+            self.public_blob = None
+            self._signing_key = None
+            self._verifying_key = None
+
+        def get_name(self) -> str:
+            return "ssh-ed25519"
+
+        def asbytes(self) -> bytes:
+            return _ssh_string(b"ssh-ed25519") + _ssh_string(identity)
+
+        def can_sign(self) -> bool:
+            return True
+
+        def sign_ssh_data(self, data, algorithm=None) -> Message:
+            message = Message()
+            message.add_string("ssh-ed25519")
+            message.add_string(signature)
+            return message
+
+    transport = paramiko.Transport((node.address, node.ssh_port))
+    try:
+        transport.start_client(timeout=10)
+        assert transport.get_remote_server_key().get_base64() == node.host_key.split()[1]  # pinned
+        try:
+            transport.auth_publickey(username, Forged())
+        except paramiko.AuthenticationException:
+            return False
+        return transport.is_authenticated()
+    finally:
+        transport.close()
+
+
+def test_the_ed25519_identity_key_never_reaches_a_node_where_anyone_could_sign_in_with_it(client, gpu_node, tmp_path):
+    """Attack review of issue 8: the portal accepted the identity point as a key, put it in the
+    account's authorized keys, and a forged signature then opened the account (real sshd)."""
+    from django.utils import timezone
+
+    from allocations.models import NodeAccount
+    from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+
+    app, key = user_with_key(tmp_path)
+    pi = app.principal_investigator
+    identity_line = (
+        "ssh-ed25519 "
+        + base64.b64encode(_ssh_string(b"ssh-ed25519") + _ssh_string(SMALL_ORDER_ED25519["identity"])).decode()
+    )
+    client.force_login(pi)
+    assert client.post("/keys/", {"name": "forged", "public_key": identity_line}).status_code == 400
+    today = timezone.localdate()
+    provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=30)))
+    account = NodeAccount.objects.get(user=pi)
+    assert ssh_as(gpu_node, account.username, key, "id -un")[1].strip() == account.username
+    assert not _forged_identity_login(gpu_node, account.username)

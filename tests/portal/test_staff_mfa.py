@@ -123,3 +123,15 @@ def test_adding_an_app_after_another_factor_exists_does_not_pass_the_factor_for_
     only = TOTP.activate(staff, generate_totp_secret()).instance
     _adding_an_app_passes_mfa(sender=None, request=request, user=staff, authenticator=only)
     assert session_passed_mfa(request)
+
+
+def test_staff_without_this_sessions_second_factor_are_not_served_the_admin_behind_a_prefix(client, db):
+    from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user
+
+    staff = staff_user("ops@ministry.go.kr", *REVIEWER_PERMS)
+    client.force_login(staff, mfa=False)
+    for path in ["/admin/", "/admin/portal/application/"]:
+        response = client.get(path, SCRIPT_NAME="/portal")
+        assert response.status_code == 302 and "reauthenticate" in response["Location"]
+    response = client.get("/admin/")
+    assert response.status_code == 302
