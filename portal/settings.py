@@ -235,6 +235,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": CACHE_TABLE,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "portal"),
+        # Django's default (300) would cull live lockouts once 300 keys exist; beyond this many,
+        # expired entries go first.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
     }
 }
 
