@@ -353,6 +353,13 @@ class GrantAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [f.name for f in Grant._meta.fields]
 
+    def get_queryset(self, request):
+        """The conflict-of-interest rule of the review queue holds for grants too: staff who
+        belong (or belonged) to the organisation neither see nor act on its grants (404)."""
+        from portal.models import Application
+
+        return super().get_queryset(request).filter(application__in=Application.objects.reviewable_by(request.user))
+
     def has_add_permission(self, request) -> bool:
         return False  # grants are created by approving an application
 

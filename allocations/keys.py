@@ -18,10 +18,17 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils.translation import gettext_lazy as _
 
 MIN_RSA_BITS = 3072
+MAX_RSA_BITS = 16384  # OpenSSH's SSH_RSA_MAXIMUM_MODULUS_SIZE: a larger key never works
+ED25519_P = 2**255 - 19
+# The y-coordinates (mod p) of the eight ed25519 points of small order: the identity (1), the
+# point of order 2 (p-1), those of order 4 (0) and of order 8 (Y8, p-Y8). With such a "public
+# key" OpenSSH's cofactorless check accepts a forged signature from anyone.
+_ED25519_Y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+ED25519_SMALL_ORDER_Y = frozenset({0, 1, ED25519_P - 1, _ED25519_Y8, ED25519_P - _ED25519_Y8})
+_SMALL_PRIMES = [n for n in range(3, 2000, 2) if all(n % d for d in range(3, int(n**0.5) + 1, 2))]
 MIN_RSA_EXPONENT = 65537  # ssh-keygen's since 2013; smaller or even exponents are refused
 ECDSA_CURVES = {
     "ecdsa-sha2-nistp256": b"nistp256",
@@ -97,18 +104,29 @@ def parse_public_key(text: str) -> PublicKey:
         raise InvalidKey(_("The key data does not match its type."))
     if key_type == "ssh-ed25519":
         key, offset = _read_string(blob, offset)
-        if len(key) != 32:
+        if len(key) != 32 or _ed25519_small_order(key):
             raise InvalidKey(_("The key data is not a valid ed25519 key."))
         bits = 256
     elif key_type == "ssh-rsa":
         exponent, offset = _read_string(blob, offset)
         modulus, offset = _read_string(blob, offset)
-        bits = int.from_bytes(modulus, "big").bit_length()
+        n = int.from_bytes(modulus, "big")
+        bits = n.bit_length()
         if not exponent or bits < MIN_RSA_BITS:
             raise InvalidKey(
                 _("RSA keys must have at least %(min)d bits; this one has %(bits)d. Use ed25519 instead.")
                 % {"min": MIN_RSA_BITS, "bits": bits}
             )
+        if bits > MAX_RSA_BITS:
+            raise InvalidKey(
+                _("RSA keys may have at most %(max)d bits; this one has %(bits)d. Use ed25519 instead.")
+                % {"max": MAX_RSA_BITS, "bits": bits}
+            )
+        e = int.from_bytes(exponent, "big")
+        if e < MIN_RSA_EXPONENT or e % 2 == 0:
+            raise InvalidKey(_("The RSA key's public exponent is not usable (use 65537)."))
+        if n % 2 == 0 or any(n % prime == 0 for prime in _SMALL_PRIMES):
+            raise InvalidKey(_("The key data is not a valid RSA key."))
     else:
         curve, offset = _read_string(blob, offset)
         point, offset = _read_string(blob, offset)
@@ -117,23 +135,32 @@ def parse_public_key(text: str) -> PublicKey:
         bits = int(key_type[-3:])
     if offset != len(blob):
         raise InvalidKey(_("The key data has trailing bytes."))
-    _check_with_cryptography(key_type, blob)
-    return PublicKey(key_type=key_type, blob=blob, comment=comment, bits=bits)
+    canonical = _canonical_blob(key_type, blob)
+    return PublicKey(key_type=key_type, blob=canonical, comment=comment, bits=bits)
 
 
-def _check_with_cryptography(key_type: str, blob: bytes) -> None:
-    """Load the key for real: an ECDSA point off its curve or an unusable RSA exponent is refused
-    (OpenSSH would accept some of them and the key would be worthless or weak)."""
+def _ed25519_small_order(point: bytes) -> bool:
+    """True for every encoding (canonical or not, either sign bit) of a point of small order."""
+    y = int.from_bytes(point, "little") & ((1 << 255) - 1)
+    return y % ED25519_P in ED25519_SMALL_ORDER_Y
+
+
+def _canonical_blob(key_type: str, blob: bytes) -> bytes:
+    """Load the key for real and return the blob rebuilt from the parsed numbers, as ssh-keygen
+    writes it: an ECDSA point off its curve or an unusable RSA exponent is refused (OpenSSH would
+    accept some of them and the key would be worthless or weak), and one key has one encoding,
+    hence one fingerprint (redundant zero bytes in an RSA mpint or a compressed ECDSA point do
+    not make the same key look new)."""
     line = f"{key_type} {base64.b64encode(blob).decode()}".encode()
     try:
         key = serialization.load_ssh_public_key(line)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, NotImplementedError) as exc:
         if key_type.startswith("ecdsa-"):
             raise InvalidKey(_("The key data is not a valid ECDSA key.")) from exc
         if key_type == "ssh-rsa":
-            raise InvalidKey(_("The RSA key's public exponent is not usable (use 65537).")) from exc
+            raise InvalidKey(_("The key data is not a valid RSA key.")) from exc
         raise InvalidKey(_("The key data is not a valid ed25519 key.")) from exc
-    if isinstance(key, rsa.RSAPublicKey):
-        e = key.public_numbers().e
-        if e < MIN_RSA_EXPONENT or e % 2 == 0:
-            raise InvalidKey(_("The RSA key's public exponent is not usable (use 65537)."))
+    rebuilt = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()
+    if rebuilt[0].decode() != key_type:
+        raise InvalidKey(_("The key data does not match its type."))
+    return base64.b64decode(rebuilt[1])

@@ -13,6 +13,7 @@ from django.utils.functional import lazy
 from django.utils.translation import ngettext
 
 from portal.mail import mail_enqueue
+from portal.validators import email_domain
 
 
 def _lockout_message() -> str:
@@ -41,5 +42,5 @@ class AccountAdapter(DefaultAccountAdapter):
 
         confirmed = super().confirm_email(request, email_address)
         if confirmed:
-            membership_join_by_email_domain(user=email_address.user)
+            membership_join_by_email_domain(user=email_address.user, domain=email_domain(email_address.email))
         return confirmed

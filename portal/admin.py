@@ -42,6 +42,23 @@ class UserAdmin(BaseUserAdmin):
     readonly_fields = ["last_login", "date_joined"]
 
 
+class DomainAdminForm(forms.ModelForm):
+    """A domain typed in the admin is stored as users' addresses are matched: lower case, no
+    "@" or trailing dot, a real domain, never a public webmail one."""
+
+    def clean_domain(self) -> str:
+        from portal.services.domains import is_public_email_domain
+        from portal.validators import normalise_domain, validate_domain
+
+        domain = normalise_domain(self.cleaned_data.get("domain", ""))
+        validate_domain(domain)
+        if is_public_email_domain(domain):
+            raise forms.ValidationError(
+                _("%(domains)s is a public e-mail service and cannot belong to an organisation.") % {"domains": domain}
+            )
+        return domain
+
+
 def _audit_domain_added(request: HttpRequest, domain: OrganisationDomain) -> None:
     audit(organisation=domain.organisation, action=OrganisationAuditLog.Action.DOMAIN_ADDED, actor=request.user,
           new=domain.domain, reason="added in the admin")  # fmt: skip
@@ -172,6 +189,7 @@ class OrganisationAdmin(admin.ModelAdmin):
 
 @admin.register(OrganisationDomain)
 class OrganisationDomainAdmin(admin.ModelAdmin):
+    form = DomainAdminForm
     list_display = ["domain", "organisation", "verified", "created_at"]
     list_filter = ["verified"]
     search_fields = ["domain", "organisation__name_en", "organisation__name_ko"]
@@ -202,15 +220,28 @@ class OrganisationDomainAdmin(admin.ModelAdmin):
 
 @admin.register(InstitutionalDomain)
 class InstitutionalDomainAdmin(admin.ModelAdmin):
-    """Domains known to belong to universities and institutes: a creator with a verified address
-    on one gets it verified for their academic organisation at once."""
+    """Domains known to belong to universities and institutes. Linked to an organisation here
+    (only here), a claim of the domain by that organisation from someone with a verified address
+    on it is verified at once."""
 
-    list_display = ["domain", "institution", "created_at"]
+    form = DomainAdminForm
+    list_display = ["domain", "institution", "organisation", "created_at"]
     search_fields = ["domain", "institution"]
+    raw_id_fields = ["organisation"]
+    readonly_fields = ["created_at"]
 
     def save_model(self, request, obj, form, change) -> None:
-        obj.domain = obj.domain.strip().lower()
+        """Linking the domain to an organisation that has claimed it is the operator's act of
+        verifying it there (audit row, waiting members join)."""
         super().save_model(request, obj, form, change)
+        if obj.organisation_id is None:
+            return
+        claim = OrganisationDomain.objects.filter(organisation=obj.organisation_id, domain=obj.domain, verified=False)
+        for domain in claim:
+            try:
+                services.organisation_domain_verify(domain=domain, actor=request.user)
+            except services.PortalError as exc:
+                self.message_user(request, f"{domain.domain}: {exc.message}", messages.ERROR)
 
 
 @admin.register(OrganisationAuditLog)

@@ -197,6 +197,25 @@ class ApplicationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [f for fs in self.fieldsets for f in fs[1]["fields"]]
 
+    def _sees_reviews(self, request: HttpRequest, obj: Application | None) -> bool:
+        """Reviews stay independent: other reviewers' scores and comments are shown to those who
+        decide, and to a reviewer only once their own review of this application is saved."""
+        if request.user.has_perm("portal.decide_application"):
+            return True
+        return obj is not None and obj.reviews.filter(reviewer=request.user).exists()
+
+    def get_inline_instances(self, request: HttpRequest, obj=None) -> list:
+        instances = super().get_inline_instances(request, obj)
+        if self._sees_reviews(request, obj):
+            return instances
+        return [i for i in instances if not isinstance(i, ReviewInline)]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        shown = list(super().get_list_display(request))
+        if not request.user.has_perm("portal.decide_application"):
+            shown.remove("average_score")  # the average of other reviewers' scores
+        return shown
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Application]:
         return (
             Application.objects.reviewable_by(request.user)

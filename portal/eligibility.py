@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.core.exceptions import ValidationError
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GPUS_PER_NODE, GpuModel
-from portal.validators import business_registration_number_is_valid, email_domain
+from portal.validators import email_domain, validate_business_registration_number
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 ACADEMIC_KINDS = frozenset({"university", "research_institute"})
@@ -86,11 +87,13 @@ def organisation_kind_allowed(f: Facts) -> RuleResult:
 def business_registration_number(f: Facts) -> RuleResult:
     if f.org_kind not in COMPANY_KINDS:
         return RuleResult("business_registration_number", PASS, "brn_not_required")
-    if business_registration_number_is_valid(f.org_business_registration_number or ""):
-        if not f.org_brn_verified:
-            return RuleResult("business_registration_number", WARN, "brn_unconfirmed")
-        return RuleResult("business_registration_number", PASS, "brn_valid")
-    return RuleResult("business_registration_number", FAIL, "brn_invalid")
+    try:  # the same rule as the forms: check digit, and never an unissued office or type code
+        validate_business_registration_number(f.org_business_registration_number or "")
+    except ValidationError:
+        return RuleResult("business_registration_number", FAIL, "brn_invalid")
+    if not f.org_brn_verified:
+        return RuleResult("business_registration_number", WARN, "brn_unconfirmed")
+    return RuleResult("business_registration_number", PASS, "brn_valid")
 
 
 def add_years(d: date, years: int) -> date:

@@ -20,6 +20,11 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 ADMIN_PREFIX = "/admin/"
+# Pages that change how this account authenticates (add/remove an app, recovery codes, the
+# password re-authentication that unlocks them): a staff session that has not passed the second
+# factor must not reach them, or the password alone replaces the owner's authenticator app.
+FACTOR_PREFIXES = ("/accounts/2fa/", "/accounts/reauthenticate/")
+FACTOR_ALLOWED = ("mfa_reauthenticate", "account_logout")
 STARTED_KEY = "staff_session_started"
 SEEN_KEY = "staff_session_seen"
 
@@ -28,6 +33,10 @@ def session_passed_mfa(request: HttpRequest) -> bool:
     """allauth records every authentication step of this session (for this user); "mfa" is a
     TOTP or recovery code entered here, at login, reauthentication or when the app was added."""
     return any(r.get("method") == "mfa" for r in get_authentication_records(request, request.user))
+
+
+def _has_totp(user) -> bool:
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
 def staff_session_mark_login(request: HttpRequest) -> None:
@@ -67,9 +76,16 @@ class StaffMfaRequiredMiddleware:
             messages.info(request, _("Your staff session has expired. Sign in again."))
             return HttpResponseRedirect(reverse("account_login") + "?" + urlencode({"next": request.get_full_path()}))
         # path_info, not path: behind a path prefix (SCRIPT_NAME) `path` starts with the prefix.
-        if not request.path_info.startswith(ADMIN_PREFIX):
+        path = request.path_info
+        if path.startswith(FACTOR_PREFIXES) and request.path not in {reverse(name) for name in FACTOR_ALLOWED}:
+            if _has_totp(user) and not session_passed_mfa(request):
+                return HttpResponseRedirect(
+                    reverse("mfa_reauthenticate") + "?" + urlencode({"next": request.get_full_path()})
+                )
             return self.get_response(request)
-        if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+        if not path.startswith(ADMIN_PREFIX):
+            return self.get_response(request)
+        if not _has_totp(user):
             messages.warning(request, _("Staff accounts must use two-factor authentication. Set it up to continue."))
             return HttpResponseRedirect(
                 reverse("mfa_activate_totp") + "?" + urlencode({"next": request.get_full_path()})

@@ -12,10 +12,13 @@ commit leaves the row unsent, and the next drain sends it again.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import django_rq
+from django.core.signals import request_started
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,6 +27,18 @@ from portal.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 BATCH = 500
+# After Redis failed once, the sends after commit of the same request (or, outside requests, of
+# the next minute in this thread) are not tried: a hung Redis costs seconds per message, and a
+# request holding a committed change must return. The drain sends them.
+FAILED_SEND_PAUSE_SECONDS = 60
+_state = threading.local()
+
+
+def _forget_failure(**kwargs: Any) -> None:
+    _state.failed_at = None
+
+
+request_started.connect(_forget_failure, dispatch_uid="portal.outbox.forget_failure")
 
 
 def outbox_enqueue(func_path: str, *args: Any, queue: str = "default") -> OutboxMessage:
@@ -36,11 +51,21 @@ def outbox_enqueue(func_path: str, *args: Any, queue: str = "default") -> Outbox
 
 def _send_quietly(pk: int) -> None:
     """The attempt right after commit: never raises, since the change is already committed and
-    the user must see it succeed. A failure leaves the row for the next drain."""
+    the user must see it succeed. A failure leaves the row for the next drain, and the further
+    messages of this request for it too, untried."""
+    failed_at = getattr(_state, "failed_at", None)
+    if failed_at is not None and time.monotonic() - failed_at < FAILED_SEND_PAUSE_SECONDS:
+        OutboxMessage.objects.filter(pk=pk, sent_at=None).update(
+            attempts=F("attempts") + 1, last_error="not tried: Redis failed just before"
+        )
+        return
     try:
-        outbox_send(pk)
+        outcome = outbox_send(pk)
     except Exception:
         log.exception("outbox: sending message %s after commit failed", pk)
+        outcome = False
+    if outcome is False:
+        _state.failed_at = time.monotonic()
 
 
 def outbox_send(pk: int) -> bool | None:

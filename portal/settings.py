@@ -104,6 +104,7 @@ MIDDLEWARE = [
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "portal.uploads.RequestSizeLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -113,6 +114,15 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.StaffMfaRequiredMiddleware",
     "portal.middleware.RememberLanguageMiddleware",
+]
+
+# Uploads: one PDF of at most 10 MB per form (portal/uploads.py aborts anything larger, before
+# it is written anywhere; the proxy's client_max_body_size should say the same).
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "portal.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -215,12 +225,19 @@ MAILERS = {
 
 # One Redis for jobs, cache, allauth's rate limits and used-TOTP-code markers: they must be
 # shared by every process.
+# The cache holds allauth's login and password-reset rate limits and the used-TOTP-code markers:
+# security state that must neither vanish nor fail open when Redis stops, and that must not turn
+# sign-in into a 500 either. So it lives in PostgreSQL (table created by migration
+# portal.0007_cache_table); Redis carries only the job queues.
+CACHE_TABLE = "portal_cache"
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": CACHE_TABLE,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "portal"),
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        # Django's default (300) would cull live lockouts once 300 keys exist; beyond this many,
+        # expired entries go first.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
     }
 }
 

@@ -18,8 +18,18 @@ def _staff_session_starts(sender, request, user, **kwargs) -> None:
 
 @receiver(mfa_signals.authenticator_added)
 def _adding_an_app_passes_mfa(sender, request, user, authenticator, **kwargs) -> None:
-    """Activating TOTP means entering a valid code from it: this session passed the factor."""
+    """Activating TOTP means entering a valid code from it: this session passed the factor, but
+    only as the account's first factor. Had the account another authenticator already, a session
+    that never passed it does not earn "mfa" by adding its own (StaffMfaRequiredMiddleware keeps
+    such a session off the pages that add or remove one; this is the second lock)."""
     from allauth.account.internal.flows.login import record_authentication
+    from allauth.mfa.models import Authenticator
 
-    if request is not None and hasattr(request, "session"):
-        record_authentication(request, user, "mfa", id=authenticator.pk, type=authenticator.type)
+    from portal.middleware import session_passed_mfa
+
+    if request is None or not hasattr(request, "session"):
+        return
+    earlier = Authenticator.objects.filter(user=user, created_at__lt=authenticator.created_at)
+    if earlier.exclude(pk=authenticator.pk).exists() and not session_passed_mfa(request):
+        return
+    record_authentication(request, user, "mfa", id=authenticator.pk, type=authenticator.type)

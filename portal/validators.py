@@ -1,6 +1,7 @@
 """Validators shared by forms, models and eligibility rules (pure functions)."""
 
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -66,10 +67,22 @@ def email_domain(email: str) -> str:
     return email.rsplit("@", 1)[-1].lower() if "@" in (email or "") else ""
 
 
-LINK_RE = re.compile(r"(://|www\.|@|\b[a-z0-9-]+\.(?:[a-z]{2,24})\b)", re.IGNORECASE)
+# A web or e-mail address as mail clients find one: a scheme, "www.", "@", a name followed by a
+# dot and a top-level domain (ASCII, internationalised like .한국, or punycode xn--…), or a bare
+# IPv4 address. Match it on text_for_link_check(value): full-width and ideographic dots count.
+LINK_RE = re.compile(
+    r"(://|www\.|@|\b\d{1,3}(?:\.\d{1,3}){3}\b|[\w-]+\.(?:xn--[a-z0-9-]{1,59}|[^\W\d_]{2,24})(?![^\W\d_]))",
+    re.IGNORECASE,
+)
+_DOTS = str.maketrans({"。": ".", "｡": ".", "．": ".", "︒": ".", "﹒": "."})
+
+
+def text_for_link_check(value: str) -> str:
+    """NFKC (full-width letters and dots become ASCII) and every dot-like character a dot."""
+    return unicodedata.normalize("NFKC", value or "").translate(_DOTS)
 
 
 def validate_no_link(value: str) -> None:
     """Names that appear in e-mails to strangers (invitations) must not carry a link or address."""
-    if LINK_RE.search(value or ""):
+    if LINK_RE.search(text_for_link_check(value)):
         raise ValidationError(_("A name cannot contain a web address or an e-mail address."), code="link")

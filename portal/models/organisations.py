@@ -204,12 +204,18 @@ class OrganisationDomain(models.Model):
 
 
 class InstitutionalDomain(models.Model):
-    """A domain operators know to belong to a university or institute (kept in the admin). An
-    academic organisation's creator with a verified address on a listed domain gets it verified
-    at once; any other domain waits for an operator."""
+    """A domain operators know to belong to a university or institute (kept in the admin). Only
+    operators link it to the organisation that is that institution: a claim of the domain by
+    that organisation, from a user with a verified address on it, is verified at once. A claim by
+    any other organisation (a student's "Student Club" on the university's domain) waits for an
+    operator like any other domain."""
 
     domain = models.CharField(_("domain"), max_length=253, unique=True)
     institution = models.CharField(_("institution"), max_length=200)
+    organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("organisation"), help_text=_("Set by operators: the organisation that is this institution."),
+    )  # fmt: skip
     note = models.TextField(_("note"), blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 

@@ -37,14 +37,19 @@ def organisation_brn_upload_document(*, organisation: Organisation, document, ac
 
 @transaction.atomic
 def organisation_brn_confirm(*, organisation: Organisation, actor: User, reason: str = "") -> Organisation:
-    """An operator confirms the organisation's claim (audit row). Refused while another
-    organisation holds the number confirmed: move it instead."""
+    """An operator confirms the organisation's claim (audit row), on the certificate its owners
+    uploaded: refused without one. Refused while another organisation holds the number
+    confirmed: move it instead."""
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
     number = organisation.business_registration_number
     if not number:
         raise PortalError(_("This organisation has no business registration number."), code="no_brn")
     if organisation.brn_status == B.VERIFIED:
         return organisation
+    if not organisation.brn_document:
+        raise PortalError(
+            _("The organisation has not uploaded its business registration certificate yet."), code="no_document"
+        )
     if brn_is_confirmed_elsewhere(number, exclude_pk=organisation.pk):
         raise PortalError(
             _("Another organisation holds this number confirmed. Move it from that organisation instead."),

@@ -50,9 +50,14 @@ def is_institutional(domain: str) -> bool:
 
 def domains_add(*, organisation: Organisation, domains: list[str], actor: User, own_domains: set[str]) -> None:
     """Add the organisation's claimed domains. Verified at once only for an academic organisation
-    when the domain is on the institutional list and `actor` has a verified address on it."""
+    that operators linked to the domain on the institutional list, when `actor` has a verified
+    address on it; every other claim waits for an operator."""
     refuse_public_domains(domains)
-    institutional = set(InstitutionalDomain.objects.filter(domain__in=domains).values_list("domain", flat=True))
+    institutional = set(
+        InstitutionalDomain.objects.filter(domain__in=domains, organisation=organisation.pk).values_list(
+            "domain", flat=True
+        )
+    )
     for d in dict.fromkeys(domains):
         verified = organisation.is_academic and d in institutional and d in own_domains
         try:
@@ -66,7 +71,7 @@ def domains_add(*, organisation: Organisation, domains: list[str], actor: User, 
         audit(organisation=organisation, action=OrganisationAuditLog.Action.DOMAIN_ADDED, actor=actor, new=d)
         if verified:
             audit(organisation=organisation, action=OrganisationAuditLog.Action.DOMAIN_VERIFIED, actor=actor, new=d,
-                  reason="on the institutional domain list")  # fmt: skip
+                  reason="linked to this organisation on the institutional domain list")  # fmt: skip
 
 
 @transaction.atomic
@@ -92,5 +97,5 @@ def organisation_domain_verify(*, domain: OrganisationDomain, actor: User | None
             "user_id", flat=True
         )
         for user in User.objects.filter(pk__in=user_ids):
-            membership_join_by_email_domain(user=user)
+            membership_join_by_email_domain(user=user, domain=domain.domain)
     return domain

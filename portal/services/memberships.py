@@ -98,6 +98,10 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
         )
     user = membership.user
     membership.delete()
+    # Out of every team of the organisation's applications too: a seat left behind would come
+    # back to life (pages, attachment, node access) the day they rejoin, unasked.
+    for application in Application.objects.filter(organisation=organisation, team=user):
+        application.team.remove(user)
     audit(organisation=organisation, action=A.MEMBER_LEFT if user.pk == actor.pk else A.MEMBER_REMOVED,
           actor=actor, user=user, old=membership.role)  # fmt: skip
     from allocations.services.members import organisation_member_removed
@@ -109,7 +113,9 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
 def application_change_pi(*, application: Application, new_pi: User, actor: User) -> Application:
     """An owner passes the principal investigator's role to another current member. The new PI
     leaves the team (the team never includes the PI) and, on a running grant, gets node access.
-    The grant's Jupyter server stays with the account that started it until the old PI leaves."""
+    The old PI, unless still on the grant another way, loses the grant's node access as a removed
+    member does (out of its group, their Jupyter stopped, their account revoked where nothing else
+    needs it)."""
     application = Application.objects.select_for_update().select_related("organisation").get(pk=application.pk)
     organisation = application.organisation
     membership_require_owner(user=actor, organisation=organisation)
@@ -119,7 +125,8 @@ def application_change_pi(*, application: Application, new_pi: User, actor: User
             % {"status": application.get_status_display()},
             code="bad_transition",
         )
-    if not Membership.objects.filter(organisation=organisation, user=new_pi).exists():
+    # Locked: a removal of the new PI running at the same moment waits, then sees them lead this.
+    if not Membership.objects.select_for_update().filter(organisation=organisation, user=new_pi).exists():
         raise PortalError(_("The principal investigator must be a member of the organisation."), code="not_member")
     old = application.principal_investigator
     if old.pk == new_pi.pk:
@@ -132,7 +139,9 @@ def application_change_pi(*, application: Application, new_pi: User, actor: User
           reason=f"application {application.pk}")  # fmt: skip
     grant = getattr(application, "grant", None)
     if grant is not None:
-        from allocations.services.members import grant_member_added
+        from allocations.services.members import grant_member_added, grant_member_removed
 
         grant_member_added(grant=grant, user=new_pi)
+        if old not in grant.members():
+            grant_member_removed(grant=grant, user=old)
     return application

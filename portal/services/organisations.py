@@ -91,18 +91,32 @@ def organisation_create(
 
 
 @transaction.atomic
-def membership_join_by_email_domain(*, user: User) -> list[Membership]:
-    """Join every academic organisation that owns a verified domain of one of the user's verified
-    addresses. Called when an address is confirmed; safe to call again. Unverified domains
-    (claimed, not confirmed) never let anyone in."""
+def membership_join_by_email_domain(*, user: User, domain: str) -> list[Membership]:
+    """Join the academic organisation that owns `domain` (verified) if the user has a verified
+    address on it. Called for the one address just confirmed, or the one domain an operator just
+    verified: confirming some other address never joins anything else. An organisation the user
+    was removed from, or left, is skipped (its latest audit row about them says so): only an
+    owner's invitation brings them back. Unverified domains never let anyone in."""
     from portal.services.memberships import membership_add
 
-    domains = {email_domain(e) for e in verified_emails(user)}
-    verified = OrganisationDomain.objects.filter(organisation=OuterRef("pk"), domain__in=domains, verified=True)
+    domain = domain.lower()
+    if domain not in {email_domain(e) for e in verified_emails(user)}:
+        return []
+    verified = OrganisationDomain.objects.filter(organisation=OuterRef("pk"), domain=domain, verified=True)
     orgs = Organisation.objects.filter(Exists(verified), kind__in=Organisation.ACADEMIC_KINDS)
+    gone = {OrganisationAuditLog.Action.MEMBER_REMOVED, OrganisationAuditLog.Action.MEMBER_LEFT}
     joined = []
     for org in orgs:
         if Membership.objects.filter(user=user, organisation=org).exists():
+            continue
+        latest = (
+            OrganisationAuditLog.objects.filter(
+                organisation=org, user=user, action__in=OrganisationAuditLog.MEMBERSHIP_ACTIONS
+            )
+            .values_list("action", flat=True)
+            .first()
+        )
+        if latest in gone:
             continue
         joined.append(
             membership_add(user=user, organisation=org, role=Membership.Role.MEMBER, actor=None, reason="e-mail domain")

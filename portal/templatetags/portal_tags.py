@@ -14,12 +14,12 @@ def rule_label(rule: str) -> str:
 def nolinks(value: object) -> str:
     """Defang anything link-like (a web or e-mail address) so mail clients do not turn it into a
     link: names in e-mails to strangers are text, never a vehicle for phishing links."""
-    from portal.validators import LINK_RE
+    from portal.validators import LINK_RE, text_for_link_check
 
     def defang(match) -> str:
         return match.group(0).replace("://", "[:]//").replace(".", "[.]").replace("@", "[at]")
 
-    return LINK_RE.sub(defang, str(value))
+    return LINK_RE.sub(defang, text_for_link_check(str(value)))
 
 
 @register.filter

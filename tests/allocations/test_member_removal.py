@@ -62,10 +62,16 @@ def test_a_member_who_becomes_pi_of_a_running_grant_can_log_in_and_the_old_pi_th
     node_tasks_job(gpu_node.pk)
     heir_account = NodeAccount.objects.get(user=heir)
     assert ssh_as(gpu_node, heir_account.username, keys["heir"], "id -un")[1].strip() == heir_account.username
+    # The old PI is still a member of the organisation but no longer on the grant: like a removed
+    # member, their login on its node ends with the hand-over (attack review of issue 8).
+    old_account = NodeAccount.objects.get(user=old_pi)
+    kinds = set(ProvisioningTask.objects.filter(account=old_account).values_list("kind", flat=True))
+    assert ProvisioningTask.Kind.REVOKE in kinds
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_as(gpu_node, old_account.username, keys["pi"], "true")
 
     membership_remove(membership=Membership.objects.get(user=old_pi), actor=old_pi)
     node_tasks_job(gpu_node.pk)
-    old_account = NodeAccount.objects.get(user=old_pi)
     with pytest.raises(paramiko.AuthenticationException):
         ssh_as(gpu_node, old_account.username, keys["pi"], "true")
     assert ssh_as(gpu_node, heir_account.username, keys["heir"], "true")[0] == 0

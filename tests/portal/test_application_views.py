@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from portal.models import Application, EligibilityResult
+from portal.models import Application, EligibilityResult, Membership
 from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, OrganisationDomainFactory, UserFactory
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -268,3 +268,122 @@ def test_team_members_read_but_cannot_edit_or_withdraw(client, call, researcher)
     assert client.post(f"/applications/{app.pk}/withdraw/").status_code == 403
     app.refresh_from_db()
     assert app.status == "draft"
+
+
+def test_a_request_announcing_a_body_far_beyond_10_mb_is_refused_before_it_is_read(browser, call, researcher):
+    data = form_data(call, researcher, save="1")
+    data["attachment"] = SimpleUploadedFile("huge.pdf", b"%PDF-" + b"0" * (13 * 1024 * 1024))
+    response = browser.post(f"/calls/{call.pk}/apply/", data)
+    assert response.status_code == 413
+    assert "at most 10 MB" in response.content.decode()
+    assert not Application.objects.exists()
+
+
+def test_an_upload_streamed_past_the_limit_is_aborted_whatever_length_it_announced(settings):
+    """A body sent without a length (or lying about it) is counted as it arrives: the handler
+    stops it before it reaches memory or a temporary file."""
+    from django.core.exceptions import RequestDataTooBig
+
+    from portal.uploads import SizeLimitedUploadHandler, max_request_bytes
+
+    handler = SizeLimitedUploadHandler()
+    handler.handle_raw_input(None, {}, 0, b"x")
+    chunk = b"0" * (1024 * 1024)
+    received = 0
+    with pytest.raises(RequestDataTooBig):
+        for _ in range(100):
+            handler.receive_data_chunk(chunk, received)
+            received += len(chunk)
+    assert received <= max_request_bytes()
+
+
+def post_apply(client, call, org, **overrides):
+    data = {
+        "organisation": org.pk, "title": "T", "abstract": "A", "field": "nlp", "gpu_model": "H100-80GB",
+        "gpu_count": 1, "gpu_hours": 100, "starts_on": call.allocation_starts_on.isoformat(),
+        "ends_on": call.allocation_ends_on.isoformat(), "justification": "J", "data_sensitivity": "public",
+        "client_token": str(uuid.uuid4()),
+    }  # fmt: skip
+    data.update(overrides)
+    return client.post(f"/calls/{call.pk}/apply/", data)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"gpu_hours": 2**31},
+        {"gpu_count": 2**15},
+        {"gpu_hours": -1},
+        {"starts_on": "9999-12-31", "ends_on": "0001-01-01"},
+        {"starts_on": "2027-05-01", "ends_on": "2027-04-01"},
+        {"gpu_model": "A100-40GB"},
+        {"client_token": "not-a-uuid"},
+    ],
+)
+def test_bad_numbers_and_dates_in_the_apply_form_are_form_errors(client, db, overrides):
+    call = CallFactory()
+    member = MembershipFactory()
+    client.force_login(member.user)
+    response = post_apply(client, call, member.organisation, **overrides)
+    assert response.status_code == 200  # the form again, with its errors
+    assert not Application.objects.exists()
+
+
+def test_another_users_client_token_reaches_nothing(client, db):
+    victim_app = ApplicationFactory()
+    mallory = MembershipFactory().user
+    client.force_login(mallory)
+    call = victim_app.call
+    other_org = Membership.objects.get(user=mallory).organisation
+    response = post_apply(client, call, other_org, client_token=str(victim_app.client_token), submit="1")
+    assert response.status_code == 200
+    victim_app.refresh_from_db()
+    assert victim_app.status == "draft" and victim_app.title != "T"
+    assert not Application.objects.filter(principal_investigator=mallory).exists()
+
+
+def test_a_non_pdf_or_disguised_upload_is_refused(client, db):
+    call = CallFactory()
+    member = MembershipFactory()
+    client.force_login(member.user)
+    for name, body in [("x.pdf", b"<html><script>alert(1)</script>"), ("../../etc/x.html", b"%PDF-1.4")]:
+        upload = SimpleUploadedFile(name, body, content_type="application/pdf")
+        response = post_apply(client, call, member.organisation, attachment=upload)
+        assert response.status_code == 200
+    assert not Application.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("run", range(3))
+def test_two_simultaneous_submits_of_one_form_make_one_application_and_one_mail(run):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from portal.models import OutboxMessage
+
+    domain = OrganisationDomainFactory(domain=f"race{run}.ac.kr")
+    researcher = MembershipFactory(user=UserFactory(email=f"kim@race{run}.ac.kr"), organisation=domain.organisation)
+    call = CallFactory()
+    data = form_data(call, researcher, submit="1")
+    barrier = threading.Barrier(2)
+    statuses: list = []
+
+    def post() -> None:
+        client = Client(raise_request_exception=False)
+        client.force_login(researcher.user)
+        barrier.wait()
+        statuses.append(client.post(f"/calls/{call.pk}/apply/", data).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [302, 302], statuses
+    assert Application.objects.count() == 1
+    assert Application.objects.get().status == "submitted"
+    mails = OutboxMessage.objects.filter(func__contains="mail").count()
+    assert mails == 1, mails

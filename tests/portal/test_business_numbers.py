@@ -24,6 +24,13 @@ def startup(user, name="Real Startup", number=REAL) -> Organisation:
     )  # fmt: skip
 
 
+def with_certificate(org: Organisation) -> Organisation:
+    from django.core.files.base import ContentFile
+
+    org.brn_document.save("cert.pdf", ContentFile(b"%PDF-1.4 certificate"), save=True)
+    return org
+
+
 @pytest.fixture
 def operator(db):
     user = UserFactory(email="operator@centre.kr", is_staff=True, is_superuser=True)
@@ -88,9 +95,9 @@ def test_the_owner_uploads_the_certificate_and_an_operator_confirms(client, oper
 
 def test_only_one_organisation_holds_a_number_confirmed(operator):
     first, second = startup(UserFactory(), name="First"), startup(UserFactory(), name="Second")
-    organisation_brn_confirm(organisation=first, actor=operator)
+    organisation_brn_confirm(organisation=with_certificate(first), actor=operator)
     with pytest.raises(PortalError) as exc:
-        organisation_brn_confirm(organisation=second, actor=operator)
+        organisation_brn_confirm(organisation=with_certificate(second), actor=operator)
     assert exc.value.code == "brn_taken"
     with pytest.raises(IntegrityError), transaction.atomic():
         Organisation.objects.filter(pk=second.pk).update(brn_status="verified")
@@ -100,7 +107,7 @@ def test_only_one_organisation_holds_a_number_confirmed(operator):
 
 def test_an_operator_moves_a_disputed_number_with_a_reason_logged_on_both_sides(client, operator):
     squatter = startup(UserFactory(), name="Squatter")
-    organisation_brn_confirm(organisation=squatter, actor=operator)  # confirmed by mistake
+    organisation_brn_confirm(organisation=with_certificate(squatter), actor=operator)  # confirmed by mistake
     real = Organisation.objects.create(kind="startup", name_ko="진짜", name_en="Real", founded_on="2023-01-01")
     client.force_login(operator)
     page = client.post(
@@ -128,3 +135,15 @@ def test_the_service_refuses_unissued_numbers_too(db):
     with pytest.raises(PortalError) as exc:
         startup(UserFactory(), number="0000000000")
     assert exc.value.code == "invalid_brn"
+
+
+def test_a_number_is_not_confirmed_before_the_certificate_is_uploaded(client, operator):
+    org = startup(UserFactory())
+    with pytest.raises(PortalError) as exc:
+        organisation_brn_confirm(organisation=org, actor=operator)
+    assert exc.value.code == "no_document"
+    client.force_login(operator)
+    client.post("/admin/portal/organisation/", {"action": "confirm_business_numbers", "_selected_action": [org.pk]})
+    org.refresh_from_db()
+    assert org.brn_status == "claimed"
+    assert not OrganisationAuditLog.objects.filter(organisation=org, action="brn_confirmed").exists()

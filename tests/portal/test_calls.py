@@ -28,3 +28,26 @@ def test_open_and_upcoming_calls_show_their_rules_and_remaining_budget(client, d
     assert "University, Research institute" in body
     assert "10%" in body
     assert f'href="/calls/{call.pk}/apply/"' in body
+
+
+def test_out_of_range_numbers_in_the_call_admin_are_form_errors(client, db):
+    from django.utils import timezone
+
+    from tests.portal.test_review_admin import staff_user
+
+    admin_user = staff_user("root@ministry.go.kr")
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    client.raise_request_exception = False
+    now = timezone.now()
+    data = {
+        "title_ko": "공모", "title_en": "Call", "opens_at_0": now.date().isoformat(), "opens_at_1": "00:00:00",
+        "closes_at_0": now.date().isoformat(), "closes_at_1": "23:00:00", "eligible_kinds": "university",
+        "cap_gpu_hours": str(2**31), "copay_percent": "1000", "allocation_starts_on": "2027-01-01",
+        "allocation_ends_on": "2027-12-31", "max_startup_age_years": str(2**40),
+        "budgets-TOTAL_FORMS": "1", "budgets-INITIAL_FORMS": "0", "budgets-MIN_NUM_FORMS": "0",
+        "budgets-MAX_NUM_FORMS": "1000", "budgets-0-gpu_model": "H100-80GB", "budgets-0-gpu_hours": str(2**63),
+    }  # fmt: skip
+    response = client.post("/admin/portal/call/add/", data)
+    assert response.status_code == 200  # the form again, with errors; not a 500

@@ -3,6 +3,7 @@ belong or belonged to, or that they work on, and the call's cap and budget hold 
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
 
 from allocations.models import Grant
 from portal.errors import PortalError
@@ -109,3 +110,81 @@ def test_an_override_is_an_explicit_logged_act_of_its_own_permission(approver):
     assert grant.budget_override_reason == "National priority"
     row = OrganisationAuditLog.objects.get(action="award_override")
     assert (row.actor, row.reason, row.organisation) == (approver, "National priority", app.organisation)
+
+
+def test_staff_who_belong_to_the_organisation_neither_see_nor_resume_its_grant_in_the_admin(client, db):
+    """Attack review of issue 8: the grant admin ignored the conflict-of-interest rule."""
+    app = ApplicationFactory(status="approved")
+    grant = Grant.objects.create(
+        organisation=app.organisation, application=app, gpu_model="H100-80GB", gpu_count=1, gpu_hours=10,
+        copay_percent=0, starts_on=app.starts_on, ends_on=app.ends_on, status="suspended",
+        status_reason="unpaid invoice",
+    )  # fmt: skip
+    operator = staff_user("ops@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
+    MembershipFactory(user=operator, organisation=app.organisation)
+    client.force_login(operator)
+    # As for another missing object: the admin's "does not exist" redirect, no page.
+    assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code in (302, 404)
+    assert (
+        f"/admin/allocations/grant/{grant.pk}/change/" not in client.get("/admin/allocations/grant/").content.decode()
+    )
+    client.post("/admin/allocations/grant/", {"action": "resume", "_selected_action": [grant.pk]})
+    grant.refresh_from_db()
+    assert grant.status == "suspended"
+    # A colleague without the conflict sees it.
+    other = staff_user("ops2@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
+    client.force_login(other)
+    assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code == 200
+
+
+@pytest.fixture
+def conflicted(db):
+    """An approver who once was a member of the applying organisation and left."""
+    app = ApplicationFactory()
+    app.attachment.save("plan.pdf", ContentFile(b"%PDF-1.4 plan"), save=True)
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    approver = staff_user("approver@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application")
+    m = MembershipFactory(user=approver, organisation=app.organisation)
+    membership_remove(membership=m, actor=approver)
+    return app, approver
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["{pk}/change/", "{pk}/review/", "{pk}/decide/", "{pk}/attachment/", "{pk}/history/", "{pk}/start-review/"],
+)
+def test_a_conflicted_approver_gets_404_on_every_admin_page_of_the_application(client, conflicted, suffix):
+    app, approver = conflicted
+    client.force_login(approver)
+    url = QUEUE + suffix.format(pk=app.pk)
+    assert client.get(url).status_code in (302, 404)
+    if suffix == "{pk}/start-review/":
+        client.post(url)
+        app.refresh_from_db()
+        assert app.status == "submitted"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "Korean foundation"},
+        {"organisation__memberships__user": "{uid}"},
+        {"organisation__created_by": "{uid}"},
+        {"principal_investigator__email__startswith": "pi"},
+        {"status__exact": "submitted"},
+    ],
+)
+def test_the_queue_never_lists_or_probes_a_conflicted_application(client, conflicted, params):
+    app, approver = conflicted
+    client.force_login(approver)
+    response = client.get(QUEUE, {k: v.format(uid=approver.pk) for k, v in params.items()})
+    assert response.status_code in (200, 400)
+    assert app.title not in response.content.decode()
+
+
+def test_a_conflicted_reviewer_cannot_act_through_the_bulk_action(client, conflicted):
+    app, approver = conflicted
+    client.force_login(approver)
+    client.post(QUEUE, {"action": "start_review", "_selected_action": [app.pk], "select_across": "1"})
+    app.refresh_from_db()
+    assert app.status == "submitted"

@@ -164,3 +164,42 @@ def test_an_invitation_mail_carries_no_link_but_the_invitation(client, jobs, db)
     assert "www[.]evil[.]example" in message.body
     assert re.findall(r"https?://\S+", message.body) == [re.search(r"https?://\S+", message.body).group(0)]
     assert "/organisations/invitations/" in message.body
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Claim at gpu-portal.한국",
+        "Claim at gpu-portal．com",
+        "Claim at gpu-portal。com",
+        "Claim at ｇｐｕ-portal．ｃｏｍ",
+        "Log in at 203.0.113.7/login",
+        "Visit gpu-portal.xn--3e0b707e",
+    ],
+)
+def test_organisation_names_that_mail_clients_turn_into_links_are_refused(name):
+    """Attack review of issue 8: internationalised TLDs, full-width or ideographic dots and bare
+    IP addresses slipped past the link filter."""
+    from django.core.exceptions import ValidationError
+
+    from portal.validators import validate_no_link
+
+    with pytest.raises(ValidationError):
+        validate_no_link(name)
+
+
+@pytest.mark.parametrize("name", ["서울대학교 물리학과", "Dept. of Physics", "K.I.S.T.", "LG AI연구원", "v2.0 Lab"])
+def test_ordinary_organisation_names_pass_the_link_filter(name):
+    from portal.validators import validate_no_link
+
+    validate_no_link(name)
+
+
+def test_the_inviters_address_is_defanged_in_the_invitation_mail(client, jobs, db):
+    """The inviter's own address is text in a mail to a stranger: no clickable link in it."""
+    inviter = MembershipFactory(role=Membership.Role.OWNER, user=UserFactory(email="claim.gpu-portal.com@evil.example"))
+    invite(client, jobs, inviter, "victim@example.ac.kr")
+    jobs.run()
+    body = mail.outbox[-1].body
+    assert "claim.gpu-portal.com@evil.example" not in body
+    assert "claim[.]gpu-portal[.]com[at]evil[.]example" in body

@@ -43,9 +43,10 @@ def test_a_researcher_registers_a_university_and_becomes_owner(db, client):
     assert response.status_code == 302
     assert response["Location"] == f"/organisations/{org.pk}/"
     assert Membership.objects.get(organisation=org).role == Membership.Role.OWNER
-    # Only a listed institutional domain the creator holds a verified address on is verified at once.
+    # Even a listed institutional domain waits for an operator: only they know this organisation
+    # is the institution (and not a student's club on its domain).
     assert dict(OrganisationDomain.objects.filter(organisation=org).values_list("domain", "verified")) == {
-        "new-univ.ac.kr": True,
+        "new-univ.ac.kr": False,
         "lab.kr": False,
     }
     assert org.price_tier == "academic"

@@ -42,7 +42,6 @@ class PrivateRedis:
         assert self.pid > 1
         url = f"unix://{self.server.socket_file}"
         self.settings.RQ_QUEUES = {"default": {"URL": url, "DEFAULT_TIMEOUT": 600}}
-        self.settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
 
     def stop(self) -> None:
         pid, self.pid = self.pid, None
@@ -194,3 +193,105 @@ def test_the_admin_shows_the_backlog_but_never_the_messages(client, db):
     row = client.get(f"/admin/portal/outboxmessage/{OutboxMessage.objects.get().pk}/change/").content.decode()
     assert "SECRET" not in row and "SECRET" not in listing
     assert client.post("/admin/portal/outboxmessage/add/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("flow", ["password_reset", "login", "invitation"])
+def test_sign_in_password_reset_and_invitations_work_while_redis_is_down(redis, flow):
+    """Attack review of issue 8: with the cache (rate limits, used TOTP codes) in Redis these
+    flows were a 500 while Redis was down. The cache lives in PostgreSQL; mails wait in the
+    outbox."""
+    from django.conf import settings as dj_settings
+    from django.test import Client
+
+    from portal.models import Membership
+
+    user = UserFactory(email="alice@example.ac.kr")
+    owner = MembershipFactory(role=Membership.Role.OWNER).user
+    redis.stop()
+    client = Client(raise_request_exception=False)
+    if flow == "password_reset":
+        response = client.post("/accounts/password/reset/", {"email": user.email})
+    elif flow == "login":
+        response = client.post("/accounts/login/", {"login": user.email, "password": dj_settings.DEMO_PASSWORD})
+    else:
+        client.force_login(owner)
+        org = Membership.objects.get(user=owner).organisation
+        response = client.post(
+            f"/organisations/{org.pk}/invitations/", {"email": "bob@example.ac.kr", "role": "member"}
+        )
+    assert response.status_code == 302, response.status_code
+    if flow == "login":
+        assert client.get("/").wsgi_request.user == user
+    else:
+        assert OutboxMessage.objects.filter(sent_at=None).count() == 1  # kept for the drain
+
+
+@pytest.mark.django_db(transaction=True)
+def test_login_rate_limits_still_hold_while_redis_is_down(redis):
+    """Fail closed, not open: the limits are kept in the database, not skipped."""
+    from django.conf import settings as dj_settings
+    from django.test import Client
+
+    user = UserFactory(email="target@example.ac.kr")
+    redis.stop()
+    client = Client(raise_request_exception=False)
+    for i in range(5):
+        assert client.post("/accounts/login/", {"login": user.email, "password": f"wrong-{i}"}).status_code == 200
+    response = client.post("/accounts/login/", {"login": user.email, "password": dj_settings.DEMO_PASSWORD})
+    assert response.status_code in (200, 429)
+    assert not response.wsgi_request.user.is_authenticated  # even the right password waits
+
+
+@pytest.fixture
+def silent_redis():
+    """A Redis that accepts connections and never answers (hung, swapping, half-open network)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for c in held:
+        c.close()
+    server.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_that_queues_several_messages_returns_quickly_when_redis_hangs(settings, silent_redis):
+    """After the first send fails, the request's other messages are left for the drain instead
+    of costing seconds each."""
+    settings.RQ_QUEUES = {"default": {"URL": silent_redis, "DEFAULT_TIMEOUT": 600}}
+    import django_rq.queues
+
+    if hasattr(django_rq.queues, "_connections"):
+        django_rq.queues._connections.clear()
+    done = threading.Event()
+
+    def change() -> None:
+        with transaction.atomic():
+            for n in range(4):
+                outbox_enqueue("portal.jobs.send_email_job", n)
+        done.set()
+        connection.close()
+
+    started = time.time()
+    threading.Thread(target=change, daemon=True).start()
+    assert done.wait(15), f"still blocked after {time.time() - started:.0f}s"
+    assert time.time() - started < 12  # one timed-out send, not four
+    assert OutboxMessage.objects.filter(sent_at=None).count() == 4  # all kept for the drain

@@ -195,3 +195,25 @@ def test_an_approver_starts_the_review_from_the_application_page(client, approve
     app.refresh_from_db()
     assert app.status == "in_review"
     assert f"{QUEUE}{app.pk}/decide/" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()
+
+
+def test_a_reviewer_sees_other_reviewers_scores_only_after_saving_their_own(client, db):
+    """Attack review of issue 8: the review inline on the change page showed the first
+    reviewer's scores and comment to the second before they wrote theirs."""
+    app = ApplicationFactory()
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    first = staff_user("first@ministry.go.kr", *REVIEWER_PERMS)
+    scores = {"merit": 1, "feasibility": 1, "national_priority": 1, "resource_justification": 1}
+    svc.review_save(application=app, reviewer=first, **scores, recommendation="reject", comment="UNIQUE-FIRST-COMMENT")
+    second = staff_user("second@ministry.go.kr", *REVIEWER_PERMS)
+    client.force_login(second)
+    for url in [f"{QUEUE}{app.pk}/change/", f"{QUEUE}{app.pk}/review/"]:
+        assert "UNIQUE-FIRST-COMMENT" not in client.get(url).content.decode(), url
+    queue = client.get(QUEUE, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert app.title in queue and "average total score" not in queue  # nor the others' average
+
+    svc.review_save(application=app, reviewer=second, **scores, recommendation="reject", comment="mine")
+    assert "UNIQUE-FIRST-COMMENT" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()
+    approver = staff_user("approver@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application")
+    client.force_login(approver)
+    assert "UNIQUE-FIRST-COMMENT" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()
