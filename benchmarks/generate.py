@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -112,7 +112,7 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[S
     columns = ", ".join(connection.ops.quote_name(model._meta.get_field(f).column) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
     n = 0
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             n += 1
@@ -133,7 +133,7 @@ def tsrange(start: date, end: date) -> str:
 
 class Generator:
     def __init__(self, scale: float, seed: int, nodes: int | None, today: date) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - reproducible data, not secrets
         self.today = today
         self.now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
         self.n = {k: max(1, round(v * scale)) for k, v in BASE.items()}
@@ -246,7 +246,8 @@ class Generator:
         for i, (opens, closes) in enumerate(spec, start=1):
             start = self.today + timedelta(days=max(closes, 0) + 10)
             rows.append((
-                i, f"공모 {i}", f"Call {i}", "", "", self.now + timedelta(days=opens), self.now + timedelta(days=closes),
+                i, f"공모 {i}", f"Call {i}", "", "", self.now + timedelta(days=opens),
+                self.now + timedelta(days=closes),
                 "{university,research_institute,public_agency,startup,sme,enterprise}", 50000, 10 * (i % 3),
                 start if closes > 0 else self.today - timedelta(days=200 - closes), (start if closes > 0 else
                 self.today - timedelta(days=200 - closes)) + timedelta(days=365), None, self.ago(500 - i),
@@ -465,8 +466,11 @@ class Generator:
                 kind = kinds[k % len(kinds)]
                 person = people[k % len(people)]
                 state = "succeeded" if status != G.PROVISIONING or k < per_grant_tasks // 2 else "queued"
-                tasks.append((node, gid, account_ids[(person, node)] if kind != "grant-gpus" else None, kind,
-                              json.dumps({"grant": gid}), state, 1, "", None, self.now, self.now, self.now, None))  # fmt: skip
+                account = account_ids[(person, node)] if kind != "grant-gpus" else None
+                payload = json.dumps({"grant": gid})
+                tasks.append(
+                    (node, gid, account, kind, payload, state, 1, "", None, self.now, self.now, self.now, None)
+                )
             outbox.append(
                 ("allocations.jobs.grant_provision_job", json.dumps([gid]), "default", self.now, self.now, 1, "")
             )
