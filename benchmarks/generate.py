@@ -137,8 +137,8 @@ class Generator:
         self.today = today
         self.now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
         self.n = {k: max(1, round(v * scale)) for k, v in BASE.items()}
-        if nodes:
-            self.n["nodes"] = nodes
+        # At least two nodes of every model, so that tiny scales (the tests) have some of each.
+        self.n["nodes"] = nodes or max(self.n["nodes"], 2 * len(gpu_models()))
         self.counts: dict[str, int] = {}
 
     def ago(self, days: float) -> datetime:

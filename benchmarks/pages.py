@@ -110,6 +110,14 @@ def pages() -> list[Page]:
         Page("admin audit log", "/admin/portal/organisationauditlog/", admin.pk, True),
         Page("admin review list", "/admin/portal/review/", admin.pk, True),
         Page("admin outbox", "/admin/portal/outboxmessage/", admin.pk, True),
+        Page("admin node accounts", "/admin/allocations/nodeaccount/", admin.pk, True),
+        Page("admin Jupyter sessions", "/admin/allocations/jupytersession/", admin.pk, True),
+        Page("admin node operations", "/admin/allocations/nodeoperation/", admin.pk, True),
+        Page("admin SSH keys", "/admin/allocations/sshkey/", admin.pk, True),
+        Page("admin e-mail domains", "/admin/portal/organisationdomain/", admin.pk, True),
+        Page("admin invitations", "/admin/portal/invitation/", admin.pk, True),
+        Page("admin calls", "/admin/portal/call/", admin.pk, True),
+        Page("admin rates", "/admin/billing/rate/", admin.pk, True),
     ]
 
 
