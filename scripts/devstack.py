@@ -8,7 +8,8 @@ in the environment switch either off. Every process started here is stopped on e
     devstack.py run    migrate, seed_demo, serve on 127.0.0.1:8000 with an RQ worker and cron
     devstack.py test   ruff (lint + format check) and the whole pytest suite, in a throwaway
                        data folder
-    devstack.py bench  the benchmarks in benchmarks/, in a throwaway data folder
+    devstack.py bench  generated national-scale data, the pages under gunicorn and placement
+                       (benchmarks/), in a throwaway data folder
 """
 
 from __future__ import annotations
@@ -226,8 +227,18 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
 
 
 def bench(stack: Stack) -> int:
-    stack.env["PORTAL_ENV"] = "test"
+    """National-scale data (BENCH_SCALE, default 1; BENCH_NODES for a bigger fleet), the pages
+    under gunicorn (benchmarks/web.py, writes docs/benchmarks.md and .json), then placement."""
+    stack.env["PORTAL_ENV"] = "development"
+    stack.env["DJANGO_DEBUG"] = "0"
+    stack.check_call(*MANAGE, "compilemessages", "--ignore", ".venv", "-v", "0")
     stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
+    generate = [PY, str(ROOT / "benchmarks" / "generate.py"), "--scale", os.environ.get("BENCH_SCALE", "1")]
+    if os.environ.get("BENCH_NODES"):
+        generate += ["--nodes", os.environ["BENCH_NODES"]]
+    stack.check_call(*generate)
+    if rc := stack.call(PY, str(ROOT / "benchmarks" / "web.py")):
+        return rc
     return stack.call(PY, str(ROOT / "benchmarks" / "placement.py"))
 
 

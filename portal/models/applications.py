@@ -57,7 +57,9 @@ class ApplicationQuerySet(models.QuerySet):
                 )
             )
             | Exists(Application.team.through.objects.filter(application=OuterRef("pk"), user=user))
-            | Q(organisation__created_by=user)
+            # A subquery, not a join to the organisation: the review queue sorts and counts
+            # applications alone (issue 13).
+            | Q(organisation__in=Organisation.objects.filter(created_by=user).values("pk"))
         )
 
 
