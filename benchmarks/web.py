@@ -56,6 +56,7 @@ CLIENTS = 20
 WORKERS = 2
 DOC = ROOT / "docs" / "benchmarks.md"
 JSON_OUT = Path(os.environ.get("BENCH_JSON", ROOT / "docs" / "benchmarks.json"))
+SCALE = os.environ.get("BENCH_SCALE", "1")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 # The issue's targets: page name → (p95 in ms, or None) and a note.
@@ -141,6 +142,41 @@ def count_queries(page: Page, cookie: str | None) -> int:
     return len(ctx.captured_queries)
 
 
+class CpuMeter:
+    """CPU seconds used by the gunicorn workers and by PostgreSQL's processes. Unlike wall-clock
+    latency it hardly changes when other work shares the machine, so it compares runs."""
+
+    def __init__(self, server: Gunicorn) -> None:
+        import psutil
+
+        self.app = psutil.Process(server.proc.pid)
+        pidfile = Path(connection.settings_dict.get("HOST") or "/nonexistent") / "postmaster.pid"
+        self.db = psutil.Process(int(pidfile.read_text().split()[0])) if pidfile.exists() else None
+
+    @staticmethod
+    def _tree(proc) -> dict[int, float]:
+        times = {}
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+            except Exception:  # noqa: BLE001, S112 - a backend that just ended
+                continue
+            times[p.pid] = t.user + t.system
+        return times
+
+    def read(self) -> tuple[dict[int, float], dict[int, float]]:
+        return self._tree(self.app), self._tree(self.db) if self.db else {}
+
+    @staticmethod
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU seconds of the processes alive at both readings (the workers and their database
+        connections are; an autovacuum worker that came or went is not counted)."""
+        return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
+
+
+METER: CpuMeter | None = None
+
+
 def measure_page(port: int, page: Page, name: str | None = None) -> dict:
     cookie = session_for(User.objects.get(pk=page.user_id), staff=page.staff) if page.user_id else None
     for _ in range(3):  # warm the workers (templates, connections)
@@ -149,18 +185,22 @@ def measure_page(port: int, page: Page, name: str | None = None) -> dict:
             raise SystemExit(f"{page.path} answered {status}")
     times: list[float] = []
     deadline = time.perf_counter() + PAGE_SECONDS
+    app0, db0 = METER.read() if METER else ({}, {})
     while len(times) < REQUESTS and (len(times) < 5 or time.perf_counter() < deadline):
         times.append(get(port, page.path, cookie)[1] * 1000)
+    app1, db1 = METER.read() if METER else ({}, {})
     result = {
         "page": name or page.name,
         "path": page.path,
         "requests": len(times),
         "median_ms": round(statistics.median(times), 1),
         "p95_ms": round(percentile(times, 95), 1),
+        "app_cpu_ms": round(CpuMeter.spent(app0, app1) * 1000 / len(times), 1),
+        "db_cpu_ms": round(CpuMeter.spent(db0, db1) * 1000 / len(times), 1),
         "queries": count_queries(page, cookie),
     }
     say(f"{result['page']:55} median {result['median_ms']:7.1f} ms  p95 {result['p95_ms']:7.1f} ms  "
-        f"{result['queries']:3d} queries")  # fmt: skip
+        f"cpu {result['app_cpu_ms']:6.1f} + {result['db_cpu_ms']:5.1f} ms  {result['queries']:3d} queries")  # fmt: skip
     return result
 
 
@@ -248,7 +288,9 @@ def data_size() -> dict:
 def run() -> dict:
     facts, size = machine(), data_size()
     say(f"data: {size}")
+    global METER
     server = Gunicorn()
+    METER = CpuMeter(server)
     try:
         all_pages = pages()
         reference = all_pages[0]
@@ -256,11 +298,12 @@ def run() -> dict:
         ref_load = throughput(server.port, reference)
         dash_load = throughput(server.port, next(p for p in all_pages if p.name == "/dashboard/"))
         ref_load_after = throughput(server.port, reference)  # the machine is shared: measure it twice
-        changed = pending_to(2000)
+        target = round(2000 * min(1.0, float(SCALE)))  # the issue's 2,000 at scale 1
+        changed = pending_to(target)
         say(f"{changed} drafts submitted: {Application.objects.filter(status__in=['submitted', 'in_review']).count()}"
             " applications await review")  # fmt: skip
         queue = next(p for p in all_pages if p.name == "admin review queue")
-        results.append(measure_page(server.port, queue, "admin review queue, 2,000 pending"))
+        results.append(measure_page(server.port, queue, f"admin review queue, {target:,} pending"))
     finally:
         server.stop()
     ref = results[0]
@@ -292,6 +335,13 @@ def verdict(result: dict) -> str:
     return f"{text}: {'met' if result['p95_ms'] < limit else '**missed**'}"
 
 
+def cpu(result: dict) -> str:
+    """Server CPU per request, app + database (runs before the CPU meter have none)."""
+    if "app_cpu_ms" not in result:
+        return "–"
+    return f"{result['app_cpu_ms']} + {result['db_cpu_ms']}"
+
+
 def markdown(report: dict, before: dict | None) -> str:
     prior = {r["page"]: r for r in (before or {}).get("pages", [])}
     m, d, t = report["machine"], report["data"], report["throughput"]
@@ -312,18 +362,20 @@ def markdown(report: dict, before: dict | None) -> str:
         f"(before and after): the dashboard serves **{t['dashboard_share_of_reference']:.0%}** of the reference "
         "(target ≥ 50 %).",
         "",
-        "One client, sequential requests (ms); queries counted per request; ratio = median / reference median.",
+        "One client, sequential requests: median and p95 latency (ms), server CPU per request (ms: gunicorn "
+        "worker + PostgreSQL; far less sensitive to other load on the machine than latency), queries per request, "
+        "ratio = median / reference median.",
         "",
-        "| page | median | p95 | queries | ratio | "
-        + ("before: median / p95 / queries | " if before else "")
+        "| page | median | p95 | CPU app + db | queries | ratio | "
+        + ("before: median / p95 / CPU / queries | " if before else "")
         + "target |",
-        "|---|---|---|---|---|" + ("---|" if before else "") + "---|",
+        "|---|---|---|---|---|---|" + ("---|" if before else "") + "---|",
     ]
     for r in report["pages"]:
         b = prior.get(r["page"])
-        was = f"{b['median_ms']} / {b['p95_ms']} / {b['queries']} | " if b else ("– | " if before else "")
-        lines.append(f"| {r['page']} | {r['median_ms']} | {r['p95_ms']} | {r['queries']} | {r['ratio_to_reference']}× "
-                     f"| {was}{verdict(r)} |")  # fmt: skip
+        was = f"{b['median_ms']} / {b['p95_ms']} / {cpu(b)} / {b['queries']} | " if b else ("– | " if before else "")
+        lines.append(f"| {r['page']} | {r['median_ms']} | {r['p95_ms']} | {cpu(r)} | {r['queries']} | "
+                     f"{r['ratio_to_reference']}× | {was}{verdict(r)} |")  # fmt: skip
     if before:
         bt = before["throughput"]
         lines += [
@@ -337,18 +389,23 @@ def markdown(report: dict, before: dict | None) -> str:
 
 
 def main() -> int:
-    report = run()
-    JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
-    JSON_OUT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    say(f"wrote {JSON_OUT}")
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # the document again from a saved JSON
+        report = json.loads(Path(sys.argv[2]).read_text())
+    else:
+        report = run()
+        JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
+        JSON_OUT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        say(f"wrote {JSON_OUT}")
     if os.environ.get("BENCH_NO_DOC"):
         return 0
     before_path = os.environ.get("BENCH_BEFORE")
     before = json.loads(Path(before_path).read_text()) if before_path else None
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     block = markdown(report, before)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    begin, end = (f"<!-- bench:scale-{report['scale']:g}:{k} -->" for k in ("begin", "end"))
+    block = block.replace(BEGIN, begin).replace(END, end)
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.write_text(text)
