@@ -347,7 +347,7 @@ def markdown(report: dict, before: dict | None) -> str:
     m, d, t = report["machine"], report["data"], report["throughput"]
     lines = [
         BEGIN,
-        f"## Pages at national scale (`benchmarks/web.py`), {report['when']}",
+        f"### Pages at scale {report['scale']:g} (`benchmarks/web.py`), {report['when']}",
         "",
         f"Command: `{report['command']}` (scale {report['scale']}). Machine: {m['cpus']} CPUs ({m['cpu']}), "
         f"{m['memory_gib']} GiB, load average {m['load_average_at_start']} at the start (the machine is shared), "
@@ -364,7 +364,7 @@ def markdown(report: dict, before: dict | None) -> str:
         "",
         "One client, sequential requests: median and p95 latency (ms), server CPU per request (ms: gunicorn "
         "worker + PostgreSQL; far less sensitive to other load on the machine than latency), queries per request, "
-        "ratio = median / reference median.",
+        "ratio = median / reference median. The targets are the issue's, set for scale 1.",
         "",
         "| page | median | p95 | CPU app + db | queries | ratio | "
         + ("before: median / p95 / CPU / queries | " if before else "")
