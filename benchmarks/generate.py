@@ -7,7 +7,7 @@ applications (331 awaiting review), 151,000 eligibility results, 26,000 reviews,
 accounts, unix ids, Jupyter sessions, node events, outbox messages). `--scale 0.1` is a tenth
 of everything; `--nodes 7500` gives the 60,000-GPU fleet whatever the scale.
 
-    DATABASE_URL=... .venv/bin/python benchmarks/generate.py --scale 1 [--seed 13] [--nodes N]
+    DATABASE_URL=... .venv/bin/python benchmarks/generate.py --scale 1 [--seed 13] [--nodes N] [--pending N]
 
 The database must be migrated and empty. The same seed and the same day give the same rows (dates
 are relative to today so that calls are open when the pages are measured). Every user has one
@@ -132,11 +132,13 @@ def tsrange(start: date, end: date) -> str:
 
 
 class Generator:
-    def __init__(self, scale: float, seed: int, nodes: int | None, today: date) -> None:
+    def __init__(self, scale: float, seed: int, nodes: int | None, today: date, pending: int | None = None) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - reproducible data, not secrets
         self.today = today
         self.now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
         self.n = {k: max(1, round(v * scale)) for k, v in BASE.items()}
+        if pending is not None:  # applications awaiting review (drafts make room for them)
+            self.n["pending"] = pending
         # At least two nodes of every model, so that tiny scales (the tests) have some of each.
         self.n["nodes"] = nodes or max(self.n["nodes"], 2 * len(gpu_models()))
         self.counts: dict[str, int] = {}
@@ -558,11 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="1 = the issue's national scale; 0.1 = a tenth")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--nodes", type=int, default=None, help="nodes of 8 GPUs (default 1,000 × scale)")
+    parser.add_argument("--pending", type=int, default=None, help="applications awaiting review (331 × scale)")
     args = parser.parse_args(argv)
     if User.objects.exists():
         sys.exit("generate.py fills an empty, migrated database; this one has users already")
     start = time.perf_counter()
-    counts = Generator(args.scale, args.seed, args.nodes, date.today()).run()
+    counts = Generator(args.scale, args.seed, args.nodes, date.today(), args.pending).run()
     for label, count in sorted(counts.items()):
         print(f"{label:32} {count:>9,}")
     print(f"generated {sum(counts.values()):,} rows in {time.perf_counter() - start:.1f} s")
