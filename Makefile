@@ -10,7 +10,7 @@ test:
 	@.venv/bin/python scripts/devstack.py test $(PYTEST_ARGS)
 
 bench:
-	@scripts/bootstrap.sh run
+	@scripts/bootstrap.sh bench
 	@.venv/bin/python scripts/devstack.py bench
 
 lint:

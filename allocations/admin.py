@@ -34,7 +34,7 @@ from allocations.services.node_operations import node_operation_latest, node_ope
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
-from portal.admin_inlines import ReadOnlyInline
+from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
 
 
@@ -51,9 +51,10 @@ class HiddenFieldLookupsMixin:
         return super().lookup_allowed(lookup, value, request)
 
 
-class GpuInline(admin.TabularInline):
+class GpuInline(LatestRowsInline):
     model = Gpu
-    extra = 0
+    max_rows = 64
+    related = ("node",)  # a row's label names the node
     can_delete = False
     readonly_fields = ["index", "uuid", "model", "memory_mib"]
 
@@ -61,10 +62,11 @@ class GpuInline(admin.TabularInline):
         return False  # GPUs come from the agent's NVML inventory
 
 
-class NodeEventInline(ReadOnlyInline):
-    """The node's status history, newest first; written only by the node status service."""
+class NodeEventInline(LatestRowsInline):
+    """The node's latest status changes, newest first; written only by the node status service."""
 
     model = NodeEvent
+    related = ("actor",)
     ordering = ["-created_at", "-pk"]
     readonly_fields = ["created_at", "actor", "source", "old_status", "new_status", "reason"]
     fields = readonly_fields
@@ -75,10 +77,12 @@ class NodeEventInline(ReadOnlyInline):
         return request.user.has_perm("allocations.view_node")  # the history is part of the node
 
 
-class NodeOperationInline(ReadOnlyInline):
+class NodeOperationInline(LatestRowsInline):
     """The node's last operations (fetch host key, inventory, reconcile) with their outcome."""
 
     model = NodeOperation
+    max_rows = 10
+    related = ("actor",)
     readonly_fields = ["created_at", "kind", "state", "actor", "started_at", "finished_at", "outcome"]
     fields = readonly_fields
     verbose_name_plural = _("recent operations")
@@ -86,14 +90,6 @@ class NodeOperationInline(ReadOnlyInline):
     @admin.display(description=_("result"))
     def outcome(self, obj: NodeOperation) -> str:
         return obj.error or (", ".join(f"{k}: {v}" for k, v in obj.result.items()) if obj.result else "")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[NodeOperation]:
-        queryset = super().get_queryset(request)
-        object_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-        if object_id and str(object_id).isdigit():
-            recent = NodeOperation.objects.filter(node_id=int(object_id)).order_by("-pk").values("pk")[:10]
-            queryset = queryset.filter(pk__in=recent)
-        return queryset
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_node")
@@ -115,7 +111,7 @@ class PinForm(forms.Form):
 
 
 @admin.register(Node)
-class NodeAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
+class NodeAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = ["hostname", "address", "ssh_port", "gpu_model", "status", "host_key_fingerprint", "last_report_at"]
     list_filter = ["status", "gpu_model"]
     search_fields = ["hostname", "address"]
@@ -258,7 +254,7 @@ class NodeAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
 
 
 @admin.register(NodeOperation)
-class NodeOperationAdmin(admin.ModelAdmin):
+class NodeOperationAdmin(ScaledAdmin):
     """Every node operation, to follow many at once (e.g. an inventory read across a rack)."""
 
     list_display = ["created_at", "node", "kind", "state", "actor", "finished_at", "short_error"]
@@ -288,7 +284,7 @@ class NodeOperationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProvisioningTask)
-class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
+class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = [
         "pk",
         "kind",
@@ -301,7 +297,9 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
         "created_at",
         "finished_at",
     ]
-    list_filter = ["state", "kind", "node"]
+    # No filter by node: its choices would list the whole fleet on every page (search finds one).
+    list_filter = ["state", "kind"]
+    list_select_related = ["node", "account__node", "grant"]
     search_fields = ["account__username", "last_error", "node__hostname"]
     readonly_fields = [f.name for f in ProvisioningTask._meta.fields if f.name != "payload"]
     exclude = ["payload"]  # holds a Jupyter start's nonce (the token is derived, never stored)
@@ -326,16 +324,18 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
         self.message_user(request, _("Queued again."))
 
 
-class GrantEventInline(ReadOnlyInline):
+class GrantEventInline(LatestRowsInline):
     model = GrantEvent
+    related = ("actor",)
     readonly_fields = ["created_at", "actor", "old_status", "new_status", "reason"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
-class AssignmentInline(ReadOnlyInline):
+class AssignmentInline(LatestRowsInline):
     model = Assignment
+    related = ("node", "gpu__node")
     readonly_fields = ["node", "gpu", "period"]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -343,9 +343,10 @@ class AssignmentInline(ReadOnlyInline):
 
 
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(ScaledAdmin):
     list_display = ["pk", "organisation", "gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "status"]
     list_filter = ["status", "gpu_model"]
+    list_select_related = ["organisation"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
     actions = ["provision", "suspend", "resume", "revoke"]
@@ -389,8 +390,9 @@ class GrantAdmin(admin.ModelAdmin):
         self._each(request, queryset, grant_services.grant_revoke, actor=request.user, reason="revoked by staff")
 
 
-class NodeAccountEventInline(ReadOnlyInline):
+class NodeAccountEventInline(LatestRowsInline):
     model = NodeAccountEvent
+    related = ("task__node",)
     readonly_fields = ["created_at", "old_status", "new_status", "reason", "task"]
     fields = readonly_fields
 
@@ -399,26 +401,29 @@ class NodeAccountEventInline(ReadOnlyInline):
 
 
 @admin.register(NodeAccount)
-class NodeAccountAdmin(admin.ModelAdmin):
+class NodeAccountAdmin(ScaledAdmin):
     list_display = ["username", "user", "node", "state", "expires_on"]
-    list_filter = ["state", "node"]
+    list_filter = ["state"]
+    list_select_related = ["user", "node"]
     search_fields = ["username", "user__email"]
     readonly_fields = ["user", "node", "username", "state", "expires_on", "updated_at"]
     inlines = [NodeAccountEventInline]
 
 
 @admin.register(JupyterSession)
-class JupyterSessionAdmin(HiddenFieldLookupsMixin, admin.ModelAdmin):
+class JupyterSessionAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = ["grant", "node", "account", "socket_path", "state", "updated_at"]
-    list_filter = ["state", "node"]
+    list_filter = ["state"]
+    list_select_related = ["grant", "node", "account__node"]
     exclude = ["token_nonce"]
     hidden_lookup_fields = frozenset({"token_nonce"})
     readonly_fields = ["grant", "node", "account", "socket_path", "state", "updated_at"]
 
 
 @admin.register(SshKey)
-class SshKeyAdmin(admin.ModelAdmin):
+class SshKeyAdmin(ScaledAdmin):
     list_display = ["user", "name", "key_type", "bits", "fingerprint", "created_at"]
+    list_select_related = ["user"]
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "key_type", "public_key", "fingerprint", "bits", "created_at"]
 

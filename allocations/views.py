@@ -58,7 +58,9 @@ def key_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def get_grant_for_user(user, pk: int) -> Grant:
     """Members (principal investigator, team) and the organisation's owners see a grant."""
-    return get_object_or_404(Grant.objects.visible_to(user).select_related("application", "organisation"), pk=pk)
+    return get_object_or_404(
+        Grant.objects.visible_to(user).select_related("application__principal_investigator", "organisation"), pk=pk
+    )
 
 
 @login_required
@@ -75,7 +77,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if is_member
         else None
     )
-    tasks = grant.tasks.order_by("created_at")
+    tasks = list(grant.tasks.select_related("account").order_by("created_at", "pk"))  # no query per task
     context = {
         "grant": grant,
         "is_member": is_member,
@@ -85,8 +87,9 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "session": session,
         "jupyter_token": jupyter_services.session_token(session) if session else "",
         "tasks": tasks,
-        "tasks_done": tasks.filter(state=ProvisioningTask.State.SUCCEEDED).count(),
-        "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
+        "tasks_total": len(tasks),
+        "tasks_done": sum(t.state == ProvisioningTask.State.SUCCEEDED for t in tasks),
+        "tasks_failed": sum(t.state == ProvisioningTask.State.FAILED for t in tasks),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
         "usage": grant_usage_summary(grant),

@@ -37,7 +37,7 @@ BUSY_SHARE = float(os.environ.get("BENCH_BUSY", 0.8))
 
 def build() -> tuple[Call, Organisation, User]:
     today = timezone.localdate()
-    user = User.objects.create_user(email="bench@example.ac.kr")
+    user = User.objects.create_user(email="bench-placement@example.ac.kr")
     org = Organisation.objects.create(kind="university", name_ko="벤치", name_en="Bench")
     call = Call.objects.create(
         title_ko="벤치", title_en="Bench", opens_at=timezone.now() - timedelta(days=1),
@@ -46,7 +46,7 @@ def build() -> tuple[Call, Organisation, User]:
     )  # fmt: skip
     CallBudget.objects.create(call=call, gpu_model="H100-80GB", gpu_hours=10**9)
     nodes = Node.objects.bulk_create(
-        Node(hostname=f"gpu-{i:05d}", address=f"10.{i // 250}.{i % 250}.1", gpu_model="H100-80GB",
+        Node(hostname=f"place-{i:05d}", address=f"10.{i // 250}.{i % 250}.1", gpu_model="H100-80GB",
              host_key="ssh-ed25519 AAAAbench", status=Node.Status.ONLINE)
         for i in range(NODES)
     )  # fmt: skip
@@ -100,6 +100,13 @@ def measure(label: str, fn, repeat: int = 15) -> None:
 
 
 def main() -> None:
+    # Everything is rolled back at the end: the database keeps the generated national-scale data.
+    with transaction.atomic():
+        run()
+        transaction.set_rollback(True)
+
+
+def run() -> None:
     t0 = time.perf_counter()
     with transaction.atomic():
         call, org, user = build()

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from portal import services
-from portal.admin_inlines import ReadOnlyInline
+from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.models import (
     Call,
     CallBudget,
@@ -29,6 +29,7 @@ from portal.models import (
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    show_full_result_count = False
     ordering = ["email"]
     list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "date_joined"]
     search_fields = ["email", "first_name", "last_name"]
@@ -78,10 +79,13 @@ class OrganisationDomainInline(admin.TabularInline):
         return False
 
 
-class MembershipInline(ReadOnlyInline):
-    """Read-only: roles and removals go through the portal's services (audit rows, node access)."""
+class MembershipInline(LatestRowsInline):
+    """Read-only: roles and removals go through the portal's services (audit rows, node access).
+    The latest members only; the organisation's page in the portal lists all, page by page."""
 
     model = Membership
+    related = ("user", "organisation")  # a row's label names both
+    verbose_name_plural = _("members (the latest 50)")
     fields = ["user", "role", "created_at"]
     readonly_fields = fields
 
@@ -89,12 +93,13 @@ class MembershipInline(ReadOnlyInline):
         return False
 
 
-class AuditLogInline(ReadOnlyInline):
+class AuditLogInline(LatestRowsInline):
     model = OrganisationAuditLog
     fk_name = "organisation"
+    related = ("actor", "user")
     fields = ["created_at", "action", "actor", "user", "old_value", "new_value", "reason"]
     readonly_fields = fields
-    verbose_name_plural = _("audit log")
+    verbose_name_plural = _("audit log (the latest 50 rows; all of them in the audit log)")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -108,7 +113,7 @@ class MoveNumberForm(forms.Form):
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(admin.ModelAdmin):
+class OrganisationAdmin(ScaledAdmin):
     list_display = [
         "name_en", "name_ko", "kind", "business_registration_number", "brn_status", "founded_on", "created_at",
     ]  # fmt: skip
@@ -188,9 +193,10 @@ class OrganisationAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrganisationDomain)
-class OrganisationDomainAdmin(admin.ModelAdmin):
+class OrganisationDomainAdmin(ScaledAdmin):
     form = DomainAdminForm
     list_display = ["domain", "organisation", "verified", "created_at"]
+    list_select_related = ["organisation"]
     list_filter = ["verified"]
     search_fields = ["domain", "organisation__name_en", "organisation__name_ko"]
     readonly_fields = ["verified", "created_at"]
@@ -219,7 +225,7 @@ class OrganisationDomainAdmin(admin.ModelAdmin):
 
 
 @admin.register(InstitutionalDomain)
-class InstitutionalDomainAdmin(admin.ModelAdmin):
+class InstitutionalDomainAdmin(ScaledAdmin):
     """Domains known to belong to universities and institutes. Linked to an organisation here
     (only here), a claim of the domain by that organisation from someone with a verified address
     on it is verified at once."""
@@ -245,11 +251,12 @@ class InstitutionalDomainAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrganisationAuditLog)
-class OrganisationAuditLogAdmin(admin.ModelAdmin):
+class OrganisationAuditLogAdmin(ScaledAdmin):
     list_display = ["created_at", "organisation", "action", "actor", "user", "old_value", "new_value"]
-    list_filter = ["action"]
+    # A date filter, not a date hierarchy: the hierarchy costs two aggregates over the whole log.
+    list_filter = ["action", "created_at"]
+    list_select_related = ["organisation", "actor", "user"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "user__email", "actor__email"]
-    date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -262,8 +269,9 @@ class OrganisationAuditLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ScaledAdmin):
     list_display = ["email", "organisation", "role", "created_at", "accepted_at"]
+    list_select_related = ["organisation"]
     search_fields = ["email", "organisation__name_en", "organisation__name_ko"]
     readonly_fields = ["created_at", "accepted_at", "accepted_by", "invited_by"]
 
@@ -274,7 +282,7 @@ class CallBudgetInline(admin.TabularInline):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(ScaledAdmin):
     list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours", "copay_percent"]
     search_fields = ["title_en", "title_ko"]
     inlines = [CallBudgetInline]

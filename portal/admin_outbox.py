@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from portal.admin_scale import ScaledAdmin
 from portal.models import OutboxMessage
 
 
@@ -26,7 +27,7 @@ class SentFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ScaledAdmin):
     list_display = ["pk", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
     list_filter = [SentFilter, "queue", "func"]
     ordering = ["-pk"]

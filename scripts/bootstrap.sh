@@ -8,7 +8,11 @@ purpose=${1:-run}
 
 run_pkgs="postgresql postgresql-contrib gettext fonts-nanum libpango-1.0-0 libpangoft2-1.0-0"
 test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium poppler-utils"
-[ "$purpose" = test ] && pkgs=$test_pkgs || pkgs=$run_pkgs
+case "$purpose" in
+  test) pkgs=$test_pkgs ;;
+  bench) pkgs="$run_pkgs wrk" ;;  # the load generator of `make bench`
+  *) pkgs=$run_pkgs ;;
+esac
 
 missing=()
 for p in $pkgs; do

@@ -8,7 +8,8 @@ in the environment switch either off. Every process started here is stopped on e
     devstack.py run    migrate, seed_demo, serve on 127.0.0.1:8000 with an RQ worker and cron
     devstack.py test   ruff (lint + format check) and the whole pytest suite, in a throwaway
                        data folder
-    devstack.py bench  the benchmarks in benchmarks/, in a throwaway data folder
+    devstack.py bench  generated national-scale data, the pages under gunicorn and placement
+                       (benchmarks/), in a throwaway data folder
 """
 
 from __future__ import annotations
@@ -226,12 +227,27 @@ def test(stack: Stack, pytest_args: list[str]) -> int:
 
 
 def bench(stack: Stack) -> int:
-    stack.env["PORTAL_ENV"] = "test"
+    """National-scale data (BENCH_SCALE, default 1; BENCH_NODES for a bigger fleet), the pages
+    under gunicorn (benchmarks/web.py, writes docs/benchmarks.md and .json), then placement."""
+    stack.env["PORTAL_ENV"] = "development"
+    stack.env["DJANGO_DEBUG"] = "0"
+    stack.check_call(*MANAGE, "compilemessages", "--ignore", ".venv", "-v", "0")
     stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
-    status = 0
-    for name in os.environ.get("BENCH_ONLY", "placement.py sample_ingest.py").split():
-        status = stack.call(PY, str(ROOT / "benchmarks" / name)) or status
-    return status
+    if os.environ.get("BENCH_ONLY"):  # e.g. BENCH_ONLY="sample_ingest.py": one benchmark, own data
+        status = 0
+        for name in os.environ["BENCH_ONLY"].split():
+            status = stack.call(PY, str(ROOT / "benchmarks" / name)) or status
+        return status
+    generate = [PY, str(ROOT / "benchmarks" / "generate.py"), "--scale", os.environ.get("BENCH_SCALE", "1")]
+    if os.environ.get("BENCH_NODES"):
+        generate += ["--nodes", os.environ["BENCH_NODES"]]
+    stack.check_call(*generate)
+    if rc := stack.call(PY, str(ROOT / "benchmarks" / "web.py")):
+        return rc
+    for name in ("placement.py", "sample_ingest.py"):
+        if rc := stack.call(PY, str(ROOT / "benchmarks" / name)):
+            return rc
+    return 0
 
 
 def main() -> int:

@@ -124,8 +124,13 @@ class Grant(models.Model):
         from portal.models import Membership
 
         app = self.application
-        current = set(Membership.objects.filter(organisation_id=self.organisation_id).values_list("user_id", flat=True))
         people = [app.principal_investigator, *app.team.exclude(pk=app.principal_investigator_id)]
+        # Only these people's memberships: an organisation of a thousand members costs the same.
+        current = set(
+            Membership.objects.filter(
+                organisation_id=self.organisation_id, user_id__in=[u.pk for u in people]
+            ).values_list("user_id", flat=True)
+        )
         return [u for u in people if u.pk in current]
 
 

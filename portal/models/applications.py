@@ -57,7 +57,9 @@ class ApplicationQuerySet(models.QuerySet):
                 )
             )
             | Exists(Application.team.through.objects.filter(application=OuterRef("pk"), user=user))
-            | Q(organisation__created_by=user)
+            # A subquery, not a join to the organisation: the review queue sorts and counts
+            # applications alone (issue 13).
+            | Q(organisation__in=Organisation.objects.filter(created_by=user).values("pk"))
         )
 
 
@@ -169,7 +171,12 @@ class Application(models.Model):
                 condition=Q(gpu_count__isnull=True) | Q(gpu_count__lte=MAX_GPUS), name="application_gpus_max"
             ),
         ]
-        indexes = [models.Index(fields=["call", "status"]), models.Index(fields=["organisation", "status"])]
+        indexes = [
+            models.Index(fields=["call", "status"]),
+            models.Index(fields=["organisation", "status"]),
+            # The review queue's order: a page of the newest is read from the index, not sorted.
+            models.Index(fields=["submitted_at", "id"], name="application_submitted_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.title or _("Untitled application")

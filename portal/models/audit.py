@@ -53,7 +53,11 @@ class OrganisationAuditLog(models.Model):
         verbose_name = _("audit row")
         verbose_name_plural = _("audit log")
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["user", "organisation"]), models.Index(fields=["organisation", "created_at"])]
+        indexes = [
+            models.Index(fields=["user", "organisation"]),
+            models.Index(fields=["organisation", "created_at"]),
+            models.Index(fields=["created_at", "id"], name="auditlog_created_idx"),  # the admin's newest first
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.organisation_id} {self.action}"

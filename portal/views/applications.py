@@ -16,6 +16,7 @@ from portal.attachments import attachment_response
 from portal.errors import PortalError
 from portal.forms import ApplicationForm, PrincipalInvestigatorForm, ReasonForm
 from portal.models import Application, Call
+from portal.pagination import paginate
 from portal.services import applications as svc
 from portal.services import memberships
 
@@ -34,7 +35,8 @@ def get_application_for_user(user, pk: int, *, manage: bool = False) -> Applicat
 @login_required
 def application_list(request: HttpRequest) -> HttpResponse:
     applications = Application.objects.visible_to(request.user).select_related("call", "organisation")
-    return render(request, "portal/application_list.html", {"applications": applications})
+    page = paginate(request, applications)
+    return render(request, "portal/application_list.html", {"applications": page.object_list, "page": page})
 
 
 def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, application: Application | None):

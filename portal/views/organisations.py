@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal import services
 from portal.forms import BusinessRegistrationDocumentForm, InvitationForm, MembershipRoleForm, OrganisationForm
 from portal.models import Call, Membership, Organisation
+from portal.pagination import paginate
 
 
 def get_organisation_for_user(user, pk: int) -> Organisation:
@@ -34,7 +35,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     applications = Application.objects.visible_to(request.user).select_related("call")[:10]
     from allocations.services.usage import grants_with_usage
 
-    grants = grants_with_usage(Grant.objects.of_member(request.user).select_related("application"), limit=50)
+    grants = grants_with_usage(Grant.objects.of_member(request.user).select_related("application"), limit=20)
     context = {"memberships": memberships, "applications": applications, "grants": grants}
     return render(request, "portal/dashboard.html", context)
 
@@ -65,11 +66,13 @@ def _render_organisation(
 ) -> HttpResponse:
     my_membership = org.memberships.get(user=request.user)
     is_owner = my_membership.role == Membership.Role.OWNER
+    page = paginate(request, org.memberships.select_related("user"))
     context = {
         "organisation": org,
         "membership": my_membership,
         "is_owner": is_owner,
-        "members": org.memberships.select_related("user"),
+        "members": page.object_list,
+        "page": page,
         "domains": org.domains.all(),
         "invitations": org.invitations.filter(accepted_at__isnull=True) if is_owner else [],
         "invitation_form": (invitation_form or InvitationForm()) if is_owner else None,
@@ -192,11 +195,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def call_list(request: HttpRequest) -> HttpResponse:
     """Open and upcoming calls with their rules; public, so anyone can see what they may apply to."""
-    from portal.services.applications import call_remaining_gpu_hours
+    from portal.services.applications import calls_remaining_gpu_hours
 
     calls = Call.objects.prefetch_related("budgets")
     open_calls, upcoming = list(calls.open()), list(calls.upcoming())
+    remaining = calls_remaining_gpu_hours(open_calls + upcoming)  # one query for all calls
     for call in open_calls + upcoming:
-        remaining = call_remaining_gpu_hours(call)
-        call.budget_rows = [(b, remaining[b.gpu_model]) for b in call.budgets.all()]
+        call.budget_rows = [(b, remaining[call.pk][b.gpu_model]) for b in call.budgets.all()]
     return render(request, "portal/call_list.html", {"open_calls": open_calls, "upcoming_calls": upcoming})

@@ -1,0 +1,108 @@
+"""Every list and detail page costs a fixed number of queries, whatever the size of the
+database: the same pages are requested on generated data of two sizes (benchmarks/generate.py,
+five times apart) and must stay within one budget, never with more queries at the larger size. An N+1 (a query
+per row) or a list read whole instead of a page fails here. Timings are measured by `make bench`,
+never asserted in tests."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from benchmarks.generate import Generator
+from benchmarks.pages import pages, session_for
+from portal.models import User
+
+SMALL, LARGE = 0.001, 0.005
+
+# Queries per page (session, user and the staff MFA check included).
+BUDGET = {
+    "reference: one indexed 20-row query": 1,
+    "/dashboard/": 5,
+    "/applications/ (largest organisation's owner)": 4,
+    "/applications/<id>/": 11,
+    "/calls/": 5,
+    "/grants/<id>/ (most tasks)": 10,
+    "/organisations/ (largest organisation's owner)": 3,
+    "/organisations/<id>/ (largest organisation)": 8,
+    "/keys/": 3,
+    "/rates/": 2,
+    "admin review queue": 10,
+    "admin application list, unfiltered": 10,
+    "admin application change page": 12,
+    "admin decision page": 14,
+    "admin grant list": 5,
+    "admin grant change page": 8,
+    "admin node list": 5,
+    "admin node change page": 7,
+    "admin provisioning tasks": 5,
+    "admin organisation list": 5,
+    "admin organisation change page": 7,
+    "admin user list": 6,
+    "admin audit log": 5,
+    "admin review list": 6,
+    "admin outbox": 7,
+    "admin node accounts": 5,
+    "admin Jupyter sessions": 5,
+    "admin node operations": 5,
+    "admin SSH keys": 5,
+    "admin e-mail domains": 5,
+    "admin invitations": 5,
+    "admin calls": 5,
+    "admin rates": 8,
+}
+
+
+def measure(client) -> dict[str, int]:
+    """Page name → number of queries of one request (after a first request that warms caches)."""
+    counts = {}
+    for page in pages():
+        client.cookies.clear()
+        if page.user_id:
+            user = User.objects.get(pk=page.user_id)
+            client.cookies[settings.SESSION_COOKIE_NAME] = session_for(user, staff=page.staff)
+        assert client.get(page.path).status_code == 200, page.path
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(page.path)
+        assert response.status_code == 200, page.path
+        counts[page.name] = len(ctx.captured_queries)
+    return counts
+
+
+@pytest.fixture
+def bench_urls(settings):
+    settings.ROOT_URLCONF = "benchmarks.urls"  # the reference page beside the portal's
+
+
+def generated(scale: float) -> None:
+    Generator(scale, seed=13, nodes=None, today=date.today()).run()
+
+
+@pytest.mark.parametrize("scale", [SMALL, LARGE])
+def test_every_page_stays_within_its_query_budget(db, client, bench_urls, scale, django_assert_max_num_queries):
+    generated(scale)
+    for page in pages():
+        client.cookies.clear()
+        if page.user_id:
+            user = User.objects.get(pk=page.user_id)
+            client.cookies[settings.SESSION_COOKIE_NAME] = session_for(user, staff=page.staff)
+        client.get(page.path)
+        with django_assert_max_num_queries(BUDGET[page.name], info=page.name):
+            assert client.get(page.path).status_code == 200, page.path
+
+
+def test_no_page_needs_more_queries_when_the_database_is_five_times_larger(db, client, bench_urls):
+    counts = {}
+    for scale in (SMALL, LARGE):
+        with transaction.atomic():
+            generated(scale)
+            counts[scale] = measure(client)
+            transaction.set_rollback(True)
+    # More rows must never mean more queries (a page may take a branch with one query fewer).
+    grown = {name: (counts[SMALL][name], n) for name, n in counts[LARGE].items() if n > counts[SMALL][name]}
+    assert grown == {}
+    assert set(counts[LARGE]) == set(BUDGET)  # every measured page has a budget here
