@@ -390,10 +390,10 @@ class Generator:
             Node,
             ["id", "hostname", "address", "ssh_port", "ssh_username", "host_key", "host_key_fingerprint", "gpu_model",
              "agent_path", "agent_version", "agent_sha256", "status", "status_reason", "status_source",
-             "last_report_at", "created_at"],
+             "samples_token_sha256", "last_report_at", "created_at"],
             ((i, f"gpu-{i:05d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}", 22, "gpprov",
               "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchmarkHostKey", f"SHA256:bench{i}", self.node_model[i],
-              "/usr/local/sbin/gpu-portal-agent", "1", "0" * 64, "online", "", "inventory", self.now, self.ago(600))
+              "/usr/local/sbin/gpu-portal-agent", "1", "0" * 64, "online", "", "inventory", "", self.now, self.ago(600))
              for i in range(1, n_nodes + 1)),
         )  # fmt: skip
         self.put(

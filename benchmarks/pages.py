@@ -85,6 +85,8 @@ def pages() -> list[Page]:
         Page("/organisations/<id>/ (largest organisation)", f"/organisations/{largest}/", owner),
         Page("/keys/", "/keys/", researcher),
         Page("/rates/", "/rates/", None),
+        Page("/billing/invoices/ (largest organisation's owner)", "/billing/invoices/", owner),
+        Page("/billing/hour-packs/ (largest organisation's owner)", "/billing/hour-packs/", owner),
         Page(
             "admin review queue",
             "/admin/portal/application/?status__in=submitted%2Cin_review",
@@ -104,6 +106,9 @@ def pages() -> list[Page]:
             True,
         ),
         Page("admin provisioning tasks", "/admin/allocations/provisioningtask/", admin.pk, True),
+        Page("admin invoices", "/admin/billing/invoice/", admin.pk, True),
+        Page("admin usage hours", "/admin/allocations/usagehour/", admin.pk, True),
+        Page("admin notices", "/admin/allocations/notice/", admin.pk, True),
         Page("admin organisation list", "/admin/portal/organisation/", admin.pk, True),
         Page("admin organisation change page", f"/admin/portal/organisation/{largest}/change/", admin.pk, True),
         Page("admin user list", "/admin/portal/user/", admin.pk, True),

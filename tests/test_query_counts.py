@@ -22,7 +22,7 @@ SMALL, LARGE = 0.001, 0.005
 # Queries per page (session, user and the staff MFA check included).
 BUDGET = {
     "reference: one indexed 20-row query": 1,
-    "/dashboard/": 5,
+    "/dashboard/": 9,  # + the month so far: one ledger statement (grants, intervals, rates, packs) per organisation
     "/applications/ (largest organisation's owner)": 4,
     "/applications/<id>/": 11,
     "/calls/": 5,
@@ -31,6 +31,8 @@ BUDGET = {
     "/organisations/<id>/ (largest organisation)": 8,
     "/keys/": 3,
     "/rates/": 2,
+    "/billing/invoices/ (largest organisation's owner)": 8,
+    "/billing/hour-packs/ (largest organisation's owner)": 5,
     "admin review queue": 10,
     "admin application list, unfiltered": 10,
     "admin application change page": 12,
@@ -40,6 +42,9 @@ BUDGET = {
     "admin node list": 5,
     "admin node change page": 7,
     "admin provisioning tasks": 5,
+    "admin invoices": 6,
+    "admin usage hours": 8,
+    "admin notices": 7,
     "admin organisation list": 5,
     "admin organisation change page": 7,
     "admin user list": 6,

@@ -87,3 +87,23 @@ def grant_month(grant: Grant, *, statement: ledger.Statement | None = None, now=
         accrued_krw=accrued,
         estimate_krw=pace,
     )
+
+
+def grants_month(grants: list[Grant], *, now=None) -> dict[int, GrantMonth | None]:
+    """`grant_month` for a page of grants: one ledger statement per organisation, not per grant
+    (prefetch the grants' `access_intervals` and select their `organisation`)."""
+    now = now or timezone.now()
+    start, _end = ledger.month_bounds(timezone.localdate(now))
+    statements: dict[int, ledger.Statement | None] = {}
+    months = {}
+    for grant in grants:
+        if grant.organisation_id not in statements:
+            try:
+                statements[grant.organisation_id] = organisation_statement(
+                    organisation=grant.organisation, start=start, end=now
+                )
+            except ledger.LedgerError:
+                statements[grant.organisation_id] = None
+        statement = statements[grant.organisation_id]
+        months[grant.pk] = None if statement is None else grant_month(grant, statement=statement, now=now)
+    return months

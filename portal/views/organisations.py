@@ -10,9 +10,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from allocations.models import Grant
+from allocations.services.usage import grants_with_usage
+from billing.services.estimates import grants_month
 from portal import services
 from portal.forms import BusinessRegistrationDocumentForm, InvitationForm, MembershipRoleForm, OrganisationForm
-from portal.models import Call, Membership, Organisation
+from portal.models import Application, Call, Membership, Organisation
 from portal.pagination import paginate
 
 
@@ -27,15 +30,17 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    from portal.models import Application
-
     memberships = Membership.objects.filter(user=request.user).select_related("organisation")
-    from allocations.models import Grant
-
     applications = Application.objects.visible_to(request.user).select_related("call")[:10]
-    from allocations.services.usage import grants_with_usage
-
-    grants = grants_with_usage(Grant.objects.of_member(request.user).select_related("application"), limit=20)
+    grants = grants_with_usage(
+        Grant.objects.of_member(request.user)
+        .select_related("application", "organisation")
+        .prefetch_related("access_intervals"),
+        limit=20,
+    )
+    months = grants_month([row["grant"] for row in grants])
+    for row in grants:
+        row["month"] = months[row["grant"].pk]
     context = {"memberships": memberships, "applications": applications, "grants": grants}
     return render(request, "portal/dashboard.html", context)
 
