@@ -196,8 +196,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "GPU Portal <no-reply@gpu-por
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 _email_backend = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else (
+        "portal.devmail.DevMailBackend"
+        if PORTAL_ENV == "development"
+        else "django.core.mail.backends.console.EmailBackend"
+    ),
 )
+# Development: each message decoded, printed and written to one file in this folder (portal/devmail.py).
+DEV_MAIL_DIR = env_str("DEV_MAIL_DIR", str(BASE_DIR / ".devdata" / "mail"))
 _smtp_options = {
     "host": env_str("EMAIL_HOST", "localhost"),
     "port": env_int("EMAIL_PORT", 25),

@@ -9,6 +9,10 @@ purpose=${1:-run}
 run_pkgs="postgresql postgresql-contrib gettext"
 test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium fonts-nanum poppler-utils"
 [ "$purpose" = test ] && pkgs=$test_pkgs || pkgs=$run_pkgs
+# make run's demo GPU node (root only): an sshd, sudo and the node's Jupyter venv
+if [ "$purpose" = run ] && [ "$(id -u)" = 0 ] && [ "${DEMO_NODE:-1}" != 0 ]; then
+  pkgs="$pkgs openssh-server sudo python3-venv"
+fi
 
 missing=()
 for p in $pkgs; do
