@@ -288,6 +288,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # paramiko logs every connection at INFO ("Connected (version 2.0 …)"): only its warnings.
+    "loggers": {"paramiko": {"level": "WARNING"}},
 }
 
 # Demo world (never in production): the shared password of every demo user.

@@ -310,7 +310,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def stop_all(procs: list[subprocess.Popen], deadline_s: float = 3.0) -> None:
+def stop_all(procs: list[subprocess.Popen], deadline_s: float = 2.5) -> None:
     """SIGINT (Ctrl-C), a second SIGINT (the RQ worker's cold shutdown), then SIGKILL: every
     process is gone within `deadline_s`."""
     start = time.monotonic()
@@ -435,8 +435,11 @@ def main() -> int:
         return manage(datadir, sys.argv[2:])
     if mode == "clean-demo":
         return demo_node_clean(datadir)
-    # SIGTERM (CI killing us) takes the same clean-up path as Ctrl-C.
+    # SIGTERM (CI killing us) takes the same clean-up path as Ctrl-C. Started in the background
+    # by a non-interactive shell, SIGINT arrives ignored: take it back (the children, started
+    # after this, then get the default too).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if mode == "run":
         with own_terminal():
             try:

@@ -262,7 +262,7 @@ class Command(BaseCommand):
 
     def print_logins(self, secrets: dict[str, str]) -> None:
         out = self.stdout
-        out.write(self.style.SUCCESS("Demo world ready. Log in at http://127.0.0.1:8000/accounts/login/"))
+        out.write(self.style.SUCCESS(f"Demo world ready. Log in at {settings.SITE_URL}/accounts/login/"))
         out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
         for email, _org, _role, groups, is_staff, is_superuser in USERS:
             what = "superuser" if is_superuser else (", ".join(groups) or "applicant")
