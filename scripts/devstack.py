@@ -317,6 +317,8 @@ def stop_all(procs: list[subprocess.Popen], deadline_s: float = 2.5) -> None:
     for step, sig in ((0.5, signal.SIGINT), (0.8, signal.SIGINT), (1.0, signal.SIGKILL)):
         for p in procs:
             if p.poll() is None:
+                if sig == signal.SIGKILL:
+                    say(f"{' '.join(map(str, p.args[2:4]))} did not stop: killed")
                 p.send_signal(sig)
         limit = start + deadline_s * step
         for p in procs:

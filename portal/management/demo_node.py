@@ -12,15 +12,31 @@ from django.core.management.base import CommandError
 
 from allocations import devnode, ssh
 from allocations.jobs import grants_place_pending_job
+from allocations.keys import parse_public_key
 from allocations.models import Node, SshKey
 from allocations.services.grants import reconcile_node
-from allocations.services.keys import sshkey_add
+from allocations.services.keys import sshkey_add, sshkey_remove
 from portal.errors import PortalError
 from portal.models import User
 
 DEMO_NODE_HOSTNAME = "gpu-demo-01"
 DEMO_NODE_MODEL = "H100-80GB"
 DEMO_RESEARCHER = "researcher@demo-univ.ac.kr"
+DEMO_KEY_NAME = "demo key (make run)"
+
+
+def demo_researcher_key(host: devnode.NodeHost) -> Path:
+    """The demo researcher's key pair beside the node (a new one after `make clean-demo`),
+    registered in the portal in place of an earlier demo key."""
+    key_path = host.base / "researcher_ed25519"
+    public = devnode.keygen(key_path, comment=DEMO_RESEARCHER)
+    fingerprint = parse_public_key(public).fingerprint
+    researcher = User.objects.get(email=DEMO_RESEARCHER)
+    for old in SshKey.objects.filter(user=researcher, name=DEMO_KEY_NAME).exclude(fingerprint=fingerprint):
+        sshkey_remove(ssh_key=old)
+    if not SshKey.objects.filter(user=researcher, fingerprint=fingerprint).exists():
+        sshkey_add(user=researcher, text=public, name=DEMO_KEY_NAME)
+    return key_path
 
 
 def seed_demo_node(node_file: Path, out, style) -> Node:
@@ -33,12 +49,9 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         node = devnode.node_bootstrap(host, hostname=DEMO_NODE_HOSTNAME, gpu_model=DEMO_NODE_MODEL)
     except (ssh.SshError, PortalError) as exc:
         raise CommandError(f"the demo node could not be set up: {exc.message}") from exc
-    key_path = host.base / "researcher_ed25519"
-    public = devnode.keygen(key_path, comment=DEMO_RESEARCHER)
-    researcher = User.objects.get(email=DEMO_RESEARCHER)
-    if not SshKey.objects.filter(user=researcher, public_key=" ".join(public.split()[:2])).exists():
-        sshkey_add(user=researcher, text=public, name="demo key (make run)")
+    # Repairs first: a key change queues key updates, which must come after a missing account.
     repairs = reconcile_node(node=node)
+    key_path = demo_researcher_key(host)
     placed = grants_place_pending_job()
     out.write(
         style.SUCCESS(
