@@ -271,5 +271,6 @@ class Command(BaseCommand):
                 line += f"  TOTP secret: {secrets[email]}"
             out.write(line)
         out.write(
-            "Staff must enter a TOTP code: add the secret to an authenticator app (or `oathtool --totp -b SECRET`)."
+            "Staff must enter a TOTP code: `make manage ARGS=demo_totp` prints the current ones"
+            " (or add the secret to an authenticator app, or `oathtool --totp -b SECRET`)."
         )
