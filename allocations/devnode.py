@@ -324,3 +324,17 @@ def node_bootstrap(host: NodeHost, *, hostname: str, gpu_model: str = "H100-80GB
     node_services.node_inventory(node=node)
     node.refresh_from_db()
     return node
+
+
+def install_agent_args(host: NodeHost, hostname: str) -> list[str]:
+    """The `manage.py install_agent` arguments that install this node's agent by hand, exactly
+    as `node_bootstrap` does."""
+    config = host.agent_config()
+    return [
+        "install_agent", hostname, "--operator-user", "root", "--operator-key", host.operator_key,
+        "--config-path", host.config_path, "--jupyter-bin", config["jupyter_bin"],
+        "--state-dir", config["state_dir"], "--jupyter-run-dir", config["jupyter_run_dir"],
+        "--nvml-replay", config["nvml_replay"], "--keys-dir", config["keys_dir"],
+        "--managed-group", config["managed_group"], "--gpu-device-pattern", config["gpu_device_pattern"],
+        "--sshd-config", host.sshd.config, "--sshd-dropin", host.sshd.dropin, "--sshd-pid-file", host.sshd.pid_file,
+    ]  # fmt: skip

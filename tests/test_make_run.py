@@ -195,6 +195,13 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     assert added.returncode == 0, added.stdout + added.stderr
     assert f"Pinned {fingerprint} for gpu-h100-extra." in added.stdout
 
+    # ... and installing the demo node's agent again by hand, with the command `make run` printed.
+    printed = next(line for line in stack.output(tail=0).splitlines() if 'make manage ARGS="install_agent' in line)
+    installed = stack.make("manage", "ARGS=" + printed.split('ARGS="', 1)[1].rstrip('"'))
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "gpu-demo-01: 8 GPUs, status online." in installed.stdout
+    assert "Connected (version" not in installed.stdout + installed.stderr  # no paramiko chatter
+
     rc, took = stack.interrupt()
     assert rc == 0, stack.output()
     assert took < 5, took

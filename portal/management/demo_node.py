@@ -68,4 +68,8 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         f" active, its page shows the login; from this machine:\n"
         f"    ssh -i {key_path} -p {node.ssh_port} {settings.NODE_ACCOUNT_PREFIX}<number>@{node.address}"
     )
+    out.write(
+        "  The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again:\n"
+        f'    make manage ARGS="{" ".join(devnode.install_agent_args(host, node.hostname))}"'
+    )
     return node
