@@ -345,11 +345,11 @@ def serve(stack: Stack) -> int:
     procs: list[subprocess.Popen] = []
     try:
         stack.check_call(*MANAGE, "seed_demo", *(["--demo-node", str(node_file)] if node_file else []))
-        procs = [
-            subprocess.Popen([*MANAGE, "runserver", f"127.0.0.1:{port}", "--noreload"], env=stack.env, cwd=ROOT),
-            subprocess.Popen([*MANAGE, "rqworker", "default", "--with-scheduler"], env=stack.env, cwd=ROOT),
-            subprocess.Popen([*MANAGE, "rqcron", "portal.cron"], env=stack.env, cwd=ROOT),
-        ]
+        # Each in its own session: a Ctrl-C reaches only this script, which passes it on once
+        # (a second SIGINT makes the worker and cron abort with a traceback).
+        commands = (["runserver", f"127.0.0.1:{port}", "--noreload"], ["rqworker", "default", "--with-scheduler"],
+                    ["rqcron", "portal.cron"])  # fmt: skip
+        procs = [subprocess.Popen([*MANAGE, *cmd], env=stack.env, cwd=ROOT, start_new_session=True) for cmd in commands]
         say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")
         while all(p.poll() is None for p in procs):
             time.sleep(0.2)
