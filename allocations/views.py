@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask, SshKey
 from allocations.services import jupyter as jupyter_services
+from allocations.services import placement
 from allocations.services.keys import sshkey_add, sshkey_remove
 from portal.errors import PortalError
 
@@ -88,6 +89,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tasks_failed": tasks.filter(state=ProvisioningTask.State.FAILED).count(),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
+        "model_online": bool(assignments) or placement.model_online(grant.gpu_model),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
         "refresh": grant.status == Grant.Status.PROVISIONING
         or (session is not None and session.state == JupyterSession.State.WANTED),
