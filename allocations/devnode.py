@@ -168,6 +168,17 @@ def missing_binaries() -> list[str]:
     return [b for b in REQUIRED_BINARIES if not os.path.exists(b)]
 
 
+def writable_by_others(path: Path) -> Path | None:
+    """The first existing folder above `path` that a non-root user could write to: sshd's
+    StrictModes then refuses every key file below it."""
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            st = folder.stat()
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                return folder
+    return None
+
+
 def node_layout(*, prefix: str, base: Path, run_dir: Path, port: int, portal_key: str, unix_id_base: int) -> NodeHost:
     """Where everything of the node named by `prefix` lives. `base` holds the sshd's files and
     keys (kept between runs), `run_dir` the device stand-ins and Jupyter sockets."""

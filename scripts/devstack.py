@@ -243,6 +243,11 @@ def demo_node_start(stack: Stack):
         say(f"no demo GPU node: {', '.join(missing)} missing (apt-get install openssh-server sudo)")
         return None, None
     layout = demo_layout(stack.datadir, stack.env)
+    if open_parent := devnode.writable_by_others(layout.base):
+        say(
+            f"no demo GPU node: sshd refuses keys below {open_parent}, which others can write to; set DEVDATA elsewhere"
+        )
+        return None, None
     if not layout.port or not devnode.port_is_free(layout.port):
         layout = dataclasses.replace(layout, port=devnode.free_port())
     say("preparing the demo GPU node (the first time builds a Jupyter venv: a minute or two)")
