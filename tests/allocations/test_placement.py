@@ -163,11 +163,18 @@ def test_the_grant_page_explains_waiting_and_refreshes_only_while_preparing(db, 
     waiting = grant(4)
     client.force_login(waiting.application.principal_investigator)
     page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No node with NVIDIA H100 80GB GPUs is online at the moment" in page
+    assert 'http-equiv="refresh"' not in page
+
+    online_node("gpu-01")
+    full = grant(8)
+    grant_place(grant=full)  # the only node, all its GPUs taken
+    page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Waiting for GPUs of this model to become free" in page
     assert 'http-equiv="refresh"' not in page
     assert "Waiting for capacity" not in page  # the technical reason is for staff
 
-    online_node("gpu-01")
+    Assignment.objects.filter(grant=full).delete()
     grant_provision(grant=waiting)
     page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "being prepared on the node" in page
