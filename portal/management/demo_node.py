@@ -47,10 +47,10 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         )
     try:
         node = devnode.node_bootstrap(host, hostname=DEMO_NODE_HOSTNAME, gpu_model=DEMO_NODE_MODEL)
+        # Repairs first: a key change queues key updates, which must come after a missing account.
+        repairs = reconcile_node(node=node)
     except (ssh.SshError, PortalError) as exc:
         raise CommandError(f"the demo node could not be set up: {exc.message}") from exc
-    # Repairs first: a key change queues key updates, which must come after a missing account.
-    repairs = reconcile_node(node=node)
     key_path = demo_researcher_key(host)
     placed = grants_place_pending_job()
     out.write(
