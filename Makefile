@@ -1,9 +1,17 @@
 # The two set-up commands of the README. Both work on a fresh Debian machine.
-.PHONY: run test bench lint format messages
+.PHONY: run test bench lint format messages manage clean-demo
 
 run:
 	@scripts/bootstrap.sh run
 	@.venv/bin/python scripts/devstack.py run
+
+# An operator command against the running `make run`: make manage ARGS="add_node …"
+manage:
+	@.venv/bin/python scripts/devstack.py manage $(ARGS)
+
+# Remove what make run's demo GPU node put on this machine (accounts, sudo rule, agent, keys)
+clean-demo:
+	@.venv/bin/python scripts/devstack.py clean-demo
 
 test:
 	@scripts/bootstrap.sh test

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from allocations.models import Grant, JupyterSession, NodeAccount, Notice, ProvisioningTask, SshKey
 from allocations.services import jupyter as jupyter_services
+from allocations.services import placement
 from allocations.services.keys import sshkey_add, sshkey_remove
 from allocations.services.usage import grant_usage_summary
 from portal.errors import PortalError
@@ -94,6 +95,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
         "usage": grant_usage_summary(grant),
         "idle_notices": grant.notices.filter(kind=Notice.Kind.IDLE, resolved_at__isnull=True),
+        "model_online": bool(assignments) or placement.model_online(grant.gpu_model),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
         "refresh": grant.status == Grant.Status.PROVISIONING
         or (session is not None and session.state == JupyterSession.State.WANTED),

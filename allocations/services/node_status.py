@@ -13,6 +13,10 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Node, NodeEvent
 from portal.errors import PortalError
+from portal.outbox import outbox_enqueue
+
+# By dotted path: allocations.jobs imports the services, never the reverse.
+PLACE_PENDING_JOB = "allocations.jobs.grants_place_pending_job"
 
 N = Node.Status
 Source = Node.Source
@@ -41,6 +45,9 @@ def _set(node: Node, new: str, *, actor, reason: str, source: str) -> Node:
     node.status, node.status_reason, node.status_source = new, reason, source
     node.save(update_fields=["status", "status_reason", "status_source"])
     NodeEvent.objects.create(node=node, actor=actor, source=source, old_status=old, new_status=new, reason=reason)
+    if new == N.ONLINE:
+        # Grants waiting for GPUs are placed now, not at the next periodic run.
+        outbox_enqueue(PLACE_PENDING_JOB)
     return node
 
 

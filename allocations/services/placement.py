@@ -64,13 +64,24 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
         except IntegrityError:
             continue
     total = Gpu.objects.filter(model=grant.gpu_model, node__status=Node.Status.ONLINE).count()
-    Grant.objects.filter(pk=grant.pk).update(
-        status_reason=(
+    if not model_online(grant.gpu_model):
+        reason = f"Waiting for a node: no node with {grant.gpu_model} GPUs is online."
+    else:
+        reason = (
             f"Waiting for capacity: no online node has {grant.gpu_count} free {grant.gpu_model} GPUs "
             f"for {grant.starts_on} – {grant.ends_on} ({total} such GPUs online in all)."
         )
-    )
+    Grant.objects.filter(pk=grant.pk).update(status_reason=reason)
     return []
+
+
+def model_online(gpu_model: str) -> bool:
+    """Whether any online node (host key pinned) has GPUs of this model."""
+    return (
+        Node.objects.filter(status=Node.Status.ONLINE, gpu_model=gpu_model, gpus__model=gpu_model)
+        .exclude(host_key="")
+        .exists()
+    )
 
 
 def grant_release_gpus(*, grant: Grant, at: datetime | None = None) -> None:

@@ -71,3 +71,37 @@ def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settin
         gpu_model="H100-80GB", fingerprint=ssh.fingerprint(node_host.host_key),
     )  # fmt: skip
     assert Node.objects.get(hostname="gpu-cmd").host_key == node_host.host_key
+
+
+def test_add_node_with_a_registered_hostname_and_other_settings_refuses_and_names_them(db):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    Node.objects.create(hostname="gpu-taken", address="10.0.0.5", ssh_port=22, gpu_model="H100-80GB")
+    with pytest.raises(CommandError) as refused:
+        call_command("add_node", "gpu-taken", "10.0.0.6", port=2222, gpu_model="H100-80GB", fingerprint="SHA256:x")
+    assert "address 10.0.0.5 (you typed 10.0.0.6)" in str(refused.value)
+    assert "--port 22 (you typed 2222)" in str(refused.value)
+    node = Node.objects.get(hostname="gpu-taken")
+    assert (node.address, node.ssh_port) == ("10.0.0.5", 22)
+
+
+def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_says_why(db, node_settings, node_host):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from allocations import devnode
+
+    node = bootstrap_node(node_host, hostname="gpu-no-nvml")
+    args = devnode.install_agent_args(node_host, node.hostname)
+    del args[args.index("--nvml-replay") : args.index("--nvml-replay") + 2]  # as on a real machine without GPUs
+    try:
+        with pytest.raises(CommandError) as refused:
+            call_command(*args)
+        assert "cannot read its GPUs" in str(refused.value)
+        assert "--nvml-replay FILE" in str(refused.value)
+        node.refresh_from_db()
+        assert node.status == "offline"
+        assert "the agent cannot read the GPUs" in node.status_reason
+    finally:
+        devnode.node_bootstrap(node_host, hostname="gpu-no-nvml")  # the session's node replays NVML again

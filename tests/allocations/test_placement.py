@@ -163,12 +163,36 @@ def test_the_grant_page_explains_waiting_and_refreshes_only_while_preparing(db, 
     waiting = grant(4)
     client.force_login(waiting.application.principal_investigator)
     page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No node with NVIDIA H100 80GB GPUs is online at the moment" in page
+    assert 'http-equiv="refresh"' not in page
+
+    online_node("gpu-01")
+    full = grant(8)
+    grant_place(grant=full)  # the only node, all its GPUs taken
+    page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Waiting for GPUs of this model to become free" in page
     assert 'http-equiv="refresh"' not in page
     assert "Waiting for capacity" not in page  # the technical reason is for staff
 
-    online_node("gpu-01")
+    Assignment.objects.filter(grant=full).delete()
     grant_provision(grant=waiting)
     page = client.get(f"/grants/{waiting.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "being prepared on the node" in page
     assert 'http-equiv="refresh"' in page
+
+
+def test_a_grant_waiting_for_a_model_no_online_node_has_says_so(db):
+    waiting = grant(2)
+    assert grant_place(grant=waiting) == []
+    waiting.refresh_from_db()
+    assert waiting.status_reason == "Waiting for a node: no node with H100-80GB GPUs is online."
+
+
+def test_a_node_coming_online_places_the_waiting_grants_at_once(db, jobs):
+    waiting = grant(2, start_days=3)  # placed (GPUs reserved) without provisioning: no SSH here
+    grant_place(grant=waiting)
+    assert not waiting.assignments.exists()
+    with jobs.committed():
+        node = online_node("gpu-01")
+    jobs.run()  # the job the node's coming online queued, not the 5-minute periodic run
+    assert {a.node for a in waiting.assignments.all()} == {node}

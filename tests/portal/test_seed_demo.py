@@ -50,3 +50,16 @@ def test_seed_demo_refuses_production(settings):
     settings.PRODUCTION = True
     with pytest.raises(CommandError):
         call_command("seed_demo")
+
+
+@pytest.mark.django_db
+def test_demo_totp_prints_the_code_the_approvers_sign_in_accepts(capsys):
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    call_command("seed_demo")
+    capsys.readouterr()
+    call_command("demo_totp")
+    out = capsys.readouterr().out
+    code = next(line for line in out.splitlines() if "approver@demo-ministry.go.kr" in line).split()[-1]
+    totp = Authenticator.objects.get(user__email="approver@demo-ministry.go.kr", type="totp")
+    assert TOTP(totp).validate_code(code)

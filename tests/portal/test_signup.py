@@ -95,3 +95,18 @@ def test_password_reset_mail_goes_out_through_the_job(client, jobs, user):
     jobs.run()
     assert [m.to for m in mail.outbox] == [[user.email]]
     assert "/accounts/password/reset/key/" in mail.outbox[0].body
+
+
+@pytest.mark.django_db
+def test_the_confirmation_mail_names_the_portal_in_the_language_the_person_signed_up_in(client, jobs):
+    client.cookies["django_language"] = "ko"
+    sign_up(client, jobs, "choi@snu-demo.ac.kr")
+    client.cookies["django_language"] = "en"
+    sign_up(client, jobs, "han@snu-demo.ac.kr")
+    jobs.run()
+
+    korean, english = mail.outbox
+    assert korean.subject.startswith("[GPU 포털] ")
+    assert "GPU 포털" in korean.body
+    assert english.subject.startswith("[GPU Portal] ")
+    assert "Hello from GPU Portal!" in english.body  # not the host name the request came in on

@@ -40,6 +40,8 @@ class Command(BaseCommand):
             except Exception as exc:
                 raise CommandError(f"cannot register {opts['hostname']}: {exc}") from exc
             self.stdout.write(f"Registered {node.hostname} ({node.address}:{node.ssh_port}).")
+        else:
+            self.refuse_changes(node, opts)
         try:
             key_line = nodes.node_fetch_host_key(node=node)
         except ssh.SshError as exc:
@@ -57,3 +59,20 @@ class Command(BaseCommand):
         except PortalError as exc:
             raise CommandError(f"not pinned: {exc.message}") from exc
         self.stdout.write(self.style.SUCCESS(f"Pinned {fp} for {node.hostname}."))
+
+    def refuse_changes(self, node: Node, opts: dict) -> None:
+        """A registered hostname with other settings: say which differ instead of quietly
+        dropping what was typed (a node moves through the admin, where its key is re-pinned)."""
+        typed = {
+            "address": (node.address, opts["address"]),
+            "--port": (node.ssh_port, opts["port"]),
+            "--user": (node.ssh_username, opts["user"]),
+            "--gpu-model": (node.gpu_model, opts["gpu_model"]),
+            "--agent-path": (node.agent_path, opts["agent_path"] or node.agent_path),
+        }
+        differ = [f"{name} {old} (you typed {new})" for name, (old, new) in typed.items() if str(old) != str(new)]
+        if differ:
+            raise CommandError(
+                f"{node.hostname} is already registered with {', '.join(differ)}. Nothing was changed: "
+                "change the node in the admin (Nodes), or register the new machine under another hostname."
+            )

@@ -8,6 +8,15 @@ from allocations import ssh
 from allocations.models import Node
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings
 from allocations.services import nodes
+from allocations.services.node_status import node_report_inventory
+
+NVML_ERRORS = {"nvml_missing", "nvml_unavailable"}
+NO_NVML = (
+    "The agent is installed on %(node)s but cannot read its GPUs (%(error)s); the node stays offline with"
+    " that reason. Install the NVIDIA driver and nvidia-ml-py for the node's system python3 (docs/nodes.md,"
+    " step 1) and run install_agent again. A test or demo machine without GPUs can replay a recorded NVML"
+    " answer instead: --nvml-replay FILE (a file on the node, e.g. a copy of tests/fixtures/nvml/h100-sxm-8.json)."
+)
 
 
 class Command(BaseCommand):
@@ -70,6 +79,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Samples: {answer.get('push') or 'not configured'}.")
             gpus = nodes.node_inventory(node=node)
         except ssh.SshError as exc:
+            if exc.code in NVML_ERRORS:
+                node_report_inventory(node=node, problem=f"the agent cannot read the GPUs: {exc.message}")
+                raise CommandError(NO_NVML % {"node": node.hostname, "error": exc.message}) from exc
             raise CommandError(exc.message) from exc
         node.refresh_from_db()
         self.stdout.write(self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status}."))

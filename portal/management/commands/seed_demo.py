@@ -3,7 +3,9 @@ logins. Refuses to run in production."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, timedelta
+from pathlib import Path
 
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
@@ -13,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from allocations.models import GpuModel, Node
@@ -92,16 +95,20 @@ RATES = {
     GpuModel.H200_141GB: {"academic": 3800, "public": 4200, "startup": 4600, "enterprise": 6500},
 }
 
-NODES = [
-    ("gpu-a100-01", "10.20.0.11", GpuModel.A100_80GB),
-    ("gpu-h100-01", "10.20.1.11", GpuModel.H100_80GB),
-    ("gpu-h100-02", "10.20.1.12", GpuModel.H100_80GB),
-    ("gpu-h200-01", "10.20.2.11", GpuModel.H200_141GB),
-]
+# Placeholder nodes of earlier versions of this command: never reachable, removed if unused.
+OLD_PLACEHOLDER_NODES = ["gpu-a100-01", "gpu-h100-01", "gpu-h100-02", "gpu-h200-01"]
 
 
 class Command(BaseCommand):
-    help = "Create the demo world (organisations, users, groups, calls, nodes, rates). Idempotent."
+    help = "Create the demo world (organisations, users, groups, calls, rates, the demo node). Idempotent."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--demo-node",
+            metavar="FILE",
+            help="the demo GPU node `make run` started (its description, written by scripts/devstack.py):"
+            " register it, pin its host key, install the agent and bring it in line with the database",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         if settings.PRODUCTION:
@@ -111,10 +118,14 @@ class Command(BaseCommand):
             self.seed_groups()
             secrets = self.seed_users(orgs)
             self.seed_calls()
-            self.seed_nodes()
+            self.remove_placeholder_nodes()
             self.seed_rates()
             self.seed_applications(orgs)
         self.print_logins(secrets)
+        if options.get("demo_node"):
+            from portal.management.demo_node import seed_demo_node
+
+            seed_demo_node(Path(options["demo_node"]), self.stdout, self.style)
 
     def seed_organisations(self) -> dict[str, Organisation]:
         orgs = {}
@@ -179,8 +190,9 @@ class Command(BaseCommand):
                 eligible_kinds=["university", "research_institute"],
                 cap_gpu_hours=20000,
                 copay_percent=0,
-                allocation_starts_on=today + timedelta(days=14),
-                allocation_ends_on=today + timedelta(days=14 + 365),
+                # Starts today: an approval in the demo gives access at once on the demo node.
+                allocation_starts_on=today,
+                allocation_ends_on=today + timedelta(days=365),
             )
             CallBudget.objects.create(call=academic, gpu_model=GpuModel.H100_80GB, gpu_hours=500000)
             CallBudget.objects.create(call=academic, gpu_model=GpuModel.A100_80GB, gpu_hours=300000)
@@ -203,11 +215,13 @@ class Command(BaseCommand):
             CallBudget.objects.create(call=startup, gpu_model=GpuModel.H100_80GB, gpu_hours=200000)
             CallBudget.objects.create(call=startup, gpu_model=GpuModel.H200_141GB, gpu_hours=100000)
 
-    def seed_nodes(self) -> None:
-        # Demo nodes are not reachable: no host key is pinned and no GPU rows exist until an
-        # operator registers real nodes and the agent's inventory fills them in.
-        for hostname, address, model in NODES:
-            Node.objects.get_or_create(hostname=hostname, defaults={"address": address, "gpu_model": model})
+    def remove_placeholder_nodes(self) -> None:
+        """Earlier demo worlds had unreachable placeholder nodes; they go unless something refers
+        to them (then an operator decides)."""
+        for node in Node.objects.filter(hostname__in=OLD_PLACEHOLDER_NODES, host_key=""):
+            if not node.gpus.exists():
+                with contextlib.suppress(ProtectedError):
+                    node.delete()
 
     def seed_rates(self) -> None:
         effective = date(timezone.localdate().year, 1, 1)
@@ -248,7 +262,7 @@ class Command(BaseCommand):
 
     def print_logins(self, secrets: dict[str, str]) -> None:
         out = self.stdout
-        out.write(self.style.SUCCESS("Demo world ready. Log in at http://127.0.0.1:8000/accounts/login/"))
+        out.write(self.style.SUCCESS(f"Demo world ready. Log in at {settings.SITE_URL}/accounts/login/"))
         out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
         for email, _org, _role, groups, is_staff, is_superuser in USERS:
             what = "superuser" if is_superuser else (", ".join(groups) or "applicant")
@@ -257,5 +271,6 @@ class Command(BaseCommand):
                 line += f"  TOTP secret: {secrets[email]}"
             out.write(line)
         out.write(
-            "Staff must enter a TOTP code: add the secret to an authenticator app (or `oathtool --totp -b SECRET`)."
+            "Staff must enter a TOTP code: `make manage ARGS=demo_totp` prints the current ones"
+            " (or add the secret to an authenticator app, or `oathtool --totp -b SECRET`)."
         )

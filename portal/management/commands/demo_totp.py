@@ -1,0 +1,34 @@
+"""The current TOTP code of each demo staff user, for signing in to the admin during a demo
+without an authenticator app. Refuses production, like seed_demo."""
+
+from __future__ import annotations
+
+import time
+
+from allauth.mfa import app_settings
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+from allauth.mfa.utils import decrypt
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.management.commands.seed_demo import USERS
+
+
+class Command(BaseCommand):
+    help = "Print the current TOTP code of every demo staff user (development only)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("demo_totp never runs in production (PORTAL_ENV=production).")
+        now = time.time()
+        counter = int(now) // app_settings.TOTP_PERIOD
+        left = app_settings.TOTP_PERIOD - int(now) % app_settings.TOTP_PERIOD
+        emails = [email for email, *_rest, is_staff, _su in USERS if is_staff]
+        found = Authenticator.objects.filter(user__email__in=emails, type=Authenticator.Type.TOTP).select_related(
+            "user"
+        )
+        for totp in sorted(found, key=lambda a: emails.index(a.user.email)):
+            code = format_hotp_value(hotp_value(decrypt(totp.data["secret"]), counter))
+            self.stdout.write(f"  {totp.user.email:<32} {code}")
+        self.stdout.write(f"Valid for {left} more seconds; each code works once.")

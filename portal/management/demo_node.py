@@ -1,0 +1,75 @@
+"""seed_demo's part for the demo GPU node that `make run` starts on this machine: register it,
+pin its host key, install the agent through the real installer, give the demo researcher an SSH
+key, and bring the node back in line with the database (after `make clean-demo`, the accounts of
+active grants are created again). Development only: seed_demo refuses production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from allocations import devnode, ssh
+from allocations.jobs import grants_place_pending_job
+from allocations.keys import parse_public_key
+from allocations.models import Node, SshKey
+from allocations.services.grants import reconcile_node
+from allocations.services.keys import sshkey_add, sshkey_remove
+from portal.errors import PortalError
+from portal.models import User
+
+DEMO_NODE_HOSTNAME = "gpu-demo-01"
+DEMO_NODE_MODEL = "H100-80GB"
+DEMO_RESEARCHER = "researcher@demo-univ.ac.kr"
+DEMO_KEY_NAME = "demo key (make run)"
+
+
+def demo_researcher_key(host: devnode.NodeHost) -> Path:
+    """The demo researcher's key pair beside the node (a new one after `make clean-demo`),
+    registered in the portal in place of an earlier demo key."""
+    key_path = host.base / "researcher_ed25519"
+    public = devnode.keygen(key_path, comment=DEMO_RESEARCHER)
+    fingerprint = parse_public_key(public).fingerprint
+    researcher = User.objects.get(email=DEMO_RESEARCHER)
+    for old in SshKey.objects.filter(user=researcher, name=DEMO_KEY_NAME).exclude(fingerprint=fingerprint):
+        sshkey_remove(ssh_key=old)
+    if not SshKey.objects.filter(user=researcher, fingerprint=fingerprint).exists():
+        sshkey_add(user=researcher, text=public, name=DEMO_KEY_NAME)
+    return key_path
+
+
+def seed_demo_node(node_file: Path, out, style) -> Node:
+    host = devnode.NodeHost.from_json(node_file.read_text())
+    if settings.NODE_ACCOUNT_PREFIX != host.prefix:
+        raise CommandError(
+            f"NODE_ACCOUNT_PREFIX is {settings.NODE_ACCOUNT_PREFIX!r} but the demo node manages {host.prefix!r}"
+        )
+    try:
+        node = devnode.node_bootstrap(host, hostname=DEMO_NODE_HOSTNAME, gpu_model=DEMO_NODE_MODEL)
+        # Repairs first: a key change queues key updates, which must come after a missing account.
+        repairs = reconcile_node(node=node)
+    except (ssh.SshError, PortalError) as exc:
+        raise CommandError(f"the demo node could not be set up: {exc.message}") from exc
+    key_path = demo_researcher_key(host)
+    placed = grants_place_pending_job()
+    out.write(
+        style.SUCCESS(
+            f"Demo GPU node {node.hostname}: {node.gpus.count()} × {node.gpu_model} at {node.address}:{node.ssh_port},"
+            f" status {node.status}, host key {node.host_key_fingerprint} (pinned)."
+        )
+    )
+    if node.status_reason:
+        out.write(style.WARNING(f"  {node.status_reason}"))
+    if repairs or placed:
+        out.write(f"  Brought in line with the database: {len(repairs)} repairs queued, {len(placed)} grants placed.")
+    out.write(
+        f"  {DEMO_RESEARCHER} has the SSH key {key_path} (registered in the portal). Once a grant is"
+        f" active, its page shows the login; from this machine:\n"
+        f"    ssh -i {key_path} -p {node.ssh_port} {settings.NODE_ACCOUNT_PREFIX}<number>@{node.address}"
+    )
+    out.write(
+        "  The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again:\n"
+        f'    make manage ARGS="{" ".join(devnode.install_agent_args(host, node.hostname))}"'
+    )
+    return node
