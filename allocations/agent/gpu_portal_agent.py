@@ -526,9 +526,11 @@ def verb_set_keys(data: dict, config: dict) -> dict:
         raise AgentError("bad_keys", "keys must be a list of bare public keys, one per entry")
     content = "".join(k + "\n" for k in keys)
     path = keys_path(config, entry.pw_name)
+    # root:<the user's private group> 0640: sshd reads it as the user; nobody else can.
     with open(path + ".tmp", "w") as f:
         f.write(content)
-        os.fchmod(f.fileno(), 0o644)
+        os.fchown(f.fileno(), 0, entry.pw_gid)
+        os.fchmod(f.fileno(), 0o640)
     os.rename(path + ".tmp", path)
     return {"count": len(keys), "sha256": hashlib.sha256(content.encode()).hexdigest()}
 
@@ -1063,7 +1065,10 @@ def verb_grant_gpus(data: dict, config: dict) -> dict:
         raise AgentError("bad_members", "members must be a list of account names")
     uids, missing = [], []
     for member in members:
-        entry = managed_user(config, member, must_exist=False)
+        try:
+            entry = managed_user(config, member, must_exist=False)
+        except AgentError:  # not an account the agent made: it gets nothing, the others do
+            entry = None
         if entry is None:
             missing.append(member)
         else:

@@ -64,6 +64,9 @@ class NodeHost:
             "keys_dir": self.keys_dir,
             "managed_group": self.managed_group,
             "gpu_device_pattern": self.device_dir + "/nvidia{minor}",
+            # The portal's uid range (NODE_UNIX_ID_BASE + 1 ...): a run's own slice of it.
+            "id_min": self.unix_id_base + 1,
+            "id_max": self.unix_id_base + 9_999,
         }
 
     def device(self, minor: int) -> str:
@@ -123,12 +126,20 @@ def remove_accounts(prefixes: list[str]) -> None:
             subprocess.run(["groupdel", "-f", group.gr_name], capture_output=True, check=False)
 
 
-def make_devices(directory: Path, count: int = 8) -> None:
-    """Stand-ins for /dev/nvidiaN: character devices (the null device's numbers, so opening one
-    works) that start closed, as a node's driver leaves them with NVreg_DeviceFileMode=0600."""
+# Device numbers of harmless devices anyone may open (zero, full, random, fuse, tun, hwrng,
+# autofs, urandom), one per stand-in GPU: the agent finds a GPU's holders by device number, so
+# two GPUs (or a GPU and /dev/null, which every daemon holds) must not share one.
+STAND_IN_DEVICES = [(1, 5), (1, 7), (1, 8), (10, 229), (10, 200), (10, 183), (10, 235), (1, 9)]
+
+
+def make_devices(directory: Path) -> None:
+    """Stand-ins for /dev/nvidiaN: character devices of distinct numbers (opening one works)
+    that start closed, as a node's driver leaves them with NVreg_DeviceFileMode=0600."""
     directory.mkdir(mode=0o755)
-    for minor in range(count):
-        subprocess.run(["mknod", "-m", "0600", str(directory / f"nvidia{minor}"), "c", "1", "3"], check=True)
+    for minor, (major, number) in enumerate(STAND_IN_DEVICES):
+        subprocess.run(
+            ["mknod", "-m", "0600", str(directory / f"nvidia{minor}"), "c", str(major), str(number)], check=True
+        )
 
 
 @pytest.fixture(scope="session")

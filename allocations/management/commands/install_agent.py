@@ -52,6 +52,9 @@ class Command(BaseCommand):
                     "keys_dir": opts["keys_dir"],
                     "managed_group": opts["managed_group"],
                     "gpu_device_pattern": opts["gpu_device_pattern"],
+                    # The only uids the agent will create: the portal's own range.
+                    "id_min": settings.NODE_UNIX_ID_BASE + 1,
+                    "id_max": settings.NODE_UNIX_ID_MAX,
                 },
                 sshd=SshdSettings(
                     config=opts["sshd_config"], dropin=opts["sshd_dropin"], pid_file=opts["sshd_pid_file"]
