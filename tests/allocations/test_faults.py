@@ -18,8 +18,9 @@ from allocations.jobs import grant_provision_job, node_tasks_job, reconcile_node
 from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services.jupyter import session_token
+from allocations.services.unix_ids import unix_uid_for
 from tests.allocations.conftest import bootstrap_node, free_port, keygen
-from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, device_acl_uids, provision, ssh_as, user_with_key
 from tests.allocations.jupyter_client import socket_status
 
 T = ProvisioningTask.State
@@ -136,7 +137,9 @@ def test_reconcile_repairs_drift(gpu_node, tmp_path, node_host):
     assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
     session.refresh_from_db()
     assert socket_status(session.socket_path, session_token(session)) == 200
-    assert os.stat(device).st_mode & 0o777 == 0o660
+    st = os.stat(device)  # closed to everyone but the grant's member, by uid
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o007) == (0, 0, 0)
+    assert device_acl_uids(device) == [unix_uid_for(account.user)]
 
 
 def test_reconcile_revokes_a_revoked_user_who_got_access_back(gpu_node, tmp_path, node_host):
