@@ -804,8 +804,11 @@ def verb_revoke(data: dict, config: dict) -> dict:
         return {"existed": False, "killed": 0, "processes": []}
     # Locked and keyless first, so no new login races the kill; then everything it runs,
     # whatever it forks.
-    run(["usermod", "-L", "-e", "1", "--", entry.pw_name])
     problems = []
+    try:
+        run(["usermod", "-L", "-e", "1", "--", entry.pw_name])
+    except (OSError, AgentError, subprocess.SubprocessError) as exc:  # reported; the kill runs anyway
+        problems.append(f"lock: {exc}")
     try:
         os.unlink(keys_path(config, entry.pw_name))
     except FileNotFoundError:
@@ -822,6 +825,8 @@ def verb_revoke(data: dict, config: dict) -> dict:
             cleanup()
         except (OSError, AgentError) as exc:
             problems.append(f"{what}: {exc}")
+    if problems and problems[0].startswith("lock:"):
+        raise AgentError("lock_failed", f"processes ended, but the account could not be locked: {problems[0]}")
     return {"existed": True, "killed": len(killed), "processes": killed, "cleanup_problems": problems}
 
 
