@@ -19,7 +19,7 @@ def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_s
     node = bootstrap_node(node_host)
     assert node.host_key_fingerprint == ssh.fingerprint(node_host.host_key)
     assert node.status == Node.Status.ONLINE
-    assert node.agent_version == "2.0"
+    assert node.agent_version == agent_version()
     gpus = list(node.gpus.order_by("index"))
     assert [g.index for g in gpus] == list(range(8))
     assert {g.model for g in gpus} == {"H100-80GB"}
