@@ -957,10 +957,13 @@ def device_access(path: str):
 
 
 def _world_open(path: str) -> bool:
+    """Open to everyone (a driver that rewrote it), or still owned by a group (a grant group of
+    agent 2.0, before GPUs were given by uid): either way nobody holds it by the agent's record."""
     try:
-        return bool(os.lstat(path).st_mode & 0o007)
+        st = os.lstat(path)
     except OSError:
         return False
+    return bool(st.st_mode & 0o007) or st.st_gid != 0
 
 
 def _grant_devices(config: dict, uuids) -> list:
