@@ -66,6 +66,9 @@ class NodeHost:
             "managed_group": self.managed_group,
             "gpu_device_pattern": self.device_dir + "/nvidia{minor}",
             "push_config": str(Path(self.config_path).with_name("push.json")),
+            # The portal's uid range (NODE_UNIX_ID_BASE + 1 ...): a run's own slice of it.
+            "id_min": self.unix_id_base + 1,
+            "id_max": self.unix_id_base + 9_999,
         }
 
     def device(self, minor: int) -> str:
@@ -155,14 +158,21 @@ def remove_accounts(prefixes: list[str]) -> list[str]:
     return removed
 
 
-def make_devices(directory: Path, count: int = 8) -> None:
-    """Stand-ins for /dev/nvidiaN: character devices (the null device's numbers, so opening one
-    works) that start closed, as a node's driver leaves them with NVreg_DeviceFileMode=0600.
-    Existing ones are kept: the agent has given them to grant groups."""
+# Device numbers of harmless devices anyone may open (zero, full, random, fuse, tun, hwrng,
+# autofs, urandom), one per stand-in GPU: the agent finds a GPU's holders by device number, so
+# two GPUs (or a GPU and /dev/null, which every daemon holds) must not share one.
+STAND_IN_DEVICES = [(1, 5), (1, 7), (1, 8), (10, 229), (10, 200), (10, 183), (10, 235), (1, 9)]
+
+
+def make_devices(directory: Path) -> None:
+    """Stand-ins for /dev/nvidiaN: character devices of distinct numbers (opening one works)
+    that start closed, as a node's driver leaves them with NVreg_DeviceFileMode=0600. Existing
+    ones are kept: the agent has given them to grants."""
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for minor in range(count):
-        if not (directory / f"nvidia{minor}").exists():
-            subprocess.run(["mknod", "-m", "0600", str(directory / f"nvidia{minor}"), "c", "1", "3"], check=True)
+    for minor, (major, number) in enumerate(STAND_IN_DEVICES):
+        path = directory / f"nvidia{minor}"
+        if not path.exists():
+            subprocess.run(["mknod", "-m", "0600", str(path), "c", str(major), str(number)], check=True)
 
 
 def missing_binaries() -> list[str]:

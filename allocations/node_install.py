@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from allocations import ssh
 
 AGENT_DIR = Path(__file__).with_name("agent")
@@ -73,7 +75,13 @@ def installer_program(
         "agent_sha256": digest,
         "agent_path": agent_path,
         "config_path": config_path,
-        "config": {**INSTALL_DEFAULTS, **config},
+        # The portal's uid range, unless the caller gives one: the agent refuses any other uid.
+        "config": {
+            **INSTALL_DEFAULTS,
+            "id_min": settings.NODE_UNIX_ID_BASE + 1,
+            "id_max": settings.NODE_UNIX_ID_MAX,
+            **config,
+        },
         "provisioning_user": provisioning_user,
         "public_key": public_key,
         "verbs": sorted(ssh.AGENT_VERBS),

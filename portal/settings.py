@@ -264,9 +264,12 @@ RQ = {"COMMIT_MODE": "on_db_commit"}
 PROVISIONING_SSH_KEY = env_str("PROVISIONING_SSH_KEY", str(BASE_DIR / ".devdata" / "provisioning_ed25519"))
 NODE_ACCOUNT_PREFIX = env_str("NODE_ACCOUNT_PREFIX", "gp")
 ACCOUNT_GRACE_DAYS = env_int("ACCOUNT_GRACE_DAYS", 7)
-# uids of node accounts and gids of grant groups are this number plus a counter that never goes
-# back. Never lower it once accounts exist; keep the range clear of the nodes' local accounts.
+# uids of node accounts are this number plus a counter that never goes back; the agent accepts
+# uids from this number + 1 to NODE_UNIX_ID_MAX only (written into each node's agent config at
+# installation). Never lower it once accounts exist; keep the range clear of the nodes' local
+# accounts.
 NODE_UNIX_ID_BASE = env_int("NODE_UNIX_ID_BASE", 200000)
+NODE_UNIX_ID_MAX = env_int("NODE_UNIX_ID_MAX", 2**31 - 2)
 PROVISIONING_MAX_ATTEMPTS = env_int("PROVISIONING_MAX_ATTEMPTS", 6)
 PROVISIONING_BACKOFF_SECONDS = env_int("PROVISIONING_BACKOFF_SECONDS", 15)
 

@@ -16,6 +16,7 @@ the operator's credential, and sudo allows the provisioning account only the ver
 
 from __future__ import annotations
 
+import errno
 import grp
 import hashlib
 import json
@@ -25,11 +26,12 @@ import re
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
 
-VERSION = "2.1"
+VERSION = "2.2"
 # Replaced when the portal installs the agent (install_agent), so the configuration lives where
 # the node's operator put it; sudo's digest pinning then covers this line too.
 CONFIG_PATH = "/etc/gpu-portal/agent.json"
@@ -45,7 +47,7 @@ DEFAULT_CONFIG = {
     "keys_dir": "/etc/gpu-portal/authorized_keys",
     "managed_group": "gpu-portal-users",
     # A GPU's device file; {minor} is NVML's minor number. The driver must not rewrite device
-    # files (NVreg_ModifyDeviceFiles=0): the agent gives each grant's group its GPUs.
+    # files (NVreg_ModifyDeviceFiles=0): the agent gives each GPU an ACL of its grant's members.
     "gpu_device_pattern": "/dev/nvidia{minor}",
     # `push`: a root-only JSON file {"url": ..., "token": ...} written by the installer; unsent
     # batches wait in state_dir/spool, at most spool_max of them (the oldest dropped first).
@@ -102,7 +104,8 @@ def run(args: list, check: bool = True) -> subprocess.CompletedProcess:
 
 def _managed_name(config: dict, name, kind: str) -> str:
     """Only names of the portal's exact form: PREFIX + digits (accounts) or PREFIX + g + digits
-    (grant groups). Anything else on the node (the provisioning account, operators, system
+    (grant labels, which name a grant in the agent's records; no unix group carries them).
+    Anything else on the node (the provisioning account, operators, system
     accounts) is out of reach whatever it is called."""
     suffix = r"[0-9]{1,12}" if kind == "account" else r"g[0-9]{1,12}"
     if not isinstance(name, str) or not re.fullmatch(re.escape(config["account_prefix"]) + suffix, name):
@@ -144,7 +147,7 @@ def managed_user(config: dict, username: str, must_exist: bool = True):
             raise AgentError("no_such_user", f"{username} does not exist") from None
         return None
     record = _read_record(config, "accounts", username)
-    if entry.pw_uid < MIN_UID or record.get("uid") != entry.pw_uid:
+    if entry.pw_uid < MIN_UID or record.get("uid") != entry.pw_uid or record.get("state") == "creating":
         raise AgentError("not_managed", f"{username} exists but was not created by the portal")
     try:
         members = grp.getgrnam(config["managed_group"]).gr_mem
@@ -205,6 +208,9 @@ def write_user_file(entry, name: str, content: str) -> None:
 
 
 def remove_user_file(entry, name: str) -> bool:
+    """Remove ~/.ssh/NAME if it is there. The user controls the folder (a directory of that
+    name, a missing folder): nothing in it may make a revocation fail, so any error counts as
+    nothing removed."""
     try:
         dfd = open_dir_nofollow(os.path.join(entry.pw_dir, ".ssh"))
     except OSError:
@@ -212,7 +218,7 @@ def remove_user_file(entry, name: str) -> bool:
     try:
         os.unlink(name, dir_fd=dfd)
         return True
-    except FileNotFoundError:
+    except OSError:
         return False
     finally:
         os.close(dfd)
@@ -234,7 +240,12 @@ def read_user_file(entry, name: str):
         os.close(dfd)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_USER_FILE:
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_size > MAX_USER_FILE
+            or st.st_uid != entry.pw_uid  # a hard link to someone else's file is not the user's
+            or st.st_nlink != 1
+        ):
             return None
         data = os.read(fd, MAX_USER_FILE + 1)
     finally:
@@ -349,13 +360,13 @@ def socket_answers(path: str, uid: int) -> bool:
 
 
 def valid_session_name(value) -> str:
-    if not isinstance(value, str) or not SESSION_RE.match(value):
+    if not isinstance(value, str) or not SESSION_RE.fullmatch(value):
         raise AgentError("bad_session", "session must be 1-32 lower-case letters, digits or dashes")
     return value
 
 
 def valid_gpus(value) -> str:
-    if not isinstance(value, list) or not all(isinstance(g, str) and GPU_ID_RE.match(g) for g in value):
+    if not isinstance(value, list) or not all(isinstance(g, str) and GPU_ID_RE.fullmatch(g) for g in value):
         raise AgentError("bad_gpus", "gpus must be a list of GPU UUIDs or indices")
     return ",".join(value)
 
@@ -419,41 +430,87 @@ def valid_id(value, what: str) -> int:
     return value
 
 
+def portal_uid(config: dict, value) -> int:
+    """A uid of the portal's own range (the installer writes id_min and id_max from the
+    portal's settings): whoever holds the provisioning key cannot become any other uid of the
+    node, e.g. the owner of orphaned files on a shared filesystem."""
+    uid = valid_id(value, "uid")
+    low, high = config.get("id_min"), config.get("id_max")
+    if not isinstance(low, int) or not isinstance(high, int) or not MIN_UID <= low <= high:
+        raise AgentError("no_id_range", "the agent's configuration has no id range (id_min, id_max): reinstall it")
+    if not low <= uid <= high:
+        raise AgentError("uid_out_of_range", f"uid {uid} is outside the portal's range {low}-{high}")
+    return uid
+
+
+def _holder(lookup, number: int):
+    try:
+        return lookup(number)
+    except KeyError:
+        return None
+
+
 def verb_ensure_account(data: dict, config: dict) -> dict:
     """Create the account with the uid the portal allocated (the same on every node, so files
     on a shared filesystem keep their owner) and its private group of the same id. A uid or
-    group id already used by someone else on this node is refused, never papered over."""
-    username = data.get("username")
-    uid = valid_id(data.get("uid"), "uid")
+    group id already used by someone else on this node is refused, never papered over.
+
+    Idempotent even after a run that died half way: an intent record {uid, state: creating} is
+    written before groupadd/useradd, and a retry accepts a group or account whose name AND uid
+    match that intent, then finishes (managed group, final marker)."""
+    username = _managed_name(config, data.get("username"), "account")
+    uid = portal_uid(config, data.get("uid"))
     expires = data.get("expires_on", "")
-    if not isinstance(expires, str) or not DATE_RE.match(expires):
+    if not isinstance(expires, str) or not DATE_RE.fullmatch(expires):
         raise AgentError("bad_date", "expires_on must be YYYY-MM-DD")
-    entry = managed_user(config, username, must_exist=False)
+    record = _read_record(config, "accounts", username)
+    resuming = record.get("state") == "creating" and record.get("uid") == uid
+    entry = None if resuming else managed_user(config, username, must_exist=False)
     created = entry is None
     if created:
-        for lookup, what in ((pwd.getpwuid, "uid"), (grp.getgrgid, "group id")):
-            try:
-                holder = lookup(uid)
-            except KeyError:
-                continue
-            raise AgentError("uid_taken", f"{what} {uid} already belongs to {holder[0]} on this node")
-        try:
-            grp.getgrnam(username)
-            raise AgentError("uid_taken", f"a group named {username} already exists on this node")
-        except KeyError:
-            pass
-        run(["groupadd", "-g", str(uid), "--", username])
-        run(
-            ["useradd", "-m", "-u", str(uid), "-g", str(uid), "-G", config["managed_group"], "-s", config["shell"],
-             "-K", "HOME_MODE=0700", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-e", expires, "--", username]
-        )  # fmt: skip
-        _write_record(config, "accounts", username, {"uid": uid, "created_at": int(time.time())})
+        if not resuming:
+            if record:
+                raise AgentError("not_managed", f"{username} has a record for another uid on this node")
+            for lookup, what in ((pwd.getpwuid, "uid"), (grp.getgrgid, "group id")):
+                holder = _holder(lookup, uid)
+                if holder is not None:
+                    raise AgentError("uid_taken", f"{what} {uid} already belongs to {holder[0]} on this node")
+            for lookup in (pwd.getpwnam, grp.getgrnam):
+                if _holder(lookup, username) is not None:
+                    raise AgentError("uid_taken", f"an account or group named {username} already exists on this node")
+            _write_record(config, "accounts", username, {"uid": uid, "state": "creating"})
+        _finish_account(config, username, uid, expires)
         entry = managed_user(config, username)
     elif entry.pw_uid != uid:
         raise AgentError("uid_mismatch", f"{username} has uid {entry.pw_uid} on this node, not {uid}")
     # '*' = no password but not locked: key logins work (a '!' account is refused without PAM).
     run(["usermod", "-p", "*", "-e", expires, "--", username])
     return {"created": created, "uid": entry.pw_uid, "home": entry.pw_dir}
+
+
+def _finish_account(config: dict, username: str, uid: int, expires: str) -> None:
+    """groupadd, useradd and the final marker, each skipped when the intent's earlier run did
+    it: a group or account is accepted only with exactly the intended name and id."""
+    group = _holder(grp.getgrnam, username)
+    if group is None:
+        if _holder(grp.getgrgid, uid) is not None:
+            raise AgentError("uid_taken", f"group id {uid} is taken on this node")
+        run(["groupadd", "-g", str(uid), "--", username])
+    elif group.gr_gid != uid:
+        raise AgentError("uid_taken", f"group {username} exists with gid {group.gr_gid}, not {uid}")
+    account = _holder(pwd.getpwnam, username)
+    if account is None:
+        if _holder(pwd.getpwuid, uid) is not None:
+            raise AgentError("uid_taken", f"uid {uid} is taken on this node")
+        run(
+            ["useradd", "-m", "-u", str(uid), "-g", str(uid), "-G", config["managed_group"], "-s", config["shell"],
+             "-K", "HOME_MODE=0700", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", "-e", expires, "--", username]
+        )  # fmt: skip
+    elif account.pw_uid != uid or account.pw_gid != uid:
+        raise AgentError("uid_taken", f"account {username} exists with uid {account.pw_uid}, not {uid}")
+    else:
+        run(["usermod", "-a", "-G", config["managed_group"], "--", username])
+    _write_record(config, "accounts", username, {"uid": uid, "created_at": int(time.time())})
 
 
 def keys_path(config: dict, username: str) -> str:
@@ -469,13 +526,15 @@ def keys_path(config: dict, username: str) -> str:
 def verb_set_keys(data: dict, config: dict) -> dict:
     entry = managed_user(config, data.get("username"))
     keys = data.get("keys")
-    if not isinstance(keys, list) or not all(isinstance(k, str) and KEY_RE.match(k) for k in keys):
+    if not isinstance(keys, list) or not all(isinstance(k, str) and KEY_RE.fullmatch(k) for k in keys):
         raise AgentError("bad_keys", "keys must be a list of bare public keys, one per entry")
     content = "".join(k + "\n" for k in keys)
     path = keys_path(config, entry.pw_name)
+    # root:<the user's private group> 0640: sshd reads it as the user; nobody else can.
     with open(path + ".tmp", "w") as f:
         f.write(content)
-        os.fchmod(f.fileno(), 0o644)
+        os.fchown(f.fileno(), 0, entry.pw_gid)
+        os.fchmod(f.fileno(), 0o640)
     os.rename(path + ".tmp", path)
     return {"count": len(keys), "sha256": hashlib.sha256(content.encode()).hexdigest()}
 
@@ -490,8 +549,8 @@ def read_keys(config: dict, username: str):
 
 def verb_set_gpus(data: dict, config: dict) -> dict:
     """CUDA_VISIBLE_DEVICES for SSH sessions (sshd PermitUserEnvironment) and Jupyter: the
-    union of the user's live grants on this node. A convenience, not isolation (the grant
-    groups' device files are); where systemd runs with cgroup v2, the user's slice also gets a
+    union of the user's live grants on this node. A convenience, not isolation (the device
+    files' per-uid ACLs are); where systemd runs with cgroup v2, the user's slice also gets a
     DeviceAllow list of the same GPUs, a second fence."""
     entry = managed_user(config, data.get("username"))
     visible = valid_gpus(data.get("gpus"))
@@ -605,7 +664,7 @@ def stop_jupyter_state(entry, path: str) -> bool:
         if stale:  # unlink never follows a link; the socket's folder is the user's own
             try:
                 os.unlink(stale)
-            except FileNotFoundError:
+            except OSError:  # a directory the user put there must not stop a revocation
                 pass
     return stopped
 
@@ -637,7 +696,7 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
     entry = managed_user(config, data.get("username"))
     name = valid_session_name(data.get("session"))
     token = data.get("token")
-    if not isinstance(token, str) or not TOKEN_RE.match(token):
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise AgentError("bad_token", "token must be 32-128 URL-safe characters")
     visible = valid_gpus(data.get("gpus", []))
     token_hash = hashlib.sha256(token.encode()).hexdigest()
@@ -659,8 +718,9 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
         os.unlink(sock)  # whatever the user left there; never followed
     except FileNotFoundError:
         pass
-    log_path = os.path.join(state_dir(config), f"jupyter-{entry.pw_name}.{name}.log")
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # a directory the user made at the socket's path
+        raise AgentError("socket_path_taken", f"{sock} is taken by something that is not a socket: remove it") from exc
+    log = open_user_log(entry, os.path.dirname(sock), f"{name}.log")
     env = {
         "HOME": entry.pw_dir,
         "USER": entry.pw_name,
@@ -675,22 +735,60 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
         proc = subprocess.Popen(
             [config["jupyter_bin"], "lab", "--no-browser", f"--ServerApp.sock={sock}", "--ServerApp.sock_mode=0600",
              f"--ServerApp.root_dir={entry.pw_dir}"],
+            # Only the user's own groups: access to GPUs is per uid (device ACLs), never a group.
             user=entry.pw_uid, group=entry.pw_gid, extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid),
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             close_fds=True, cwd=entry.pw_dir, env=env,
         )  # fmt: skip
+        with open(state_path, "w") as f:
+            json.dump({"pid": proc.pid, "socket": sock, "token_sha256": token_hash}, f)
+        deadline = time.monotonic() + float(data.get("wait_seconds", 60))
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AgentError("jupyter_exited", f"jupyter exited with {proc.returncode}: {log_tail(log)}")
+            if socket_answers(sock, entry.pw_uid):
+                return {"pid": proc.pid, "socket": sock, "already_running": False}
+            time.sleep(0.2)
+        raise AgentError("jupyter_timeout", f"jupyter did not answer on {sock} in time: {log_tail(log)}")
     finally:
         os.close(log)
-    with open(state_path, "w") as f:
-        json.dump({"pid": proc.pid, "socket": sock, "token_sha256": token_hash}, f)
-    deadline = time.monotonic() + float(data.get("wait_seconds", 60))
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AgentError("jupyter_exited", f"jupyter exited with {proc.returncode}; see {log_path}")
-        if socket_answers(sock, entry.pw_uid):
-            return {"pid": proc.pid, "socket": sock, "already_running": False}
-        time.sleep(0.2)
-    raise AgentError("jupyter_timeout", f"jupyter did not answer on {sock} in time")
+
+
+def open_user_log(entry, folder: str, name: str) -> int:
+    """The server's stdout/stderr (inherited by its kernels): a file the USER owns in their own
+    socket folder, so that filesystem's size limit and quota apply to whatever a notebook
+    writes, never a root-owned file. Made fresh by root through a directory fd (O_EXCL,
+    O_NOFOLLOW: never a link or a file the user planted) and given to the user."""
+    try:
+        dfd = open_dir_nofollow(folder)
+    except OSError as exc:
+        raise AgentError("unsafe_run_dir", f"{folder} is not a plain directory") from exc
+    try:
+        if os.fstat(dfd).st_uid != entry.pw_uid:
+            raise AgentError("unsafe_run_dir", f"{folder} does not belong to {entry.pw_name}")
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise AgentError("log_path_taken", f"{folder}/{name} is taken by something that is not a file") from exc
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND, 0o600, dir_fd=dfd)
+        except OSError as exc:
+            raise AgentError("log_path_taken", f"{folder}/{name} could not be created: {exc}") from exc
+        os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        return fd
+    finally:
+        os.close(dfd)
+
+
+def log_tail(fd: int, limit: int = 2000) -> str:
+    """The last `limit` bytes of the server's log, read through the agent's own descriptor."""
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, limit, max(size - limit, 0)).decode(errors="replace").strip()
+    except OSError:
+        return "(no log)"
 
 
 def verb_stop_jupyter(data: dict, config: dict) -> dict:
@@ -702,21 +800,38 @@ def verb_stop_jupyter(data: dict, config: dict) -> dict:
 
 
 def verb_revoke(data: dict, config: dict) -> dict:
-    """Remove keys, lock the account, stop Jupyter and end every process; keep the home."""
+    """Lock the account and end every process first, then remove its keys and Jupyter state;
+    keep the home. Nothing the user controls (their home, their socket folder) is touched
+    before the kill, and a cleanup that fails there is reported, never allowed to skip it."""
     entry = managed_user(config, data.get("username"), must_exist=False)
     if entry is None:
         return {"existed": False, "killed": 0, "processes": []}
+    # Locked and keyless first, so no new login races the kill; then everything it runs,
+    # whatever it forks.
+    problems = []
+    try:
+        run(["usermod", "-L", "-e", "1", "--", entry.pw_name])
+    except (OSError, AgentError, subprocess.SubprocessError) as exc:  # reported; the kill runs anyway
+        problems.append(f"lock: {exc}")
     try:
         os.unlink(keys_path(config, entry.pw_name))
     except FileNotFoundError:
         pass
-    remove_user_file(entry, "authorized_keys")
-    remove_user_file(entry, "environment")
-    # Locked first, so no new login races the kill; then everything it runs, whatever it forks.
-    run(["usermod", "-L", "-e", "1", "--", entry.pw_name])
-    stop_jupyter(config, entry)
+    except (OSError, AgentError) as exc:
+        problems.append(f"keys: {exc}")
     killed = kill_all_processes(entry)
-    return {"existed": True, "killed": len(killed), "processes": killed}
+    for what, cleanup in (
+        ("jupyter", lambda: stop_jupyter(config, entry)),
+        ("authorized_keys", lambda: remove_user_file(entry, "authorized_keys")),
+        ("environment", lambda: remove_user_file(entry, "environment")),
+    ):
+        try:
+            cleanup()
+        except (OSError, AgentError) as exc:
+            problems.append(f"{what}: {exc}")
+    if problems and problems[0].startswith("lock:"):
+        raise AgentError("lock_failed", f"processes ended, but the account could not be locked: {problems[0]}")
+    return {"existed": True, "killed": len(killed), "processes": killed, "cleanup_problems": problems}
 
 
 def verb_status(data: dict, config: dict) -> dict:
@@ -740,13 +855,53 @@ def verb_status(data: dict, config: dict) -> dict:
             "jupyter": jupyter_report(config, entry),
             "processes": len(user_pids(entry.pw_uid)),
         }
-    groups = {}
-    for name, uuids in (data.get("groups") or {}).items():
-        groups[name] = group_status(config, name, uuids)
-    return {"accounts": accounts, "groups": groups, "version": VERSION}
+    grants = {}
+    for label, wanted in (data.get("grants") or {}).items():
+        grants[label] = grant_status(config, label, wanted)
+    return {"accounts": accounts, "grants": grants, "version": VERSION}
 
 
-# -- GPU isolation: a unix group per grant owns the grant's device files ---------------------
+# -- GPU isolation: each GPU's device file lets exactly the current members' uids in ----------
+#
+# root:root 0600 plus a POSIX ACL (user:UID:rw per member, mask rw). Nothing a process keeps
+# (a supplementary group, a setgid copy of a program) opens it after the ACL changes: the kernel
+# checks the uid at every open. The ACL is written as the kernel's binary xattr, as udev's
+# uaccess does, so no `acl` package is needed.
+
+ACL_XATTR = "system.posix_acl_access"
+ACL_VERSION = 2
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+ACL_UNDEFINED_ID = 0xFFFFFFFF
+RW = 6
+
+
+def acl_bytes(uids) -> bytes:
+    """The xattr value: header (version, u32 LE), then (tag u16, perm u16, id u32) entries
+    sorted by tag, then id."""
+    entries = [(ACL_USER_OBJ, RW, ACL_UNDEFINED_ID)]
+    entries += [(ACL_USER, RW, uid) for uid in sorted(set(uids))]
+    entries += [(ACL_GROUP_OBJ, 0, ACL_UNDEFINED_ID), (ACL_MASK, RW, ACL_UNDEFINED_ID)]
+    entries.append((ACL_OTHER, 0, ACL_UNDEFINED_ID))
+    return struct.pack("<I", ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def acl_uids(value: bytes):
+    """The uids a binary ACL lets read and write the file, or None when it is not one the
+    agent writes (another shape: a group entry, other permissions)."""
+    if len(value) < 4 or (len(value) - 4) % 8 or struct.unpack_from("<I", value)[0] != ACL_VERSION:
+        return None
+    uids = []
+    for offset in range(4, len(value), 8):
+        tag, perm, ident = struct.unpack_from("<HHI", value, offset)
+        if tag == ACL_USER:
+            if perm != RW:
+                return None
+            uids.append(ident)
+        elif tag in (ACL_GROUP_OBJ, ACL_OTHER) and perm != 0:
+            return None
+        elif tag not in (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER):
+            return None
+    return sorted(uids)
 
 
 def gpu_devices(config: dict) -> dict:
@@ -767,25 +922,56 @@ def _device_fd(path: str) -> int:
     return fd
 
 
-def _set_device(path: str, gid: int, mode: int) -> None:
+def set_device_access(path: str, uids) -> None:
+    """root:root 0600, plus read/write for exactly `uids` (none: no ACL at all)."""
     fd = _device_fd(path)
+    handle = f"/proc/self/fd/{fd}"
     try:
-        os.chown(f"/proc/self/fd/{fd}", 0, gid)
-        os.chmod(f"/proc/self/fd/{fd}", mode)
+        os.chown(handle, 0, 0)
+        if uids:
+            os.setxattr(handle, ACL_XATTR, acl_bytes(uids))
+        else:
+            try:
+                os.removexattr(handle, ACL_XATTR)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                    raise
+            os.chmod(handle, 0o600)
     finally:
         os.close(fd)
 
 
-def _device_owner(path: str):
+def device_access(path: str):
+    """The uids the device's ACL lets in ([] for a closed device), or None when the file is not
+    as the agent leaves it (another owner, group or other bits, an ACL of another shape)."""
     try:
         st = os.lstat(path)
+        value = os.getxattr(path, ACL_XATTR, follow_symlinks=False)
     except FileNotFoundError:
         return None
-    return st.st_gid, stat.S_IMODE(st.st_mode)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+            return None
+        value = b""
+    if not stat.S_ISCHR(st.st_mode) or st.st_uid != 0 or st.st_gid != 0 or st.st_mode & 0o007:
+        return None
+    if not value:
+        return [] if stat.S_IMODE(st.st_mode) == 0o600 else None
+    return acl_uids(value)
+
+
+def _world_open(path: str) -> bool:
+    """Open to everyone (a driver that rewrote it), or still owned by a group (a grant group of
+    agent 2.0, before GPUs were given by uid): either way nobody holds it by the agent's record."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return bool(st.st_mode & 0o007) or st.st_gid != 0
 
 
 def _grant_devices(config: dict, uuids) -> list:
-    if not isinstance(uuids, list) or not all(isinstance(u, str) and GPU_ID_RE.match(u) for u in uuids):
+    if not isinstance(uuids, list) or not all(isinstance(u, str) and GPU_ID_RE.fullmatch(u) for u in uuids):
         raise AgentError("bad_gpus", "gpus must be a list of GPU UUIDs")
     devices = gpu_devices(config)
     unknown = [u for u in uuids if u not in devices]
@@ -794,107 +980,176 @@ def _grant_devices(config: dict, uuids) -> list:
     return [devices[u] for u in uuids]
 
 
-def _kill_device_holders(path: str) -> list:
-    """Processes (other than root's) that still hold the device open: a revoked grant's job
-    must not keep a GPU that is about to be lent to someone else."""
+def _holdings_path(config: dict) -> str:
+    return os.path.join(state_dir(config), "gpu-holdings.json")
+
+
+def read_holdings(config: dict) -> dict:
+    """{device file: grant label}: which grant the agent last gave each GPU (root-only)."""
+    try:
+        with open(_holdings_path(config)) as f:
+            found = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def write_holdings(config: dict, holdings: dict) -> None:
+    path = _holdings_path(config)
+    with open(path + ".tmp", "w") as f:
+        json.dump(holdings, f, sort_keys=True)
+    os.rename(path + ".tmp", path)
+
+
+def managed_uids(config: dict) -> set:
+    """uids of the accounts the agent made (its marker records): the only processes the agent
+    ever kills for holding a GPU. The node's own services (nvidia-persistenced, exporters) run
+    as other users and are never touched."""
+    directory = os.path.join(state_dir(config), "accounts")
+    found = set()
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return found
+    for file in names:
+        if file.endswith(".json"):
+            uid = _read_record(config, "accounts", file[: -len(".json")]).get("uid")
+            if isinstance(uid, int) and uid >= MIN_UID:
+                found.add(uid)
+    return found
+
+
+def _real_uid(pid: str):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            found = re.search(r"^Uid:\s+(\d+)", f.read(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
+def kill_device_holders(path: str, allowed: set, managed: set) -> list:
+    """Kill the processes of managed accounts not in `allowed` that hold the device open, by
+    whatever path they opened it (a bind mount in their own namespace, a copy of the device
+    node): an open file is matched by its device number, never by its name."""
+    try:
+        rdev = os.stat(path).st_rdev
+    except OSError:
+        return []
     killed = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
+        uid = _real_uid(name)
+        if uid is None or uid not in managed or uid in allowed:
+            continue
         try:
-            if os.stat(f"/proc/{name}").st_uid == 0:
-                continue
             fds = os.listdir(f"/proc/{name}/fd")
         except OSError:
             continue
         for fd in fds:
             try:
-                if os.readlink(f"/proc/{name}/fd/{fd}") == path:
-                    os.kill(int(name), signal.SIGKILL)
-                    killed.append(int(name))
-                    break
+                st = os.stat(f"/proc/{name}/fd/{fd}")
             except OSError:
                 continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev:
+                try:
+                    os.kill(int(name), signal.SIGKILL)
+                    killed.append(int(name))
+                except ProcessLookupError:
+                    pass
+                break
     return killed
 
 
+def _label(config: dict, data: dict) -> str:
+    return _managed_name(config, data.get("grant"), "group")
+
+
 def verb_grant_gpus(data: dict, config: dict) -> dict:
-    """Give the grant's group (created with the portal's gid) exactly its GPUs' device files
-    (root:group 0660) and exactly the given members. Another grant's GPU stays closed to them
-    whatever CUDA_VISIBLE_DEVICES says."""
-    name = _managed_name(config, data.get("group"), "group")
-    gid = valid_id(data.get("gid"), "gid")
+    """Let exactly the grant's current members (by uid) open exactly its GPUs: each device's
+    ACL is set to the members' uids, GPUs this grant held before but not now are closed, and
+    any process of a managed account no longer allowed that holds one is killed. A member
+    whose account does not exist (yet) is left out and reported, never failing the others."""
+    label = _label(config, data)
     members = data.get("members")
     if not isinstance(members, list):
         raise AgentError("bad_members", "members must be a list of account names")
+    uids, missing = [], []
     for member in members:
-        managed_user(config, member)
-    paths = _grant_devices(config, data.get("gpus"))
-    try:
-        existing = grp.getgrnam(name)
-    except KeyError:
-        existing = None
-    if existing is None:
         try:
-            holder = grp.getgrgid(gid)
-            raise AgentError("uid_taken", f"group id {gid} already belongs to {holder.gr_name} on this node")
-        except KeyError:
-            pass
-        run(["groupadd", "-g", str(gid), "--", name])
-        _write_record(config, "groups", name, {"gid": gid, "created_at": int(time.time())})
-    elif existing.gr_gid != gid or _read_record(config, "groups", name).get("gid") != gid:
-        raise AgentError("not_managed", f"group {name} exists but was not created by the portal with gid {gid}")
-    run(["gpasswd", "-M", ",".join(members), name])
-    # A GPU this group held before (the grant moved) is closed again.
-    for other in gpu_devices(config).values():
-        if other not in paths and (_device_owner(other) or (None,))[0] == gid:
-            _set_device(other, 0, 0o600)
+            entry = managed_user(config, member, must_exist=False)
+        except AgentError:  # not an account the agent made: it gets nothing, the others do
+            entry = None
+        if entry is None:
+            missing.append(member)
+        else:
+            uids.append(entry.pw_uid)
+    paths = _grant_devices(config, data.get("gpus"))
+    managed = managed_uids(config)
+    holdings = read_holdings(config)
+    killed = []
+    for path, holder in sorted(holdings.items()):
+        if holder == label and path not in paths:  # the grant moved off this GPU
+            set_device_access(path, [])
+            killed += kill_device_holders(path, set(), managed)
+            del holdings[path]
     for path in paths:
-        _set_device(path, gid, 0o660)
-    return {"group": name, "gid": gid, "devices": paths, "members": sorted(members)}
+        holdings[path] = label
+    write_holdings(config, holdings)
+    for path in paths:
+        set_device_access(path, uids)
+        killed += kill_device_holders(path, set(uids), managed)
+    return {"grant": label, "devices": paths, "uids": sorted(uids), "missing": missing, "killed": killed}
 
 
 def verb_release_gpus(data: dict, config: dict) -> dict:
-    """Take the grant's GPUs back (root:root 0600, holders killed) and remove its group."""
-    name = _managed_name(config, data.get("group"), "group")
+    """Take the grant's GPUs back (root:root 0600, no ACL) and kill the processes of managed
+    accounts that still hold them. Only GPUs this grant holds (or that are open to everyone: a
+    driver rewrote them); one already given to another grant is left alone."""
+    label = _label(config, data)
     paths = _grant_devices(config, data.get("gpus"))
-    record = _read_record(config, "groups", name)
-    gid = record.get("gid")
+    holdings = read_holdings(config)
+    managed = managed_uids(config)
     killed = []
     for path in paths:
-        owner = _device_owner(path)
-        # Ours, or open to everyone (a driver that rewrote it): closed, and whoever still holds
-        # it loses it. A GPU already given to another grant's group is left alone.
-        if owner and (owner[0] == gid or owner[1] & 0o007):
-            _set_device(path, 0, 0o600)
-            killed += _kill_device_holders(path)
-    try:
-        existing = grp.getgrnam(name)
-    except KeyError:
-        existing = None
-    if existing is not None and gid is not None and existing.gr_gid == gid:
-        run(["groupdel", "--", name])
-    if record:
-        os.unlink(_record_path(config, "groups", name))
-    return {"group": name, "devices": paths, "killed": killed}
+        if holdings.get(path) == label or _world_open(path):
+            set_device_access(path, [])
+            killed += kill_device_holders(path, set(), managed)
+            if holdings.get(path) == label:
+                del holdings[path]
+    for path, holder in list(holdings.items()):
+        if holder == label:  # a GPU the grant held that the portal no longer lists
+            set_device_access(path, [])
+            killed += kill_device_holders(path, set(), managed)
+            del holdings[path]
+    write_holdings(config, holdings)
+    return {"grant": label, "devices": paths, "killed": killed}
 
 
-def group_status(config: dict, name: str, uuids) -> dict:
-    _managed_name(config, name, "group")
+def grant_status(config: dict, label: str, wanted) -> dict:
+    """Whether the grant holds each of its GPUs and each device's ACL lets in exactly the given
+    members' uids (accounts that do not exist are not counted)."""
+    _managed_name(config, label, "group")
+    gpus, members = (wanted.get("gpus"), wanted.get("members")) if isinstance(wanted, dict) else (wanted, [])
     try:
-        existing = grp.getgrnam(name)
-    except KeyError:
-        return {"exists": False}
-    try:
-        paths = _grant_devices(config, uuids)
+        paths = _grant_devices(config, gpus)
     except AgentError:  # a GPU the node no longer reports: the repair will say so
-        return {"exists": True, "gid": existing.gr_gid, "members": sorted(existing.gr_mem), "devices_ok": False}
-    owners = [_device_owner(p) for p in paths]
+        return {"devices_ok": False, "held": False, "acl": {}}
+    uids = []
+    for member in members or []:
+        try:
+            entry = managed_user(config, member, must_exist=False)
+        except AgentError:
+            entry = None
+        if entry is not None:
+            uids.append(entry.pw_uid)
+    holdings = read_holdings(config)
+    acl = {path: device_access(path) for path in paths}
     return {
-        "exists": True,
-        "gid": existing.gr_gid,
-        "members": sorted(existing.gr_mem),
-        "devices_ok": all(o == (existing.gr_gid, 0o660) for o in owners),
+        "held": all(holdings.get(p) == label for p in paths),
+        "acl": acl,
+        "devices_ok": all(acl[p] == sorted(uids) and holdings.get(p) == label for p in paths),
     }
 
 

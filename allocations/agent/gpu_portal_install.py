@@ -8,11 +8,14 @@ checked before anything is written, and every file is written by root into root-
 directories and renamed into place. Answers one JSON object on stdout like the agent.
 
 What it sets up:
-- the agent (root:root 0755) and its configuration;
+- the agent (root:root 0755) and its configuration, including the portal's uid range
+  (id_min, id_max): the agent creates no account outside it;
 - the managed group whose members' keys sshd reads from a root-owned directory, through an
   sshd drop-in that `sshd -t` checks before sshd reloads;
 - the provisioning account with the portal's key, allowed through sudo exactly the agent's
-  verbs, each pinned to the agent's digest;
+  verbs, each pinned to the agent's digest (during an upgrade, the old and the new digest);
+- a root-only record of the accounts and groups it created: an existing account or group it did
+  not create is never taken over;
 - when the portal sends a push URL and the node's samples token: a root-only push file and,
   where systemd runs, a service and a timer that run `AGENT push` as root every minute.
 """
@@ -96,10 +99,60 @@ def install_agent(source: bytes, expected: str, path: str) -> str:
     return digest
 
 
-def ensure_group(name: str) -> None:
+def installer_record_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "installer.json")
+
+
+def read_installer_record(state_dir: str) -> dict:
+    """What earlier runs of the installer created (root-only, in the agent's state dir)."""
     try:
-        run(["getent", "group", name])
-    except InstallError:
+        with open(installer_record_path(state_dir)) as f:
+            record = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {"users": [], "groups": []}
+    return {"users": list(record.get("users", [])), "groups": list(record.get("groups", []))}
+
+
+def write_installer_record(state_dir: str, record: dict) -> None:
+    write_root_file(installer_record_path(state_dir), json.dumps(record, sort_keys=True).encode(), 0o600)
+
+
+def _exists(kind: str, name: str) -> bool:
+    return subprocess.run(["getent", kind, name], capture_output=True, timeout=30).returncode == 0
+
+
+def check_not_taken(user: str, managed_group: str, record: dict) -> None:
+    """Refuse to take over an account or group the installer did not create: naming an
+    operator's existing account as the provisioning user must not wipe its password and keys.
+    What an earlier run recorded is accepted, and so is an account that already has this
+    installer's sudo rule (a node installed before the record existed)."""
+    legacy = os.path.exists(f"/etc/sudoers.d/gpu-portal-{user}")
+    for kind, name, recorded in (
+        ("passwd", user, record["users"]),
+        ("group", user, record["groups"]),
+        ("group", managed_group, record["groups"]),
+    ):
+        if _exists(kind, name) and name not in recorded and not legacy:
+            what = "account" if kind == "passwd" else "group"
+            raise InstallError(f"a {what} named {name} already exists and was not created by this installer")
+
+
+def record_what_will_be_created(state_dir: str, user: str, managed_group: str, record: dict) -> None:
+    """Written BEFORE groupadd/useradd, so a run that dies half way still owns what it made."""
+    if not _exists("group", managed_group) and managed_group not in record["groups"]:
+        record["groups"].append(managed_group)
+    if not _exists("passwd", user):
+        for kind in ("users", "groups"):
+            if user not in record[kind]:
+                record[kind].append(user)
+    if os.path.exists(f"/etc/sudoers.d/gpu-portal-{user}"):  # installed before the record existed
+        for kind, names in (("users", [user]), ("groups", [user, managed_group])):
+            record[kind] += [n for n in names if n not in record[kind]]
+    write_installer_record(state_dir, record)
+
+
+def ensure_group(name: str) -> None:
+    if not _exists("group", name):
         run(["groupadd", "-r", "--", name])
 
 
@@ -138,11 +191,29 @@ def ensure_provisioning_account(user: str, public_key: str, managed_group: str) 
         os.close(ssh_dir)
 
 
-def sudoers_rule(user: str, agent_path: str, digest: str, verbs: list) -> str:
-    """One command per verb, each pinned to the agent's digest: `bootstrap` or any other
-    argument is refused by sudo itself, and so is a changed agent file."""
-    commands = ", ".join(f"sha256:{digest} {agent_path} {verb}" for verb in verbs)
+def sudoers_rule(user: str, agent_path: str, digests: list, verbs: list) -> str:
+    """One command per verb and allowed digest, each pinned: `bootstrap` or any other argument
+    is refused by sudo itself, and so is an agent file of any other digest. Two digests only
+    while an upgrade replaces the file (the old one and the new one)."""
+    commands = ", ".join(f"sha256:{digest} {agent_path} {verb}" for digest in digests for verb in verbs)
     return f"{user} ALL=(root) NOPASSWD: {commands}\n"
+
+
+def installed_digest(path: str):
+    """The sha256 of the agent file installed now (a regular file), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 16):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def install_sudoers(user: str, rule: str) -> str:
@@ -296,6 +367,9 @@ def check_input(data: dict) -> None:
                  data["sshd"]["pid_file"]):  # fmt: skip
         if not PATH_RE.fullmatch(path or "") or "/../" in path or path.endswith("/.."):
             raise InstallError(f"not a plain absolute path: {path!r}")
+    low, high = config.get("id_min"), config.get("id_max")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or not 1000 <= low <= high:
+        raise InstallError("id_min and id_max (the portal's uid range, from 1000) are required")
     if not KEY_RE.fullmatch(data.get("public_key") or ""):
         raise InstallError("public_key must be one bare public key")
     push = data.get("push")
@@ -315,16 +389,22 @@ def main(encoded: str) -> int:
         data = json.loads(base64.b64decode(encoded))
         check_input(data)
         config = data["config"]
+        user = data["provisioning_user"]
+        safe_root_dir(config["state_dir"], 0o700)
+        record = read_installer_record(config["state_dir"])
+        check_not_taken(user, config["managed_group"], record)
+        safe_root_dir(config["keys_dir"], 0o755)
+        record_what_will_be_created(config["state_dir"], user, config["managed_group"], record)
+        ensure_group(config["managed_group"])
+        ensure_provisioning_account(user, data["public_key"], config["managed_group"])
+        # An upgrade never leaves a moment where sudo refuses the agent: first both digests
+        # (the file installed now and the new one), then the file, then only the new digest.
+        old = installed_digest(data["agent_path"])
+        if old and old != data["agent_sha256"]:
+            install_sudoers(user, sudoers_rule(user, data["agent_path"], [old, data["agent_sha256"]], data["verbs"]))
         digest = install_agent(base64.b64decode(data["agent_b64"]), data["agent_sha256"], data["agent_path"])
         write_root_file(data["config_path"], json.dumps(config, indent=2).encode(), 0o644)
-        safe_root_dir(config["keys_dir"], 0o755)
-        safe_root_dir(config["state_dir"], 0o700)
-        ensure_group(config["managed_group"])
-        ensure_provisioning_account(data["provisioning_user"], data["public_key"], config["managed_group"])
-        install_sudoers(
-            data["provisioning_user"],
-            sudoers_rule(data["provisioning_user"], data["agent_path"], digest, data["verbs"]),
-        )
+        install_sudoers(user, sudoers_rule(user, data["agent_path"], [digest], data["verbs"]))
         install_sshd_dropin(data["sshd"], sshd_dropin(config["managed_group"], config["keys_dir"]))
         push_note = install_push(data)
     except (InstallError, OSError, KeyError, ValueError, subprocess.SubprocessError) as exc:

@@ -23,15 +23,13 @@ class Migration(migrations.Migration):
             name='UnixId',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveBigIntegerField(null=True, unique=True, verbose_name='uid / gid')),
+                ('number', models.PositiveBigIntegerField(null=True, unique=True, verbose_name='uid')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('grant', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='unix_group', to='allocations.grant')),
-                ('user', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='unix_id', to=settings.AUTH_USER_MODEL)),
+                ('user', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='unix_id', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'verbose_name': 'unix id',
                 'verbose_name_plural': 'unix ids',
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('grant__isnull', True), ('user__isnull', False)), models.Q(('grant__isnull', False), ('user__isnull', True)), _connector='OR'), name='unixid_user_xor_grant')],
             },
         ),
     ]

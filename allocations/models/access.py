@@ -32,27 +32,18 @@ class SshKey(models.Model):
 
 
 class UnixId(models.Model):
-    """A uid (a user's account, whose private group has the same id) or a gid (a grant's group),
-    handed out once by the portal and never again, so that one person has the same uid on every
-    node and a shared filesystem never mixes two people's files. Rows are never deleted."""
+    """A user's uid (their private group has the same id), handed out once by the portal and
+    never again, so that one person has the same uid on every node and a shared filesystem
+    never mixes two people's files. Rows are never deleted. Grants have no unix group: a GPU's
+    device file lets in its grant's members by uid (an ACL the agent writes)."""
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="unix_id"
-    )
-    grant = models.OneToOneField(Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="unix_group")
-    number = models.PositiveBigIntegerField(_("uid / gid"), unique=True, null=True)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="unix_id")
+    number = models.PositiveBigIntegerField(_("uid"), unique=True, null=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name = _("unix id")
         verbose_name_plural = _("unix ids")
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(user__isnull=False, grant__isnull=True)
-                | models.Q(user__isnull=True, grant__isnull=False),
-                name="unixid_user_xor_grant",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.number}"

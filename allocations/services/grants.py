@@ -33,7 +33,7 @@ from allocations.services.enqueue import enqueue_node, enqueue_provision
 from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
 from allocations.services.provisioning import task_create, tasks_supersede
-from allocations.services.unix_ids import grant_group_name, unix_gid_for, unix_uid_for
+from allocations.services.unix_ids import grant_label, unix_uid_for
 from portal.errors import PortalError
 
 G = Grant.Status
@@ -140,10 +140,10 @@ def account_payload(account: NodeAccount, expires_on) -> dict:
 
 
 def queue_grant_gpus(grant: Grant, node: Node, accounts: list[NodeAccount]) -> None:
-    """The grant's unix group gets exactly its GPUs' device files and exactly its members."""
+    """The grant's GPUs' device files let in exactly its members' uids (a per-uid ACL)."""
     task_create(
         node=node, grant=grant, kind=K.GRANT_GPUS,
-        payload={"group": grant_group_name(grant), "gid": unix_gid_for(grant), "gpus": grant.gpu_uuids(),
+        payload={"grant": grant_label(grant), "gpus": grant.gpu_uuids(),
                  "members": sorted(a.username for a in accounts)},
     )  # fmt: skip
 
@@ -254,11 +254,11 @@ def _revoke_tasks(grant: Grant) -> set[int]:
     node_ids = set(grant.assignments.values_list("node_id", flat=True)) | set(
         grant.tasks.values_list("node_id", flat=True)
     )
-    # The device files first: from here on the grant's GPUs are closed to its group, whatever
-    # its members' processes or other grants keep.
+    # The device files first: from here on the grant's GPUs are closed to its members (by uid),
+    # whatever their processes or other grants keep.
     for node in Node.objects.filter(pk__in=set(grant.assignments.values_list("node_id", flat=True))):
         task_create(node=node, grant=grant, kind=K.RELEASE_GPUS,
-                    payload={"group": grant_group_name(grant), "gpus": grant.gpu_uuids()})  # fmt: skip
+                    payload={"grant": grant_label(grant), "gpus": grant.gpu_uuids()})  # fmt: skip
         nodes.add(node.pk)
     live = Grant.objects.filter(status__in=LIVE).exclude(pk=grant.pk)
     for user in grant.members():
@@ -369,14 +369,15 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     if not accounts:
         return []
     live = Grant.objects.filter(status=G.ACTIVE, assignments__node=node).distinct()
-    groups = {grant_group_name(g): g.gpu_uuids() for g in live}
+    members_of = {g.pk: sorted(a.username for a in accounts if a.user in g.members()) for g in live}
+    wanted = {grant_label(g): {"gpus": g.gpu_uuids(), "members": members_of[g.pk]} for g in live}
     with connect(node) as conn:
-        answer = conn.agent("status", {"usernames": [a.username for a in accounts], "groups": groups})
-    report, group_report = answer["accounts"], answer.get("groups", {})
+        answer = conn.agent("status", {"usernames": [a.username for a in accounts], "grants": wanted})
+    report, grant_report = answer["accounts"], answer.get("grants", {})
     created = []
     with transaction.atomic():
         open_kinds = set(node.tasks.filter(state__in=ProvisioningTask.OPEN).values_list("account_id", "kind"))
-        open_group_tasks = set(
+        open_gpu_tasks = set(
             node.tasks.filter(state__in=ProvisioningTask.OPEN, kind=K.GRANT_GPUS).values_list("grant_id", flat=True)
         )
 
@@ -384,9 +385,10 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             if (account.pk, kind) not in open_kinds:
                 created.append(task_create(node=node, grant=grant, account=account, kind=kind, payload=payload))
 
-        # In the order a first provisioning runs them: accounts (the group's members), groups,
-        # then keys, GPUs and Jupyter. A node that lost everything (reinstalled, or `make
-        # clean-demo`) is rebuilt; a group task ahead of a missing account would fail.
+        # In the order a first provisioning runs them: accounts, the grants' GPU access (ACLs of
+        # existing accounts), then keys, CUDA_VISIBLE_DEVICES and Jupyter. A node that lost
+        # everything (reinstalled, or `make clean-demo`) is rebuilt: GPU access ahead of a missing
+        # account would leave that member out.
         wanted = []
         for account in accounts:
             seen = report.get(account.username, {"exists": False})
@@ -400,12 +402,10 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
                 queue(account, K.ENSURE_ACCOUNT, account_payload(account, expires_on), grant)
             wanted.append((account, grant, seen))
         for grant in live:
-            seen = group_report.get(grant_group_name(grant), {})
-            members = sorted(a.username for a in accounts if a.user in grant.members())
-            if grant.pk not in open_group_tasks and (
-                not seen.get("exists") or not seen.get("devices_ok") or seen.get("members") != members
-            ):
-                queue_grant_gpus(grant, node, [a for a in accounts if a.username in members])
+            # devices_ok: each GPU is held by this grant and its ACL is exactly the uids of the
+            # members whose account exists on the node.
+            if grant.pk not in open_gpu_tasks and not grant_report.get(grant_label(grant), {}).get("devices_ok"):
+                queue_grant_gpus(grant, node, [a for a in accounts if a.username in members_of[grant.pk]])
                 created.append(node.tasks.latest("pk"))
         for account, grant, seen in wanted:
             lines = authorized_keys(account.user)

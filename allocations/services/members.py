@@ -33,8 +33,9 @@ def _member_accounts(grant: Grant, node) -> list[NodeAccount]:
 
 @transaction.atomic
 def grant_member_removed(*, grant: Grant, user) -> set[int]:
-    """Take `user` off the grant on its nodes: out of the grant's group (its GPUs' device files
-    close to them), their Jupyter of this grant stopped, and their account revoked unless
+    """Take `user` off the grant on its nodes: out of its GPUs' device ACLs (their uid can no
+    longer open them, whatever their processes keep; holders are killed), their Jupyter of
+    this grant stopped, and their account revoked unless
     another live grant of an organisation they still belong to needs it there (then only
     CUDA_VISIBLE_DEVICES shrinks). Open tasks that would give this user access for this grant
     are cancelled first, so nothing undoes the revocation. Call it after the membership is gone
@@ -82,8 +83,8 @@ def organisation_member_removed(*, organisation, user) -> set[int]:
 
 @transaction.atomic
 def grant_member_added(*, grant: Grant, user) -> set[int]:
-    """Give a current member of a provisioning or active grant their account, a place in the
-    grant's group, keys, GPUs and their own Jupyter on the grant's node (all idempotent verbs).
+    """Give a current member of a provisioning or active grant their account, their uid in the
+    ACLs of the grant's GPUs, keys, GPUs and their own Jupyter on the grant's node (all idempotent verbs).
     Nothing for other states: placement and resumption provision every member then."""
     grant = Grant.objects.select_for_update().get(pk=grant.pk)
     if grant.status not in (G.PROVISIONING, G.ACTIVE) or user not in grant.members():

@@ -103,7 +103,7 @@ def _run_locked(node: Node) -> dict:
         for task in tasks:
             if task.next_attempt_at and task.next_attempt_at > timezone.now():
                 break  # keep the order: later tasks may depend on this one
-            if task.grant_id in blocked_grants:
+            if task.grant_id in blocked_grants and not takes_access_away(task):
                 _set_state(
                     task, T.FAILED, last_error="an earlier task of this grant failed", finished_at=timezone.now()
                 )
@@ -136,6 +136,33 @@ def _run_locked(node: Node) -> dict:
     waiting = runnable_tasks(node).filter(next_attempt_at__gt=timezone.now()).order_by("next_attempt_at").first()
     retry_in = max(int((waiting.next_attempt_at - timezone.now()).total_seconds()), 1) if waiting else None
     return {"ran": ran, "retry_in": retry_in, "busy": False}
+
+
+# Tasks that only ever close things: an earlier failure of the grant (a member's account that
+# could not be made, a user's trick in their home) must never keep them from running.
+# grant-gpus sets each GPU's ACL to exactly the grant's current members, skipping accounts that
+# do not exist, so it never opens a GPU to someone who should not have it either.
+CLOSING_KINDS = frozenset(
+    {
+        ProvisioningTask.Kind.STOP_JUPYTER,
+        ProvisioningTask.Kind.RELEASE_GPUS,
+        ProvisioningTask.Kind.REVOKE,
+        ProvisioningTask.Kind.GRANT_GPUS,
+    }
+)
+
+
+def takes_access_away(task: ProvisioningTask) -> bool:
+    """Whether the task only narrows access: a closing kind, or a set-gpus of an account whose
+    user is no longer a member of the task's live grant (its GPUs leave their environment)."""
+    if task.kind in CLOSING_KINDS:
+        return True
+    if task.kind != ProvisioningTask.Kind.SET_GPUS or task.grant is None or task.account is None:
+        return False
+    grant = task.grant
+    return grant.status not in (Grant.Status.PROVISIONING, Grant.Status.ACTIVE) or task.account.user not in (
+        grant.members()
+    )
 
 
 def _node_unhealthy(node: Node, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""uids and gids on nodes: allocated once by the portal, the same on every node, never reused.
+"""uids on nodes: allocated once by the portal, the same on every node, never reused.
 
 `useradd` on each node would pick the next free uid there, so one person would have different
 uids on two nodes and two people could share one across nodes; on a shared filesystem one
@@ -14,27 +14,19 @@ from django.db import IntegrityError, transaction
 from allocations.models import Grant, UnixId
 
 
-def _number(**owner) -> int:
+def unix_uid_for(user) -> int:
+    """The user's uid (and their private group's gid) on every node."""
     try:
         with transaction.atomic():
-            row, _created = UnixId.objects.get_or_create(**owner)
+            row, _created = UnixId.objects.get_or_create(user=user)
     except IntegrityError:  # another worker allocated it at the same moment
-        row = UnixId.objects.get(**owner)
+        row = UnixId.objects.get(user=user)
     if row.number is None:
         UnixId.objects.filter(pk=row.pk, number__isnull=True).update(number=settings.NODE_UNIX_ID_BASE + row.pk)
         row.refresh_from_db(fields=["number"])
     return row.number
 
 
-def unix_uid_for(user) -> int:
-    """The user's uid (and their private group's gid) on every node."""
-    return _number(user=user)
-
-
-def unix_gid_for(grant: Grant) -> int:
-    """The gid of the grant's group, which owns the device files of the grant's GPUs."""
-    return _number(grant=grant)
-
-
-def grant_group_name(grant: Grant) -> str:
+def grant_label(grant: Grant) -> str:
+    """The name the node agent records a grant's GPUs under (no unix group carries it)."""
     return f"{settings.NODE_ACCOUNT_PREFIX}g{grant.pk}"

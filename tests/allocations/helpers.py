@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import paramiko
+from django.utils import timezone
 
+from allocations.agent import gpu_portal_agent as agent
 from allocations.jobs import grant_provision_job, node_tasks_job
 from allocations.models import Grant
 from allocations.services.keys import sshkey_add
@@ -66,3 +70,46 @@ def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
         return stdout.channel.recv_exit_status(), out
     finally:
         client.close()
+
+
+def active_grant(app, days: int = 30) -> Grant:
+    """The application approved from today for `days` days and provisioned: active."""
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=days)))
+    assert grant.status == Grant.Status.ACTIVE, grant.status_reason
+    return grant
+
+
+def probe_loop(device: str, out: str) -> str:
+    """A background job of the user that keeps trying to open `device`, writing the outcome."""
+    return (
+        f"setsid nohup sh -c 'while true; do if (: < {device}) 2>/dev/null; then echo open > {out}.tmp; "
+        f"else echo refused > {out}.tmp; fi; mv -f {out}.tmp {out}; sleep 0.3; done' >/dev/null 2>&1 < /dev/null &"
+    )
+
+
+def probe_result(out: str) -> str:
+    """What the probe last saw ("open", "refused"), waiting a moment for its first answer."""
+    for _ in range(30):
+        try:
+            return Path(out).read_text().strip()
+        except FileNotFoundError:
+            time.sleep(0.1)
+    return ""
+
+
+def live_processes(username: str) -> list[str]:
+    """`ps` lines of the user's processes that are not zombies (this machine's pid 1 does not
+    reap the orphans of killed processes: they stay as zombies, running nothing)."""
+    ps = subprocess.run(["ps", "-u", username, "-o", "stat=,pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if not line.strip().startswith("Z")]
+
+
+def device_acl_uids(path: str):
+    """The uids the device file's POSIX ACL lets in ([] without an ACL), read as the kernel
+    stores it."""
+    try:
+        value = os.getxattr(path, "system.posix_acl_access", follow_symlinks=False)
+    except OSError:
+        return []
+    return agent.acl_uids(value)

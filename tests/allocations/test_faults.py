@@ -18,9 +18,9 @@ from allocations.jobs import grant_provision_job, node_tasks_job, reconcile_node
 from allocations.models import Grant, JupyterSession, Node, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services.jupyter import session_token
-from allocations.services.unix_ids import grant_group_name
+from allocations.services.unix_ids import unix_uid_for
 from tests.allocations.conftest import bootstrap_node, free_port, keygen
-from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, device_acl_uids, provision, ssh_as, user_with_key
 from tests.allocations.jupyter_client import socket_status
 
 T = ProvisioningTask.State
@@ -137,12 +137,14 @@ def test_reconcile_repairs_drift(gpu_node, tmp_path, node_host):
     assert ssh_as(gpu_node, account.username, key, "true")[0] == 0
     session.refresh_from_db()
     assert socket_status(session.socket_path, session_token(session)) == 200
-    assert os.stat(device).st_mode & 0o777 == 0o660
+    st = os.stat(device)  # closed to everyone but the grant's member, by uid
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o007) == (0, 0, 0)
+    assert device_acl_uids(device) == [unix_uid_for(account.user)]
 
 
-def test_reconcile_rebuilds_a_node_that_lost_every_account_and_group(gpu_node, tmp_path, node_host):
+def test_reconcile_rebuilds_a_node_that_lost_every_account_and_gpu_acl(gpu_node, tmp_path, node_host):
     """The node was wiped (reinstalled, or `make clean-demo` on the demo node): the account
-    must come back before the grant group that lists it, or every repair fails."""
+    must come back before the GPU access that names its uid, or every repair fails."""
     grant, key = today_grant(tmp_path)
     grant = provision(grant)
     account = NodeAccount.objects.get(user=grant.application.principal_investigator)
@@ -150,14 +152,18 @@ def test_reconcile_rebuilds_a_node_that_lost_every_account_and_group(gpu_node, t
     subprocess.run(["pkill", "-KILL", "-u", account.username], check=False)
     time.sleep(0.5)
     subprocess.run(["userdel", "-r", "-f", account.username], check=True, capture_output=True)
-    subprocess.run(["groupdel", grant_group_name(grant)], check=True)
+    devices = [node_host.device(a.gpu.index) for a in grant.assignments.all()]
+    for device in devices:  # a fresh driver's device files: closed, no ACL
+        os.removexattr(device, "system.posix_acl_access")
+        os.chmod(device, 0o600)
     Path(node_host.keys_dir, account.username).unlink(missing_ok=True)
 
     created = grant_services.reconcile_node(node=gpu_node)
     assert [t.kind for t in created][:2] == ["ensure-account", "grant-gpus"]
     node_tasks_job(gpu_node.pk)
     assert not ProvisioningTask.objects.filter(grant=grant, state=T.FAILED).exists()
-    assert grant_group_name(grant) in ssh_as(gpu_node, account.username, key, "id -Gn")[1].split()
+    assert ssh_as(gpu_node, account.username, key, "id -un")[1].strip() == account.username
+    assert all(device_acl_uids(device) == [unix_uid_for(account.user)] for device in devices)
     session.refresh_from_db()
     assert socket_status(session.socket_path, session_token(session)) == 200
 

@@ -6,6 +6,7 @@ import os
 import pwd
 import shlex
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,25 @@ from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.db import connection
 from django.utils import timezone
 
+from allocations import ssh
 from allocations.jobs import node_tasks_job
 from allocations.models import Grant, JupyterSession, NodeAccount, ProvisioningTask
 from allocations.services import grants as grant_services
 from allocations.services import jupyter as jupyter_services
+from allocations.services import nodes as node_services
 from allocations.services.jupyter import session_token
-from tests.allocations.helpers import add_key, approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.helpers import (
+    active_grant,
+    add_key,
+    approved_grant,
+    device_acl_uids,
+    live_processes,
+    probe_loop,
+    probe_result,
+    provision,
+    ssh_as,
+    user_with_key,
+)
 from tests.allocations.jupyter_client import http_json, http_status, run_in_kernel, socket_status, ssh_tunnel
 from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, UserFactory
 
@@ -248,3 +262,71 @@ def test_operators_cannot_read_jupyter_tokens_from_the_database_or_admin_lookups
         ("/admin/allocations/node/", {"tasks__payload__contains": "nonce"}),
     ):
         assert client.get(url, lookup).status_code == 400, (url, lookup)
+
+
+# -- issue 7: nothing in the user's socket folder breaks a start or a revocation ------------
+
+
+@pytest.fixture
+def researcher(gpu_node, tmp_path):
+    app, key = user_with_key(tmp_path)
+    grant = active_grant(app)
+    return grant, NodeAccount.objects.get(user=app.principal_investigator).username, key
+
+
+def test_a_user_cannot_make_their_own_jupyter_start_fail_with_an_internal_error(researcher, gpu_node, node_host):
+    """A directory where the agent expects the socket: a clear refusal, not an unhandled
+    exception ('internal')."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    ssh_as(gpu_node, username, key, f"rm -f {session.socket_path}; mkdir -p {session.socket_path}/x")
+    with node_services.connect(gpu_node) as conn:
+        with pytest.raises(ssh.SshError) as exc:
+            conn.agent(
+                "start-jupyter",
+                {"username": username, "session": Path(session.socket_path).stem, "token": "a" * 40, "gpus": []},
+            )
+    assert exc.value.code == "socket_path_taken", exc.value.message
+
+
+def test_a_users_jupyter_output_goes_to_a_file_they_own_not_to_root(researcher, gpu_node, node_host, tmp_path):
+    """The server's stdout/stderr (inherited by kernels) was a root-owned log in the agent's
+    state folder, which no quota limits: a notebook could fill /var. It is now a file the user
+    owns in their own socket folder (a small tmpfs of its own on a real node)."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    stem = Path(session.socket_path).stem
+    assert not list(Path(node_host.state_dir).glob("*.log"))
+    log = Path(session.socket_path).with_name(f"{stem}.log")
+    assert log.stat().st_uid == pwd.getpwnam(username).pw_uid
+    before = log.stat().st_size
+    code = "import os\nfor _ in range(2):\n    os.write(2, b'x' * (1 << 20))\nprint('done')"
+    with ssh_tunnel(gpu_node, username, key, session.socket_path, tmp_path) as port:
+        assert "done" in run_in_kernel(port, session_token(session), code)
+    assert log.stat().st_size - before >= 2 << 20  # the kernel's output landed in the user's file
+    assert log.stat().st_uid == pwd.getpwnam(username).pw_uid
+    assert not list(Path(node_host.state_dir).glob("*.log"))
+
+
+def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_the_socket_folder(
+    researcher, gpu_node, node_host
+):
+    """`rm $SOCK; mkdir $SOCK` in the user's own socket folder made stop-jupyter fail
+    (IsADirectoryError, 'internal', permanent), every later task of the grant fail unrun and the
+    revoke verb die before its kill: the user kept their processes and the GPU."""
+    grant, username, key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    device = node_host.device(grant.assignments.first().gpu.index)
+    out = f"/home/{username}/probe"
+    ssh_as(gpu_node, username, key, probe_loop(device, out))
+    ssh_as(gpu_node, username, key, f"rm -f {session.socket_path}; mkdir {session.socket_path}")
+    time.sleep(1)
+    assert probe_result(out) == "open"
+
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    time.sleep(1)
+    tasks = {t.kind: (t.state, t.last_error[:120]) for t in ProvisioningTask.objects.filter(grant=grant)}
+    assert all(state == ProvisioningTask.State.SUCCEEDED for state, _error in tasks.values()), tasks
+    assert live_processes(username) == []
+    assert device_acl_uids(device) == [] and os.stat(device).st_mode & 0o777 == 0o600

@@ -1,12 +1,15 @@
 """Operators register a node: the host key is pinned only after confirmation, the agent is
 installed over SFTP with a sudo rule for exactly that program, and NVML fills the GPUs."""
 
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from allocations import ssh
 from allocations.models import Gpu, Node
+from allocations.node_install import agent_version, installer_program
 from allocations.services import nodes as node_services
 from portal.errors import PortalError
 from tests.allocations.conftest import bootstrap_node
@@ -16,7 +19,7 @@ def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_s
     node = bootstrap_node(node_host)
     assert node.host_key_fingerprint == ssh.fingerprint(node_host.host_key)
     assert node.status == Node.Status.ONLINE
-    assert node.agent_version == "2.1"
+    assert node.agent_version == agent_version()
     gpus = list(node.gpus.order_by("index"))
     assert [g.index for g in gpus] == list(range(8))
     assert {g.model for g in gpus} == {"H100-80GB"}
@@ -46,7 +49,7 @@ def test_a_wrong_confirmation_pins_nothing(db, node_settings, node_host):
 
 def test_the_provisioning_account_can_run_the_agent_and_nothing_else(gpu_node, node_host):
     with node_services.connect(gpu_node) as conn:
-        assert conn.agent("version")["version"] == "2.1"
+        assert conn.agent("version")["version"] == agent_version()
         status, _out, err = conn._exec("sudo -n /usr/bin/id -u", b"", 10)
     assert status != 0
     assert b"password is required" in err
@@ -105,3 +108,73 @@ def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_
         assert "the agent cannot read the GPUs" in node.status_reason
     finally:
         devnode.node_bootstrap(node_host, hostname="gpu-no-nvml")  # the session's node replays NVML again
+
+
+# -- issue 7: installing and upgrading ------------------------------------------------------
+
+
+def test_upgrading_the_agent_does_not_make_concurrent_verbs_fail_for_good(gpu_node, node_host):
+    """The installer replaced the agent file before the sudo rule pinned to the old digest: a
+    verb run in between was refused ('a password is required'), which the portal treats as a
+    missing agent: permanent, every open task of the node failed, the node taken offline."""
+    errors: list[str] = []
+    calls = [0]
+    stop = threading.Event()
+
+    def hammer():
+        from django.db import connections
+
+        with node_services.connect(gpu_node) as conn:
+            while not stop.is_set():
+                calls[0] += 1
+                try:
+                    conn.agent("version")
+                except ssh.SshError as exc:
+                    errors.append(f"{exc.code}: {exc.message[:80]}")
+        connections.close_all()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(3):  # an upgrade = another agent digest (here: another config path baked in)
+            node_services.node_install_agent(
+                node=gpu_node, operator_user="root", operator_key=node_host.operator_key,
+                provisioning_public_key=ssh.ensure_key_pair(node_host.portal_key),
+                config_path=node_host.config_path if n % 2 else node_host.config_path.replace(".json", "2.json"),
+                agent_config=node_host.agent_config(), sshd=node_host.sshd,
+            )  # fmt: skip
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert calls[0] > 3
+    assert not errors, f"{len(errors)} of {calls[0]} concurrent calls refused: {sorted(set(errors))}"
+
+
+def test_installing_with_an_existing_operator_account_as_provisioning_user_is_refused(gpu_node, node_host, tmp_path):
+    """Operator mistake: `--provisioning-user` names an existing local account (an admin with a
+    password and their own key). The installer wiped its password, replaced its
+    authorized_keys with the portal's key and gave it the agent's sudo rule."""
+    admin = f"{node_host.prefix}ops"
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", "-p", "$6$salt$hash", "--", admin], check=True)
+    own = tmp_path / "admin"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own)], check=True)
+    Path(f"/home/{admin}/.ssh").mkdir(mode=0o700)
+    Path(f"/home/{admin}/.ssh/authorized_keys").write_text(own.with_suffix(".pub").read_text())
+    subprocess.run(["chown", "-R", f"{admin}:{admin}", f"/home/{admin}/.ssh"], check=True)
+    try:
+        program, _digest = installer_program(
+            agent_path=node_host.agent_path, config_path=node_host.config_path, config=node_host.agent_config(),
+            provisioning_user=admin, public_key=ssh.ensure_key_pair(node_host.portal_key), sshd=node_host.sshd,
+        )  # fmt: skip
+        target = node_services.target_for(gpu_node, username="root")
+        with ssh.Connection(target, node_host.operator_key) as conn, pytest.raises(ssh.SshError) as exc:
+            conn.run_python_as_root(program, use_sudo=False, what="install")
+        assert "was not created by this installer" in exc.value.message
+        shadow = subprocess.run(["getent", "shadow", admin], capture_output=True, text=True).stdout.split(":")[1]
+        keys = Path(f"/home/{admin}/.ssh/authorized_keys").read_text()
+        assert shadow == "$6$salt$hash" and keys == own.with_suffix(".pub").read_text()
+        assert not Path(f"/etc/sudoers.d/gpu-portal-{admin}").exists()
+    finally:
+        Path(f"/etc/sudoers.d/gpu-portal-{admin}").unlink(missing_ok=True)

@@ -23,7 +23,14 @@ from allocations.services import grants as grant_services
 from allocations.services import nodes as node_services
 from allocations.services.keys import sshkey_add, sshkey_remove
 from allocations.services.unix_ids import unix_uid_for
-from tests.allocations.helpers import approved_grant, provision, ssh_as, user_with_key
+from tests.allocations.helpers import (
+    approved_grant,
+    device_acl_uids,
+    live_processes,
+    provision,
+    ssh_as,
+    user_with_key,
+)
 from tests.factories import ApplicationFactory, CallFactory, UserFactory
 
 T = ProvisioningTask.State
@@ -237,7 +244,7 @@ def test_a_link_in_the_home_is_not_followed(researcher, gpu_node):
     assert seen["cuda_visible_devices"] is None  # not root's /etc/shadow
 
 
-# -- 12 and 6. GPUs belong to their grant's group -------------------------------------------
+# -- 12 and 6. GPUs let in their grant's members' uids ---------------------------------------
 
 
 def test_a_user_opens_their_own_gpus_and_never_another_grants(researcher, gpu_node, node_host, tmp_path):
@@ -252,6 +259,9 @@ def test_a_user_opens_their_own_gpus_and_never_another_grants(researcher, gpu_no
     # CUDA_VISIBLE_DEVICES unset or not: the device files decide.
     assert device_opens(gpu_node, username, key, node_host.device(mine[0]))
     assert not device_opens(gpu_node, username, key, node_host.device(theirs[0]))
+    uid = unix_uid_for(grant.application.principal_investigator)
+    st = os.stat(node_host.device(mine[0]))
+    assert (st.st_uid, st.st_gid, device_acl_uids(node_host.device(mine[0]))) == (0, 0, [uid])
     assert device_opens(gpu_node, other_name, other_key, node_host.device(theirs[0]))
     assert not device_opens(gpu_node, other_name, other_key, node_host.device(mine[0]))
 
@@ -260,6 +270,7 @@ def test_a_user_opens_their_own_gpus_and_never_another_grants(researcher, gpu_no
     for index in mine:
         st = os.stat(node_host.device(index))
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+        assert device_acl_uids(node_host.device(index)) == []
     assert not device_opens(gpu_node, other_name, other_key, node_host.device(mine[0]))
     assert device_opens(gpu_node, other_name, other_key, node_host.device(theirs[0]))
 
@@ -316,3 +327,203 @@ def test_a_uid_taken_on_the_node_is_refused_not_papered_over(gpu_node, tmp_path,
         assert subprocess.run(["id", "-u", squatter], capture_output=True, text=True).stdout.strip() == str(uid)
     finally:
         subprocess.run(["userdel", "-f", squatter], capture_output=True)
+
+
+# -- issue 7: revocation and GPU release cannot be dodged ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "trick", ["mkdir -p ~/.ssh/authorized_keys/x", "rm -f ~/.ssh/environment; mkdir ~/.ssh/environment"]
+)
+def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_their_ssh_folder(
+    researcher, gpu_node, node_host, trick
+):
+    """A directory named authorized_keys or environment made `revoke` die (IsADirectoryError)
+    before `usermod -L` and the kill loop."""
+    grant, username, key = researcher
+    ssh_as(gpu_node, username, key, trick)
+    ssh_as(gpu_node, username, key, "setsid nohup sleep 600 >/dev/null 2>&1 < /dev/null &")
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    tasks = {t.kind: (t.state, t.last_error[:100]) for t in ProvisioningTask.objects.filter(grant=grant)}
+    assert tasks["revoke"][0] == T.SUCCEEDED, tasks
+    assert live_processes(username) == []
+    assert subprocess.run(["getent", "shadow", username], capture_output=True, text=True).stdout.split(":")[1][0] == "!"
+
+
+def test_revoke_ends_processes_hidden_in_a_user_and_pid_namespace(researcher, gpu_node):
+    """Unprivileged user namespaces are on (Debian's default): a pid namespace whose init forks
+    and exits in a loop, plus a plain sleeper inside it."""
+    grant, username, key = researcher
+    script = "import os, time\nwhile True:\n    if os.fork():\n        os._exit(0)\n    time.sleep(0.002)\n"
+    ssh_as(gpu_node, username, key, f"cat > ~/forker.py <<'PY'\n{script}PY")
+    ssh_as(
+        gpu_node, username, key,
+        "setsid nohup unshare -Urpf sh -c 'sleep 600 & python3 ~/forker.py; wait' >/dev/null 2>&1 </dev/null &",
+    )  # fmt: skip
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-u", username, "sleep"], capture_output=True).returncode == 0
+    grant_services.grant_revoke(grant=grant, actor=None, reason="misuse")
+    node_tasks_job(gpu_node.pk)
+    time.sleep(1)
+    assert live_processes(username) == []
+
+
+def test_releasing_a_grants_gpus_does_not_kill_the_nodes_own_services(researcher, gpu_node, node_host):
+    """nvidia-persistenced (and exporters such as dcgm) run as their own non-root user and hold
+    every /dev/nvidiaN open: only processes of accounts the agent made are ever killed."""
+    grant, _username, _key = researcher
+    device = node_host.device(grant.assignments.first().gpu.index)
+    service = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "600"],
+        stdin=open(device, "rb"),  # opened as root, like the daemon does before dropping privileges
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.3)
+        grant_services.grant_revoke(grant=grant, actor=None, reason="ended")
+        node_tasks_job(gpu_node.pk)
+        task = ProvisioningTask.objects.get(grant=grant, kind="release-gpus")
+        assert task.state == T.SUCCEEDED, task.last_error
+        assert service.poll() is None, f"the node's own service (uid nobody) was killed: {task.result}"
+    finally:
+        if service.poll() is None:
+            service.kill()
+        service.wait()
+
+
+HOLD_THROUGH_A_BIND_MOUNT = (
+    "mkdir -p ~/x; setsid nohup unshare -Urm sh -c "
+    "'mount --bind {devdir} ~/x && exec 3< ~/x/{devname} && echo $$ > {out} && exec sleep 600' "
+    ">/dev/null 2>&1 < /dev/null &"
+)
+
+
+def test_a_process_holding_a_released_gpu_is_killed_whatever_path_it_opened_it_by(researcher, gpu_node, node_host):
+    """A user with two grants on the node keeps the account when one ends; whatever still holds
+    that grant's GPUs is killed, even opened through a bind mount in the user's own user+mount
+    namespace (its /proc/PID/fd link reads ~/x/nvidiaN, not the device's path)."""
+    grant, username, key = researcher
+    user = grant.application.principal_investigator
+    second = active(
+        ApplicationFactory(
+            call=CallFactory(), organisation=grant.organisation, principal_investigator=user, gpu_count=4,
+            gpu_hours=1000,
+        )
+    )  # fmt: skip
+    device = node_host.device(second.assignments.first().gpu.index)
+    out = f"/home/{username}/holder.pid"
+    command = HOLD_THROUGH_A_BIND_MOUNT.format(devdir=node_host.device_dir, devname=Path(device).name, out=out)
+    ssh_as(gpu_node, username, key, command)
+    for _ in range(50):
+        if Path(out).exists() and Path(out).read_text():
+            break
+        time.sleep(0.1)
+    pid = int(Path(out).read_text())
+    assert os.stat(f"/proc/{pid}/fd/3").st_rdev == os.stat(device).st_rdev  # it holds the device
+
+    grant_services.grant_revoke(grant=second, actor=None, reason="ended")
+    node_tasks_job(gpu_node.pk)
+    task = ProvisioningTask.objects.get(grant=second, kind="release-gpus")
+    assert task.state == T.SUCCEEDED, task.last_error
+    time.sleep(0.3)
+    try:
+        holds = Path(f"/proc/{pid}/fd/3").exists() and os.stat(f"/proc/{pid}/fd/3").st_rdev == os.stat(device).st_rdev
+    except FileNotFoundError:
+        holds = False
+    try:
+        assert not holds, f"pid {pid} of {username} still holds {device} of the ended grant ({task.result})"
+        assert NodeAccount.objects.get(user=user).state == NodeAccount.State.ACTIVE  # the first grant keeps it
+    finally:
+        subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+# -- issue 7: the provisioning key stays inside the portal's uids ---------------------------
+
+
+def test_the_provisioning_account_cannot_become_a_uid_outside_the_portals_range(gpu_node, node_host, tmp_path):
+    """Whoever holds the provisioning key could create a managed account with any free uid >=
+    1000 (an orphaned owner on a shared filesystem, an LDAP uid while LDAP is down), install
+    their own key and log in as that uid."""
+    victim_uid = 4242
+    assert subprocess.run(["getent", "passwd", str(victim_uid)], capture_output=True).returncode != 0
+    name = f"{node_host.prefix}987654"
+    try:
+        with node_services.connect(gpu_node) as conn, pytest.raises(ssh.SshError) as exc:
+            conn.agent("ensure-account", {"username": name, "uid": victim_uid, "expires_on": "2099-01-01"})
+        assert exc.value.code == "uid_out_of_range", exc.value.message
+        assert subprocess.run(["getent", "passwd", name], capture_output=True).returncode != 0
+    finally:
+        subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+
+
+def intent(node_host, name: str, uid: int) -> None:
+    """What ensure-account writes before groupadd: a run that dies after it left this."""
+    record = Path(node_host.state_dir, "accounts", f"{name}.json")
+    record.parent.mkdir(mode=0o700, exist_ok=True)
+    record.write_text(json.dumps({"uid": uid, "state": "creating"}))
+
+
+def test_an_account_half_created_when_the_node_went_away_is_finished_on_retry(gpu_node, node_host, tmp_path):
+    """The agent died after `groupadd` (node rebooted, connection cut, the 110 s alarm): the
+    retried ensure-account finishes the job."""
+    app, key = user_with_key(tmp_path)
+    user = app.principal_investigator
+    uid = unix_uid_for(user)
+    name = grant_services.account_username(user)
+    intent(node_host, name, uid)
+    subprocess.run(["groupadd", "-g", str(uid), "--", name], check=True)  # what the first run left
+    grant = active(app, days=5)
+    assert ProvisioningTask.objects.get(grant=grant, kind="ensure-account").state == T.SUCCEEDED
+    assert ssh_as(gpu_node, name, key, "id -u")[1].strip() == str(uid)
+
+
+def test_an_account_created_but_not_yet_recorded_is_finished_on_retry(gpu_node, node_host, tmp_path):
+    """The agent died between `useradd` and writing its final marker."""
+    app, key = user_with_key(tmp_path)
+    user = app.principal_investigator
+    uid = unix_uid_for(user)
+    name = grant_services.account_username(user)
+    intent(node_host, name, uid)
+    subprocess.run(["groupadd", "-g", str(uid), "--", name], check=True)
+    subprocess.run(["useradd", "-m", "-u", str(uid), "-g", str(uid), "--", name], check=True)
+    grant = active(app, days=5)
+    assert ProvisioningTask.objects.get(grant=grant, kind="ensure-account").state == T.SUCCEEDED
+    assert ssh_as(gpu_node, name, key, "id -u")[1].strip() == str(uid)
+
+
+def test_a_half_created_account_of_another_uid_is_not_adopted(gpu_node, node_host, tmp_path):
+    """The intent names the uid: an account of that name made by hand with another uid is
+    refused, never finished."""
+    app, _key = user_with_key(tmp_path)
+    user = app.principal_investigator
+    uid = unix_uid_for(user)
+    name = grant_services.account_username(user)
+    intent(node_host, name, uid)
+    subprocess.run(["useradd", "-M", "-u", str(uid + 5000), "--", name], check=True)
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=5)))
+    task = ProvisioningTask.objects.get(grant=grant, kind="ensure-account")
+    assert task.state == T.FAILED and "exists" in task.last_error, task.last_error
+
+
+def test_the_provisioning_account_cannot_bend_sudo_around_the_agent(gpu_node, node_host):
+    """Environment, options and extra arguments that would change what runs as root."""
+    agent = node_host.agent_path
+    for command in (
+        f"sudo -n -E {agent} version",
+        f"sudo -n PYTHONINSPECT=1 {agent} version",
+        f"sudo -n PYTHONPATH=/tmp {agent} version",
+        f"sudo -n LD_PRELOAD=/tmp/x.so {agent} version",
+        f"sudo -n -D /tmp {agent} version",
+        f"sudo -n -R /tmp {agent} version",
+        f"sudo -n -C 10 {agent} version",
+        f"sudo -n -u nobody {agent} version",
+        f"sudo -n -s {agent} version",
+        f"sudo -n -i {agent} version",
+        f"sudo -n -e {agent}",
+        f"sudo -n {agent} version --help",
+        f"sudo -n /usr/bin/python3 {agent} version",
+    ):
+        status, output = as_provisioning(gpu_node, command)
+        assert status != 0 and '"ok": true' not in output, f"{command}: {output}"

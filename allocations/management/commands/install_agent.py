@@ -69,6 +69,9 @@ class Command(BaseCommand):
                     "managed_group": opts["managed_group"],
                     "gpu_device_pattern": opts["gpu_device_pattern"],
                     "push_config": opts["push_config"],
+                    # The only uids the agent will create: the portal's own range.
+                    "id_min": settings.NODE_UNIX_ID_BASE + 1,
+                    "id_max": settings.NODE_UNIX_ID_MAX,
                 },
                 portal_url="" if opts["no_push"] else (opts["portal_url"] or settings.SITE_URL),
                 sshd=SshdSettings(
