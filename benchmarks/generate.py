@@ -434,7 +434,6 @@ class Generator:
             starts = self.today - timedelta(days=rng.randint(1, 60)) if status != G.EXPIRED else ws
             ends = starts + timedelta(days=90)
             grants.append((gid, org, aid, model, count, hours, 0, starts, ends, status, "", "", decided or self.now))
-            unix.append((None, gid, next(uid_numbers), self.now))
             if status not in (G.ACTIVE, G.SUSPENDED, G.PROVISIONING):
                 continue
             nodes = by_model[model]
@@ -459,7 +458,7 @@ class Generator:
                                      "active", ends + timedelta(days=7), self.now))  # fmt: skip
                 if person not in user_unix:
                     user_unix.add(person)
-                    unix.append((person, None, next(uid_numbers), self.now))
+                    unix.append((person, next(uid_numbers), self.now))
                 if status == G.ACTIVE:
                     sessions.append((gid, node, account_ids[key], f"/run/gpu-portal/jupyter/grant-{gid}.sock",
                                      uuid.UUID(int=rng.getrandbits(128)).hex, "running", self.now))  # fmt: skip
@@ -483,7 +482,7 @@ class Generator:
             grants,
         )  # fmt: skip
         self.put(Assignment, ["grant_id", "node_id", "gpu_id", "period", "created_at"], assignments)
-        self.put(UnixId, ["user_id", "grant_id", "number", "created_at"], unix)
+        self.put(UnixId, ["user_id", "number", "created_at"], unix)
         self.put(NodeAccount, ["id", "user_id", "node_id", "username", "state", "expires_on", "updated_at"], accounts)
         self.put(
             JupyterSession, ["grant_id", "node_id", "account_id", "socket_path", "token_nonce", "state", "updated_at"],

@@ -402,6 +402,9 @@ def main(encoded: str) -> int:
         old = installed_digest(data["agent_path"])
         if old and old != data["agent_sha256"]:
             install_sudoers(user, sudoers_rule(user, data["agent_path"], [old, data["agent_sha256"]], data["verbs"]))
+            # sudo reads its rules, then digests the file: one that read the old rule a moment
+            # ago must finish that check before the file changes under it.
+            time.sleep(1)
         digest = install_agent(base64.b64decode(data["agent_b64"]), data["agent_sha256"], data["agent_path"])
         write_root_file(data["config_path"], json.dumps(config, indent=2).encode(), 0o644)
         install_sudoers(user, sudoers_rule(user, data["agent_path"], [digest], data["verbs"]))

@@ -389,7 +389,7 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
         # existing accounts), then keys, CUDA_VISIBLE_DEVICES and Jupyter. A node that lost
         # everything (reinstalled, or `make clean-demo`) is rebuilt: GPU access ahead of a missing
         # account would leave that member out.
-        wanted = []
+        wanted, recreated = [], set()
         for account in accounts:
             seen = report.get(account.username, {"exists": False})
             grant = live.of_member(account.user).first()
@@ -400,11 +400,15 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             expires_on = account.expires_on or grant.ends_on + timedelta(days=settings.ACCOUNT_GRACE_DAYS)
             if not seen.get("exists") or seen.get("locked"):
                 queue(account, K.ENSURE_ACCOUNT, account_payload(account, expires_on), grant)
+                recreated.add(account.username)
             wanted.append((account, grant, seen))
         for grant in live:
             # devices_ok: each GPU is held by this grant and its ACL is exactly the uids of the
-            # members whose account exists on the node.
-            if grant.pk not in open_gpu_tasks and not grant_report.get(grant_label(grant), {}).get("devices_ok"):
+            # members whose account exists on the node; an account made again above is not in
+            # that ACL yet.
+            ok = grant_report.get(grant_label(grant), {}).get("devices_ok")
+            ok = ok and not recreated & set(members_of[grant.pk])
+            if grant.pk not in open_gpu_tasks and not ok:
                 queue_grant_gpus(grant, node, [a for a in accounts if a.username in members_of[grant.pk]])
                 created.append(node.tasks.latest("pk"))
         for account, grant, seen in wanted:
