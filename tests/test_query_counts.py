@@ -26,7 +26,7 @@ BUDGET = {
     "/applications/ (largest organisation's owner)": 4,
     "/applications/<id>/": 11,
     "/calls/": 5,
-    "/grants/<id>/ (most tasks)": 10,
+    "/grants/<id>/ (most tasks)": 16,  # + use (usage hours), the month so far (ledger: 4), idle notices
     "/organisations/ (largest organisation's owner)": 3,
     "/organisations/<id>/ (largest organisation)": 8,
     "/keys/": 3,
@@ -35,8 +35,8 @@ BUDGET = {
     "/billing/hour-packs/ (largest organisation's owner)": 5,
     "admin review queue": 10,
     "admin application list, unfiltered": 10,
-    "admin application change page": 12,
-    "admin decision page": 14,
+    "admin application change page": 13,  # + the organisation's unpaid invoices
+    "admin decision page": 18,  # + the cost of the request and the award, the organisation's past use
     "admin grant list": 5,
     "admin grant change page": 8,
     "admin node list": 5,

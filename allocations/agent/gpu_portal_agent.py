@@ -469,8 +469,10 @@ def verb_ensure_account(data: dict, config: dict) -> dict:
     created = entry is None
     if created:
         if not resuming:
-            if record:
+            if record and record.get("uid") != uid:
                 raise AgentError("not_managed", f"{username} has a record for another uid on this node")
+            # The same name and uid as recorded: an account removed behind the agent's back
+            # (a wiped node) is made again.
             for lookup, what in ((pwd.getpwuid, "uid"), (grp.getgrgid, "group id")):
                 holder = _holder(lookup, uid)
                 if holder is not None:
