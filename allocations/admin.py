@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
 from allocations import admin_confirm
@@ -384,9 +385,10 @@ class AssignmentInline(LatestRowsInline):
 
 @admin.register(Grant)
 class GrantAdmin(ScaledAdmin):
-    list_display = ["pk", "organisation", "gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "status"]
+    list_display = ["pk", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
     list_filter = ["status", "gpu_model"]
-    list_select_related = ["organisation"]
+    # One query for the page: the application and its PI joined, the node a subquery.
+    list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
     actions = ["provision", "suspend", "resume", "revoke"]
@@ -399,7 +401,33 @@ class GrantAdmin(ScaledAdmin):
         belong (or belonged) to the organisation neither see nor act on its grants (404)."""
         from portal.models import Application
 
-        return super().get_queryset(request).filter(application__in=Application.objects.reviewable_by(request.user))
+        node = Assignment.objects.filter(grant=OuterRef("pk")).order_by("-pk").values("node__hostname")[:1]
+        return (
+            super()
+            .get_queryset(request)
+            .filter(application__in=Application.objects.reviewable_by(request.user))
+            .annotate(node_hostname=Subquery(node))
+        )
+
+    @admin.display(description=_("title"), ordering="application__title")
+    def title(self, obj: Grant) -> str:
+        return Truncator(obj.application.title).chars(60)  # the other columns stay on a 1400 px screen
+
+    @admin.display(description=_("principal investigator"), ordering="application__principal_investigator__email")
+    def principal_investigator(self, obj: Grant) -> str:
+        return obj.application.principal_investigator.email
+
+    @admin.display(description=_("node"), ordering="node_hostname")
+    def node(self, obj: Grant) -> str:
+        return obj.node_hostname or "—"
+
+    @admin.display(description=_("GPUs"), ordering="gpu_count")
+    def gpus(self, obj: Grant) -> str:
+        return f"{obj.gpu_count}× {obj.gpu_model}"
+
+    @admin.display(description=_("period"), ordering="starts_on")
+    def period(self, obj: Grant) -> str:
+        return f"{obj.starts_on:%Y-%m-%d} – {obj.ends_on:%Y-%m-%d}"
 
     def has_add_permission(self, request) -> bool:
         return False  # grants are created by approving an application
