@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
+from allocations import admin_confirm
+from allocations.admin_confirm import confirmation_page, confirmed
 from allocations.models import (
     Assignment,
     Gpu,
@@ -30,6 +33,7 @@ from allocations.models import (
 )
 from allocations.services import grants as grant_services
 from allocations.services.enqueue import enqueue_node
+from allocations.services.keys import sshkey_remove
 from allocations.services.node_operations import node_operation_latest, node_operation_queue, node_pin_fetched_key
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
@@ -200,24 +204,61 @@ class NodeAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     def read_inventory(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         self._queue(request, queryset, NodeOperation.Kind.INVENTORY)
 
-    def _set_status(self, request: HttpRequest, queryset: QuerySet[Node], status: str, reason: str) -> None:
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Node], status: str, reason: str) -> list[str]:
+        done = []
         for node in queryset:
             try:
                 node_set_status(node=node, status=status, actor=request.user, reason=reason)
             except PortalError as exc:
                 self.message_user(request, f"{node}: {exc.message}", messages.ERROR)
+            else:
+                done.append(node.hostname)
+        return done
+
+    def _confirm_status(
+        self, request: HttpRequest, queryset: QuerySet[Node], *, action: str, status: str, title: str, button: str
+    ) -> TemplateResponse:
+        return confirmation_page(
+            self, request, action=action, title=title, button=button,
+            intro=_("Please check what happens to each node before you confirm."),
+            rows=[admin_confirm.node_consequences(node, new_status=status) for node in queryset],
+            selected=[node.pk for node in queryset],
+        )  # fmt: skip
 
     @admin.action(description=_("Drain (no new grants)"), permissions=["change"])
-    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        self._set_status(request, queryset, Node.Status.DRAINING, "drained by an operator")
+    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        if not confirmed(request):
+            return self._confirm_status(
+                request, queryset, action="drain", status=Node.Status.DRAINING,
+                title=_("Drain these nodes?"), button=_("Yes, drain"),
+            )  # fmt: skip
+        done = self._set_status(request, queryset, Node.Status.DRAINING, "drained by an operator")
+        if done:
+            self.message_user(
+                request,
+                _("Drained: %(nodes)s. Their grants keep running; no new grant is placed there.")
+                % {"nodes": ", ".join(done)},
+            )
+        return None
 
     @admin.action(description=_("Bring online"), permissions=["change"])
     def bring_online(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         self._set_status(request, queryset, Node.Status.ONLINE, "")
 
     @admin.action(description=_("Take offline"), permissions=["change"])
-    def take_offline(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
-        self._set_status(request, queryset, Node.Status.OFFLINE, "taken offline by an operator")
+    def take_offline(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        if not confirmed(request):
+            return self._confirm_status(
+                request, queryset, action="take_offline", status=Node.Status.OFFLINE,
+                title=_("Take these nodes offline?"), button=_("Yes, take offline"),
+            )  # fmt: skip
+        done = self._set_status(request, queryset, Node.Status.OFFLINE, "taken offline by an operator")
+        if done:
+            self.message_user(
+                request,
+                _("Taken offline: %(nodes)s. No new grant is placed there.") % {"nodes": ", ".join(done)},
+            )
+        return None
 
     @admin.action(description=_("Reconcile now"), permissions=["change"])
     def reconcile(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
@@ -344,9 +385,10 @@ class AssignmentInline(LatestRowsInline):
 
 @admin.register(Grant)
 class GrantAdmin(ScaledAdmin):
-    list_display = ["pk", "organisation", "gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "status"]
+    list_display = ["pk", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
     list_filter = ["status", "gpu_model"]
-    list_select_related = ["organisation"]
+    # One query for the page: the application and its PI joined, the node a subquery.
+    list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
     actions = ["provision", "suspend", "resume", "revoke"]
@@ -359,25 +401,76 @@ class GrantAdmin(ScaledAdmin):
         belong (or belonged) to the organisation neither see nor act on its grants (404)."""
         from portal.models import Application
 
-        return super().get_queryset(request).filter(application__in=Application.objects.reviewable_by(request.user))
+        node = Assignment.objects.filter(grant=OuterRef("pk")).order_by("-pk").values("node__hostname")[:1]
+        return (
+            super()
+            .get_queryset(request)
+            .filter(application__in=Application.objects.reviewable_by(request.user))
+            .annotate(node_hostname=Subquery(node))
+        )
+
+    @admin.display(description=_("title"), ordering="application__title")
+    def title(self, obj: Grant) -> str:
+        return Truncator(obj.application.title).chars(60)  # the other columns stay on a 1400 px screen
+
+    @admin.display(description=_("principal investigator"), ordering="application__principal_investigator__email")
+    def principal_investigator(self, obj: Grant) -> str:
+        return obj.application.principal_investigator.email
+
+    @admin.display(description=_("node"), ordering="node_hostname")
+    def node(self, obj: Grant) -> str:
+        return obj.node_hostname or "—"
+
+    @admin.display(description=_("GPUs"), ordering="gpu_count")
+    def gpus(self, obj: Grant) -> str:
+        return f"{obj.gpu_count}× {obj.gpu_model}"
+
+    @admin.display(description=_("period"), ordering="starts_on")
+    def period(self, obj: Grant) -> str:
+        return f"{obj.starts_on:%Y-%m-%d} – {obj.ends_on:%Y-%m-%d}"
 
     def has_add_permission(self, request) -> bool:
         return False  # grants are created by approving an application
 
-    def _each(self, request, queryset, action, **kwargs) -> None:
+    def _each(self, request, queryset, action, **kwargs) -> list[str]:
+        done = []
         for grant in queryset:
             try:
                 action(grant=grant, **kwargs)
             except PortalError as exc:
                 self.message_user(request, f"#{grant.pk}: {exc.message}", messages.ERROR)
+            else:
+                done.append(f"#{grant.pk}")
+        return done
+
+    def _end(self, request, queryset, *, action: str, status: str, service, reason: str, title, button, done_message):
+        """Suspend or revoke after a confirmation page that lists each grant, the members who
+        lose access and the nodes."""
+        queryset = queryset.select_related("application", "organisation")
+        if not confirmed(request):
+            return confirmation_page(
+                self, request, action=action, title=title, button=button,
+                intro=_("The members listed lose their SSH and Jupyter access at once."),
+                rows=[admin_confirm.grant_consequences(grant, new_status=status) for grant in queryset],
+                selected=[grant.pk for grant in queryset],
+            )  # fmt: skip
+        done = self._each(request, queryset, service, actor=request.user, reason=reason)
+        if done:
+            self.message_user(request, done_message % {"grants": ", ".join(done)})
+        return None
 
     @admin.action(description=_("Place and provision now"), permissions=["change"])
     def provision(self, request, queryset) -> None:
         self._each(request, queryset.filter(status=Grant.Status.PENDING), grant_services.grant_provision)
 
     @admin.action(description=_("Suspend (remove access, keep GPUs)"), permissions=["change"])
-    def suspend(self, request, queryset) -> None:
-        self._each(request, queryset, grant_services.grant_suspend, actor=request.user, reason="suspended by staff")
+    def suspend(self, request, queryset) -> HttpResponse | None:
+        return self._end(
+            request, queryset, action="suspend", status=Grant.Status.SUSPENDED,
+            service=grant_services.grant_suspend, reason="suspended by staff",
+            title=_("Suspend these grants?"), button=_("Yes, suspend"),
+            done_message=_("Suspended: %(grants)s. Their members' access is being removed; the GPUs stay reserved."),
+        )  # fmt: skip
 
     @admin.action(description=_("Resume"), permissions=["change"])
     def resume(self, request, queryset) -> None:
@@ -386,8 +479,13 @@ class GrantAdmin(ScaledAdmin):
         )
 
     @admin.action(description=_("Revoke (remove access, free GPUs)"), permissions=["change"])
-    def revoke(self, request, queryset) -> None:
-        self._each(request, queryset, grant_services.grant_revoke, actor=request.user, reason="revoked by staff")
+    def revoke(self, request, queryset) -> HttpResponse | None:
+        return self._end(
+            request, queryset, action="revoke", status=Grant.Status.REVOKED,
+            service=grant_services.grant_revoke, reason="revoked by staff",
+            title=_("Revoke these grants?"), button=_("Yes, revoke"),
+            done_message=_("Revoked: %(grants)s. Their members' access is being removed and the GPUs are freed."),
+        )  # fmt: skip
 
 
 class NodeAccountEventInline(LatestRowsInline):
@@ -426,6 +524,34 @@ class SshKeyAdmin(ScaledAdmin):
     list_select_related = ["user"]
     search_fields = ["user__email", "fingerprint"]
     readonly_fields = ["user", "key_type", "public_key", "fingerprint", "bits", "created_at"]
+    actions = ["remove_keys"]
+
+    def get_actions(self, request, action_location=admin.ActionLocation.CHANGE_LIST):
+        """No bulk delete: a key removed with a plain delete would stay on the nodes."""
+        actions = super().get_actions(request, action_location=action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request, obj: SshKey) -> None:
+        sshkey_remove(ssh_key=obj)  # the nodes follow, as when the user removes it
+
+    @admin.action(description=_("Remove the selected keys from their owners' accounts"), permissions=["delete"])
+    def remove_keys(self, request: HttpRequest, queryset: QuerySet[SshKey]) -> HttpResponse | None:
+        queryset = queryset.select_related("user")
+        if not confirmed(request):
+            return confirmation_page(
+                self, request, action="remove_keys", title=_("Remove these keys?"), button=_("Yes, remove"),
+                intro=_("Each key is removed from its owner's account and from the nodes where they have access."),
+                rows=[admin_confirm.key_consequences(key) for key in queryset],
+                selected=[key.pk for key in queryset],
+            )  # fmt: skip
+        keys = list(queryset)
+        self.log_deletions(request, queryset)
+        for key in keys:
+            sshkey_remove(ssh_key=key)
+        removed = [f"{key.fingerprint} ({key.user.email})" for key in keys]
+        self.message_user(request, _("Removed: %(keys)s.") % {"keys": ", ".join(removed)})
+        return None
 
 
 from allocations import admin_metering  # noqa: E402, F401 - registers the metering admin

@@ -131,13 +131,13 @@ def test_the_admin_shows_status_read_only_and_changes_it_through_actions(db, cli
     assert 'name="status"' not in page  # read-only: no form field to write it
 
     changelist = "/admin/allocations/node/"
-    client.post(changelist, {"action": "drain", "_selected_action": [node.pk]})
+    client.post(changelist, {"action": "drain", "_selected_action": [node.pk], "confirm": "1"})
     node.refresh_from_db()
     assert node.status == N.DRAINING
     event = NodeEvent.objects.filter(node=node).latest("pk")
     assert (event.old_status, event.new_status, event.actor) == ("online", "draining", operator)
 
-    client.post(changelist, {"action": "take_offline", "_selected_action": [node.pk]})
+    client.post(changelist, {"action": "take_offline", "_selected_action": [node.pk], "confirm": "1"})
     client.post(changelist, {"action": "bring_online", "_selected_action": [node.pk]})
     node.refresh_from_db()
     assert node.status == N.ONLINE

@@ -3,6 +3,7 @@ Django's live server on a free loopback port."""
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -45,3 +46,19 @@ def page(browser, live_server):
     page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
     yield page
     context.close()
+
+
+def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> None:
+    """Sign in through the portal's login form (the admin's too), with the authenticator code of
+    `totp_secret` when the account has one (staff)."""
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.click("main form[action^='/accounts/login/'] button[type=submit]")
+    if totp_secret:
+        page.wait_for_url("**/2fa/authenticate/**")
+        page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, int(time.time()) // 30)))
+        page.click("main form button[type=submit]")
+    page.wait_for_load_state()

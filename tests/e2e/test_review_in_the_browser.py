@@ -1,15 +1,14 @@
 """An approver signs in with password and authenticator code, reviews and approves an
 application in the admin, in a real browser with the CSP enforced."""
 
-import time
-
 import pytest
-from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 from django.contrib.auth.models import Permission
 
 from allocations.models import Grant
 from portal.services import applications as svc
+from tests.e2e.conftest import sign_in
 from tests.factories import ApplicationFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -33,14 +32,7 @@ def test_an_approver_reviews_and_approves(page):
     secret = generate_totp_secret()
     TOTP.activate(approver, secret)
 
-    page.goto("/admin/")
-    page.fill("input[name=login]", approver.email)
-    page.fill("input[name=password]", settings.DEMO_PASSWORD)
-    page.click("main form[action^='/accounts/login/'] button[type=submit]")
-    page.wait_for_url("**/2fa/authenticate/**")
-    page.fill("input[name=code]", format_hotp_value(hotp_value(secret, int(time.time()) // 30)))
-    page.click("main form button[type=submit]")
-    page.wait_for_url("**/admin/**")
+    sign_in(page, approver.email, settings.DEMO_PASSWORD, secret)
 
     page.goto("/admin/portal/application/")
     page.click("text=Protein language model")

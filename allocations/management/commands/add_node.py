@@ -1,14 +1,15 @@
 """Register a GPU node and pin its SSH host key after the operator confirms the fingerprint."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from allocations import ssh
 from allocations.models import GpuModel, Node
 from allocations.services import nodes
 from portal.errors import PortalError
+from portal.management.operator import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Register a node, fetch its host key and pin it once you confirm the SHA256 fingerprint "
         "(compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node's console)."

@@ -2,13 +2,14 @@
 through the restricted provisioning account."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from allocations import ssh
 from allocations.models import Node
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings
 from allocations.services import nodes
 from allocations.services.node_status import node_report_inventory
+from portal.management.operator import OperatorCommand
 
 NVML_ERRORS = {"nvml_missing", "nvml_unavailable"}
 NO_NVML = (
@@ -19,7 +20,7 @@ NO_NVML = (
 )
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Bootstrap a registered node (agent, provisioning account, sudo rule) and read its GPUs."
 
     def add_arguments(self, parser) -> None:

@@ -1,12 +1,11 @@
 """Compare every node with what the database wants and repair drift now (also run periodically)."""
 
-from django.core.management.base import BaseCommand
-
 from allocations.jobs import node_tasks_job, reconcile_nodes_job
 from allocations.models import Node, ProvisioningTask
+from portal.management.operator import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Reconcile every node now and run the repairs in this process."
 
     def handle(self, *args, **opts) -> None:

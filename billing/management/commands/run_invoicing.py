@@ -2,10 +2,11 @@
 
 from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from billing.services.invoices import invoices_run
+from portal.management.operator import OperatorCommand
 
 
 def parse_month(value: str) -> date:
@@ -16,7 +17,7 @@ def parse_month(value: str) -> date:
         raise CommandError(f"--month must be YYYY-MM, not {value!r}") from exc
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Issue one invoice per organisation with charges for a calendar month (idempotent)."
 
     def add_arguments(self, parser) -> None:

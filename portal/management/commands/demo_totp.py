@@ -10,12 +10,13 @@ from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from allauth.mfa.utils import decrypt
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from portal.management.commands.seed_demo import USERS
+from portal.management.operator import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Print the current TOTP code of every demo staff user (development only)."
 
     def handle(self, *args: object, **options: object) -> None:

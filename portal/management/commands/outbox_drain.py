@@ -1,11 +1,10 @@
 """Send the outbox's unsent jobs and e-mails to RQ now (the cron does it every minute)."""
 
-from django.core.management.base import BaseCommand
-
+from portal.management.operator import OperatorCommand
 from portal.outbox import outbox_backlog, outbox_drain
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Send unsent outbox messages (jobs and e-mails) to the RQ queues."
 
     def handle(self, *args, **options) -> None:

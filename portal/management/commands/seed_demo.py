@@ -13,13 +13,14 @@ from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from allauth.mfa.utils import decrypt
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
 from allocations.models import GpuModel, Node
 from billing.models import Rate
+from portal.management.operator import OperatorCommand
 from portal.models import Application, Call, CallBudget, Membership, Organisation, OrganisationDomain, User
 
 # (kind, name_ko, name_en, domains, business registration number, founded)
@@ -99,7 +100,7 @@ RATES = {
 OLD_PLACEHOLDER_NODES = ["gpu-a100-01", "gpu-h100-01", "gpu-h100-02", "gpu-h200-01"]
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create the demo world (organisations, users, groups, calls, rates, the demo node). Idempotent."
 
     def add_arguments(self, parser) -> None:

@@ -1,0 +1,2 @@
+DATETIME_FORMAT = "Y년 n월 j일 g:i A T"
+SHORT_DATETIME_FORMAT = "Y-n-j H:i T"

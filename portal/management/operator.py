@@ -1,0 +1,38 @@
+"""Management commands speak the operator's language, consistently: English unless the
+operator's locale (LANGUAGE, then LC_ALL, LC_MESSAGES, LANG, as gettext reads them) names a
+language the portal has. Without this, a command printed the portal's default language (Korean)
+for messages that come from services and English for its own lines."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import translation
+
+FALLBACK = "en"
+
+
+def operator_language(environ: dict[str, str] | None = None) -> str:
+    """The first language of the operator's locale that the portal offers, else English."""
+    environ = os.environ if environ is None else environ
+    offered = {code for code, _name in settings.LANGUAGES}
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(variable, "")
+        if not value:
+            continue
+        for entry in value.split(":"):  # LANGUAGE may list several: "ko:en"
+            code = entry.split(".")[0].split("@")[0].split("_")[0].lower()
+            if code in offered:
+                return code
+        return FALLBACK  # the first variable set decides, as in gettext ("C", "POSIX", "de_DE": English)
+    return FALLBACK
+
+
+class OperatorCommand(BaseCommand):
+    """A command whose every message (its own and the services') is in the operator's language."""
+
+    def execute(self, *args, **options):
+        with translation.override(operator_language()):
+            return super().execute(*args, **options)
