@@ -204,6 +204,7 @@ def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_setti
         [sys.executable, "-c", f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'portal.settings');"
          f"django.setup(); from allocations.jobs import node_tasks_job; node_tasks_job({node.pk})"],
         env=env, cwd=django_settings.BASE_DIR, start_new_session=True,
+        stdout=(log := open(tmp_path / "worker.log", "wb")), stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     task = None
@@ -212,7 +213,11 @@ def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_setti
         if task:
             break
         time.sleep(0.02)
-    assert task is not None, "the worker never reached the Jupyter step"
+    log.close()
+    states = list(ProvisioningTask.objects.filter(grant=grant).values_list("kind", "state", "last_error"))
+    assert task is not None, (
+        f"the worker never reached the Jupyter step: {states}; worker: {(tmp_path / 'worker.log').read_text()[-2000:]}"
+    )
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     task.refresh_from_db()
