@@ -120,11 +120,18 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable[S
 
 
 def reset_sequences(*model_list: type[models.Model]) -> None:
-    from django.core.management.color import no_style
-
+    """Move each id sequence past the ids written with COPY, never back: setval is not undone by
+    a rollback, so lowering a sequence (Django's sequence_reset_sql sets it to max(id)) would
+    hand out ids again that earlier work already used (the query-count tests roll back)."""
     with connection.cursor() as cursor:
-        for sql in connection.ops.sequence_reset_sql(no_style(), model_list):
-            cursor.execute(sql)
+        for model in model_list:
+            table, pk = model._meta.db_table, model._meta.pk.column
+            cursor.execute(
+                f"""SELECT setval(s::regclass, GREATEST(coalesce((SELECT max("{pk}") FROM "{table}"), 1),
+                                                    coalesce(pg_sequence_last_value(s::regclass), 1)))
+                    FROM pg_get_serial_sequence(%s, %s) AS s""",  # noqa: S608 - names from the models
+                [table, pk],
+            )
 
 
 def tsrange(start: date, end: date) -> str:
