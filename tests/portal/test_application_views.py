@@ -13,24 +13,6 @@ from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
-@pytest.fixture
-def researcher(db):
-    domain = OrganisationDomainFactory(domain="snu-demo.ac.kr")
-    return MembershipFactory(user=UserFactory(email="kim@snu-demo.ac.kr"), organisation=domain.organisation)
-
-
-@pytest.fixture
-def call(db):
-    return CallFactory()
-
-
-@pytest.fixture
-def browser(client, researcher):
-    client.force_login(researcher.user)
-    client.cookies["django_language"] = "en"
-    return client
-
-
 def form_data(call, researcher, **changes):
     data = {
         "organisation": researcher.organisation_id,

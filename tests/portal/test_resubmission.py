@@ -7,26 +7,8 @@ import uuid
 import pytest
 
 from portal.models import Application, OutboxMessage
-from tests.factories import CallFactory, MembershipFactory, OrganisationDomainFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory
 from tests.portal.test_application_views import form_data
-
-
-@pytest.fixture
-def researcher(db):
-    domain = OrganisationDomainFactory(domain="snu-demo.ac.kr")
-    return MembershipFactory(user=UserFactory(email="kim@snu-demo.ac.kr"), organisation=domain.organisation)
-
-
-@pytest.fixture
-def call(db):
-    return CallFactory()
-
-
-@pytest.fixture
-def browser(client, researcher):
-    client.force_login(researcher.user)
-    client.cookies["django_language"] = "en"
-    return client
 
 
 def mails_to(email: str) -> int:
