@@ -283,7 +283,8 @@ class CallBudgetInline(admin.TabularInline):
 
 @admin.register(Call)
 class CallAdmin(ScaledAdmin):
-    list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours", "copay_percent"]
+    list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours", "copay_percent", "past_subsidy"]
+    list_filter = ["past_subsidy"]
     search_fields = ["title_en", "title_ko"]
     inlines = [CallBudgetInline]
 

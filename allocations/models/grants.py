@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models.nodes import Gpu, GpuModel, Node
+from billing.policy import PastSubsidy
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
 
@@ -87,6 +88,10 @@ class Grant(models.Model):
         _("subsidised GPU-hours"), validators=[MinValueValidator(1), MaxValueValidator(MAX_GPU_HOURS)]
     )
     copay_percent = models.PositiveSmallIntegerField(_("co-payment percent"), validators=[MaxValueValidator(100)])
+    # Copied from the call at approval, like the co-payment: the terms the applicant applied under.
+    past_subsidy = models.CharField(
+        _("after the subsidised hours"), max_length=16, choices=PastSubsidy.choices, default=PastSubsidy.SUSPEND
+    )
     starts_on = models.DateField(_("start"))
     ends_on = models.DateField(_("end"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)

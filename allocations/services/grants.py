@@ -63,6 +63,7 @@ def grant_create(
         gpu_count=gpu_count,
         gpu_hours=gpu_hours,
         copay_percent=application.call.copay_percent,
+        past_subsidy=application.call.past_subsidy,
         starts_on=starts_on,
         ends_on=ends_on,
         budget_override_reason=budget_override_reason,

@@ -14,10 +14,10 @@ from django.utils import timezone
 from allocations.models import Grant
 from allocations.services.grants import grant_resume, grant_suspend
 from billing.models import BillingAccount, Invoice, InvoiceLine, SubsidyAlert
+from billing.policy import PastSubsidy
 from billing.services.recipients import billing_recipients
 from billing.services.statements import grant_subsidy_used_minutes, pack_minutes_left
 from portal.mail import mail_render_and_enqueue
-from portal.models import Organisation
 
 log = logging.getLogger(__name__)
 G = Grant.Status
@@ -72,12 +72,13 @@ def grants_resume_after_payment(*, organisation_id: int, today=None) -> list[int
 
 
 def grants_resume_after_funding(*, organisation_id: int) -> list[int]:
-    """A company that saved a card or bought prepaid hours gets back the grants suspended because
-    their subsidy ran out (they are billed from now on)."""
+    """An organisation that saved a card or bought prepaid hours gets back the grants of a
+    grace-period call suspended because their subsidy ran out (they are billed from now on).
+    Grants of a call that suspends at 100 % stay suspended."""
     resumed = []
     suspended = Grant.objects.filter(
         organisation_id=organisation_id,
-        organisation__kind__in=Organisation.COMPANY_KINDS,
+        past_subsidy=PastSubsidy.GRACE,
         status=G.SUSPENDED,
         status_reason=SUBSIDY_SPENT_REASON,
         ends_on__gte=timezone.localdate(),
@@ -90,8 +91,8 @@ def grants_resume_after_funding(*, organisation_id: int) -> list[int]:
 
 
 def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
-    """A company keeps running past its subsidy (billed at the published rate) when it has a
-    saved card or prepaid hours of the grant's GPU model."""
+    """A grace-period grant keeps running past its subsidy (billed at the published rate) when
+    the organisation has a saved card or prepaid hours of the grant's GPU model."""
     account = BillingAccount.objects.filter(organisation_id=grant.organisation_id).first()
     if account is not None and account.has_card:
         return True
@@ -101,9 +102,10 @@ def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
 
 @transaction.atomic
 def grant_subsidy_check(*, grant_id: int, now: datetime | None = None) -> str:
-    """E-mail at 80 % and 100 % of the subsidised hours, once each. Past 100 %: an academic or
-    public organisation's grant is suspended; a company's keeps running, billed, when it can pay,
-    and is suspended SUBSIDY_GRACE_HOURS after the 100 % notice otherwise."""
+    """E-mail at 80 % and 100 % of the subsidised hours, once each. Past 100 % the grant's call
+    decides (copied onto the grant at approval): SUSPEND suspends it; BILLABLE keeps it running,
+    billed; GRACE keeps it running, billed, when the organisation can pay, and suspends it
+    SUBSIDY_GRACE_HOURS after the 100 % notice otherwise."""
     now = now or timezone.now()
     grant = Grant.objects.select_for_update().select_related("organisation", "application").get(pk=grant_id)
     if grant.status != G.ACTIVE:
@@ -118,10 +120,10 @@ def grant_subsidy_check(*, grant_id: int, now: datetime | None = None) -> str:
                 _alert(grant, threshold)
     if percent < 100:
         return f"{percent}%"
-    if grant.organisation.kind not in Organisation.COMPANY_KINDS:
+    if grant.past_subsidy == PastSubsidy.SUSPEND:
         grant_suspend(grant=grant, actor=None, reason=SUBSIDY_SPENT_REASON)
         return "suspended"
-    if _can_pay_beyond_subsidy(grant, now):
+    if grant.past_subsidy == PastSubsidy.BILLABLE or _can_pay_beyond_subsidy(grant, now):
         return "billed"
     alerted = SubsidyAlert.objects.get(grant=grant, percent=100).created_at
     if now - alerted >= timedelta(hours=settings.SUBSIDY_GRACE_HOURS):

@@ -12,6 +12,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import GpuModel
+from billing.policy import PastSubsidy
 from portal.models.organisations import Organisation
 from portal.validators import MAX_CALL_BUDGET_GPU_HOURS, MAX_GPU_HOURS, MAX_STARTUP_AGE_YEARS
 
@@ -43,6 +44,13 @@ class Call(models.Model):
     )
     copay_percent = models.PositiveSmallIntegerField(
         _("co-payment percent"), default=0, validators=[MaxValueValidator(100)]
+    )
+    past_subsidy = models.CharField(
+        _("after the subsidised hours"),
+        max_length=16,
+        choices=PastSubsidy.choices,
+        default=PastSubsidy.SUSPEND,
+        help_text=_("What happens to a grant of this call once its subsidised GPU-hours are used up."),
     )
     allocation_starts_on = models.DateField(_("allocation window starts"))
     allocation_ends_on = models.DateField(_("allocation window ends"))

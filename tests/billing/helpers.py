@@ -11,6 +11,7 @@ from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from allocations.models import AccessInterval, Assignment, Gpu, Grant, Node
 from billing.ledger import SEOUL
 from billing.models import Rate
+from billing.policy import past_subsidy_for_kind
 from portal.models import Membership, Organisation
 from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, OrganisationFactory, UserFactory
 
@@ -49,9 +50,13 @@ def grant_for(
     model: str = "H100-80GB",
     status: str = Grant.Status.ACTIVE,
     node: bool = False,
+    past_subsidy: str | None = None,
 ) -> Grant:
+    """A grant under a call of its own; `past_subsidy` defaults to the rule by organisation kind
+    that the data migration gave existing calls (grace for companies, suspend otherwise)."""
     pi = Membership.objects.filter(organisation=org, role=Membership.Role.OWNER).first().user
-    call = CallFactory(copay_percent=copay, eligible_kinds=[org.kind])
+    past_subsidy = past_subsidy or past_subsidy_for_kind(org.kind)
+    call = CallFactory(copay_percent=copay, eligible_kinds=[org.kind], past_subsidy=past_subsidy)
     app = ApplicationFactory(call=call, organisation=org, principal_investigator=pi, gpu_count=gpus, gpu_hours=hours)
     grant = Grant.objects.create(
         organisation=org,
@@ -60,6 +65,7 @@ def grant_for(
         gpu_count=gpus,
         gpu_hours=hours,
         copay_percent=copay,
+        past_subsidy=past_subsidy,
         starts_on=date(2026, 1, 1),
         ends_on=date(2030, 1, 1),
         status=status,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from django.core import mail
 from django.utils import timezone
 
@@ -95,6 +96,45 @@ def test_an_academic_grant_is_suspended_when_its_subsidy_is_used_up(db):
     assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
     grant.refresh_from_db()
     assert grant.status == G.SUSPENDED
+
+
+# (organisation kind, the call's rule, saved card?, hours past the 100 % notice) -> outcome.
+POLICY_CASES = [
+    ("startup", "suspend", True, 0, "suspended"),  # the call, not the kind, decides
+    ("startup", "grace", False, 1, "grace"),
+    ("startup", "grace", True, 1, "billed"),
+    ("startup", "billable", False, 500, "billed"),
+    ("university", "billable", False, 500, "billed"),
+    ("university", "grace", False, 100, "suspended"),
+    ("university", "suspend", False, 0, "suspended"),
+]
+
+
+@pytest.mark.parametrize(("kind", "policy", "card", "later", "outcome"), POLICY_CASES)
+def test_past_100_percent_the_call_decides_what_happens(db, settings, kind, policy, card, later, outcome):
+    settings.SUBSIDY_GRACE_HOURS = 72
+    org, _ = startup(kind=kind, **({"business_registration_number": None} if kind == "university" else {}))
+    now = timezone.now()
+    grant = grant_for(org, hours=1, past_subsidy=policy, intervals=[(now - timedelta(hours=2), None)])
+    if card:
+        BillingAccount.objects.create(organisation=org, stripe_customer_id="cus_p", default_payment_method="pm_p")
+    result = grant_subsidy_check(grant_id=grant.pk, now=now)  # the 100 % notice
+    if later:
+        result = grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=later))
+    assert result == outcome
+    grant.refresh_from_db()
+    assert (grant.status == G.SUSPENDED) is (outcome == "suspended")
+
+
+def test_buying_hours_does_not_bring_back_a_grant_whose_call_suspends_at_100_percent(db):
+    from billing.services.consequences import grants_resume_after_funding
+
+    org, _ = startup()
+    now = timezone.now()
+    grant = grant_for(org, hours=1, past_subsidy="suspend", intervals=[(now - timedelta(hours=2), None)], node=True)
+    assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
+    BillingAccount.objects.create(organisation=org, stripe_customer_id="cus_s", default_payment_method="pm_s")
+    assert grants_resume_after_funding(organisation_id=org.pk) == []
 
 
 def test_a_startup_without_card_or_hours_is_suspended_after_the_grace_period(db, settings):

@@ -51,3 +51,33 @@ def test_out_of_range_numbers_in_the_call_admin_are_form_errors(client, db):
     }  # fmt: skip
     response = client.post("/admin/portal/call/add/", data)
     assert response.status_code == 200  # the form again, with errors; not a 500
+
+
+def test_applicants_see_what_happens_after_the_subsidised_hours_before_applying(client, db):
+    from billing.policy import PastSubsidy
+
+    call = CallFactory(past_subsidy=PastSubsidy.BILLABLE)
+    body = client.get("/calls/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "지원 시간 소진 후" in body and "게시된 요금으로 과금되며 계속 사용" in body
+    app = ApplicationFactory(call=call)
+    client.force_login(app.principal_investigator)
+    form = client.get(f"/calls/{call.pk}/apply/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "게시된 요금으로 과금되며 계속 사용" in form
+
+
+def test_the_grant_keeps_the_rule_of_its_call_at_approval_even_if_the_call_changes_later(db):
+    from billing.policy import PastSubsidy
+    from portal.models import Call
+
+    call = CallFactory(past_subsidy=PastSubsidy.GRACE)
+    approver = UserFactory(is_staff=True)
+    app = ApplicationFactory(call=call, gpu_hours=100)
+    svc.application_submit(application=app, actor=app.principal_investigator)
+    svc.application_start_review(application=app, actor=approver)
+    svc.application_approve(
+        application=app, actor=approver, gpu_model="H100-80GB", gpu_count=1, gpu_hours=100,
+        starts_on=app.starts_on, ends_on=app.ends_on,
+    )  # fmt: skip
+    Call.objects.filter(pk=call.pk).update(past_subsidy=PastSubsidy.SUSPEND)
+    app.grant.refresh_from_db()
+    assert app.grant.past_subsidy == PastSubsidy.GRACE
