@@ -1,5 +1,7 @@
 """Invoices: one per organisation per calendar month (Seoul), numbered INV-YYYY-NNNNNN without
-gaps per year at finalisation. The portal is the system of record; Stripe only collects money."""
+gaps per year at finalisation. A month whose total is ₩0 but drew prepaid hours gets a statement:
+an Invoice row without a number (it records the draws; it takes no number from the series). The
+portal is the system of record; Stripe only collects money."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ class Invoice(models.Model):
         "portal.Organisation", on_delete=models.PROTECT, related_name="invoices", verbose_name=_("organisation")
     )
     month = models.DateField(_("month"), help_text="The first day of the billed month.")
-    number = models.CharField(_("number"), max_length=16, unique=True)
+    # Empty (NULL) only for a ₩0 statement: numbers are for amounts owed.
+    number = models.CharField(_("number"), max_length=16, unique=True, null=True, blank=True)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
     issued_on = models.DateField(_("issued on"))
     due_on = models.DateField(_("due on"))
@@ -60,14 +63,23 @@ class Invoice(models.Model):
         ordering = ["-month", "number"]
         constraints = [
             models.UniqueConstraint(fields=["organisation", "month"], name="invoice_one_per_organisation_month"),
-            models.CheckConstraint(condition=models.Q(number__regex=r"^INV-[0-9]{4}-[0-9]{6}$"), name="invoice_number"),
+            models.CheckConstraint(
+                condition=models.Q(number__regex=r"^INV-[0-9]{4}-[0-9]{6}$")
+                | models.Q(number__isnull=True, total_krw=0),
+                name="invoice_number_or_zero_statement",
+            ),
             models.CheckConstraint(
                 condition=models.Q(total_krw=models.F("supply_krw") + models.F("vat_krw")), name="invoice_total"
             ),
         ]
 
     def __str__(self) -> str:
-        return self.number
+        return self.number or f"{self.month:%Y-%m} statement #{self.pk}"
+
+    @property
+    def is_statement(self) -> bool:
+        """A ₩0 month that only drew prepaid hours: no number, nothing to pay."""
+        return self.number is None
 
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.status]
@@ -95,6 +107,10 @@ class InvoiceLine(models.Model):
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
     percent = models.PositiveSmallIntegerField(_("percent charged"))
     amount_krw = models.BigIntegerField(_("amount (KRW)"))
+    # The pack a prepaid line drew from (packs are drawn oldest first, each only after its purchase).
+    hour_pack = models.ForeignKey(
+        "billing.HourPack", on_delete=models.PROTECT, null=True, blank=True, related_name="lines"
+    )
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

@@ -73,7 +73,8 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     invoice = Invoice.objects.create(
         organisation=organisation,
         month=month,
-        number=_next_number(today.year),
+        # A ₩0 statement takes no number: the series counts only amounts owed, without gaps.
+        number=_next_number(today.year) if supply + vat > 0 else None,
         status=I.OPEN if supply + vat > 0 else I.PAID,
         paid_at=None if supply + vat > 0 else timezone.now(),
         issued_on=today,
@@ -99,11 +100,14 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
             krw_per_gpu_hour=x.krw_per_gpu_hour,
             percent=x.percent,
             amount_krw=x.amount_krw,
+            hour_pack_id=x.pack_id,
             position=n,
         )
         for n, x in enumerate(result.lines)
     )
     InvoiceEvent.objects.create(invoice=invoice, old_status="", new_status=invoice.status, reason="issued")
+    if invoice.is_statement:
+        return invoice, True  # nothing to pay: no e-mail, no charge
     _notify(invoice, "invoice_issued")
     account = BillingAccount.objects.filter(organisation=organisation).first()
     if invoice.status == I.OPEN and account is not None and account.has_card:
@@ -131,7 +135,7 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
         else:
             counts["issued" if created else "existing"] += 1
             state = "issued" if created else "already issued"
-            out(f"[{n}/{len(ids)}] organisation {org_id}: {invoice.number} ₩{invoice.total_krw:,} {state}")
+            out(f"[{n}/{len(ids)}] organisation {org_id}: {invoice} ₩{invoice.total_krw:,} {state}")
     out(f"{month:%Y-%m}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
 

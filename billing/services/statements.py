@@ -33,25 +33,38 @@ def rates_for(tier: str, gpu_models: set[str]) -> dict[str, list[tuple[date, int
     return rates
 
 
-def pack_minutes_left(organisation_id: int, *, before: date, until: datetime) -> dict[str, int]:
-    """Prepaid GPU-minutes per GPU model: packs paid before `until`, less what invoices of months
-    before `before` drew (void invoices drew nothing)."""
-    bought = (
+def packs_left(organisation_id: int, *, before: date, until: datetime) -> list[ledger.Pack]:
+    """The organisation's packs paid before `until`, each with the GPU-minutes left once the
+    invoices of months before `before` have drawn on it (void invoices drew nothing). Prepaid
+    lines written before lines named their pack are taken from the oldest packs first."""
+    paid = list(
         HourPack.objects.filter(organisation_id=organisation_id, status=HourPack.Status.PAID, paid_at__lt=until)
-        .values("gpu_model")
-        .annotate(h=Sum("gpu_hours"))
+        .order_by("paid_at", "pk")
+        .values_list("pk", "gpu_model", "paid_at", "gpu_hours")
     )
-    left = {row["gpu_model"]: row["h"] * 60 for row in bought}
-    drawn = (
-        InvoiceLine.objects.filter(
-            invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
-        )
-        .exclude(invoice__status=Invoice.Status.VOID)
-        .values("gpu_model")
-        .annotate(m=Sum("gpu_minutes"))
+    earlier = InvoiceLine.objects.filter(
+        invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
+    ).exclude(invoice__status=Invoice.Status.VOID)
+    by_pack = dict(
+        earlier.filter(hour_pack__isnull=False).values_list("hour_pack").annotate(m=Sum("gpu_minutes")).order_by()
     )
-    for row in drawn:
-        left[row["gpu_model"]] = left.get(row["gpu_model"], 0) - row["m"]
+    unassigned = dict(
+        earlier.filter(hour_pack__isnull=True).values_list("gpu_model").annotate(m=Sum("gpu_minutes")).order_by()
+    )
+    packs = []
+    for pk, model, paid_at, hours in paid:
+        left = hours * 60 - by_pack.get(pk, 0)
+        legacy = min(max(left, 0), unassigned.get(model, 0))
+        unassigned[model] = unassigned.get(model, 0) - legacy
+        packs.append(ledger.Pack(pk, model, paid_at, left - legacy))
+    return packs
+
+
+def pack_minutes_left(organisation_id: int, *, before: date, until: datetime) -> dict[str, int]:
+    """Prepaid GPU-minutes left per GPU model (see `packs_left`)."""
+    left: dict[str, int] = {}
+    for pack in packs_left(organisation_id, before=before, until=until):
+        left[pack.gpu_model] = left.get(pack.gpu_model, 0) + max(pack.minutes_left, 0)
     return left
 
 
@@ -79,8 +92,8 @@ def organisation_statement(*, organisation: Organisation, start: datetime, end: 
     usages = [grant_usage(g, intervals.get(g.pk, []), start) for g in grants]
     rates = rates_for(organisation.price_tier, {g.gpu_model for g in grants})
     month = start.astimezone(ledger.SEOUL).date().replace(day=1)
-    packs = pack_minutes_left(organisation.pk, before=month, until=end)
-    return ledger.statement(grants=usages, rates=rates, pack_minutes=packs, start=start, end=end)
+    packs = packs_left(organisation.pk, before=month, until=end)
+    return ledger.statement(grants=usages, rates=rates, packs=packs, start=start, end=end)
 
 
 def grant_subsidy_used_minutes(grant: Grant, *, until: datetime) -> int:

@@ -228,3 +228,56 @@ def test_a_worker_killed_inside_an_invoice_leaves_no_gap_and_the_rerun_finishes(
         orgs[2].pk: "INV-2026-000003",
     }
     assert Organisation.objects.count() >= 3
+
+
+def paid_pack(org, hours: int, paid_at, model: str = "H100-80GB"):
+    from billing.models import HourPack
+
+    owner = org.memberships.get(role="owner").user
+    krw = 3000 * hours
+    return HourPack.objects.create(
+        organisation=org, gpu_model=model, gpu_hours=hours, krw_per_gpu_hour=3000, supply_krw=krw,
+        vat_krw=krw // 10, total_krw=krw + krw // 10, status="paid", paid_at=paid_at, bought_by=owner,
+    )  # fmt: skip
+
+
+def test_a_month_that_only_drew_prepaid_hours_gets_a_statement_without_a_number(rates, jobs):
+    prepaid, _ = startup()  # invoiced first (lower id)
+    paying, _ = startup()
+    grant_for(paying, intervals=[(at(2, 9), at(2, 19))])
+    # 1 h subsidy at 0 %, then 4 h from a 10 h pack: ₩0.
+    grant_for(prepaid, copay=0, hours=1, intervals=[(at(2, 9), at(2, 14))])
+    pack = paid_pack(prepaid, 10, at(1, 0, month=10))
+    with jobs.committed():
+        counts = invoices_run(month=NOV, today=ISSUED)
+    assert counts["issued"] == 2
+    statement = Invoice.objects.get(organisation=prepaid)
+    assert (statement.number, statement.total_krw, statement.status) == (None, 0, Invoice.Status.PAID)
+    assert list(statement.lines.values_list("kind", "gpu_minutes", "hour_pack")) == [
+        ("subsidised", 60, None),
+        ("prepaid", 240, pack.pk),
+    ]
+    # The paying organisation's invoice is number 1 whatever the order: the statement took none.
+    assert Invoice.objects.get(organisation=paying).number == "INV-2026-000001"
+    assert InvoiceCounter.objects.get(year=2026).last == 1
+    jobs.run()
+    assert all(prepaid.memberships.get(role="billing").user.email not in m.to for m in mail.outbox)
+
+
+def test_a_pack_drawn_in_one_month_is_not_drawn_again_the_next(rates):
+    org, _ = startup()
+    # 1 h subsidy at 20 %; a 10 h pack bought 1 Oct. October: 7 h = 1 h subsidised (600) + 6 h
+    # prepaid. November: 6 h = 4 h left in the pack + 2 h billable x 3,000 = 6,000, VAT 600.
+    grant_for(org, hours=1, intervals=[(at(2, 9, month=10), at(2, 16, month=10)), (at(3, 9), at(3, 15))])
+    pack = paid_pack(org, 10, at(1, 0, month=10))
+    october, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 10, 1), today=NOV)
+    assert list(october.lines.values_list("kind", "gpu_minutes", "amount_krw")) == [
+        ("subsidised", 60, 600),
+        ("prepaid", 360, 0),
+    ]
+    november, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=ISSUED)
+    assert list(november.lines.values_list("kind", "gpu_minutes", "amount_krw", "hour_pack")) == [
+        ("prepaid", 240, 0, pack.pk),
+        ("billable", 120, 6000, None),
+    ]
+    assert november.total_krw == 6600
