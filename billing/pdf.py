@@ -1,17 +1,24 @@
 """Invoice PDFs, rendered with WeasyPrint from the stored invoice (never recomputed), in Korean
 with a Korean font (fonts-nanum), carrying what a Korean business books: both business
-registration numbers, supply value and VAT separately."""
+registration numbers, supply value and VAT separately.
+
+A finalised invoice's PDF is rendered once, by the invoicing run in the transaction that issues
+it, and stored with its SHA-256 (`InvoiceDocument`); downloads serve those bytes. Nothing renders
+an invoice that already has its document."""
 
 from __future__ import annotations
 
+import hashlib
+
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from billing.models import Invoice
+from billing.models import Invoice, InvoiceDocument
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
-    from weasyprint import HTML  # heavy import (pango): only when a PDF is asked for
+    from weasyprint import HTML  # heavy import (pango): only when a PDF is rendered
 
     with translation.override("ko"):
         html = render_to_string(
@@ -19,3 +26,15 @@ def invoice_pdf(invoice: Invoice) -> bytes:
             {"invoice": invoice, "lines": invoice.lines.select_related("grant").order_by("position")},
         )
     return HTML(string=html).write_pdf()
+
+
+@transaction.atomic
+def invoice_document_store(*, invoice_id: int) -> InvoiceDocument:
+    """The invoice's stored PDF, rendered now only if it has none yet (under the invoice's row
+    lock, so two callers cannot both render)."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    existing = InvoiceDocument.objects.filter(invoice=invoice).first()
+    if existing is not None:
+        return existing
+    content = invoice_pdf(invoice)
+    return InvoiceDocument.objects.create(invoice=invoice, content=content, sha256=hashlib.sha256(content).hexdigest())

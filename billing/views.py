@@ -3,6 +3,8 @@ billing members of an organisation (as they are now; anyone else gets 404)."""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,8 +19,8 @@ from django.views.decorators.http import require_POST
 from allocations.models import GpuModel
 from billing import ledger
 from billing.forms import HourPackForm
-from billing.models import BillingAccount, HourPack, Invoice, Rate
-from billing.pdf import invoice_pdf as render_pdf
+from billing.models import BillingAccount, HourPack, Invoice, InvoiceDocument, Rate
+from billing.pdf import invoice_document_store
 from billing.services import payments
 from billing.services.statements import organisation_statement
 from portal.errors import PortalError
@@ -103,9 +105,17 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    """The document stored when the invoice was finalised, byte for byte (an invoice issued
+    before documents were stored gets its document frozen on this first download)."""
     invoice = get_invoice_for_user(request.user, pk)
-    response = HttpResponse(render_pdf(invoice), content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
+    document = InvoiceDocument.objects.filter(invoice=invoice).first() or invoice_document_store(invoice_id=invoice.pk)
+    content = bytes(document.content)
+    if hashlib.sha256(content).hexdigest() != document.sha256:
+        raise RuntimeError(f"the stored document of invoice {invoice.pk} does not match its SHA-256")
+    response = HttpResponse(content, content_type="application/pdf")
+    name = invoice.number or f"statement-{invoice.month:%Y-%m}"
+    response["Content-Disposition"] = f'inline; filename="{name}.pdf"'
+    response["ETag"] = f'"{document.sha256}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -1,4 +1,4 @@
-from billing.models.invoices import Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
+from billing.models.invoices import Invoice, InvoiceCounter, InvoiceDocument, InvoiceEvent, InvoiceLine
 from billing.models.payments import BillingAccount, HourPack, StripeEvent, SubsidyAlert
 from billing.models.rates import Rate
 
@@ -7,6 +7,7 @@ __all__ = [
     "HourPack",
     "Invoice",
     "InvoiceCounter",
+    "InvoiceDocument",
     "InvoiceEvent",
     "InvoiceLine",
     "Rate",

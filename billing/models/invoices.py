@@ -141,6 +141,24 @@ class InvoiceEvent(models.Model):
         return f"{self.invoice_id}: {self.old_status} -> {self.new_status}"
 
 
+class InvoiceDocument(models.Model):
+    """The invoice's PDF, rendered once when the invoice is finalised and never again: later
+    changes to templates, rates or names cannot change a document already sent. `sha256` is the
+    digest of `content` at rendering (checked when served)."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, primary_key=True, related_name="document")
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    rendered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("invoice document")
+        verbose_name_plural = _("invoice documents")
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: {self.sha256[:12]}"
+
+
 class InvoiceCounter(models.Model):
     """The last number given in a year; locked (SELECT … FOR UPDATE) in the transaction that
     creates the invoice, so numbers are gapless: a rolled-back invoice gives its number back."""

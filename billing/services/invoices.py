@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from billing import ledger
 from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
+from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.recipients import billing_recipients
 from billing.services.statements import organisation_statement, organisations_with_usage
@@ -62,6 +63,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
     existing = Invoice.objects.filter(organisation=organisation, month=month).first()
     if existing is not None:
+        invoice_document_store(invoice_id=existing.pk)  # issued before documents were stored
         return existing, False
     start, end = ledger.month_bounds(month)
     result = organisation_statement(organisation=organisation, start=start, end=end)
@@ -106,6 +108,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
         for n, x in enumerate(result.lines)
     )
     InvoiceEvent.objects.create(invoice=invoice, old_status="", new_status=invoice.status, reason="issued")
+    invoice_document_store(invoice_id=invoice.pk)  # the PDF, frozen with the invoice
     if invoice.is_statement:
         return invoice, True  # nothing to pay: no e-mail, no charge
     _notify(invoice, "invoice_issued")

@@ -111,3 +111,27 @@ def test_the_invoice_list_is_paginated_and_its_queries_do_not_grow_with_invoices
         page = client.get("/billing/invoices/")
     assert len(page.context["page"].object_list) == 24
     assert client.get("/billing/invoices/?page=2").context["page"].object_list[0].number.startswith("INV-")
+
+
+def test_the_pdf_is_the_document_stored_at_finalisation_byte_for_byte(client, invoice, monkeypatch):
+    import hashlib
+
+    from billing.models import InvoiceDocument, Rate
+    from portal.models import Organisation
+
+    stored = InvoiceDocument.objects.get(invoice=invoice)
+    assert hashlib.sha256(bytes(stored.content)).hexdigest() == stored.sha256
+    client.force_login(billing_member(invoice))
+    first = client.get(f"/billing/invoices/{invoice.pk}/pdf/").content
+    # Later the organisation is renamed, its number changes, the rate changes and the template
+    # would render differently: the invoice's document does not change.
+    Organisation.objects.filter(pk=invoice.organisation_id).update(name_ko="새 이름 주식회사", name_en="Renamed Ltd")
+    Rate.objects.update(krw_per_gpu_hour=9999)
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("a finalised invoice was rendered again")
+
+    monkeypatch.setattr("billing.pdf.invoice_pdf", no_rendering)
+    again = client.get(f"/billing/invoices/{invoice.pk}/pdf/")
+    assert again.content == first == bytes(stored.content)
+    assert again["ETag"] == f'"{stored.sha256}"'
