@@ -1,11 +1,18 @@
 import csv
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import BillingAccount, HourPack, Invoice, InvoiceEvent, InvoiceLine, Rate, StripeEvent
+from billing.services.invoices import invoice_void
+from portal.errors import PortalError
 
 
 @admin.register(Rate)
@@ -64,6 +71,10 @@ class InvoiceEventInline(admin.TabularInline):
         return False
 
 
+class VoidForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     """Finance sees invoices and payments; an invoice is never edited (the portal is the system
@@ -84,6 +95,37 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_urls(self):
+        extra = [path("<int:pk>/void/", self.admin_site.admin_view(self.void_view), name="billing_invoice_void")]
+        return extra + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_void": request.user.has_perm("billing.void_invoice")}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def void_view(self, request, pk: int):
+        """Void an unpaid invoice with a reason (permission `billing.void_invoice`)."""
+        if not request.user.has_perm("billing.void_invoice"):
+            raise PermissionDenied
+        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = VoidForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invoice_void(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("The invoice is void."))
+                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Void invoice %(number)s") % {"number": invoice},
+            "invoice": invoice,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoice_void.html", context)
 
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:

@@ -61,6 +61,7 @@ class Invoice(models.Model):
         verbose_name = _("invoice")
         verbose_name_plural = _("invoices")
         ordering = ["-month", "number"]
+        permissions = [("void_invoice", "Can void an unpaid invoice (with a reason)")]
         constraints = [
             models.UniqueConstraint(fields=["organisation", "month"], name="invoice_one_per_organisation_month"),
             models.CheckConstraint(

@@ -160,10 +160,38 @@ def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None) -> Invoice:
     """Paid once: a second notice of the same payment (webhook after the charge's own answer, a
     replay) finds it paid and changes nothing. Grants suspended for non-payment come back."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status == I.VOID:
+        # Money arrived for an invoice finance voided: it stays void; finance refunds the payment.
+        log.warning("payment for void invoice %s: %s", invoice.pk, reason)
+        InvoiceEvent.objects.create(
+            invoice=invoice, actor=actor, old_status=I.VOID, new_status=I.VOID,
+            reason=f"payment received after void, to refund: {reason}",
+        )  # fmt: skip
+        return invoice
     if invoice.status != I.OPEN:
         return invoice
     _transition(invoice, I.PAID, actor=actor, reason=reason)
     _notify(invoice, "invoice_paid")
+    grants_resume_after_payment(organisation_id=invoice.organisation_id)
+    return invoice
+
+
+@transaction.atomic
+def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
+    """Finance (permission `billing.void_invoice`) voids an unpaid invoice, with a reason kept in
+    the invoice's events (actor, time, reason: the audit trail). The number stays used (a void
+    invoice is part of the gapless series); prepaid hours it drew go back to their packs; it is no
+    longer charged, no longer overdue, and grants suspended for it come back. A paid invoice
+    cannot be voided (that needs a credit note)."""
+    if not (actor is not None and actor.has_perm("billing.void_invoice")):
+        raise PortalError(_("Only finance staff can void an invoice."), code="forbidden")
+    reason = (reason or "").strip()
+    if not reason:
+        raise PortalError(_("Say why the invoice is void."), code="reason")
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != I.OPEN:
+        raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
+    _transition(invoice, I.VOID, actor=actor, reason=f"void: {reason}")
     grants_resume_after_payment(organisation_id=invoice.organisation_id)
     return invoice
 

@@ -232,8 +232,8 @@ def _checkout_completed(obj: dict) -> str:
         invoice = Invoice.objects.filter(pk=int(metadata["invoice_id"])).first()
         if invoice is None or obj.get("amount_total") != invoice.total_krw:
             return "invoice mismatch"
-        invoice_mark_paid(invoice_id=invoice.pk, reason=f"paid through Checkout ({obj.get('id')})")
-        return "invoice paid"
+        invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"paid through Checkout ({obj.get('id')})")
+        return _paid_outcome(invoice)
     if kind == "card" and obj.get("setup_intent"):
         account = BillingAccount.objects.filter(stripe_customer_id=obj.get("customer")).first()
         if account is None:
@@ -270,6 +270,10 @@ def _hour_pack_paid(obj: dict, pack_id: int) -> str:
     return "pack credited"
 
 
+def _paid_outcome(invoice: Invoice) -> str:
+    return "invoice void: payment to refund" if invoice.status == Invoice.Status.VOID else "invoice paid"
+
+
 def _intent_outcome(obj: dict, event_type: str) -> str:
     metadata = obj.get("metadata") or {}
     if metadata.get("kind") != "invoice" or "invoice_id" not in metadata:
@@ -278,8 +282,8 @@ def _intent_outcome(obj: dict, event_type: str) -> str:
     if invoice is None or obj.get("amount") != invoice.total_krw:
         return "invoice mismatch"
     if event_type == "payment_intent.succeeded":
-        invoice_mark_paid(invoice_id=invoice.pk, reason=f"payment succeeded ({obj.get('id')})")
-        return "invoice paid"
+        invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"payment succeeded ({obj.get('id')})")
+        return _paid_outcome(invoice)
     error = ((obj.get("last_payment_error") or {}).get("message")) or "payment failed"
     invoice_payment_failed(invoice_id=invoice.pk, error=error)
     return "payment failed"
