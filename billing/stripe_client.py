@@ -1,6 +1,11 @@
 """The only module that imports `stripe`. Takes and returns plain values; every call has a
 timeout; every failure is a `PaymentError` whose `permanent` flag says whether a retry can help
-(a declined card cannot; a network error can). Money is whole KRW (a zero-decimal currency)."""
+(a declined card cannot; a network error can). Money is whole KRW (a zero-decimal currency).
+
+Calls made while a user waits (creating a customer and a Checkout session) use the short
+STRIPE_CHECKOUT_TIMEOUT_SECONDS and one retry; calls made by jobs (off-session charges, reading a
+setup intent) use TIMEOUT_SECONDS and more retries. Webhook events whose `livemode` differs from
+the configured key's mode are refused."""
 
 from __future__ import annotations
 
@@ -42,14 +47,28 @@ def payment_method_types(*, mode: str, amount_krw: int | None = None) -> list[st
     return types
 
 
-def _client() -> stripe.StripeClient:
+def _client(*, interactive: bool = False) -> stripe.StripeClient:
+    """A client for a job (15 s, two retries) or, `interactive`, for a request where the user
+    waits (STRIPE_CHECKOUT_TIMEOUT_SECONDS, one retry; the idempotency key makes it safe)."""
     base = settings.STRIPE_API_BASE
+    timeout = settings.STRIPE_CHECKOUT_TIMEOUT_SECONDS if interactive else TIMEOUT_SECONDS
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         base_addresses={"api": base} if base else None,
-        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
-        max_network_retries=2,
+        http_client=stripe.RequestsClient(timeout=timeout),
+        max_network_retries=1 if interactive else 2,
     )
+
+
+def key_is_live() -> bool | None:
+    """The configured key's mode: True for sk_live_/rk_live_, False for sk_test_/rk_test_, None
+    when no key (or an unknown kind) is configured."""
+    key = settings.STRIPE_SECRET_KEY or ""
+    if key.startswith(("sk_live_", "rk_live_")):
+        return True
+    if key.startswith(("sk_test_", "rk_test_")):
+        return False
+    return None
 
 
 def _error(exc: stripe.StripeError) -> PaymentError:
@@ -60,7 +79,7 @@ def _error(exc: stripe.StripeError) -> PaymentError:
 
 def customer_create(*, organisation_id: int, name: str, email: str) -> str:
     try:
-        customer = _client().v1.customers.create(
+        customer = _client(interactive=True).v1.customers.create(
             params={"name": name, "email": email, "metadata": {"organisation_id": str(organisation_id)}},
             options={"idempotency_key": f"organisation-{organisation_id}-customer"},
         )
@@ -99,7 +118,7 @@ def checkout_setup(*, customer: str, success_url: str, cancel_url: str, metadata
         "metadata": metadata,
     }
     try:
-        session = _client().v1.checkout.sessions.create(params=params)
+        session = _client(interactive=True).v1.checkout.sessions.create(params=params)
     except stripe.StripeError as exc:
         raise _error(exc) from exc
     return CheckoutSession(session.id, session.url)
@@ -132,7 +151,9 @@ def checkout_payment(
         "payment_intent_data": {"metadata": metadata},
     }
     try:
-        session = _client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
+        session = _client(interactive=True).v1.checkout.sessions.create(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
     except stripe.StripeError as exc:
         raise _error(exc) from exc
     return CheckoutSession(session.id, session.url)
@@ -170,4 +191,13 @@ def event_verify(payload: bytes, signature: str) -> dict:
         )
     except (ValueError, stripe.SignatureVerificationError) as exc:
         raise PaymentError(str(exc), permanent=True, code="bad_signature") from exc
-    return event.to_dict()
+    data = event.to_dict()
+    live = key_is_live()
+    if live is None or data.get("livemode") is not live:
+        raise PaymentError(
+            f"event {data.get('id')} livemode={data.get('livemode')} but the key is "
+            f"{'unknown' if live is None else 'live' if live else 'test'}",
+            permanent=True,
+            code="livemode",
+        )
+    return data

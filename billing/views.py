@@ -124,6 +124,15 @@ def _back(request: HttpRequest, name: str, organisation: Organisation) -> str:
     return request.build_absolute_uri(reverse(name)) + f"?organisation={organisation.pk}"
 
 
+def _refused(request: HttpRequest, exc: PortalError, back: str) -> HttpResponse:
+    """Stripe unreachable (or slower than STRIPE_CHECKOUT_TIMEOUT_SECONDS): a page that says so,
+    with the way back, answered 503. Anything else: the message on the page we came from."""
+    if exc.code == "stripe":
+        return render(request, "billing/payment_unavailable.html", {"back": back}, status=503)
+    messages.error(request, exc.message)
+    return redirect(back)
+
+
 @login_required
 @require_POST
 def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
@@ -132,8 +141,7 @@ def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         url = payments.invoice_checkout_start(invoice=invoice, user=request.user, success_url=back, cancel_url=back)
     except PortalError as exc:
-        messages.error(request, exc.message)
-        return redirect(back)
+        return _refused(request, exc, back)
     return redirect(url)
 
 
@@ -147,8 +155,7 @@ def card_setup(request: HttpRequest) -> HttpResponse:
             organisation=organisation, user=request.user, success_url=back, cancel_url=back
         )
     except PortalError as exc:
-        messages.error(request, exc.message)
-        return redirect(back)
+        return _refused(request, exc, back)
     return redirect(url)
 
 
@@ -156,6 +163,7 @@ def card_setup(request: HttpRequest) -> HttpResponse:
 def hour_packs(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
     form = HourPackForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
         back = _back(request, "billing:hour_packs", organisation)
         try:
@@ -168,7 +176,8 @@ def hour_packs(request: HttpRequest) -> HttpResponse:
                 cancel_url=back,
             )
         except PortalError as exc:
-            form.add_error(None, exc.message)
+            form.add_error(None, exc.message)  # the form keeps what was typed
+            status = 503 if exc.code == "stripe" else 400
         else:
             return redirect(url)
     rates = Rate.objects.in_effect().filter(price_tier=organisation.price_tier)
@@ -177,4 +186,5 @@ def hour_packs(request: HttpRequest) -> HttpResponse:
         request,
         "billing/hour_packs.html",
         {"organisation": organisation, "organisations": orgs, "form": form, "rates": rates, "page": packs},
+        status=status,
     )

@@ -1,6 +1,7 @@
 """Stripe's webhook: verify the signature (and its timestamp), store the event id once, hand the
-work to a job through the outbox, answer 200. A forged or stale request gets 400 and changes
-nothing; a replay gets 200 and changes nothing."""
+work to a job through the outbox, answer 200. A forged or stale request, or a live event sent to a
+test-mode portal (or the reverse), gets 400 and changes nothing; a replay gets 200 and changes
+nothing."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         stripe_event_receive(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
     except PaymentError as exc:
         log.warning("stripe webhook refused: %s", exc)
+        if exc.code == "livemode":
+            return HttpResponseBadRequest("livemode does not match the configured key")
         return HttpResponseBadRequest("invalid signature")
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("stripe webhook malformed: %s", exc)

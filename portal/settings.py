@@ -323,6 +323,15 @@ STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+# Creating a Checkout session happens while the user waits: at most this long, then an error page.
+STRIPE_CHECKOUT_TIMEOUT_SECONDS = env_int("STRIPE_CHECKOUT_TIMEOUT_SECONDS", 10)
+# Production takes money: a test-mode key (sk_test_…, rk_test_…) is refused unless this says so
+# (a staging deployment run in production mode).
+STRIPE_ALLOW_TEST_KEY = env_bool("STRIPE_ALLOW_TEST_KEY", False)
+if PRODUCTION and STRIPE_SECRET_KEY.startswith(("sk_test_", "rk_test_")) and not STRIPE_ALLOW_TEST_KEY:
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is a test-mode key in production; use a live key or set STRIPE_ALLOW_TEST_KEY=1"
+    )
 
 # Public webmail domains nobody can claim for an organisation: a built-in list
 # (portal/services/domains.py) plus these, comma-separated.
