@@ -367,7 +367,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # paramiko logs every connection at INFO ("Connected (version 2.0 …)"): only its warnings.
-    "loggers": {"paramiko": {"level": "WARNING"}},
+    # weasyprint logs every rendering step of every invoice PDF at INFO.
+    "loggers": {"paramiko": {"level": "WARNING"}, "weasyprint": {"level": "WARNING"}},
 }
 
 # Demo world (never in production): the shared password of every demo user.

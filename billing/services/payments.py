@@ -230,7 +230,7 @@ def _checkout_completed(obj: dict) -> str:
         return _hour_pack_paid(obj, int(metadata["hour_pack_id"]))
     if kind == "invoice" and obj.get("payment_status") == "paid":
         invoice = Invoice.objects.filter(pk=int(metadata["invoice_id"])).first()
-        if invoice is None or obj.get("amount_total") != invoice.total_krw:
+        if invoice is None or not _pays(invoice, obj, amount=obj.get("amount_total"), required_customer=True):
             return "invoice mismatch"
         invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"paid through Checkout ({obj.get('id')})")
         return _paid_outcome(invoice)
@@ -270,6 +270,25 @@ def _hour_pack_paid(obj: dict, pack_id: int) -> str:
     return "pack credited"
 
 
+def _pays(invoice: Invoice, obj: dict, *, amount, required_customer: bool) -> bool:
+    """A payment settles an invoice only for its exact amount in KRW, by the invoice
+    organisation's own Stripe customer, and (when the metadata names one) for its organisation:
+    a signed event for someone else's invoice, or for less, changes nothing."""
+    account = BillingAccount.objects.filter(organisation_id=invoice.organisation_id).first()
+    customer = obj.get("customer")
+    if customer is None and not required_customer:
+        customer_ok = True  # a payment intent without a customer: amount and metadata decide
+    else:
+        customer_ok = account is not None and customer == account.stripe_customer_id
+    named = (obj.get("metadata") or {}).get("organisation_id")
+    return (
+        amount == invoice.total_krw
+        and (obj.get("currency") or "krw").lower() == "krw"
+        and customer_ok
+        and (named is None or named == str(invoice.organisation_id))
+    )
+
+
 def _paid_outcome(invoice: Invoice) -> str:
     return "invoice void: payment to refund" if invoice.status == Invoice.Status.VOID else "invoice paid"
 
@@ -279,7 +298,7 @@ def _intent_outcome(obj: dict, event_type: str) -> str:
     if metadata.get("kind") != "invoice" or "invoice_id" not in metadata:
         return "ignored"
     invoice = Invoice.objects.filter(pk=int(metadata["invoice_id"])).first()
-    if invoice is None or obj.get("amount") != invoice.total_krw:
+    if invoice is None or not _pays(invoice, obj, amount=obj.get("amount"), required_customer=False):
         return "invoice mismatch"
     if event_type == "payment_intent.succeeded":
         invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"payment succeeded ({obj.get('id')})")

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from billing.models import HourPack, Invoice, StripeEvent
+from billing.models import BillingAccount, HourPack, Invoice, StripeEvent
 from billing.services.invoices import invoice_issue
 from billing.services.payments import stripe_event_process
 from portal.models import OutboxMessage
@@ -137,9 +137,11 @@ def test_an_invoice_paid_through_checkout_is_marked_paid(client, db, stripe_sett
     org, _ = startup()
     grant_for(org, intervals=[(at(2, 9), at(2, 19))])
     invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
+    BillingAccount.objects.create(organisation=org, stripe_customer_id="cus_inv")
     obj = {
         "id": "cs_inv",
         "object": "checkout.session",
+        "customer": "cus_inv",
         "payment_status": "paid",
         "amount_total": invoice.total_krw,
         "currency": "krw",
