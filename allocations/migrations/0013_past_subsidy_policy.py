@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='grant',
             name='past_subsidy',
-            field=models.CharField(choices=[('suspend', 'Suspended when the subsidised hours are used up'), ('grace', 'Suspended after a grace period unless the organisation has a saved card or prepaid hours; billed at the published rate meanwhile'), ('billable', 'Keeps running, billed at the published rate')], default='suspend', max_length=16, verbose_name='after the subsidised hours'),
+            field=models.CharField(db_default='suspend', choices=[('suspend', 'Suspended when the subsidised hours are used up'), ('grace', 'Suspended after a grace period unless the organisation has a saved card or prepaid hours; billed at the published rate meanwhile'), ('billable', 'Keeps running, billed at the published rate')], default='suspend', max_length=16, verbose_name='after the subsidised hours'),
         ),
         migrations.RunPython(keep_todays_rule, migrations.RunPython.noop),
     ]

@@ -90,7 +90,11 @@ class Grant(models.Model):
     copay_percent = models.PositiveSmallIntegerField(_("co-payment percent"), validators=[MaxValueValidator(100)])
     # Copied from the call at approval, like the co-payment: the terms the applicant applied under.
     past_subsidy = models.CharField(
-        _("after the subsidised hours"), max_length=16, choices=PastSubsidy.choices, default=PastSubsidy.SUSPEND
+        _("after the subsidised hours"),
+        max_length=16,
+        choices=PastSubsidy.choices,
+        default=PastSubsidy.SUSPEND,
+        db_default=PastSubsidy.SUSPEND,
     )
     starts_on = models.DateField(_("start"))
     ends_on = models.DateField(_("end"))

@@ -42,15 +42,24 @@ def packs_left(organisation_id: int, *, before: date, until: datetime) -> list[l
         .order_by("paid_at", "pk")
         .values_list("pk", "gpu_model", "paid_at", "gpu_hours")
     )
-    earlier = InvoiceLine.objects.filter(
-        invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
-    ).exclude(invoice__status=Invoice.Status.VOID)
-    by_pack = dict(
-        earlier.filter(hour_pack__isnull=False).values_list("hour_pack").annotate(m=Sum("gpu_minutes")).order_by()
+    if not paid:
+        return []
+    drawn = (
+        InvoiceLine.objects.filter(
+            invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .values_list("hour_pack", "gpu_model")
+        .annotate(m=Sum("gpu_minutes"))
+        .order_by()
     )
-    unassigned = dict(
-        earlier.filter(hour_pack__isnull=True).values_list("gpu_model").annotate(m=Sum("gpu_minutes")).order_by()
-    )
+    by_pack: dict[int, int] = {}
+    unassigned: dict[str, int] = {}
+    for pack_id, model, minutes in drawn:
+        if pack_id is None:
+            unassigned[model] = unassigned.get(model, 0) + minutes
+        else:
+            by_pack[pack_id] = by_pack.get(pack_id, 0) + minutes
     packs = []
     for pk, model, paid_at, hours in paid:
         left = hours * 60 - by_pack.get(pk, 0)

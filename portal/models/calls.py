@@ -50,6 +50,7 @@ class Call(models.Model):
         max_length=16,
         choices=PastSubsidy.choices,
         default=PastSubsidy.SUSPEND,
+        db_default=PastSubsidy.SUSPEND,
         help_text=_("What happens to a grant of this call once its subsidised GPU-hours are used up."),
     )
     allocation_starts_on = models.DateField(_("allocation window starts"))

@@ -281,3 +281,26 @@ def test_a_pack_drawn_in_one_month_is_not_drawn_again_the_next(rates):
         ("billable", 120, 6000, None),
     ]
     assert november.total_krw == 6600
+
+
+def test_prepaid_lines_from_before_lines_named_their_pack_are_taken_from_the_oldest_packs(rates):
+    org, _ = startup()
+    # Subsidy 1 h at 20 %. Packs of 2 h bought 1 Sep (older) and 5 Sep. October: 1 h subsidised,
+    # then 3 h prepaid, written (as before this change) without naming a pack: taken as the older
+    # pack's 2 h and 1 h of the newer. November: 2 h = the newer pack's last hour + 1 h billable
+    # x 3,000 = 3,000, VAT 300.
+    grant_for(org, hours=1, intervals=[(at(2, 9, month=10), at(2, 13, month=10)), (at(3, 9), at(3, 11))])
+    older = paid_pack(org, 2, at(1, 0, month=9))
+    newer = paid_pack(org, 2, at(5, 0, month=9))
+    october, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 10, 1), today=NOV)
+    assert list(october.lines.filter(kind="prepaid").values_list("gpu_minutes", "hour_pack")) == [
+        (120, older.pk),
+        (60, newer.pk),
+    ]
+    october.lines.update(hour_pack=None)
+    november, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=ISSUED)
+    assert list(november.lines.values_list("kind", "gpu_minutes", "amount_krw", "hour_pack")) == [
+        ("prepaid", 60, 0, newer.pk),
+        ("billable", 60, 3000, None),
+    ]
+    assert november.total_krw == 3300
