@@ -209,6 +209,7 @@ class Command(OperatorCommand):
                 eligible_kinds=["startup"],
                 cap_gpu_hours=10000,
                 copay_percent=20,
+                past_subsidy="grace",  # a founder keeps working with a card or prepaid hours
                 allocation_starts_on=today + timedelta(days=7),
                 allocation_ends_on=today + timedelta(days=7 + 180),
                 max_startup_age_years=7,
