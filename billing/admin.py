@@ -10,7 +10,17 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import BillingAccount, HourPack, Invoice, InvoiceEvent, InvoiceLine, Rate, StripeEvent
+from billing.models import (
+    BillingAccount,
+    CreditNote,
+    HourPack,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    Rate,
+    StripeEvent,
+)
+from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
 from portal.errors import PortalError
 
@@ -75,6 +85,16 @@ class VoidForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
+class CreditForm(forms.Form):
+    supply_krw = forms.IntegerField(
+        label=_("Supply value to credit (KRW)"),
+        min_value=1,
+        required=False,
+        help_text=_("Empty: all of the invoice not yet credited. VAT is added at the invoice's percent."),
+    )
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     """Finance sees invoices and payments; an invoice is never edited (the portal is the system
@@ -97,11 +117,18 @@ class InvoiceAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        extra = [path("<int:pk>/void/", self.admin_site.admin_view(self.void_view), name="billing_invoice_void")]
+        extra = [
+            path("<int:pk>/void/", self.admin_site.admin_view(self.void_view), name="billing_invoice_void"),
+            path("<int:pk>/credit/", self.admin_site.admin_view(self.credit_view), name="billing_invoice_credit"),
+        ]
         return extra + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_void": request.user.has_perm("billing.void_invoice")}
+        extra_context = {
+            **(extra_context or {}),
+            "can_void": request.user.has_perm("billing.void_invoice"),
+            "can_credit": request.user.has_perm("billing.issue_credit_note"),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def void_view(self, request, pk: int):
@@ -126,6 +153,34 @@ class InvoiceAdmin(admin.ModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/billing/invoice_void.html", context)
+
+    def credit_view(self, request, pk: int):
+        """Issue a credit note for a paid invoice (permission `billing.issue_credit_note`)."""
+        if not request.user.has_perm("billing.issue_credit_note"):
+            raise PermissionDenied
+        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = CreditForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                note = credit_note_issue(
+                    invoice_id=invoice.pk,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    supply_krw=form.cleaned_data["supply_krw"],
+                )
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("Credit note %(number)s issued.") % {"number": note.number})
+                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Credit note for invoice %(number)s") % {"number": invoice},
+            "invoice": invoice,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoice_credit.html", context)
 
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:
@@ -172,3 +227,23 @@ class StripeEventAdmin(ReadOnlyAdmin):
 class BillingAccountAdmin(ReadOnlyAdmin):
     list_display = ["organisation", "stripe_customer_id", "has_card", "created_at"]
     list_select_related = ["organisation"]
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["number", "invoice", "issued_on", "total_krw", "issued_by", "pdf"]
+    list_select_related = ["invoice", "issued_by"]
+    search_fields = ["number", "invoice__number"]
+    exclude = ["document"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("document")
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [f.name for f in self.model._meta.fields if f.name != "document"]
+
+    @admin.display(description="PDF")
+    def pdf(self, obj: CreditNote) -> str:
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">PDF</a>', reverse("billing:credit_note_pdf", args=[obj.pk]))

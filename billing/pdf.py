@@ -14,7 +14,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from billing.models import Invoice, InvoiceDocument
+from billing.models import CreditNote, Invoice, InvoiceDocument
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
@@ -25,6 +25,15 @@ def invoice_pdf(invoice: Invoice) -> bytes:
             "billing/invoice_pdf.html",
             {"invoice": invoice, "lines": invoice.lines.select_related("grant").order_by("position")},
         )
+    return HTML(string=html).write_pdf()
+
+
+def credit_note_pdf(note: CreditNote) -> bytes:
+    """A credit note's PDF (rendered once, by `credit_note_issue`, and stored on the note)."""
+    from weasyprint import HTML
+
+    with translation.override("ko"):
+        html = render_to_string("billing/credit_note_pdf.html", {"note": note, "invoice": note.invoice})
     return HTML(string=html).write_pdf()
 
 

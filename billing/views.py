@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from allocations.models import GpuModel
 from billing import ledger
 from billing.forms import HourPackForm
-from billing.models import BillingAccount, HourPack, Invoice, InvoiceDocument, Rate
+from billing.models import BillingAccount, CreditNote, HourPack, Invoice, InvoiceDocument, Rate
 from billing.pdf import invoice_document_store
 from billing.services import payments
 from billing.services.statements import organisation_statement
@@ -98,6 +98,10 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "account": account,
             "so_far": month_so_far(organisation),
+            "credit_notes": CreditNote.objects.filter(invoice__organisation=organisation)
+            .select_related("invoice")
+            .defer("document")
+            .order_by("-created_at")[:24],
             "today": timezone.localdate(),
         },
     )
@@ -116,6 +120,24 @@ def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     name = invoice.number or f"statement-{invoice.month:%Y-%m}"
     response["Content-Disposition"] = f'inline; filename="{name}.pdf"'
     response["ETag"] = f'"{document.sha256}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+def credit_note_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    """The credit note's document stored at issue, for the organisation's owners and billing
+    members as they are now, and for staff allowed to see credit notes; anyone else gets 404."""
+    notes = CreditNote.objects.all()
+    if not request.user.has_perm("billing.view_creditnote"):
+        notes = notes.filter(invoice__organisation__in=payer_organisations(request.user))
+    note = get_object_or_404(notes, pk=pk)
+    content = bytes(note.document)
+    if hashlib.sha256(content).hexdigest() != note.document_sha256:
+        raise RuntimeError(f"the stored document of credit note {note.pk} does not match its SHA-256")
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{note.number}.pdf"'
+    response["ETag"] = f'"{note.document_sha256}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -1,9 +1,12 @@
+from billing.models.credit_notes import CreditNote, CreditNoteCounter
 from billing.models.invoices import Invoice, InvoiceCounter, InvoiceDocument, InvoiceEvent, InvoiceLine
 from billing.models.payments import BillingAccount, HourPack, StripeEvent, SubsidyAlert
 from billing.models.rates import Rate
 
 __all__ = [
     "BillingAccount",
+    "CreditNote",
+    "CreditNoteCounter",
     "HourPack",
     "Invoice",
     "InvoiceCounter",

@@ -61,7 +61,10 @@ class Invoice(models.Model):
         verbose_name = _("invoice")
         verbose_name_plural = _("invoices")
         ordering = ["-month", "number"]
-        permissions = [("void_invoice", "Can void an unpaid invoice (with a reason)")]
+        permissions = [
+            ("void_invoice", "Can void an unpaid invoice (with a reason)"),
+            ("issue_credit_note", "Can issue a credit note for a paid invoice"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["organisation", "month"], name="invoice_one_per_organisation_month"),
             models.CheckConstraint(

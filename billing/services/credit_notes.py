@@ -1,0 +1,76 @@
+"""Credit notes for paid invoices. A paid invoice never changes; finance (permission
+`billing.issue_credit_note`) issues a credit note against it: its own gapless series
+CN-YYYY-NNNNNN from a per-year counter row locked in the issuing transaction, negative amounts
+(supply value and VAT at the invoice's VAT percent), a reason, and a PDF rendered once, in the
+same transaction, and stored with its SHA-256. The credits of one invoice never exceed it.
+Paying the money back is done in Stripe (or by bank transfer): the portal records the document."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from billing import ledger
+from billing.models import CreditNote, CreditNoteCounter, Invoice, InvoiceEvent
+from billing.pdf import credit_note_pdf
+from portal.errors import PortalError
+
+
+def _next_number(year: int) -> str:
+    CreditNoteCounter.objects.bulk_create([CreditNoteCounter(year=year)], ignore_conflicts=True)
+    counter = CreditNoteCounter.objects.select_for_update().get(year=year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"CN-{year}-{counter.last:06d}"
+
+
+def creditable_krw(invoice: Invoice) -> tuple[int, int]:
+    """(supply value, VAT) of the invoice not yet credited."""
+    done = invoice.credit_notes.aggregate(s=Sum("supply_krw"), v=Sum("vat_krw"))
+    return invoice.supply_krw + (done["s"] or 0), invoice.vat_krw + (done["v"] or 0)
+
+
+@transaction.atomic
+def credit_note_issue(
+    *, invoice_id: int, actor, reason: str, supply_krw: int | None = None, today: date | None = None
+) -> CreditNote:
+    """Credit `supply_krw` of a paid invoice's supply value (all that is left when None), with
+    VAT at the invoice's percent, rounded half-up and never more than the VAT left to credit."""
+    if not (actor is not None and actor.has_perm("billing.issue_credit_note")):
+        raise PortalError(_("Only finance staff can issue a credit note."), code="forbidden")
+    reason = (reason or "").strip()
+    if not reason:
+        raise PortalError(_("Say why the credit note is issued."), code="reason")
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != Invoice.Status.PAID or invoice.is_statement or invoice.total_krw <= 0:
+        raise PortalError(_("A credit note is only for a paid invoice with an amount."), code="not_paid")
+    supply_left, vat_left = creditable_krw(invoice)
+    amount = supply_left if supply_krw is None else supply_krw
+    if not 1 <= amount <= supply_left:
+        raise PortalError(
+            _("Credit between ₩1 and ₩%(left)s of supply value.") % {"left": f"{supply_left:,}"}, code="amount"
+        )
+    vat = min(ledger.vat_of(amount, invoice.vat_percent), vat_left)
+    note = CreditNote(
+        invoice=invoice,
+        number=_next_number((today or timezone.localdate()).year),
+        issued_on=today or timezone.localdate(),
+        reason=reason,
+        supply_krw=-amount,
+        vat_krw=-vat,
+        total_krw=-(amount + vat),
+        issued_by=actor,
+    )
+    note.document = credit_note_pdf(note)
+    note.document_sha256 = hashlib.sha256(note.document).hexdigest()
+    note.save()
+    InvoiceEvent.objects.create(
+        invoice=invoice, actor=actor, old_status=invoice.status, new_status=invoice.status,
+        reason=f"credit note {note.number} (₩{note.total_krw:,}): {reason}",
+    )  # fmt: skip
+    return note
