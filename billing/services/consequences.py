@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from allocations.models import Grant
 from allocations.services.grants import grant_resume, grant_suspend
+from billing import ledger
 from billing.models import BillingAccount, Invoice, InvoiceLine, SubsidyAlert
 from billing.policy import PastSubsidy
 from billing.services.recipients import billing_recipients
-from billing.services.statements import grant_subsidy_used_minutes, pack_minutes_left
+from billing.services.statements import grant_subsidy_used_minutes, organisation_statement, pack_minutes_left
 from portal.mail import mail_render_and_enqueue
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,16 @@ def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
     if account is not None and account.has_card:
         return True
     month = timezone.localdate(now).replace(day=1)
-    return pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model, 0) > 0
+    left = pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model, 0)
+    if left <= 0:
+        return False
+    # Less what this month has drawn so far (the packs' state at the month's start is invoiced).
+    start, _end = ledger.month_bounds(month)
+    try:
+        so_far = organisation_statement(organisation=grant.organisation, start=start, end=now)
+    except ledger.LedgerError:
+        return True  # usage that cannot be priced: the invoice run reports it; keep the hours
+    return left - so_far.prepaid_minutes(grant.gpu_model) > 0
 
 
 @transaction.atomic

@@ -147,10 +147,11 @@ def test_a_startup_without_card_or_hours_is_suspended_after_the_grace_period(db,
     assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=73)) == "suspended"
 
 
-def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy(db):
+def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy_until_they_are_drawn(db, settings):
+    settings.SUBSIDY_GRACE_HOURS = 72
     org, owner = startup()
-    now = timezone.now()
-    grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)])
+    # 1 h subsidy, running since 10 Nov 10:00, a 10 h pack bought the day before.
+    grant = grant_for(org, hours=1, intervals=[(at(10, 10), None)])
     HourPack.objects.create(
         organisation=org,
         gpu_model="H100-80GB",
@@ -160,10 +161,14 @@ def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy(db):
         vat_krw=3000,
         total_krw=33000,
         status=HourPack.Status.PAID,
-        paid_at=now - timedelta(days=1),
+        paid_at=at(9, 10),
         bought_by=owner,
     )
-    assert grant_subsidy_check(grant_id=grant.pk, now=now + timedelta(hours=100)) == "billed"
+    rate_card("startup", 3000)
+    # 17:00: 7 h used = 1 h subsidy + 6 h of the pack (4 h left).
+    assert grant_subsidy_check(grant_id=grant.pk, now=at(10, 17)) == "billed"
+    # 10 Nov 23:00: 13 h used, the pack's 10 h are drawn: the grace period starts at the 100 % notice.
+    assert grant_subsidy_check(grant_id=grant.pk, now=at(10, 23)) == "grace"
 
 
 def test_buying_hours_brings_back_a_startup_grant_suspended_for_its_spent_subsidy(db, settings):
