@@ -194,3 +194,35 @@ def test_buying_hours_brings_back_a_startup_grant_suspended_for_its_spent_subsid
     assert _hour_pack_paid(paid, pack.pk) == "pack credited"
     grant.refresh_from_db()
     assert grant.status == G.PROVISIONING
+
+
+def test_calls_and_grants_from_before_the_field_keep_the_rule_of_their_organisation_kind(db):
+    """The data migrations' rule: company-only calls and companies' grants get the grace period,
+    everything else is suspended at 100 % (a mixed call: suspended)."""
+    import importlib
+
+    from django.apps import apps
+
+    from portal.models import Call
+    from tests.factories import CallFactory
+
+    calls = {
+        kinds: CallFactory(eligible_kinds=list(kinds), past_subsidy="suspend")
+        for kinds in (("startup",), ("startup", "sme"), ("university",), ("university", "startup"))
+    }
+    company, _ = startup()
+    academic, _ = startup(kind=Organisation.Kind.UNIVERSITY, business_registration_number=None)
+    grants = {"company": grant_for(company, past_subsidy="suspend"), "academic": grant_for(academic)}
+    importlib.import_module("portal.migrations.0009_past_subsidy_policy").keep_todays_rule(apps, None)
+    importlib.import_module("allocations.migrations.0013_past_subsidy_policy").keep_todays_rule(apps, None)
+    rules = {kinds: Call.objects.get(pk=c.pk).past_subsidy for kinds, c in calls.items()}
+    assert rules == {
+        ("startup",): "grace",
+        ("startup", "sme"): "grace",
+        ("university",): "suspend",
+        ("university", "startup"): "suspend",
+    }
+    assert {k: Grant.objects.get(pk=g.pk).past_subsidy for k, g in grants.items()} == {
+        "company": "grace",
+        "academic": "suspend",
+    }
