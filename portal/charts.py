@@ -184,3 +184,13 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
         used_label=gettext("used"),
     )
     return _frame(chart_id, width, height, title, desc, format_html("{}{}", rows, legend))
+
+
+def awarded_vs_used(rows: Sequence[dict], *, chart_id: str, title: str, desc: str) -> SafeString:
+    """`paired_bars` of grants' use (rows of `allocations.services.usage.grants_with_usage`):
+    each grant's awarded GPU-hours against those used, labelled by its number and title."""
+    pairs = [
+        Pair(f"#{r['grant'].pk} {r['grant'].application.title}".strip(), r["gpu_hours_subsidy"], r["gpu_hours_used"])
+        for r in rows
+    ]
+    return paired_bars(chart_id=chart_id, pairs=pairs, title=title, desc=desc)

@@ -259,16 +259,9 @@ def _owned(user) -> list[OrganisationTotals]:
                     desc=_("%(used)s of %(total)s awarded GPU-hours used by all of the organisation's grants.")
                     % {"used": charts.num(used, 1), "total": charts.num(subsidy)},
                 ),
-                chart=charts.paired_bars(
+                chart=charts.awarded_vs_used(
+                    org_rows,
                     chart_id=f"org-{organisation.pk}-grants",
-                    pairs=[
-                        charts.Pair(
-                            r["grant"].application.title or f"#{r['grant'].pk}",
-                            r["gpu_hours_subsidy"],
-                            r["gpu_hours_used"],
-                        )
-                        for r in org_rows
-                    ],
                     title=_("GPU-hours used and awarded per grant"),
                     desc=_("For each of the organisation's grants, the GPU-hours used against those awarded."),
                 ),
