@@ -194,3 +194,64 @@ def awarded_vs_used(rows: Sequence[dict], *, chart_id: str, title: str, desc: st
         for r in rows
     ]
     return paired_bars(chart_id=chart_id, pairs=pairs, title=title, desc=desc)
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    value: int
+    colour: str
+
+
+def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]], title: str, desc: str) -> SafeString:
+    """One horizontal bar per row, split into segments (for example a GPU model's GPUs:
+    assigned, idle, free, unavailable), each row scaled to the largest row's total."""
+    width, label_w, row_h = 480, 110, 26
+    plot_w = width - label_w - 60
+    names = [s for s in rows[0][1]] if rows else []
+    height = max(len(rows), 1) * row_h + 24
+    top = max([sum(s.value for s in segs) for _label, segs in rows] or [1]) or 1
+    parts = []
+    for i, (label, segs) in enumerate(rows):
+        y, x = i * row_h, float(label_w)
+        parts.append(format_html('<text x="0" y="{}" font-size="11" fill="{}">{}</text>', y + 14, TEXT, label))
+        for s in segs:
+            w = plot_w * s.value / top
+            if w:
+                parts.append(
+                    format_html(
+                        '<rect x="{}" y="{}" width="{}" height="14" fill="{}"><title>{}: {}</title></rect>',
+                        f"{x:.1f}",
+                        y + 3,
+                        f"{w:.1f}",
+                        s.colour,
+                        s.name,
+                        num(s.value),
+                    )
+                )
+            x += w
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
+                f"{x + 4:.1f}",
+                y + 14,
+                TEXT,
+                num(sum(s.value for s in segs)),
+            )
+        )
+    for j, s in enumerate(names):
+        x = label_w + j * 95
+        parts.append(
+            format_html(
+                '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
+                '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
+                x,
+                height - 12,
+                s.colour,
+                x + 14,
+                height - 3,
+                TEXT,
+                s.name,
+            )
+        )
+    return _frame(chart_id, width, height, title, desc, format_html("{}" * len(parts), *parts))
