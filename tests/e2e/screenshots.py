@@ -35,12 +35,12 @@ def shrink(path: Path) -> None:
         image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def shoot(page, path: str, name: str) -> None:
+def shoot(page, path: str, name: str, width: int = WIDTH) -> None:
     assert page.goto(path).status == 200, path
     page.wait_for_load_state("networkidle")
     height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT)
     target = OUT / f"{name}.png"
-    page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": WIDTH, "height": height}, full_page=True)
+    page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": width, "height": height}, full_page=True)
     shrink(target)
 
 
@@ -89,6 +89,9 @@ def test_screenshots(browser, live_server, main_pages, tmp_path):
         shoot(page, "/calls/", f"calls-{language}")
         sign_in(page, user.email, settings.DEMO_PASSWORD)
         shoot(page, "/dashboard/", f"dashboard-{language}")
+        page.set_viewport_size({"width": 375, "height": 800})
+        shoot(page, "/dashboard/", f"dashboard-phone-{language}", width=375)
+        page.set_viewport_size({"width": WIDTH, "height": 900})
         shoot(page, f"/grants/{grant.pk}/", f"grant-{language}")
         shoot(page, "/billing/invoices/", f"invoices-{language}")
         if language == "ko":  # the invoice PDF is in Korean, whatever the reader's language
