@@ -53,6 +53,16 @@ def test_every_main_page_fits_a_phone_and_keeps_the_desktop_header_on_one_row(
                 page.set_viewport_size({"width": 1280, "height": 800})
                 rows = page.evaluate(HEADER_ROWS)
                 assert rows["spread"] <= 4 and rows["nav"] < 80, (language, path, rows)
+        # Staff have one link more (Administration): still one row, on a phone still no scroll.
+        type(user).objects.filter(pk=user.pk).update(is_staff=True)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto("/calls/")
+        assert page.locator(".site-header nav a[href='/admin/']").count() == 1
+        rows = page.evaluate(HEADER_ROWS)
+        assert rows["spread"] <= 4 and rows["nav"] < 80, (language, "staff", rows)
+        page.set_viewport_size({"width": 375, "height": 800})
+        fit = page.evaluate(OVERFLOW)
+        assert fit["scroll"] <= fit["width"], (language, "staff", fit)
     finally:
         context.close()
 
