@@ -104,3 +104,23 @@ def test_a_user_of_another_organisation_sees_nothing_of_the_grant(client, grant)
 def test_the_gauge_is_full_but_not_beyond_when_the_subsidy_is_used_up():
     svg = str(charts.gauge(chart_id="g", used=150, total=100, title="t", desc="d"))
     assert 'width="320.0"' in svg and ">100%<" in svg
+
+
+def test_an_overdue_invoice_is_a_notice_for_owners_and_billing_members_only(client, grant):
+    from datetime import date
+
+    from billing.services.invoices import invoice_issue
+    from tests.billing.helpers import at, grant_for, rate_card
+
+    rate_card("academic", 2000)
+    org = grant.organisation
+    owner = MembershipFactory(organisation=org, role=Membership.Role.OWNER).user
+    billing = MembershipFactory(organisation=org, role=Membership.Role.BILLING).user
+    member = MembershipFactory(organisation=org, role=Membership.Role.MEMBER).user
+    grant_for(org, intervals=[(at(2, 9, month=10), at(3, 9, month=10))], copay=20)
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 10, 1), today=date(2026, 11, 1))
+    assert invoice.is_overdue()
+    for user in (owner, billing):
+        body = dashboard(client, user)
+        assert f"Invoice {invoice.number} of {org.name}" in body and "is overdue" in body
+    assert invoice.number not in dashboard(client, member)
