@@ -138,7 +138,7 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
     top = max([max(p.awarded, p.used) for p in pairs] or [1]) or 1
     rows = format_html_join(
         "",
-        '<text x="0" y="{}" font-size="11" fill="{}">{}</text>'
+        '<text x="0" y="{}" font-size="11" fill="{}"><title>{}</title>{}</text>'
         '<rect x="{}" y="{}" width="{}" height="10" fill="{}"/>'
         '<rect x="{}" y="{}" width="{}" height="10" fill="{}"/>'
         '<text x="{}" y="{}" font-size="11" fill="{}">{} / {}{}</text>',
@@ -146,7 +146,8 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
             (
                 y + 14,
                 TEXT,
-                p.label[:24],
+                p.label,
+                p.label if len(p.label) <= 24 else p.label[:23] + "…",
                 label_w,
                 y + 2,
                 f"{plot_w * p.awarded / top:.1f}",
@@ -208,7 +209,7 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
     assigned, idle, free, unavailable), each row scaled to the largest row's total."""
     width, label_w, row_h = 480, 110, 26
     plot_w = width - label_w - 60
-    names = [s for s in rows[0][1]] if rows else []
+    legend = list(rows[0][1]) if rows else []  # every row has the same segments
     height = max(len(rows), 1) * row_h + 24
     top = max([sum(s.value for s in segs) for _label, segs in rows] or [1]) or 1
     parts = []
@@ -239,7 +240,7 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
                 num(sum(s.value for s in segs)),
             )
         )
-    for j, s in enumerate(names):
+    for j, s in enumerate(legend):
         x = label_w + j * 95
         parts.append(
             format_html(
