@@ -64,6 +64,8 @@ def test_an_approval_in_the_admin_ends_in_an_ssh_command_that_logs_in(page, gpu_
     page.goto(f"/grants/{grant.pk}/")
     command = f"ssh -p {gpu_node.ssh_port} {account.username}@{gpu_node.address}"
     assert command in page.inner_text("main")
+    assert page.inner_text("#grant-ssh") == command
+    assert page.locator("button[data-copy='grant-ssh']").is_visible()  # shown once the script runs
     assert ssh_as(gpu_node, account.username, key, "whoami") == (0, f"{account.username}\n")
 
     # The dashboard: the same command, and the Jupyter tunnel, each with a working copy button.
