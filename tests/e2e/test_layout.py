@@ -75,3 +75,17 @@ def test_the_language_applies_on_selection_and_the_button_is_hidden(page, main_p
     assert page.locator("html").get_attribute("lang") == "ko"
     assert "공모" in page.inner_text(".site-header")
     assert page.csp_violations == []
+
+
+def test_without_javascript_the_language_button_is_there_and_works(browser, live_server, main_pages):
+    context = browser.new_context(base_url=live_server.url, locale="en-US", java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/calls/")
+        assert page.locator("form.language button[type=submit]").is_visible()
+        page.select_option("#language-select", "ko")
+        page.click("form.language button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator("html").get_attribute("lang") == "ko"
+    finally:
+        context.close()
