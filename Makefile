@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both work on a fresh Debian machine.
-.PHONY: run test bench lint format messages manage clean-demo
+.PHONY: run test bench lint format messages manage clean-demo screenshots
 
 run:
 	@scripts/bootstrap.sh run
@@ -16,6 +16,11 @@ clean-demo:
 test:
 	@scripts/bootstrap.sh test
 	@.venv/bin/python scripts/devstack.py test $(PYTEST_ARGS)
+
+# The main pages in English and Korean as PNGs in docs/screenshots/ (headless chromium, test data)
+screenshots:
+	@scripts/bootstrap.sh test
+	@.venv/bin/python scripts/devstack.py test tests/e2e/screenshots.py -q
 
 bench:
 	@scripts/bootstrap.sh bench

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models import GpuModel
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
+from portal import charts
 from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.attachments import attachment_response
 from portal.errors import PortalError
@@ -359,6 +360,14 @@ class ApplicationAdmin(ScaledAdmin):
                 ),
             )
             or format_html("<p>{}</p>", _("None")),
+            charts.awarded_vs_used(
+                grants,
+                chart_id="history-grants",
+                title=_("Past grants: GPU-hours awarded and used"),
+                desc=_("For each of the organisation's grants, the GPU-hours used against those awarded."),
+            )
+            if grants
+            else "",
             format_html("<p><strong>{}</strong></p>", _("Unpaid invoices")),
             format_html("<p>{}</p>", len(unpaid) or _("None")),
         ]

@@ -2,6 +2,7 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
+from allocations.admin_fleet import fleet_view
 from billing import views as billing_views
 from portal import views
 
@@ -45,5 +46,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/fleet/", admin.site.admin_view(fleet_view), name="admin_fleet"),
     path("admin/", admin.site.urls),
 ]

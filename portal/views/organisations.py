@@ -17,6 +17,7 @@ from portal import services
 from portal.forms import BusinessRegistrationDocumentForm, InvitationForm, MembershipRoleForm, OrganisationForm
 from portal.models import Application, Call, Membership, Organisation
 from portal.pagination import paginate
+from portal.services.dashboard import dashboard_overview
 
 
 def get_organisation_for_user(user, pk: int) -> Organisation:
@@ -42,6 +43,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     for row in grants:
         row["month"] = months[row["grant"].pk]
     context = {"memberships": memberships, "applications": applications, "grants": grants}
+    context["overview"] = dashboard_overview(user=request.user, grant_rows=grants)
     return render(request, "portal/dashboard.html", context)
 
 

@@ -46,7 +46,7 @@ def test_the_grant_page_speaks_korean(client, used_grant):
 
 def test_the_dashboard_lists_each_grants_use(client, used_grant, django_assert_max_num_queries):
     client.force_login(used_grant.application.principal_investigator)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(18):  # 12 + the charts' 6 (portal.services.dashboard)
         body = client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "2.0 / 100 (2.0%)" in body
     assert "0.5 kWh" in body
@@ -58,3 +58,15 @@ def test_the_review_page_shows_the_organisations_past_use(client, used_grant):
     client.force_login(staff_user("reviewer@ministry.go.kr", *REVIEWER_PERMS))
     body = client.get(f"/admin/portal/application/{app.pk}/review/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "used 2.0 of 100 GPU-hours (2.0%), utilisation 40.0%, 0.5 kWh" in body
+
+
+def test_the_review_page_charts_the_past_grants_awards_against_their_use(client, used_grant):
+    app = ApplicationFactory(organisation=used_grant.organisation)
+    app = svc.application_submit(application=app, actor=app.principal_investigator)
+    client.force_login(staff_user("reviewer@ministry.go.kr", *REVIEWER_PERMS))
+    body = client.get(f"/admin/portal/application/{app.pk}/review/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<svg class="chart" id="history-grants" role="img"' in body
+    assert "Past grants: GPU-hours awarded and used" in body
+    assert f"#{used_grant.pk} {used_grant.application.title}"[:24] in body  # the bar's label
+    assert "2 / 100" in body  # used / awarded beside the bars
+    assert " style=" not in body.split('id="history-grants"')[1].split("</svg>")[0]

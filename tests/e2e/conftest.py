@@ -62,3 +62,43 @@ def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> 
         page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, int(time.time()) // 30)))
         page.click("main form button[type=submit]")
     page.wait_for_load_state()
+
+
+@pytest.fixture
+def main_pages(db):
+    """A researcher who owns their organisation, with an application, an active grant that used
+    its GPUs for an hour (usage rows built) and an open invoice; returns (user, page paths): the
+    pages the layout and accessibility tests walk, public ones first."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.test import Client
+
+    from allocations.services.usage import usage_hour_build
+    from portal.models import Membership
+    from tests.allocations.metering_helpers import metered_grant, node_with_gpus, post, samples_every_minute
+    from tests.billing.helpers import rate_card
+
+    rate_card("academic", 2000)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    node, token, gpus = node_with_gpus("gpu-e2e-1")
+    grant = metered_grant(gpus[:2], opened_at=hour, closed_at=hour + timedelta(hours=1))
+    body = samples_every_minute(gpus[:2], hour.timestamp(), 60, utilization=40, power_w=250.0)
+    assert post(Client(), node.hostname, token, body).status_code == 201
+    usage_hour_build(hour=hour)
+    user = grant.application.principal_investigator
+    Membership.objects.filter(user=user, organisation=grant.organisation).update(role=Membership.Role.OWNER)
+    app = grant.application
+    public = ["/", "/calls/", "/rates/", "/accounts/login/", "/accounts/signup/"]
+    signed_in = [
+        "/dashboard/",
+        f"/grants/{grant.pk}/",
+        "/applications/",
+        f"/applications/{app.pk}/",
+        f"/calls/{app.call_id}/apply/",
+        "/organisations/",
+        f"/organisations/{grant.organisation_id}/",
+        "/keys/",
+        "/billing/invoices/",
+        "/billing/hour-packs/",
+    ]
+    return user, public, signed_in

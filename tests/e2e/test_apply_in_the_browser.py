@@ -59,8 +59,7 @@ def test_a_researcher_applies_and_submits(page, researcher, tmp_path):
     assert Application.objects.get().status == "submitted"
     page.screenshot(path=str(tmp_path / "submitted.png"), full_page=True)
 
-    page.select_option("#language-select", "ko")
-    page.click("form.language button")
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the language applies on selection, no button to press
+        page.select_option("#language-select", "ko")
     assert "제출됨" in page.content()
     assert page.csp_violations == []

@@ -1,4 +1,5 @@
-"""A startup founder, in a real browser with the CSP enforced: sees the co-payment while applying,
+"""A startup founder, in a real browser with the CSP enforced: registers the company (a wrong
+business registration number is refused first, with what was typed kept), sees the co-payment while applying,
 buys an hour pack (Checkout answered by a recording server, the payment confirmed by a signed
 webhook), and downloads an invoice PDF whose text carries the number, lines and VAT in Korean."""
 
@@ -10,10 +11,11 @@ import requests
 
 from billing.models import HourPack
 from billing.services.invoices import invoice_issue
+from portal.models import Organisation
 from tests.billing.conftest import event, recorder, signed, stripe_settings  # noqa: F401 - fixtures
-from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.helpers import at, grant_for, rate_card
 from tests.e2e.test_apply_in_the_browser import sign_in
-from tests.factories import CallFactory
+from tests.factories import CallFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -21,9 +23,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_a_founder_sees_the_co_payment_buys_hours_and_downloads_an_invoice(page, live_server, jobs, tmp_path, request):
     rec = request.getfixturevalue("recorder")
     rate_card("startup", 3000)
-    org, founder = startup()
+    founder = UserFactory(email="founder@e2e-startup.kr")
     call = CallFactory(title_en="Startup AI 2027", copay_percent=20, eligible_kinds=["startup"])
     sign_in(page, founder.email)
+
+    # Registering the company: a number with a wrong check digit is refused, the form kept.
+    page.goto("/organisations/new/")
+    page.select_option("select[name=kind]", "startup")
+    page.fill("input[name=name_ko]", "이투이 스타트업")
+    page.fill("input[name=name_en]", "E2E Startup")
+    page.fill("input[name=business_registration_number]", "120-81-47522")
+    page.fill("input[name=founded_on]", "2024-03-01")
+    page.click("main form[method=post] button[type=submit]")
+    assert "its check digit does not match" in page.inner_text("main")
+    assert page.input_value("input[name=name_en]") == "E2E Startup"
+    assert not Organisation.objects.filter(name_en="E2E Startup").exists()
+    page.fill("input[name=business_registration_number]", "120-81-47521")
+    page.click("main form[method=post] button[type=submit]")
+    page.wait_for_url("**/organisations/*/")
+    org = Organisation.objects.get(name_en="E2E Startup")
+    assert org.memberships.get(user=founder).role == "owner"
 
     # While applying: 8,000 H100-hours at 3,000 = 24,000,000; 20 % = 4,800,000; VAT 480,000.
     page.goto(f"/calls/{call.pk}/apply/")

@@ -1,0 +1,258 @@
+"""Charts as server-rendered SVG: numbers in, markup out, no JavaScript and no inline style.
+
+The strict CSP forbids inline scripts and `style` attributes, so every chart is plain SVG with
+presentation attributes (`fill`, `width`…), which are not CSS and pass the policy. Each chart is
+an image to assistive technology (`role="img"` with a <title> and a <desc> that says what it
+shows in words); the templates put the same numbers in a table beside it. Every value here is
+already computed: these functions never query the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from django.utils.formats import date_format, number_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext
+
+ACCENT = "#0b4f9c"
+RECENT = "#1a7f37"
+TRACK = "#dde2e8"
+USED = "#9a6700"
+TEXT = "#1b1f24"
+
+
+def num(value: float | int | None, decimals: int = 0) -> str:
+    """A number in the reader's locale, grouped by thousands."""
+    if value is None:
+        return "–"
+    return number_format(value, decimal_pos=decimals, force_grouping=True)
+
+
+def day_label(day: date) -> str:
+    return date_format(day, "MONTH_DAY_FORMAT")
+
+
+def _frame(chart_id: str, width: int, height: int, title: str, desc: str, body: SafeString) -> SafeString:
+    return format_html(
+        '<svg class="chart" id="{id}" role="img" aria-labelledby="{id}-t {id}-d" viewBox="0 0 {w} {h}" '
+        'width="{w}" height="{h}" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
+        '<title id="{id}-t">{title}</title><desc id="{id}-d">{desc}</desc>{body}</svg>',
+        id=chart_id,
+        w=width,
+        h=height,
+        title=title,
+        desc=desc,
+        body=body,
+    )
+
+
+def gauge(*, chart_id: str, used: float, total: float, title: str, desc: str) -> SafeString:
+    """A horizontal bar: the part of `total` used, the rest left. Beyond the total it is full."""
+    width, height, bar = 320, 34, 18
+    share = min(max(used / total, 0.0), 1.0) if total else 0.0
+    body = format_html(
+        '<rect x="0" y="0" width="{w}" height="{b}" rx="3" fill="{track}"/>'
+        '<rect x="0" y="0" width="{used_w}" height="{b}" rx="3" fill="{accent}"/>'
+        '<text x="0" y="{ty}" font-size="12" fill="{text}">{label}</text>',
+        w=width,
+        b=bar,
+        track=TRACK,
+        used_w=f"{width * share:.1f}",
+        accent=ACCENT,
+        ty=bar + 14,
+        text=TEXT,
+        label=f"{num(100 * share, 0)}%",
+    )
+    return _frame(chart_id, width, height, title, desc, body)
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str
+    value: float | None
+    highlight: bool = False
+
+
+def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, desc: str, unit: str = "") -> SafeString:
+    """Vertical bars over time, one per point, from 0 to `top` (a missing value is no bar).
+    Highlighted points (the last 7 of 30 days) have their own colour; the first and last point
+    are labelled on the axis and the top value on the left."""
+    width, height, left, bottom = 320, 120, 34, 18
+    plot_w, plot_h = width - left, height - bottom - 6
+    top = top or 1
+    step = plot_w / max(len(points), 1)
+    bars = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>',
+        (
+            (
+                f"{left + i * step + step * 0.15:.1f}",
+                f"{6 + plot_h - h:.1f}",
+                f"{step * 0.7:.1f}",
+                f"{h:.1f}",
+                RECENT if p.highlight else ACCENT,
+                p.label,
+                f"{num(p.value, 1)}{unit}",
+            )
+            for i, p in enumerate(points)
+            if p.value is not None
+            for h in [plot_h * min(max(p.value, 0) / top, 1.0)]
+        ),
+    )
+    axis = format_html(
+        '<line x1="{l}" y1="{base}" x2="{w}" y2="{base}" stroke="{text}" stroke-width="1"/>'
+        '<text x="0" y="14" font-size="11" fill="{text}">{top}{unit}</text>'
+        '<text x="0" y="{base}" font-size="11" fill="{text}">0</text>'
+        '<text x="{l}" y="{ly}" font-size="11" fill="{text}">{first}</text>'
+        '<text x="{w}" y="{ly}" font-size="11" fill="{text}" text-anchor="end">{last}</text>',
+        l=left,
+        w=width,
+        base=6 + plot_h,
+        ly=height - 2,
+        text=TEXT,
+        top=num(top, 0),
+        unit=unit,
+        first=points[0].label if points else "",
+        last=points[-1].label if points else "",
+    )
+    return _frame(chart_id, width, height, title, desc, format_html("{}{}", axis, bars))
+
+
+@dataclass(frozen=True)
+class Pair:
+    label: str
+    awarded: float
+    used: float
+
+
+def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, unit: str = "") -> SafeString:
+    """Horizontal bars, two per row: what was awarded (light) and what was used (dark), on one
+    scale, so a row whose dark bar falls short of its light one was under-used."""
+    width, label_w, row_h = 480, 150, 30
+    plot_w = width - label_w - 70
+    height = max(len(pairs), 1) * row_h + 20
+    top = max([max(p.awarded, p.used) for p in pairs] or [1]) or 1
+    rows = format_html_join(
+        "",
+        '<text x="0" y="{}" font-size="11" fill="{}"><title>{}</title>{}</text>'
+        '<rect x="{}" y="{}" width="{}" height="10" fill="{}"/>'
+        '<rect x="{}" y="{}" width="{}" height="10" fill="{}"/>'
+        '<text x="{}" y="{}" font-size="11" fill="{}">{} / {}{}</text>',
+        (
+            (
+                y + 14,
+                TEXT,
+                p.label,
+                p.label if len(p.label) <= 24 else p.label[:23] + "…",
+                label_w,
+                y + 2,
+                f"{plot_w * p.awarded / top:.1f}",
+                TRACK,
+                label_w,
+                y + 13,
+                f"{plot_w * min(p.used, top) / top:.1f}",
+                USED,
+                label_w + plot_w + 4,
+                y + 14,
+                TEXT,
+                num(p.used, 0),
+                num(p.awarded, 0),
+                unit,
+            )
+            for i, p in enumerate(pairs)
+            for y in [i * row_h]
+        ),
+    )
+    legend = format_html(
+        '<rect x="{x}" y="{y}" width="10" height="10" fill="{track}"/>'
+        '<text x="{x1}" y="{ty}" font-size="11" fill="{text}">{awarded}</text>'
+        '<rect x="{x2}" y="{y}" width="10" height="10" fill="{used}"/>'
+        '<text x="{x3}" y="{ty}" font-size="11" fill="{text}">{used_label}</text>',
+        x=label_w,
+        y=height - 12,
+        ty=height - 3,
+        x1=label_w + 14,
+        x2=label_w + 120,
+        x3=label_w + 134,
+        track=TRACK,
+        used=USED,
+        text=TEXT,
+        awarded=gettext("awarded"),
+        used_label=gettext("used"),
+    )
+    return _frame(chart_id, width, height, title, desc, format_html("{}{}", rows, legend))
+
+
+def awarded_vs_used(rows: Sequence[dict], *, chart_id: str, title: str, desc: str) -> SafeString:
+    """`paired_bars` of grants' use (rows of `allocations.services.usage.grants_with_usage`):
+    each grant's awarded GPU-hours against those used, labelled by its number and title."""
+    pairs = [
+        Pair(f"#{r['grant'].pk} {r['grant'].application.title}".strip(), r["gpu_hours_subsidy"], r["gpu_hours_used"])
+        for r in rows
+    ]
+    return paired_bars(chart_id=chart_id, pairs=pairs, title=title, desc=desc)
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    value: int
+    colour: str
+
+
+def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]], title: str, desc: str) -> SafeString:
+    """One horizontal bar per row, split into segments (for example a GPU model's GPUs:
+    assigned, idle, free, unavailable), each row scaled to the largest row's total."""
+    width, label_w, row_h = 480, 110, 26
+    plot_w = width - label_w - 60
+    legend = list(rows[0][1]) if rows else []  # every row has the same segments
+    height = max(len(rows), 1) * row_h + 24
+    top = max([sum(s.value for s in segs) for _label, segs in rows] or [1]) or 1
+    parts = []
+    for i, (label, segs) in enumerate(rows):
+        y, x = i * row_h, float(label_w)
+        parts.append(format_html('<text x="0" y="{}" font-size="11" fill="{}">{}</text>', y + 14, TEXT, label))
+        for s in segs:
+            w = plot_w * s.value / top
+            if w:
+                parts.append(
+                    format_html(
+                        '<rect x="{}" y="{}" width="{}" height="14" fill="{}"><title>{}: {}</title></rect>',
+                        f"{x:.1f}",
+                        y + 3,
+                        f"{w:.1f}",
+                        s.colour,
+                        s.name,
+                        num(s.value),
+                    )
+                )
+            x += w
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
+                f"{x + 4:.1f}",
+                y + 14,
+                TEXT,
+                num(sum(s.value for s in segs)),
+            )
+        )
+    for j, s in enumerate(legend):
+        x = label_w + j * 95
+        parts.append(
+            format_html(
+                '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
+                '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
+                x,
+                height - 12,
+                s.colour,
+                x + 14,
+                height - 3,
+                TEXT,
+                s.name,
+            )
+        )
+    return _frame(chart_id, width, height, title, desc, format_html("{}" * len(parts), *parts))
