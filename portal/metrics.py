@@ -219,7 +219,11 @@ class PortalCollector(Collector):
             yield depth
             yield age
             yield failed
-            yield _gauge("gpu_portal_rq_workers", "Live RQ workers.", workers)
+            yield _gauge(
+                "gpu_portal_rq_workers",
+                "Registered RQ workers (a killed one counts until its heartbeat expires, about 7 minutes).",
+                workers,
+            )
         yield _gauge("gpu_portal_redis_up", "1 when Redis answered this scrape.", up)
 
 
