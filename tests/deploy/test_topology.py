@@ -41,7 +41,8 @@ from rq.job import Job
 
 from allocations import devnode, ssh
 from allocations.devnode import node_bootstrap
-from allocations.models import Assignment, Grant, JupyterSession, NodeAccount, ProvisioningTask, SampleBatch
+from allocations.models import Assignment, Grant, JupyterSession, Node, NodeAccount, ProvisioningTask, SampleBatch
+from allocations.services import grants as grant_services
 from billing.models import Invoice, InvoiceCounter
 from portal.models import OutboxMessage
 from tests.allocations.helpers import approved_grant, user_with_key
@@ -194,6 +195,14 @@ def test_provisioning_on_three_workers_does_each_step_once_and_survives_a_killed
             list(JupyterSession.objects.filter(account=account).values()),
             subprocess.run(["ps", "-fu", account.username], capture_output=True, text=True).stdout,
         )
+
+    # What one reconcile costs per node (docs/deployment.md, sizing): SSH, the agent's status, queries.
+    timings = []
+    for node in Node.objects.filter(hostname__startswith="gpu-topo-"):
+        start = time.monotonic()
+        assert grant_services.reconcile_node(node=node) == []  # nothing to repair after provisioning
+        timings.append(time.monotonic() - start)
+    print(f"reconcile per node: {', '.join(f'{t:.2f}' for t in timings)} s")
 
     # Redis restarts. An approval meanwhile commits; its job waits in the outbox.
     stack.redis_stop()
