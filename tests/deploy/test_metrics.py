@@ -5,6 +5,8 @@ and alerting rules that name only metrics the endpoint exports."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -203,3 +205,11 @@ def test_every_alerting_rule_names_metrics_the_endpoint_exports(client, metrics_
             seen.append(rule["alert"])
     doc = (ROOT / "docs/deployment.md").read_text()
     assert seen and all(f"`{name}`" in doc for name in seen)
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) is not installed")
+def test_prometheus_accepts_the_alerting_rules():
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

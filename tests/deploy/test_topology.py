@@ -76,7 +76,10 @@ def site(django_db_setup, tmp_path_factory):
     rid = secrets.token_hex(3)
     base = Path(f"/run/gpu-portal-topo-{rid}")
     base.mkdir(mode=0o755)
-    account_prefix, unix_id_base = f"gtp{rid}", 20_000_000 + secrets.randbelow(10_000) * 10_000
+    account_prefix, unix_id_base = (
+        f"gtp{rid}",
+        200_000_000 + secrets.randbelow(10_000) * 10_000,
+    )  # clear of the node tests
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'].replace('/', '%2F')}:{db['PORT'] or 5432}/{db['NAME']}"
     sshds, nodes, stack = [], [], None
