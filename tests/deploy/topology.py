@@ -61,6 +61,38 @@ def site_nodes(count: int, base: Path, account_prefix: str, unix_id_base: int) -
     return nodes
 
 
+def self_signed_certificate(cert_path: Path, key_path: Path) -> None:
+    """A certificate for 127.0.0.1, valid two days; the test's HTTPS client trusts exactly it."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+
+
 class Stack:
     """Starts and stops every process; `env` is what systemd's EnvironmentFile would hold."""
 
@@ -158,11 +190,7 @@ class Stack:
         self-signed certificate; the rest of the file is used as it is."""
         tls = self.tmp / "tls"
         tls.mkdir(exist_ok=True)
-        subprocess.run([
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "privkey.pem"),
-            "-out", str(tls / "fullchain.pem"),
-        ], check=True, capture_output=True)  # fmt: skip
+        self_signed_certificate(tls / "fullchain.pem", tls / "privkey.pem")
         site = (ROOT / "deploy/nginx/gpu-portal.conf").read_text()
         replacements = [
             ("server unix:/run/gpu-portal-web.sock max_fails=0;",
