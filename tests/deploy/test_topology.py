@@ -172,7 +172,7 @@ def test_provisioning_on_three_workers_does_each_step_once_and_survives_a_killed
     victim = wait_for(lambda: worker_running_node_tasks(stack), 90, "a worker running node tasks", stack, 0.02)
     stack.kill(victim)
     # rqcron queues reconcile every 5 minutes; it finishes what the dead worker left `running`.
-    django_rq.get_queue("default", commit_mode="auto").enqueue("allocations.jobs.reconcile_nodes_job")
+    django_rq.get_queue("default", commit_mode="auto").enqueue("allocations.jobs.reconcile_nodes_fanout_job")
 
     def all_active():
         return all(g.status == Grant.Status.ACTIVE for g in Grant.objects.filter(pk__in=[g.pk for g in grants]))
