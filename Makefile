@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both work on a fresh Debian machine.
-.PHONY: run test bench lint format messages manage clean-demo screenshots
+.PHONY: run test topology bench lint format messages manage clean-demo screenshots
 
 run:
 	@scripts/bootstrap.sh run
@@ -21,6 +21,12 @@ test:
 screenshots:
 	@scripts/bootstrap.sh test
 	@.venv/bin/python scripts/devstack.py test tests/e2e/screenshots.py -q
+
+# nginx + two gunicorns + three RQ workers + rqcron + PostgreSQL + redis-server on this machine
+# (docs/deployment.md, "The topology test"); `make test` runs it too.
+topology:
+	@scripts/bootstrap.sh test
+	@.venv/bin/python scripts/devstack.py test tests/deploy/test_topology.py -v $(PYTEST_ARGS)
 
 bench:
 	@scripts/bootstrap.sh bench

@@ -59,19 +59,48 @@ def grants_expire_job() -> list[int]:
     return grant_services.grants_expire_due()
 
 
+def _reconcile(node: Node) -> int | str:
+    """Repair drift on one node, and run the tasks a killed worker left behind there."""
+    try:
+        outcome: int | str = len(grant_services.reconcile_node(node=node))
+    except ssh.SshError as exc:
+        outcome = f"unreachable: {exc.message}"
+        log.warning("reconcile %s: %s", node.hostname, exc.message)
+    if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
+        enqueue_node(node.pk)
+    return outcome
+
+
 def reconcile_nodes_job() -> dict:
-    """Repair drift on every node, and finish tasks a killed worker left behind."""
-    summary = {}
-    for node in Node.objects.exclude(host_key=""):
+    """Repair drift on every node in this one job (`manage.py reconcile_nodes`); the periodic
+    run fans out instead (`reconcile_nodes_fanout_job`)."""
+    return {node.hostname: _reconcile(node) for node in Node.objects.exclude(host_key="")}
+
+
+def reconcile_node_job(node_id: int) -> int | str | None:
+    node = Node.objects.exclude(host_key="").filter(pk=node_id).first()
+    return None if node is None else _reconcile(node)
+
+
+def reconcile_nodes_fanout_job() -> int:
+    """Every 5 minutes (portal.cron): one reconcile job per node, so that every worker takes a
+    share. One job walking 7,500 nodes (about 0.25 s each) would outlast both its interval and
+    RQ's 600 s timeout. The job id is the node's: a node whose last reconcile still waits or runs
+    is not queued again (the id is free once the job finished: no result is kept). Returns how
+    many were queued."""
+    from rq.exceptions import DuplicateJobError
+
+    queue = django_rq.get_queue("default", commit_mode="auto")
+    queued = 0
+    for pk in Node.objects.exclude(host_key="").values_list("pk", flat=True).iterator():
         try:
-            created = grant_services.reconcile_node(node=node)
-            summary[node.hostname] = len(created)
-        except ssh.SshError as exc:
-            summary[node.hostname] = f"unreachable: {exc.message}"
-            log.warning("reconcile %s: %s", node.hostname, exc.message)
-        if node.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
-            enqueue_node(node.pk)
-    return summary
+            queue.enqueue(
+                reconcile_node_job, pk, job_id=f"reconcile-node-{pk}", unique=True, result_ttl=0, failure_ttl=240
+            )
+        except DuplicateJobError:
+            continue
+        queued += 1
+    return queued
 
 
 def metering_partitions_job() -> dict:

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.RequestMetricsMiddleware",  # first: counts and times every response (deploy)
     "django.middleware.security.SecurityMiddleware",
     # Production serves collected static files itself; development uses runserver's.
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),
@@ -361,6 +362,17 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# Production deployment (deploy/, docs/deployment.md) -------------------------------------------
+# The portal runs behind nginx on the same host (gunicorn listens on a unix socket only nginx can
+# open). nginx appends the client's address to X-Forwarded-For; the portal trusts exactly this
+# many proxies from the right of that header (allauth's per-IP rate limits need the real client
+# address). 0: use the connection's address (development, tests).
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Prometheus (/metrics, portal/metrics.py): a scrape needs `Authorization: Bearer METRICS_TOKEN`
+# and, when METRICS_ALLOWED_NETWORKS is set, a client address inside one of those networks
+# (comma-separated CIDRs). With neither set /metrics answers 404.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -5,6 +5,7 @@ from django.urls import include, path
 from allocations.admin_fleet import fleet_view
 from billing import views as billing_views
 from portal import views
+from portal.metrics import metrics_view
 
 # The admin signs in through allauth, so MFA applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -44,6 +45,7 @@ urlpatterns = [
     path("rates/", billing_views.rate_card, name="rates"),
     path("billing/", include("billing.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus, not public (portal/metrics.py)
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/fleet/", admin.site.admin_view(fleet_view), name="admin_fleet"),

@@ -8,6 +8,8 @@ purpose=${1:-run}
 
 run_pkgs="postgresql postgresql-contrib gettext fonts-nanum libpango-1.0-0 libpangoft2-1.0-0"
 test_pkgs="$run_pkgs openssh-server sudo python3-venv chromium poppler-utils"
+# the topology test (tests/deploy/test_topology.py) runs them as private processes
+test_pkgs="$test_pkgs nginx redis-server"
 case "$purpose" in
   test) pkgs=$test_pkgs ;;
   bench) pkgs="$run_pkgs wrk" ;;  # the load generator of `make bench`
@@ -26,8 +28,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "[bootstrap] installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # nginx and redis-server would start as system services on ports 80 and 6379 (and at every
+    # boot): the tests run their own. A policy-rc.d that says "no" keeps any service from
+    # starting during the install (Debian's invoke-rc.d and deb-systemd-invoke honour it).
+    held=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && held=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    [ -n "$held" ] && rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      for unit in nginx redis-server; do
+        case " ${missing[*]} " in *" $unit "*) systemctl disable --quiet "$unit" 2>/dev/null || true ;; esac
+      done
+    fi
   else
     echo "[bootstrap] missing system packages: ${missing[*]}" >&2
     echo "[bootstrap] install them with: sudo apt-get install ${missing[*]}" >&2

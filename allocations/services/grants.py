@@ -370,6 +370,9 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
     if not accounts:
         return []
     live = Grant.objects.filter(status=G.ACTIVE, assignments__node=node).distinct()
+    # Grants still being provisioned here: their own tasks are giving their members access, so
+    # reconcile must not take it away (it revoked them when it ran mid-provisioning).
+    arriving = Grant.objects.filter(status=G.PROVISIONING, assignments__node=node).distinct()
     members_of = {g.pk: sorted(a.username for a in accounts if a.user in g.members()) for g in live}
     wanted = {grant_label(g): {"gpus": g.gpu_uuids(), "members": members_of[g.pk]} for g in live}
     with connect(node) as conn:
@@ -395,6 +398,8 @@ def reconcile_node(*, node: Node) -> list[ProvisioningTask]:
             seen = report.get(account.username, {"exists": False})
             grant = live.of_member(account.user).first()
             if grant is None or account.state == NodeAccount.State.REVOKED:
+                if account.state != NodeAccount.State.REVOKED and arriving.of_member(account.user).exists():
+                    continue
                 if seen.get("exists") and (not seen.get("locked") or seen.get("keys_sha256") or seen.get("processes")):
                     queue(account, K.REVOKE, {"username": account.username})
                 continue

@@ -76,6 +76,8 @@ class Invoice(models.Model):
                 condition=models.Q(total_krw=models.F("supply_krw") + models.F("vat_krw")), name="invoice_total"
             ),
         ]
+        # /metrics: open and overdue invoices, read without scanning paid ones.
+        indexes = [models.Index(fields=["due_on"], condition=models.Q(status="open"), name="invoice_open_due_idx")]
 
     def __str__(self) -> str:
         return self.number or f"{self.month:%Y-%m} statement #{self.pk}"

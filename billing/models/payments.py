@@ -70,6 +70,14 @@ class StripeEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        # /metrics: webhook lag, read without scanning processed events.
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(processed_at__isnull=True),
+                name="stripe_event_unprocessed_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type}"

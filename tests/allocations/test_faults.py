@@ -238,3 +238,23 @@ def test_a_worker_killed_mid_task_leaves_a_task_the_next_run_finishes(node_setti
         ["pgrep", "-c", "-u", session.account.username, "-f", "jupyter"], capture_output=True, text=True
     )
     assert users.stdout.strip() == "1"  # one server, not two
+
+
+def test_reconcile_during_provisioning_leaves_the_arriving_members_access_alone(gpu_node, tmp_path):
+    """Found by the topology test: reconcile (every 5 minutes) ran while a grant's tasks had
+    created its member's account but the grant was not active yet, and revoked that account;
+    the grant then became active with its member locked out."""
+    from allocations.services.provisioning import node_run_tasks
+
+    grant, _key = today_grant(tmp_path)
+    grant_provision_job(grant.pk)
+    node = grant.assignments.first().node
+    node_run_tasks(node_id=node.pk)  # the tasks ran; the worker has not marked the grant active yet
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.PROVISIONING
+    created = grant_services.reconcile_node(node=node)
+    assert [t.kind for t in created if t.kind == ProvisioningTask.Kind.REVOKE] == []
+    node_tasks_job(node.pk)
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE
+    assert not node.tasks.filter(kind=ProvisioningTask.Kind.REVOKE).exists()
