@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.core import mail
+
 from billing.models import Invoice, InvoiceLine, Rate
-from billing.services.invoices import invoices_run
+from billing.services.invoices import invoice_issue, invoices_run
 from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.billing.test_invoicing import paid_pack
 
@@ -33,3 +35,38 @@ def test_a_month_invoiced_after_a_later_one_does_not_draw_a_pack_a_second_time(d
     # (600) + 2 h billable (6,000); A100 1 h subsidised at 20 % of 2,000 (400).
     october = Invoice.objects.get(organisation=org, month=OCT)
     assert october.supply_krw == 7000
+
+
+def test_invoice_and_subsidy_e_mails_are_written_in_each_recipients_language(db, jobs):
+    """An English-speaking billing member reads English; the Korean owner of another organisation
+    reads Korean."""
+    rate_card("startup", 3000)
+    org, _ = startup()
+    member = org.memberships.get(role="billing").user
+    member.language = "en"
+    member.save(update_fields=["language"])
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    with jobs.committed():
+        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    jobs.run()
+    [sent] = [m for m in mail.outbox if m.to == [member.email]]
+    assert sent.subject == f"Invoice {invoice.number} for 2026-11", sent.subject
+    korean = [m for m in mail.outbox if m.to == [org.memberships.get(role="owner").user.email]]
+    assert korean == []  # the owner hears nothing while there is a billing member
+
+
+def test_the_subsidy_alert_is_written_in_the_recipients_language(db, jobs):
+    from billing.services.consequences import grant_subsidy_check
+
+    rate_card("startup", 3000)
+    org, owner = startup()
+    owner.language = "en"
+    owner.save(update_fields=["language"])
+    grant = grant_for(org, hours=10, intervals=[(at(2, 9), at(2, 18))])  # 9 of 10 h: 90 %
+    with jobs.committed():
+        grant_subsidy_check(grant_id=grant.pk, now=at(3, 0))
+    jobs.run()
+    to_owner = [m.subject for m in mail.outbox if m.to == [owner.email]]
+    to_member = [m.subject for m in mail.outbox if m.to == [org.memberships.get(role="billing").user.email]]
+    assert to_owner == [f"Grant #{grant.pk}: 80 % of the subsidised GPU-hours used"]
+    assert to_member == [f"지원 과제 #{grant.pk}: 지원 GPU 시간의 80 % 사용"]
