@@ -70,3 +70,39 @@ def test_the_subsidy_alert_is_written_in_the_recipients_language(db, jobs):
     to_member = [m.subject for m in mail.outbox if m.to == [org.memberships.get(role="billing").user.email]]
     assert to_owner == [f"Grant #{grant.pk}: 80 % of the subsidised GPU-hours used"]
     assert to_member == [f"지원 과제 #{grant.pk}: 지원 GPU 시간의 80 % 사용"]
+
+
+def _finance(client, *perms):
+    from tests.portal.test_review_admin import staff_user
+
+    client.force_login(staff_user("finance@centre.kr", *perms))
+    return client
+
+
+RATE_PERMS = ("billing.view_rate", "billing.add_rate", "billing.change_rate")
+
+
+def test_finance_cannot_publish_a_rate_that_reprices_time_already_used(client, db):
+    """A rate in effect since January priced every minute since: a new H100 rate dated yesterday
+    (or a scheduled one moved to yesterday) would re-price time already used this month (what
+    "this month so far" showed, what the invoice will say). Publishing a rate where none was in
+    effect (docs: a month FAILED for a missing rate: publish it and run again) stays possible."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    rate_card("startup", 3000)
+    scheduled = rate_card("startup", 3300, since=timezone.localdate() + timedelta(days=10))
+    _finance(client, *RATE_PERMS)
+    yesterday = f"{timezone.localdate() - timedelta(days=1):%Y-%m-%d}"
+    form = {"gpu_model": "H100-80GB", "price_tier": "startup", "krw_per_gpu_hour": "9000"}
+    refused = client.post("/admin/billing/rate/add/", {**form, "effective_from": yesterday})
+    assert refused.status_code == 200 and refused.context["adminform"].form.errors
+    moved = client.post(f"/admin/billing/rate/{scheduled.pk}/change/", {**form, "effective_from": yesterday})
+    assert moved.status_code == 200 and moved.context["adminform"].form.errors
+    assert sorted(Rate.objects.values_list("krw_per_gpu_hour", flat=True)) == [3000, 3300]
+    # A GPU model without any rate yet: published from the start of last month, as the docs say.
+    missing = {**form, "gpu_model": "A100-80GB", "effective_from": "2026-10-01"}
+    assert client.post("/admin/billing/rate/add/", missing).status_code == 302
+    tomorrow = f"{timezone.localdate() + timedelta(days=1):%Y-%m-%d}"
+    assert client.post("/admin/billing/rate/add/", {**form, "effective_from": tomorrow}).status_code == 302
