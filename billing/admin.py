@@ -212,16 +212,23 @@ class InvoiceAdmin(admin.ModelAdmin):
     def export_csv(self, request, queryset) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+        response.write("\ufeff")  # a byte order mark: Excel then reads UTF-8, not CP949
         writer = csv.writer(response)
         writer.writerow(
             ["number", "month", "organisation", "buyer_brn", "supply_krw", "vat_krw", "total_krw", "status", "paid_at"]
         )
         for inv in queryset.select_related("organisation").order_by("number"):
             writer.writerow(
-                [inv.number, f"{inv.month:%Y-%m}", inv.buyer_name, inv.buyer_brn, inv.supply_krw, inv.vat_krw,
+                [inv.number, f"{inv.month:%Y-%m}", _cell(inv.buyer_name), inv.buyer_brn, inv.supply_krw, inv.vat_krw,
                  inv.total_krw, inv.status, inv.paid_at.isoformat() if inv.paid_at else ""]
             )  # fmt: skip
         return response
+
+
+def _cell(text: str) -> str:
+    """Text an organisation chose, made inert in a spreadsheet: a leading =, +, -, @, tab or
+    carriage return would start a formula (CSV injection), so it gets a leading apostrophe."""
+    return f"'{text}" if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -106,3 +106,22 @@ def test_finance_cannot_publish_a_rate_that_reprices_time_already_used(client, d
     assert client.post("/admin/billing/rate/add/", missing).status_code == 302
     tomorrow = f"{timezone.localdate() + timedelta(days=1):%Y-%m-%d}"
     assert client.post("/admin/billing/rate/add/", {**form, "effective_from": tomorrow}).status_code == 302
+
+
+def test_the_invoice_export_neither_runs_formulas_nor_garbles_korean_names_in_a_spreadsheet(client, db):
+    """An organisation names itself like a spreadsheet formula; finance opens the CSV export in
+    Excel (Korean Windows), which reads a CSV without a byte order mark as CP949."""
+    rate_card("startup", 3000)
+    org, _ = startup(name_ko='=HYPERLINK("evil","주식회사")')
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    _finance(client, "billing.view_invoice")
+    export = client.post("/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [invoice.pk]})
+    content = export.content.decode("utf-8")
+    assert content.startswith("\ufeff")
+    import csv
+    import io
+
+    [header, row] = list(csv.reader(io.StringIO(content.lstrip("\ufeff"))))
+    assert row[header.index("organisation")] == '\'=HYPERLINK("evil","주식회사")'
+    assert row[header.index("total_krw")] == str(invoice.total_krw)
