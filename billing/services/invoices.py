@@ -156,24 +156,44 @@ def _transition(invoice: Invoice, new: str, *, actor=None, reason: str = "") -> 
     return invoice
 
 
+def _payment_known(invoice: Invoice, payment_ref: str) -> bool:
+    """True when an event of the invoice already names this payment (a second notice of it)."""
+    return not payment_ref or invoice.events.filter(reason__contains=f"[{payment_ref}]").exists()
+
+
 @transaction.atomic
-def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None) -> Invoice:
+def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None, payment_ref: str = "") -> Invoice:
     """Paid once: a second notice of the same payment (webhook after the charge's own answer, a
-    replay) finds it paid and changes nothing. Grants suspended for non-payment come back."""
+    replay) finds it paid and changes nothing. Grants suspended for non-payment come back.
+    `payment_ref` (the Stripe PaymentIntent) is kept in the events: another payment arriving for
+    an invoice already paid (a Checkout page paid after the saved card was charged) or void is
+    recorded once as to refund, and `invoice.payment_to_refund` says so to the caller."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    invoice.payment_to_refund = False
+    if payment_ref:
+        reason = f"{reason} [{payment_ref}]"
+    if invoice.status == I.OPEN:
+        _transition(invoice, I.PAID, actor=actor, reason=reason)
+        _notify(invoice, "invoice_paid")
+        grants_resume_after_payment(organisation_id=invoice.organisation_id)
+        return invoice
+    known = _payment_known(invoice, payment_ref)
     if invoice.status == I.VOID:
         # Money arrived for an invoice finance voided: it stays void; finance refunds the payment.
-        log.warning("payment for void invoice %s: %s", invoice.pk, reason)
-        InvoiceEvent.objects.create(
-            invoice=invoice, actor=actor, old_status=I.VOID, new_status=I.VOID,
-            reason=f"payment received after void, to refund: {reason}",
-        )  # fmt: skip
+        invoice.payment_to_refund = True
+        if payment_ref and known:
+            return invoice  # this payment is already recorded as to refund
+        note = f"payment received after void, to refund: {reason}"
+    elif not known:
+        # Paid twice (two payments, not two notices of one): it stays paid; finance refunds one.
+        invoice.payment_to_refund = True
+        note = f"paid again, to refund: {reason}"
+    else:
         return invoice
-    if invoice.status != I.OPEN:
-        return invoice
-    _transition(invoice, I.PAID, actor=actor, reason=reason)
-    _notify(invoice, "invoice_paid")
-    grants_resume_after_payment(organisation_id=invoice.organisation_id)
+    log.warning("payment to refund for invoice %s: %s", invoice.pk, reason)
+    InvoiceEvent.objects.create(
+        invoice=invoice, actor=actor, old_status=invoice.status, new_status=invoice.status, reason=note
+    )
     return invoice
 
 

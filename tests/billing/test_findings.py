@@ -9,7 +9,10 @@ from django.core import mail
 
 from billing.models import Invoice, InvoiceLine, Rate
 from billing.services.invoices import invoice_issue, invoices_run
+from tests.billing.conftest import event
 from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.test_attacks import checkout_paid, deliver
+from tests.billing.test_attacks import two as two
 from tests.billing.test_invoicing import paid_pack
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
@@ -125,3 +128,26 @@ def test_the_invoice_export_neither_runs_formulas_nor_garbles_korean_names_in_a_
     [header, row] = list(csv.reader(io.StringIO(content.lstrip("\ufeff"))))
     assert row[header.index("organisation")] == '\'=HYPERLINK("evil","주식회사")'
     assert row[header.index("total_krw")] == str(invoice.total_krw)
+
+
+def test_a_second_payment_of_a_paid_invoice_is_recorded_as_to_refund(client, two):
+    """The saved card's retry charge paid the invoice (pi_card) while the billing member had a
+    Checkout page open for it; the member then pays there too (pi_checkout). The money came in
+    twice: finance must see it to refund, not a quiet "invoice paid"."""
+    inv = two["inv_a"]
+    intent = {
+        "id": "pi_card", "object": "payment_intent", "amount": inv.total_krw, "currency": "krw",
+        "customer": "cus_A", "metadata": {"kind": "invoice", "invoice_id": str(inv.pk)},
+    }  # fmt: skip
+    assert deliver(client, event("evt_card", "payment_intent.succeeded", intent)) == "invoice paid"
+    # The same payment notified again (its Checkout twin names the same intent) is no refund.
+    twice = checkout_paid(inv, id="cs_other", payment_intent="pi_card")
+    assert deliver(client, event("evt_same", "checkout.session.completed", twice)) == "invoice paid"
+    second = checkout_paid(inv, payment_intent="pi_checkout")
+    assert deliver(client, event("evt_checkout", "checkout.session.completed", second)) == (
+        "invoice already paid: payment to refund"
+    )
+    inv.refresh_from_db()
+    assert inv.status == Invoice.Status.PAID and inv.events.filter(new_status="paid", old_status="open").count() == 1
+    [refund] = inv.events.filter(reason__contains="to refund")
+    assert "pi_checkout" in refund.reason
