@@ -151,3 +151,93 @@ def test_a_second_payment_of_a_paid_invoice_is_recorded_as_to_refund(client, two
     assert inv.status == Invoice.Status.PAID and inv.events.filter(new_status="paid", old_status="open").count() == 1
     [refund] = inv.events.filter(reason__contains="to refund")
     assert "pi_checkout" in refund.reason
+
+
+def test_finance_cannot_delete_a_rate_in_effect_through_the_bulk_delete_action(client, db):
+    """A rate in effect has priced usage: its page refuses deletion, and so must the list's
+    "Delete selected" action (which does not ask the page)."""
+    in_effect = rate_card("startup", 3000)
+    _finance(client, *RATE_PERMS, "billing.delete_rate")
+    assert client.post(f"/admin/billing/rate/{in_effect.pk}/delete/", {"post": "yes"}).status_code == 403
+    client.post(
+        "/admin/billing/rate/", {"action": "delete_selected", "_selected_action": [in_effect.pk], "post": "yes"}
+    )
+    assert Rate.objects.filter(pk=in_effect.pk).exists()
+
+
+# -- checks that held (kept as guards) -------------------------------------------------------------
+
+
+def _paid_invoice() -> Invoice:
+    from billing.services.invoices import invoice_mark_paid
+
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    return invoice_mark_paid(invoice_id=invoice.pk, reason="bank transfer")
+
+
+def test_void_and_credit_need_the_csrf_token_and_a_reason(db):
+    from django.test import Client
+
+    from billing.models import CreditNote
+    from tests.portal.test_review_admin import staff_user
+
+    paid = _paid_invoice()
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    unpaid, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    finance = staff_user(
+        "finance@centre.kr", "billing.view_invoice", "billing.void_invoice", "billing.issue_credit_note"
+    )
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(finance)
+    assert forged.post(f"/admin/billing/invoice/{unpaid.pk}/void/", {"reason": "x"}).status_code == 403
+    assert forged.post(f"/admin/billing/invoice/{paid.pk}/credit/", {"reason": "x"}).status_code == 403
+    client = Client()
+    client.force_login(finance)
+    for url in (f"/admin/billing/invoice/{unpaid.pk}/void/", f"/admin/billing/invoice/{paid.pk}/credit/"):
+        page = client.post(url, {"reason": "   "})
+        assert page.status_code == 200 and page.context["form"].errors, url
+    unpaid.refresh_from_db()
+    assert unpaid.status == Invoice.Status.OPEN and not CreditNote.objects.exists()
+
+
+def test_credit_notes_are_404_for_plain_members_other_owners_removed_members_and_reviewers(client, db):
+    from billing.services.credit_notes import credit_note_issue
+    from portal.models import Membership
+    from tests.factories import MembershipFactory, UserFactory
+    from tests.portal.test_review_admin import staff_user
+
+    paid = _paid_invoice()
+    note = credit_note_issue(
+        invoice_id=paid.pk, actor=staff_user("f@centre.kr", "billing.issue_credit_note"), reason="outage"
+    )
+    org = paid.organisation
+    plain = MembershipFactory(organisation=org, role=Membership.Role.MEMBER, user=UserFactory()).user
+    _other, other_owner = startup()
+    removed = org.memberships.get(role=Membership.Role.BILLING).user
+    org.memberships.filter(user=removed).delete()
+    reviewer = staff_user("reviewer@centre.kr", "portal.view_application", "billing.view_invoice")
+    for who in (plain, other_owner, removed, reviewer):
+        client.force_login(who)
+        assert client.get(f"/billing/credit-notes/{note.pk}/pdf/").status_code == 404, who
+        assert note.number not in client.get(f"/billing/invoices/?organisation={org.pk}").content.decode()
+
+
+def test_a_void_invoices_prepaid_hours_return_to_the_pack_for_the_next_month(db):
+    from billing.services.invoices import invoice_void
+    from tests.portal.test_review_admin import staff_user
+
+    rate_card("startup", 3000)
+    org, _ = startup()
+    # 1 h subsidy; 10 h pack. October: 1 h subsidised (600) + 6 h prepaid; void. November: 6 h,
+    # all from the pack again (the void invoice drew nothing).
+    grant_for(org, hours=1, intervals=[(at(2, 9, month=10), at(2, 16, month=10)), (at(3, 9), at(3, 15))])
+    pack = paid_pack(org, 10, at(1, 0, month=10))
+    october, _ = invoice_issue(organisation_id=org.pk, month=OCT, today=NOV)
+    invoice_void(invoice_id=october.pk, actor=staff_user("f@centre.kr", "billing.void_invoice"), reason="error")
+    november, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    assert list(november.lines.values_list("kind", "gpu_minutes", "hour_pack")) == [("prepaid", 360, pack.pk)]
+    assert november.is_statement
