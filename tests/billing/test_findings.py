@@ -241,3 +241,44 @@ def test_a_void_invoices_prepaid_hours_return_to_the_pack_for_the_next_month(db)
     november, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
     assert list(november.lines.values_list("kind", "gpu_minutes", "hour_pack")) == [("prepaid", 360, pack.pk)]
     assert november.is_statement
+
+
+def test_signed_but_malformed_huge_or_unpaid_webhooks_change_nothing(client, db, stripe_settings):
+    """Held: a correctly signed body that is not JSON, lacks fields, or is over 512 KiB gets 400 and
+    is not stored; a completed Checkout whose payment_status is unpaid credits no pack."""
+    import hashlib
+    import hmac
+    import time
+
+    from billing.models import HourPack, StripeEvent
+    from billing.services.payments import stripe_event_process
+    from tests.billing.conftest import WEBHOOK_SECRET, signed
+
+    def raw(body: bytes):
+        ts = int(time.time())
+        mac = hmac.new(WEBHOOK_SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        return client.post(
+            "/billing/stripe/webhook/", body, content_type="application/json",
+            headers={"Stripe-Signature": f"t={ts},v1={mac}"},
+        )  # fmt: skip
+
+    assert raw(b"{not json").status_code == 400
+    assert raw(b'{"id": "evt_x", "livemode": false}').status_code == 400
+    huge = event("evt_huge", "ping", {"pad": "x" * 600_000})
+    assert raw(signed(huge)[0]).status_code == 400
+    assert not StripeEvent.objects.exists()
+
+    org, owner = startup()
+    pack = HourPack.objects.create(
+        organisation=org, gpu_model="H100-80GB", gpu_hours=1, krw_per_gpu_hour=3000, supply_krw=3000,
+        vat_krw=300, total_krw=3300, checkout_session_id="cs_unpaid", bought_by=owner,
+    )  # fmt: skip
+    unpaid = {
+        "id": "cs_unpaid", "object": "checkout.session", "payment_status": "unpaid", "amount_total": 3300,
+        "currency": "krw", "metadata": {"kind": "hour_pack", "hour_pack_id": str(pack.pk)},
+    }  # fmt: skip
+    body, _sig = signed(event("evt_unpaid", "checkout.session.completed", unpaid))
+    assert raw(body).status_code == 200
+    assert stripe_event_process(event_pk=StripeEvent.objects.get().pk) == "pack not paid yet"
+    pack.refresh_from_db()
+    assert pack.status == HourPack.Status.PENDING
