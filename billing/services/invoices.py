@@ -121,7 +121,9 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
 
 def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
     """Issue every organisation's invoice for `month`, one transaction each, printing progress.
-    An organisation whose usage cannot be priced is reported and skipped; the others go on."""
+    An organisation whose usage cannot be priced, or whose invoice fails for any other reason
+    (its transaction is rolled back: no number used), is reported FAILED and skipped; the others
+    go on (the periodic job runs once a month)."""
     start, end = ledger.month_bounds(month)
     ids = list(organisations_with_usage(start, end).values_list("pk", flat=True))
     counts = {"issued": 0, "existing": 0, "nothing": 0, "failed": 0}
@@ -132,6 +134,11 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
         except ledger.LedgerError as exc:
             counts["failed"] += 1
             out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {exc}")
+            continue
+        except Exception as exc:
+            log.exception("invoicing organisation %s for %s failed", org_id, f"{month:%Y-%m}")
+            counts["failed"] += 1
+            out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {type(exc).__name__}: {exc}")
             continue
         if invoice is None:
             counts["nothing"] += 1

@@ -282,3 +282,28 @@ def test_signed_but_malformed_huge_or_unpaid_webhooks_change_nothing(client, db,
     assert stripe_event_process(event_pk=StripeEvent.objects.get().pk) == "pack not paid yet"
     pack.refresh_from_db()
     assert pack.status == HourPack.Status.PENDING
+
+
+def test_an_unexpected_error_for_one_organisation_does_not_stop_the_monthly_run(db, monkeypatch):
+    """The periodic job runs once, on the 1st: one organisation whose invoice cannot be finished
+    (here its PDF fails to render) must be reported FAILED while the others are invoiced, not
+    leave every later organisation without an invoice until someone notices."""
+    import billing.services.invoices as service
+
+    rate_card("startup", 3000)
+    first, second = startup()[0], startup()[0]
+    for org in (first, second):
+        grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    real = service.invoice_document_store
+
+    def broken_for_the_first(*, invoice_id):
+        if Invoice.objects.get(pk=invoice_id).organisation_id == first.pk:
+            raise OSError("cannot load font")
+        return real(invoice_id=invoice_id)
+
+    monkeypatch.setattr(service, "invoice_document_store", broken_for_the_first)
+    lines: list[str] = []
+    counts = invoices_run(month=NOV, today=date(2026, 12, 1), out=lines.append)
+    assert (counts["issued"], counts["failed"]) == (1, 1)
+    assert any("FAILED" in x and f"organisation {first.pk}" in x for x in lines)
+    assert list(Invoice.objects.values_list("organisation", "number")) == [(second.pk, "INV-2026-000001")]
