@@ -94,6 +94,13 @@ def hour_pack_checkout_start(
     krw = hour_pack_price(organisation, gpu_model)
     supply = gpu_hours * krw
     vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    if supply + vat > stripe_client.MAX_CHARGE_KRW:
+        # Stripe would refuse it; say so on the form rather than "the service is not reachable".
+        raise PortalError(
+            _("A pack can cost at most ₩%(max)s including VAT (the payment service's limit): choose fewer GPU-hours.")
+            % {"max": f"{stripe_client.MAX_CHARGE_KRW:,}"},
+            code="too_dear",
+        )
     account = billing_account_get_or_create(organisation=organisation, email=user.email)
     pack = HourPack.objects.create(
         organisation=organisation,

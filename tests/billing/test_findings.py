@@ -307,3 +307,19 @@ def test_an_unexpected_error_for_one_organisation_does_not_stop_the_monthly_run(
     assert (counts["issued"], counts["failed"]) == (1, 1)
     assert any("FAILED" in x and f"organisation {first.pk}" in x for x in lines)
     assert list(Invoice.objects.values_list("organisation", "number")) == [(second.pk, "INV-2026-000001")]
+
+
+def test_a_pack_dearer_than_stripe_takes_is_refused_on_the_form_not_as_an_outage(client, db, recorder):
+    """Stripe takes at most 99,999,999 in a currency's smallest unit (₩99,999,999). The form
+    allows 100,000 GPU-hours: 40,000 H100-hours at ₩3,000 + VAT is ₩132,000,000. Stripe would
+    refuse it and the founder would read "the payment service is not reachable; try again later"
+    (503). The form must say what is wrong, keep what was typed, and send nothing."""
+    from billing.models import HourPack
+
+    rate_card("startup", 3000)
+    org, owner = startup()
+    client.force_login(owner)
+    page = client.post(f"/billing/hour-packs/?organisation={org.pk}", {"gpu_model": "H100-80GB", "gpu_hours": "40000"})
+    assert page.status_code == 400
+    assert "99,999,999" in page.content.decode() and 'value="40000"' in page.content.decode()
+    assert recorder.requests == [] and not HourPack.objects.exists()
