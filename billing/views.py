@@ -110,8 +110,13 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     """The document stored when the invoice was finalised, byte for byte (an invoice issued
-    before documents were stored gets its document frozen on this first download)."""
-    invoice = get_invoice_for_user(request.user, pk)
+    before documents were stored gets its document frozen on this first download), for the
+    organisation's owners and billing members as they are now, and for staff allowed to see
+    invoices (finance, from the invoice's admin page); anyone else gets 404."""
+    if request.user.has_perm("billing.view_invoice"):
+        invoice = get_object_or_404(Invoice, pk=pk)
+    else:
+        invoice = get_invoice_for_user(request.user, pk)
     document = InvoiceDocument.objects.filter(invoice=invoice).first() or invoice_document_store(invoice_id=invoice.pk)
     content = bytes(document.content)
     if hashlib.sha256(content).hexdigest() != document.sha256:

@@ -323,3 +323,23 @@ def test_a_pack_dearer_than_stripe_takes_is_refused_on_the_form_not_as_an_outage
     assert page.status_code == 400
     assert "99,999,999" in page.content.decode() and 'value="40000"' in page.content.decode()
     assert recorder.requests == [] and not HourPack.objects.exists()
+
+
+def test_finance_downloads_the_invoice_document_that_was_sent_from_the_admin(client, db):
+    """Finance answers a buyer's question or the tax office with the document sent: the invoice's
+    admin page links the stored PDF, which finance (billing.view_invoice) may download; other
+    staff still get 404."""
+    from billing.models import InvoiceDocument
+    from tests.portal.test_review_admin import staff_user
+
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    client.force_login(staff_user("finance@centre.kr", "billing.view_invoice"))
+    page = client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
+    assert f"/billing/invoices/{invoice.pk}/pdf/" in page
+    pdf = client.get(f"/billing/invoices/{invoice.pk}/pdf/")
+    assert pdf.status_code == 200 and pdf.content == bytes(InvoiceDocument.objects.get(invoice=invoice).content)
+    client.force_login(staff_user("reviewer@centre.kr", "portal.view_application"))
+    assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
