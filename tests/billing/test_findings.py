@@ -343,3 +343,24 @@ def test_finance_downloads_the_invoice_document_that_was_sent_from_the_admin(cli
     assert pdf.status_code == 200 and pdf.content == bytes(InvoiceDocument.objects.get(invoice=invoice).content)
     client.force_login(staff_user("reviewer@centre.kr", "portal.view_application"))
     assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
+
+
+def test_this_month_so_far_without_a_rate_is_really_reported_to_the_centre(client, db, caplog):
+    """The invoices page tells the founder "a rate is missing. The centre has been told": the
+    centre must hear it (an error in the log, naming the organisation and the GPU model)."""
+    import logging
+
+    from django.utils import timezone
+
+    from allocations.models import AccessInterval
+
+    rate_card("startup", 3000)
+    org, owner = startup()
+    grant = grant_for(org, model="A100-80GB")
+    AccessInterval.objects.create(grant=grant, gpu_count=1, opened_at=timezone.now() - timezone.timedelta(minutes=5))
+    client.force_login(owner)
+    with caplog.at_level(logging.ERROR, logger="billing"):
+        page = client.get("/billing/invoices/")
+    assert "센터에 알렸습니다" in page.content.decode()  # "The centre has been told."
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and f"organisation {org.pk}" in errors[0].getMessage() and "A100-80GB" in errors[0].getMessage()
