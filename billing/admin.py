@@ -25,8 +25,34 @@ from billing.services.invoices import invoice_void
 from portal.errors import PortalError
 
 
+class RateForm(forms.ModelForm):
+    """A rate may take effect on a date already begun only where no rate of its GPU model and
+    tier was in effect then (a missing rate, published so the month can be invoiced): otherwise
+    it would re-price time already used and shown ("this month so far") at another rate."""
+
+    class Meta:
+        model = Rate
+        fields = ["gpu_model", "price_tier", "krw_per_gpu_hour", "effective_from"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        model, tier, since = data.get("gpu_model"), data.get("price_tier"), data.get("effective_from")
+        if model and tier and since and since <= timezone.localdate():
+            earlier = Rate.objects.filter(gpu_model=model, price_tier=tier, effective_from__lte=since)
+            if earlier.exclude(pk=self.instance.pk).exists():
+                self.add_error(
+                    "effective_from",
+                    _(
+                        "A rate in effect on that date has already priced the time used since: "
+                        "publish the new rate from tomorrow or later."
+                    ),
+                )
+        return data
+
+
 @admin.register(Rate)
 class RateAdmin(admin.ModelAdmin):
+    form = RateForm
     list_display = ["gpu_model", "price_tier", "krw_per_gpu_hour", "effective_from", "created_by"]
     list_filter = ["gpu_model", "price_tier"]
     date_hierarchy = "effective_from"
@@ -186,16 +212,23 @@ class InvoiceAdmin(admin.ModelAdmin):
     def export_csv(self, request, queryset) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+        response.write("\ufeff")  # a byte order mark: Excel then reads UTF-8, not CP949
         writer = csv.writer(response)
         writer.writerow(
             ["number", "month", "organisation", "buyer_brn", "supply_krw", "vat_krw", "total_krw", "status", "paid_at"]
         )
         for inv in queryset.select_related("organisation").order_by("number"):
             writer.writerow(
-                [inv.number, f"{inv.month:%Y-%m}", inv.buyer_name, inv.buyer_brn, inv.supply_krw, inv.vat_krw,
+                [inv.number, f"{inv.month:%Y-%m}", _cell(inv.buyer_name), inv.buyer_brn, inv.supply_krw, inv.vat_krw,
                  inv.total_krw, inv.status, inv.paid_at.isoformat() if inv.paid_at else ""]
             )  # fmt: skip
         return response
+
+
+def _cell(text: str) -> str:
+    """Text an organisation chose, made inert in a spreadsheet: a leading =, +, -, @, tab or
+    carriage return would start a formula (CSV injection), so it gets a leading apostrophe."""
+    return f"'{text}" if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -17,6 +17,8 @@ from django.conf import settings
 TIMEOUT_SECONDS = 15
 # PAYCO and Samsung Pay take at most this much and cannot save a card (no setup mode).
 SMALL_WALLET_MAX_KRW = 2_000_000
+# Stripe takes at most eight digits in a currency's smallest unit: ₩99,999,999 per payment.
+MAX_CHARGE_KRW = 99_999_999
 
 
 class PaymentError(Exception):

@@ -4,6 +4,7 @@ billing members of an organisation (as they are now; anyone else gets 404)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.contrib import messages
@@ -26,6 +27,7 @@ from billing.services.statements import organisation_statement
 from portal.errors import PortalError
 from portal.models import Membership, Organisation
 
+log = logging.getLogger(__name__)
 PAYER_ROLES = [Membership.Role.OWNER, Membership.Role.BILLING]
 
 
@@ -75,7 +77,9 @@ def month_so_far(organisation: Organisation) -> dict:
     start, _end = ledger.month_bounds(timezone.localdate())
     try:
         result = organisation_statement(organisation=organisation, start=start, end=now)
-    except ledger.LedgerError:
+    except ledger.LedgerError as exc:
+        # The page says the centre has been told: this error is how (the operators' log).
+        log.error("this month so far of organisation %s cannot be priced: %s", organisation.pk, exc)
         return {"error": True}
     supply = result.supply_krw
     vat = ledger.vat_of(supply, settings.VAT_PERCENT)
@@ -110,8 +114,13 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     """The document stored when the invoice was finalised, byte for byte (an invoice issued
-    before documents were stored gets its document frozen on this first download)."""
-    invoice = get_invoice_for_user(request.user, pk)
+    before documents were stored gets its document frozen on this first download), for the
+    organisation's owners and billing members as they are now, and for staff allowed to see
+    invoices (finance, from the invoice's admin page); anyone else gets 404."""
+    if request.user.has_perm("billing.view_invoice"):
+        invoice = get_object_or_404(Invoice, pk=pk)
+    else:
+        invoice = get_invoice_for_user(request.user, pk)
     document = InvoiceDocument.objects.filter(invoice=invoice).first() or invoice_document_store(invoice_id=invoice.pk)
     content = bytes(document.content)
     if hashlib.sha256(content).hexdigest() != document.sha256:

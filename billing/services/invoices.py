@@ -49,9 +49,10 @@ def _next_number(year: int) -> str:
 
 
 def _notify(invoice: Invoice, template: str, **context) -> None:
+    """Each recipient reads the e-mail in their own language (the last one they used here)."""
     for user in billing_recipients(invoice.organisation_id):
         mail_render_and_enqueue(
-            template=template, to=user.email, context={"invoice": invoice, **context}, language="ko"
+            template=template, to=user.email, context={"invoice": invoice, **context}, language=user.language
         )
 
 
@@ -120,7 +121,9 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
 
 def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
     """Issue every organisation's invoice for `month`, one transaction each, printing progress.
-    An organisation whose usage cannot be priced is reported and skipped; the others go on."""
+    An organisation whose usage cannot be priced, or whose invoice fails for any other reason
+    (its transaction is rolled back: no number used), is reported FAILED and skipped; the others
+    go on (the periodic job runs once a month)."""
     start, end = ledger.month_bounds(month)
     ids = list(organisations_with_usage(start, end).values_list("pk", flat=True))
     counts = {"issued": 0, "existing": 0, "nothing": 0, "failed": 0}
@@ -131,6 +134,11 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
         except ledger.LedgerError as exc:
             counts["failed"] += 1
             out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {exc}")
+            continue
+        except Exception as exc:
+            log.exception("invoicing organisation %s for %s failed", org_id, f"{month:%Y-%m}")
+            counts["failed"] += 1
+            out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {type(exc).__name__}: {exc}")
             continue
         if invoice is None:
             counts["nothing"] += 1
@@ -155,24 +163,44 @@ def _transition(invoice: Invoice, new: str, *, actor=None, reason: str = "") -> 
     return invoice
 
 
+def _payment_known(invoice: Invoice, payment_ref: str) -> bool:
+    """True when an event of the invoice already names this payment (a second notice of it)."""
+    return not payment_ref or invoice.events.filter(reason__contains=f"[{payment_ref}]").exists()
+
+
 @transaction.atomic
-def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None) -> Invoice:
+def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None, payment_ref: str = "") -> Invoice:
     """Paid once: a second notice of the same payment (webhook after the charge's own answer, a
-    replay) finds it paid and changes nothing. Grants suspended for non-payment come back."""
+    replay) finds it paid and changes nothing. Grants suspended for non-payment come back.
+    `payment_ref` (the Stripe PaymentIntent) is kept in the events: another payment arriving for
+    an invoice already paid (a Checkout page paid after the saved card was charged) or void is
+    recorded once as to refund, and `invoice.payment_to_refund` says so to the caller."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    invoice.payment_to_refund = False
+    if payment_ref:
+        reason = f"{reason} [{payment_ref}]"
+    if invoice.status == I.OPEN:
+        _transition(invoice, I.PAID, actor=actor, reason=reason)
+        _notify(invoice, "invoice_paid")
+        grants_resume_after_payment(organisation_id=invoice.organisation_id)
+        return invoice
+    known = _payment_known(invoice, payment_ref)
     if invoice.status == I.VOID:
         # Money arrived for an invoice finance voided: it stays void; finance refunds the payment.
-        log.warning("payment for void invoice %s: %s", invoice.pk, reason)
-        InvoiceEvent.objects.create(
-            invoice=invoice, actor=actor, old_status=I.VOID, new_status=I.VOID,
-            reason=f"payment received after void, to refund: {reason}",
-        )  # fmt: skip
+        invoice.payment_to_refund = True
+        if payment_ref and known:
+            return invoice  # this payment is already recorded as to refund
+        note = f"payment received after void, to refund: {reason}"
+    elif not known:
+        # Paid twice (two payments, not two notices of one): it stays paid; finance refunds one.
+        invoice.payment_to_refund = True
+        note = f"paid again, to refund: {reason}"
+    else:
         return invoice
-    if invoice.status != I.OPEN:
-        return invoice
-    _transition(invoice, I.PAID, actor=actor, reason=reason)
-    _notify(invoice, "invoice_paid")
-    grants_resume_after_payment(organisation_id=invoice.organisation_id)
+    log.warning("payment to refund for invoice %s: %s", invoice.pk, reason)
+    InvoiceEvent.objects.create(
+        invoice=invoice, actor=actor, old_status=invoice.status, new_status=invoice.status, reason=note
+    )
     return invoice
 
 

@@ -94,6 +94,13 @@ def hour_pack_checkout_start(
     krw = hour_pack_price(organisation, gpu_model)
     supply = gpu_hours * krw
     vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    if supply + vat > stripe_client.MAX_CHARGE_KRW:
+        # Stripe would refuse it; say so on the form rather than "the service is not reachable".
+        raise PortalError(
+            _("A pack can cost at most ₩%(max)s including VAT (the payment service's limit): choose fewer GPU-hours.")
+            % {"max": f"{stripe_client.MAX_CHARGE_KRW:,}"},
+            code="too_dear",
+        )
     account = billing_account_get_or_create(organisation=organisation, email=user.email)
     pack = HourPack.objects.create(
         organisation=organisation,
@@ -177,7 +184,7 @@ def invoice_charge(*, invoice_id: int) -> str:
         return "declined"
     Invoice.objects.filter(pk=invoice.pk).update(payment_attempts=attempt, last_attempt_at=timezone.now())
     if charge.status == "succeeded":
-        invoice_mark_paid(invoice_id=invoice.pk, reason=f"charged off-session ({charge.id})")
+        invoice_mark_paid(invoice_id=invoice.pk, reason="charged off-session", payment_ref=charge.id)
         return "paid"
     return charge.status
 
@@ -232,7 +239,11 @@ def _checkout_completed(obj: dict) -> str:
         invoice = Invoice.objects.filter(pk=int(metadata["invoice_id"])).first()
         if invoice is None or not _pays(invoice, obj, amount=obj.get("amount_total"), required_customer=True):
             return "invoice mismatch"
-        invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"paid through Checkout ({obj.get('id')})")
+        invoice = invoice_mark_paid(
+            invoice_id=invoice.pk,
+            reason=f"paid through Checkout ({obj.get('id')})",
+            payment_ref=obj.get("payment_intent") or "",
+        )
         return _paid_outcome(invoice)
     if kind == "card" and obj.get("setup_intent"):
         account = BillingAccount.objects.filter(stripe_customer_id=obj.get("customer")).first()
@@ -290,7 +301,13 @@ def _pays(invoice: Invoice, obj: dict, *, amount, required_customer: bool) -> bo
 
 
 def _paid_outcome(invoice: Invoice) -> str:
-    return "invoice void: payment to refund" if invoice.status == Invoice.Status.VOID else "invoice paid"
+    if not invoice.payment_to_refund:
+        return "invoice paid"
+    return (
+        "invoice void: payment to refund"
+        if invoice.status == Invoice.Status.VOID
+        else "invoice already paid: payment to refund"
+    )
 
 
 def _intent_outcome(obj: dict, event_type: str) -> str:
@@ -301,7 +318,7 @@ def _intent_outcome(obj: dict, event_type: str) -> str:
     if invoice is None or not _pays(invoice, obj, amount=obj.get("amount"), required_customer=False):
         return "invoice mismatch"
     if event_type == "payment_intent.succeeded":
-        invoice = invoice_mark_paid(invoice_id=invoice.pk, reason=f"payment succeeded ({obj.get('id')})")
+        invoice = invoice_mark_paid(invoice_id=invoice.pk, reason="payment succeeded", payment_ref=obj.get("id") or "")
         return _paid_outcome(invoice)
     error = ((obj.get("last_payment_error") or {}).get("message")) or "payment failed"
     invoice_payment_failed(invoice_id=invoice.pk, error=error)

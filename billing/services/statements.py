@@ -35,8 +35,11 @@ def rates_for(tier: str, gpu_models: set[str]) -> dict[str, list[tuple[date, int
 
 def packs_left(organisation_id: int, *, before: date, until: datetime) -> list[ledger.Pack]:
     """The organisation's packs paid before `until`, each with the GPU-minutes left once the
-    invoices of months before `before` have drawn on it (void invoices drew nothing). Prepaid
-    lines written before lines named their pack are taken from the oldest packs first."""
+    invoices of every month other than `before` (the month being priced) have drawn on it (void
+    invoices drew nothing). Later months count too: a month invoiced after a later one (its run
+    failed for a missing rate and was rerun) gets only what the later month left, never the same
+    hours twice. Prepaid lines written before lines named their pack are taken from the oldest
+    packs first."""
     paid = list(
         HourPack.objects.filter(organisation_id=organisation_id, status=HourPack.Status.PAID, paid_at__lt=until)
         .order_by("paid_at", "pk")
@@ -45,9 +48,8 @@ def packs_left(organisation_id: int, *, before: date, until: datetime) -> list[l
     if not paid:
         return []
     drawn = (
-        InvoiceLine.objects.filter(
-            invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
-        )
+        InvoiceLine.objects.filter(invoice__organisation_id=organisation_id, kind=InvoiceLine.Kind.PREPAID)
+        .exclude(invoice__month=before)
         .exclude(invoice__status=Invoice.Status.VOID)
         .values_list("hour_pack", "gpu_model")
         .annotate(m=Sum("gpu_minutes"))
