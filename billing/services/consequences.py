@@ -96,7 +96,7 @@ def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
     if account is not None and account.has_card:
         return True
     month = timezone.localdate(now).replace(day=1)
-    return pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model, 0) > 0
+    return pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model_id, 0) > 0
 
 
 @transaction.atomic

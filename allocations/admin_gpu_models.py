@@ -1,0 +1,85 @@
+"""GPU models in the admin: operators add a new GPU generation here (no migration), with the
+NVML product names its GPUs report. A model that anything refers to cannot be deleted."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import ProtectedError, Q
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from allocations.gpu_models import gpu_model_labels
+from allocations.models import GpuModel
+from portal.admin_scale import ScaledAdmin
+
+
+class GpuModelListFilter(admin.SimpleListFilter):
+    """Filter a list by GPU model, with the names from the label table (no query per page)."""
+
+    title = _("GPU model")
+    parameter_name = "gpu_model"
+    field = "gpu_model"
+
+    def lookups(self, request, model_admin):
+        return list(gpu_model_labels().items())
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{f"{self.field}_id": self.value()})
+        return queryset
+
+
+class GpuListFilter(GpuModelListFilter):
+    """The same filter for the GPU table's `model` column."""
+
+    parameter_name = "model"
+    field = "model"
+
+
+def offered_or_used(used) -> object:
+    """Choices for a new reference: the models offered, plus those `used` (a values queryset of
+    codes) already refers to, so editing an existing row never fails on a retired model."""
+    return GpuModel.objects.filter(Q(active=True) | Q(pk__in=used))
+
+
+class OfferedGpuModelsMixin:
+    """A ModelAdmin or inline whose `gpu_model` select lists offered models (and those in use)."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "gpu_model":
+            kwargs["queryset"] = offered_or_used(self.model.objects.values("gpu_model"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(GpuModel)
+class GpuModelAdmin(ScaledAdmin):
+    list_display = ["code", "name", "memory_gib", "gpus_per_node", "nvml_list", "active"]
+    list_filter = ["active"]
+    search_fields = ["code", "name"]
+    fields = ["code", "name", "memory_gib", "gpus_per_node", "nvml_names", "active", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        # The code is what every node, GPU, call, grant and rate stores: it never changes.
+        return [*self.readonly_fields, "code"] if obj is not None else list(self.readonly_fields)
+
+    @admin.display(description=_("NVML product names"))
+    def nvml_list(self, obj: GpuModel) -> str:
+        return ", ".join(obj.nvml_names) or "–"
+
+    def delete_model(self, request: HttpRequest, obj: GpuModel) -> None:
+        try:
+            super().delete_model(request, obj)
+        except ProtectedError:  # referred to since the confirmation page was shown
+            messages.error(request, in_use_message(obj))
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+def in_use_message(obj: GpuModel) -> str:
+    return str(
+        _("%(model)s is in use (nodes, GPUs, calls, applications, grants, rates or packs refer to it) and was kept.")
+        % {"model": obj.code}
+    )
