@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations import admin_confirm
 from allocations.admin_confirm import confirmation_page, confirmed
-from allocations.admin_gpu_models import GpuModelListFilter
+from allocations.admin_gpu_models import GpuModelChoiceField, GpuModelListFilter
 from allocations.models import (
     Assignment,
     Gpu,
@@ -120,6 +120,12 @@ class NodeAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = ["hostname", "address", "ssh_port", "gpu_model", "status", "host_key_fingerprint", "last_report_at"]
     list_filter = ["status", GpuModelListFilter]
     list_select_related = ["gpu_model"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "gpu_model":  # the choices without a query per page
+            return GpuModelChoiceField(label=db_field.verbose_name, required=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     search_fields = ["hostname", "address"]
     readonly_fields = [
         "host_key",
@@ -408,6 +414,7 @@ class GrantAdmin(ScaledAdmin):
             super()
             .get_queryset(request)
             .filter(application__in=Application.objects.reviewable_by(request.user))
+            .select_related("gpu_model", *self.list_select_related)  # the change page shows the model's name
             .annotate(node_hostname=Subquery(node))
         )
 

@@ -3,6 +3,7 @@ NVML product names its GPUs report. A model that anything refers to cannot be de
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import ProtectedError, Q
 from django.http import HttpRequest
@@ -29,11 +30,13 @@ class GpuModelListFilter(admin.SimpleListFilter):
         return queryset
 
 
-class GpuListFilter(GpuModelListFilter):
-    """The same filter for the GPU table's `model` column."""
+class GpuModelChoiceField(forms.TypedChoiceField):
+    """A GPU model select whose choices come from the label table (no query to show the form);
+    the model's own validation checks the chosen code exists when the form is saved (the field
+    accepts a code, see GpuModelDescriptor)."""
 
-    parameter_name = "model"
-    field = "model"
+    def __init__(self, **kwargs) -> None:
+        super().__init__(choices=lambda: [("", "---------"), *gpu_model_labels().items()], **kwargs)
 
 
 def offered_or_used(used) -> object:

@@ -275,7 +275,7 @@ class ApplicationAdmin(ScaledAdmin):
         queryset = (
             Application.objects.reviewable_by(request.user)
             .exclude(status=Application.Status.DRAFT)
-            .select_related("call", "organisation", "principal_investigator")
+            .select_related("call", "organisation", "principal_investigator", "gpu_model")
         )
         if self._sorted_by_reviews(request):  # the slow path, only when asked for
             total = F("reviews__merit") + F("reviews__feasibility") + F("reviews__national_priority")
