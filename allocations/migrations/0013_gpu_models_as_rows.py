@@ -115,7 +115,7 @@ class Migration(migrations.Migration):
                     "active",
                     models.BooleanField(
                         default=True,
-                        help_text="Offered in new calls, applications, rates and hour packs.",
+                        help_text="Choosable for new call budgets and rates; what already refers to it keeps working.",
                         verbose_name="offered",
                     ),
                 ),

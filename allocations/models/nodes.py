@@ -52,7 +52,9 @@ class GpuModel(models.Model):
         help_text=_("Names NVML reports for this model, comma-separated, e.g. NVIDIA H100 80GB HBM3."),
     )
     active = models.BooleanField(
-        _("offered"), default=True, help_text=_("Offered in new calls, applications, rates and hour packs.")
+        _("offered"),
+        default=True,
+        help_text=_("Choosable for new call budgets and rates; what already refers to it keeps working."),
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
