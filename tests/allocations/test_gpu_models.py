@@ -173,3 +173,16 @@ def test_a_gpu_model_nothing_refers_to_is_deleted(operator_client):
 def test_a_code_cannot_be_changed_once_the_model_exists(operator_client):
     page = operator_client.get(f"{MODELS}H100-80GB/change/").content.decode()
     assert "NVIDIA H100 80GB" in page and 'name="code"' not in page
+
+
+def test_a_retired_model_is_no_longer_offered_for_new_budgets_or_rates(operator_client):
+    GpuModel.objects.filter(pk="B200-180GB").update(active=False)
+    operator_client.force_login(
+        staff_user(
+            "calls@ministry.go.kr", "portal.add_call", "portal.view_call", "portal.add_callbudget",
+            "portal.view_callbudget", "billing.add_rate", "billing.view_rate",
+        )
+    )  # fmt: skip
+    for page in ("/admin/portal/call/add/", "/admin/billing/rate/add/"):
+        body = operator_client.get(page).content.decode()
+        assert 'value="H100-80GB"' in body and 'value="B200-180GB"' not in body, page
