@@ -1,12 +1,12 @@
 """GPU models in the admin: operators add a new GPU generation here (no migration), with the
-NVML product names its GPUs report. A model that anything refers to cannot be deleted."""
+NVML product names its GPUs report. A model that anything refers to cannot be deleted: the
+references are PROTECT foreign keys, and the admin's delete page lists what refers to it."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
-from django.db.models import ProtectedError, Q
-from django.http import HttpRequest
+from django.contrib import admin
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from allocations.gpu_models import gpu_model_labels
@@ -69,20 +69,3 @@ class GpuModelAdmin(ScaledAdmin):
     @admin.display(description=_("NVML product names"))
     def nvml_list(self, obj: GpuModel) -> str:
         return ", ".join(obj.nvml_names) or "–"
-
-    def delete_model(self, request: HttpRequest, obj: GpuModel) -> None:
-        try:
-            super().delete_model(request, obj)
-        except ProtectedError:  # referred to since the confirmation page was shown
-            messages.error(request, in_use_message(obj))
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
-
-
-def in_use_message(obj: GpuModel) -> str:
-    return str(
-        _("%(model)s is in use (nodes, GPUs, calls, applications, grants, rates or packs refer to it) and was kept.")
-        % {"model": obj.code}
-    )

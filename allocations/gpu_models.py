@@ -20,15 +20,23 @@ _read_at = 0.0
 
 
 class UnknownGpuModel(Exception):
-    """An NVML product name that no GPU model lists: an operator adds it to a GPU model."""
+    """NVML product names that map to no GPU model (an operator adds them to one), or to more
+    than one (saved outside the admin's check: an operator keeps them in one)."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], ambiguous: list[str] = ()) -> None:
         self.names = names
-        super().__init__(
-            "unknown GPU model: NVML reports "
-            + ", ".join(f"“{n}”" for n in names)
-            + "; add it to a GPU model's NVML names in the admin (GPU models)"
-        )
+        parts = []
+        if names:
+            parts.append(
+                "unknown GPU model: NVML reports "
+                + ", ".join(f"“{n}”" for n in names)
+                + "; add it to a GPU model's NVML names in the admin (GPU models)"
+            )
+        if ambiguous:
+            parts.append(
+                ", ".join(f"“{n}”" for n in ambiguous) + " is listed by several GPU models: keep it in one only"
+            )
+        super().__init__("; ".join(parts))
 
 
 def gpu_model_labels() -> dict[str, str]:
@@ -58,6 +66,12 @@ def _row_changed(**kwargs) -> None:
     forget_labels()
 
 
-def gpu_models_by_nvml_name() -> dict[str, GpuModel]:
-    """NVML product name (compared by nvml_name_key) → its GPU model row."""
-    return {nvml_name_key(n): m for m in GpuModel.objects.all() for n in m.nvml_names}
+def gpu_models_by_nvml_name() -> dict[str, GpuModel | None]:
+    """NVML product name (compared by nvml_name_key) → its GPU model row; None for a name that
+    several rows list (GpuModel.clean refuses that in the admin; never guess between them)."""
+    found: dict[str, GpuModel | None] = {}
+    for model in GpuModel.objects.all():
+        for name in model.nvml_names:
+            key = nvml_name_key(name)
+            found[key] = model if key not in found else None
+    return found

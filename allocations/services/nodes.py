@@ -121,11 +121,13 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     node = Node.objects.select_for_update().get(pk=node.pk)
     gpus = []
     unknown = []
+    ambiguous = []
     by_name = gpu_models_by_nvml_name()
     for item in inventory["gpus"]:
-        model = by_name.get(nvml_name_key(item["name"]))
+        key = nvml_name_key(item["name"])
+        model = by_name.get(key)
         if model is None:
-            unknown.append(item["name"])
+            (ambiguous if key in by_name else unknown).append(item["name"])
             continue
         gpu, _created = Gpu.objects.update_or_create(
             uuid=item["uuid"],
@@ -134,8 +136,8 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
         gpus.append(gpu)
     mismatched = [g for g in gpus if g.model_id != node.gpu_model_id]
     problem = "" if gpus else "no GPU reported"
-    if unknown:
-        problem = str(UnknownGpuModel(sorted(set(unknown))))
+    if unknown or ambiguous:
+        problem = str(UnknownGpuModel(sorted(set(unknown)), sorted(set(ambiguous))))
     if mismatched:
         problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0].model_id}"
     node.last_report_at = timezone.now()

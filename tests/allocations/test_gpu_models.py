@@ -83,6 +83,17 @@ def test_an_unknown_nvml_name_takes_the_node_offline_and_tells_the_operator_to_a
     assert "add it to a GPU model" in node.status_reason
 
 
+def test_an_nvml_name_two_models_list_is_never_guessed_between(db):
+    GpuModel.objects.create(code="H100-X", name="Copy", memory_gib=80, nvml_names=["NVIDIA H100 80GB HBM3"])
+    node = node_register(
+        hostname="gpu-twice-01", address="192.0.2.11", ssh_port=22, ssh_username="gpprov", gpu_model="H100-80GB"
+    )
+    assert node_record_inventory(node=node, inventory=inventory("NVIDIA H100 80GB HBM3")) == []
+    node.refresh_from_db()
+    assert node.status == Node.Status.OFFLINE
+    assert "“NVIDIA H100 80GB HBM3” is listed by several GPU models" in node.status_reason
+
+
 def test_a_call_offers_the_new_model_and_an_applicant_requests_it(operator_client, client):
     add_x300(operator_client, gpus_per_node="4")
     call = CallFactory(budgets={"X300-288GB": 5000})
