@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations import admin_confirm
 from allocations.admin_confirm import confirmation_page, confirmed
+from allocations.admin_gpu_models import GpuModelChoiceField, GpuModelListFilter
 from allocations.models import (
     Assignment,
     Gpu,
@@ -58,7 +59,7 @@ class HiddenFieldLookupsMixin:
 class GpuInline(LatestRowsInline):
     model = Gpu
     max_rows = 64
-    related = ("node",)  # a row's label names the node
+    related = ("node", "model")  # a row's label names the node
     can_delete = False
     readonly_fields = ["index", "uuid", "model", "memory_mib"]
 
@@ -117,7 +118,14 @@ class PinForm(forms.Form):
 @admin.register(Node)
 class NodeAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = ["hostname", "address", "ssh_port", "gpu_model", "status", "host_key_fingerprint", "last_report_at"]
-    list_filter = ["status", "gpu_model"]
+    list_filter = ["status", GpuModelListFilter]
+    list_select_related = ["gpu_model"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "gpu_model":  # the choices without a query per page
+            return GpuModelChoiceField(label=db_field.verbose_name, required=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     search_fields = ["hostname", "address"]
     readonly_fields = [
         "host_key",
@@ -386,7 +394,7 @@ class AssignmentInline(LatestRowsInline):
 @admin.register(Grant)
 class GrantAdmin(ScaledAdmin):
     list_display = ["pk", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
-    list_filter = ["status", "gpu_model"]
+    list_filter = ["status", GpuModelListFilter]
     # One query for the page: the application and its PI joined, the node a subquery.
     list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
@@ -406,6 +414,7 @@ class GrantAdmin(ScaledAdmin):
             super()
             .get_queryset(request)
             .filter(application__in=Application.objects.reviewable_by(request.user))
+            .select_related("gpu_model", *self.list_select_related)  # the change page shows the model's name
             .annotate(node_hostname=Subquery(node))
         )
 
@@ -423,7 +432,7 @@ class GrantAdmin(ScaledAdmin):
 
     @admin.display(description=_("GPUs"), ordering="gpu_count")
     def gpus(self, obj: Grant) -> str:
-        return f"{obj.gpu_count}× {obj.gpu_model}"
+        return f"{obj.gpu_count}× {obj.gpu_model_id}"
 
     @admin.display(description=_("period"), ordering="starts_on")
     def period(self, obj: Grant) -> str:

@@ -95,7 +95,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
         "usage": grant_usage_summary(grant),
         "idle_notices": grant.notices.filter(kind=Notice.Kind.IDLE, resolved_at__isnull=True),
-        "model_online": bool(assignments) or placement.model_online(grant.gpu_model),
+        "model_online": bool(assignments) or placement.model_online(grant.gpu_model_id),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).
         "refresh": grant.status == Grant.Status.PROVISIONING
         or (session is not None and session.state == JupyterSession.State.WANTED),

@@ -84,18 +84,18 @@ SCORES = ("merit", "feasibility", "national_priority", "resource_justification")
 
 
 # -- GPU models: the one place that knows how a GPU model is stored ----------------------------
-# Another change turns GPU models into rows of their own; then only these two functions change.
+# GPU models are rows (allocations.GpuModel, code as primary key); the model columns hold the code.
 
 
 def gpu_models() -> list[str]:
-    """The GPU models the generated fleet and calls use (the values stored in the database)."""
+    """The GPU models the generated fleet and calls use: the codes of the GpuModel rows."""
     from allocations.models import GpuModel
 
-    return [m.value for m in GpuModel]
+    return list(GpuModel.objects.order_by("code").values_list("code", flat=True))
 
 
 def gpu_model_value(model: str) -> str:
-    """What a model column holds for `model` (today the model's name; later a row id)."""
+    """What a model column holds for `model`: its code (the GpuModel row's primary key)."""
     return model
 
 

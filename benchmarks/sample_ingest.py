@@ -126,8 +126,8 @@ def raw_copy(nodes, start: float) -> tuple[int, float]:
     node_ids = dict(Node.objects.values_list("hostname", "pk"))
     prepared = []
     for hostname, _token, uuids in nodes[: max(1, len(nodes) // 2)]:
-        _batch_id, _dropped, rows = parse_batch(json.loads(body(uuids, start)), gpu_ids=gpu_ids, now=datetime.now(UTC))
-        prepared.append((node_ids[hostname], rows))
+        batch = parse_batch(json.loads(body(uuids, start)), gpu_ids=gpu_ids, now=datetime.now(UTC))
+        prepared.append((node_ids[hostname], batch.lines))
     with connection.cursor() as cur:
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM allocations_samplebatch")
         batch_pk = cur.fetchone()[0] + 10_000_000

@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from allocations.admin_gpu_models import GpuModelListFilter, OfferedGpuModelsMixin
 from billing.models import (
     BillingAccount,
     CreditNote,
@@ -51,10 +52,10 @@ class RateForm(forms.ModelForm):
 
 
 @admin.register(Rate)
-class RateAdmin(admin.ModelAdmin):
+class RateAdmin(OfferedGpuModelsMixin, admin.ModelAdmin):
     form = RateForm
     list_display = ["gpu_model", "price_tier", "krw_per_gpu_hour", "effective_from", "created_by"]
-    list_filter = ["gpu_model", "price_tier"]
+    list_filter = [GpuModelListFilter, "price_tier"]
     date_hierarchy = "effective_from"
     readonly_fields = ["created_at", "created_by"]
 
@@ -245,8 +246,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(HourPack)
 class HourPackAdmin(ReadOnlyAdmin):
     list_display = ["organisation", "gpu_model", "gpu_hours", "total_krw", "status", "created_at", "paid_at"]
-    list_filter = ["status", "gpu_model"]
-    list_select_related = ["organisation"]
+    list_filter = ["status", GpuModelListFilter]
+    list_select_related = ["organisation", "gpu_model"]
 
 
 @admin.register(StripeEvent)

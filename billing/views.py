@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from allocations.models import GpuModel
+from allocations.gpu_models import gpu_model_labels
 from billing import ledger
 from billing.forms import HourPackForm
 from billing.models import BillingAccount, CreditNote, HourPack, Invoice, InvoiceDocument, Rate
@@ -34,11 +34,11 @@ PAYER_ROLES = [Membership.Role.OWNER, Membership.Role.BILLING]
 def rate_card(request: HttpRequest) -> HttpResponse:
     """The published rate card: today's KRW per GPU-hour by GPU model and price tier, and
     changes already scheduled."""
-    current = {(r.gpu_model, r.price_tier): r for r in Rate.objects.in_effect()}
+    current = {(r.gpu_model_id, r.price_tier): r for r in Rate.objects.in_effect()}
     tiers = Organisation.PriceTier.choices
     rows = [
         (label, [current.get((value, tier)) for tier, _label in tiers])
-        for value, label in GpuModel.choices
+        for value, label in gpu_model_labels().items()
         if any((value, tier) in current for tier, _l in tiers)
     ]
     return render(

@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from allocations.admin_gpu_models import OfferedGpuModelsMixin
 from portal import services
 from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.models import (
@@ -276,7 +277,7 @@ class InvitationAdmin(ScaledAdmin):
     readonly_fields = ["created_at", "accepted_at", "accepted_by", "invited_by"]
 
 
-class CallBudgetInline(admin.TabularInline):
+class CallBudgetInline(OfferedGpuModelsMixin, admin.TabularInline):
     model = CallBudget
     extra = 1
 

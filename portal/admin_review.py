@@ -19,7 +19,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel
+from allocations.admin_gpu_models import GpuModelListFilter
+from allocations.gpu_models import gpu_model_label
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal import charts
@@ -84,7 +85,7 @@ class DecisionForm(forms.Form):
         ("reject", _("Reject")),
     ]
     action = forms.ChoiceField(label=_("Decision"), choices=ACTIONS, widget=forms.RadioSelect)
-    gpu_model = forms.ChoiceField(label=_("GPU model"), choices=GpuModel.choices, required=False)
+    gpu_model = forms.ChoiceField(label=_("GPU model"), choices=(), required=False)
     gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, max_value=MAX_GPUS, required=False)
     gpu_hours = forms.IntegerField(
         label=_("Subsidised GPU-hours"), min_value=1, max_value=MAX_GPU_HOURS, required=False
@@ -117,7 +118,7 @@ class DecisionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.call = call
         offered = set(call.budgets.values_list("gpu_model", flat=True))
-        self.fields["gpu_model"].choices = [(v, label) for v, label in GpuModel.choices if v in offered]
+        self.fields["gpu_model"].choices = [(v, gpu_model_label(v)) for v in sorted(offered)]
 
     def clean(self):
         data = super().clean()
@@ -206,7 +207,7 @@ class ApplicationAdmin(ScaledAdmin):
         "average_score",
     ]
     # A date filter instead of a date hierarchy: the hierarchy ran two aggregates per request.
-    list_filter = ["call", "status", "organisation__kind", "gpu_model", "submitted_at"]
+    list_filter = ["call", "status", "organisation__kind", GpuModelListFilter, "submitted_at"]
     search_fields = [
         "title",
         "abstract",
@@ -275,7 +276,7 @@ class ApplicationAdmin(ScaledAdmin):
         queryset = (
             Application.objects.reviewable_by(request.user)
             .exclude(status=Application.Status.DRAFT)
-            .select_related("call", "organisation", "principal_investigator")
+            .select_related("call", "organisation", "principal_investigator", "gpu_model")
         )
         if self._sorted_by_reviews(request):  # the slow path, only when asked for
             total = F("reviews__merit") + F("reviews__feasibility") + F("reviews__national_priority")
@@ -298,7 +299,7 @@ class ApplicationAdmin(ScaledAdmin):
     def request(self, obj: Application) -> str:
         if not obj.gpu_count:
             return "–"
-        return f"{obj.gpu_count} × {obj.gpu_model} · {obj.gpu_hours or 0:,} h"
+        return f"{obj.gpu_count} × {obj.gpu_model_id} · {obj.gpu_hours or 0:,} h"
 
     @admin.display(description=_("reviews"), ordering="_review_count")
     def review_count(self, obj: Application) -> int:
@@ -315,7 +316,7 @@ class ApplicationAdmin(ScaledAdmin):
     @admin.display(description=_("remaining call budget (GPU-hours)"))
     def remaining_budget(self, obj: Application) -> str:
         remaining = svc.call_remaining_gpu_hours(obj.call)
-        return ", ".join(f"{GpuModel(m).label}: {h:,}" for m, h in remaining.items())
+        return ", ".join(f"{gpu_model_label(m)}: {h:,}" for m, h in remaining.items())
 
     @admin.display(description=_("past applications, grants and unpaid invoices"))
     def organisation_history(self, obj: Application) -> str:
@@ -514,7 +515,7 @@ class ApplicationAdmin(ScaledAdmin):
         if refused := self._refuse_in_this_state(request, application, REVIEWABLE):
             return refused
         initial = {
-            "gpu_model": application.gpu_model,
+            "gpu_model": application.gpu_model_id,
             "gpu_count": application.gpu_count,
             "gpu_hours": application.gpu_hours,
             "starts_on": application.starts_on,

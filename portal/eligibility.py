@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GPUS_PER_NODE, GpuModel
 from portal.validators import email_domain, validate_business_registration_number
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -40,7 +39,9 @@ class Facts:
     call_window: tuple[date, date]
     call_max_startup_age_years: int | None
     call_budgets: dict[str, int] = field(default_factory=dict)  # GPU model → remaining GPU-hours
-    gpu_model: str = ""
+    gpu_model: str = ""  # the GpuModel's code
+    gpu_model_name: str = ""
+    gpus_per_node: int = 0  # of the requested GPU model
     gpu_count: int = 0
     gpu_hours: int = 0
     starts_on: date | None = None
@@ -116,7 +117,7 @@ def startup_age(f: Facts) -> RuleResult:
 
 def gpu_model_offered(f: Facts) -> RuleResult:
     if f.gpu_model in f.call_budgets:
-        return RuleResult("gpu_model", PASS, "model_offered", {"model": f.gpu_model})
+        return RuleResult("gpu_model", PASS, "model_offered", {"model": f.gpu_model_name or f.gpu_model})
     return RuleResult("gpu_model", FAIL, "model_not_offered", {"model": f.gpu_model})
 
 
@@ -150,8 +151,8 @@ def dates_inside_window(f: Facts) -> RuleResult:
 
 
 def gpu_count_fits_node(f: Facts) -> RuleResult:
-    per_node = GPUS_PER_NODE.get(f.gpu_model, 0)
-    params = {"count": f.gpu_count, "per_node": per_node, "model": f.gpu_model}
+    per_node = f.gpus_per_node
+    params = {"count": f.gpu_count, "per_node": per_node, "model": f.gpu_model_name or f.gpu_model}
     if 1 <= f.gpu_count <= per_node:
         return RuleResult("gpu_count", PASS, "count_fits", params)
     return RuleResult("gpu_count", FAIL, "count_too_large", params)
@@ -246,8 +247,6 @@ def describe(code: str, params: dict) -> str:
         from portal.models import Organisation
 
         shown["kind"] = Organisation.Kind(shown["kind"]).label
-    if "model" in shown and shown["model"] in GpuModel.values:
-        shown["model"] = GpuModel(shown["model"]).label
     template = MESSAGES.get(code)
     return str(template) % shown if template is not None else code
 

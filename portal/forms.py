@@ -167,10 +167,7 @@ class ApplicationForm(forms.ModelForm):
             User.objects.filter(memberships__organisation__in=organisations).exclude(pk=user.pk).distinct()
         )
         self.fields["team"].label_from_instance = lambda u: u.email
-        offered = set(call.budgets.values_list("gpu_model", flat=True))
-        self.fields["gpu_model"].choices = [("", "---------")] + [
-            (value, label) for value, label in GpuModel.choices if value in offered
-        ]
+        self.fields["gpu_model"].queryset = GpuModel.objects.filter(pk__in=call.budgets.values("gpu_model"))
         for name, message in (
             ("gpu_count", _("Request at least one GPU.")),
             ("gpu_hours", _("Request at least one GPU-hour.")),

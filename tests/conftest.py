@@ -67,6 +67,39 @@ def _clean_cache_and_outbox_state():
     yield
 
 
+DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@pytest.fixture(autouse=True)
+def _gpu_models(request):
+    """The GPU models the data migration inserts exist in every database test: a transactional
+    test's flush empties every table, the migration's rows included. No label of an earlier
+    test's GPU models survives in the per-process label table."""
+    from allocations.gpu_models import forget_labels
+
+    forget_labels()
+    if not (DB_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    ensure_gpu_models()
+    yield
+    forget_labels()
+
+
+def ensure_gpu_models() -> None:
+    import importlib
+
+    from allocations.models import GpuModel
+
+    known = importlib.import_module("allocations.migrations.0013_gpu_models_as_rows").KNOWN
+    if GpuModel.objects.filter(pk__in=[k[0] for k in known]).count() < len(known):
+        GpuModel.objects.bulk_create(
+            [GpuModel(code=c, name=n, memory_gib=m, nvml_names=nvml) for c, n, m, nvml in known],
+            ignore_conflicts=True,
+        )
+
+
 class Jobs:
     """Runs the queued background jobs in this process (SimpleWorker: no fork), so they see the
     test's database transaction and Django's test mail outbox."""

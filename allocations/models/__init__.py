@@ -10,10 +10,9 @@ from allocations.models.access import (
 )
 from allocations.models.grants import AccessInterval, Assignment, Grant, GrantEvent
 from allocations.models.metering import GpuSample, Notice, SampleBatch, UsageHour
-from allocations.models.nodes import GPUS_PER_NODE, Gpu, GpuModel, Node, NodeEvent, NodeOperation
+from allocations.models.nodes import Gpu, GpuModel, Node, NodeEvent, NodeOperation
 
 __all__ = [
-    "GPUS_PER_NODE",
     "AccessInterval",
     "Assignment",
     "Gpu",

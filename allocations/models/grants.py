@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models.nodes import Gpu, GpuModel, Node
+from allocations.models.nodes import Gpu, GpuModelField, Node
 from billing.policy import PastSubsidy
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
@@ -80,7 +80,7 @@ class Grant(models.Model):
     application = models.OneToOneField(
         "portal.Application", on_delete=models.PROTECT, related_name="grant", verbose_name=_("application")
     )
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_model = GpuModelField(db_column="gpu_model")
     gpu_count = models.PositiveSmallIntegerField(
         _("GPUs"), validators=[MinValueValidator(1), MaxValueValidator(MAX_GPUS)]
     )
@@ -118,7 +118,7 @@ class Grant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.gpu_count}× {self.gpu_model} ({self.get_status_display()})"
+        return f"#{self.pk} {self.gpu_count}× {self.gpu_model_id} ({self.get_status_display()})"
 
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.status]

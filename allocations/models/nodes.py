@@ -3,29 +3,128 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partialmethod
 
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-
-class GpuModel(models.TextChoices):
-    """GPU models the centre lends. The value is what NVML's name is matched against."""
-
-    A100_80GB = "A100-80GB", "NVIDIA A100 80GB"
-    H100_80GB = "H100-80GB", "NVIDIA H100 80GB"
-    H200_141GB = "H200-141GB", "NVIDIA H200 141GB"
-    B200_180GB = "B200-180GB", "NVIDIA B200 180GB"
+gpu_model_code_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$", _("A code has letters, digits, dots, hyphens and underscores.")
+)
 
 
-# GPUs per node for each model: a request for more GPUs than one node has cannot be placed.
-GPUS_PER_NODE = {
-    GpuModel.A100_80GB: 8,
-    GpuModel.H100_80GB: 8,
-    GpuModel.H200_141GB: 8,
-    GpuModel.B200_180GB: 8,
-}
+def nvml_name_key(name: str) -> str:
+    """How NVML product names are compared: whitespace collapsed, case ignored."""
+    return " ".join(name.split()).casefold()
+
+
+class GpuModel(models.Model):
+    """A GPU generation the centre lends: a row an operator adds in the admin (no migration).
+    Nodes, GPUs, calls, applications, grants, rates and hour packs refer to it by `code` (the
+    primary key, never changed); a row in use cannot be deleted (PROTECT). An NVML product name
+    maps to at most one row (compared by `nvml_name_key`; checked in `clean`)."""
+
+    code = models.CharField(
+        _("code"),
+        max_length=32,
+        primary_key=True,
+        validators=[gpu_model_code_validator],
+        help_text=_("Short and permanent, e.g. H100-80GB."),
+    )
+    name = models.CharField(_("name"), max_length=100, help_text=_("Shown to users, e.g. NVIDIA H100 80GB."))
+    memory_gib = models.PositiveIntegerField(_("memory (GiB)"), validators=[MinValueValidator(1)])
+    gpus_per_node = models.PositiveSmallIntegerField(
+        _("GPUs per node"),
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text=_("A request for more GPUs than one node has cannot be placed."),
+    )
+    nvml_names = ArrayField(
+        models.CharField(max_length=100),
+        verbose_name=_("NVML product names"),
+        default=list,
+        blank=True,
+        help_text=_("Names NVML reports for this model, comma-separated, e.g. NVIDIA H100 80GB HBM3."),
+    )
+    active = models.BooleanField(
+        _("offered"),
+        default=True,
+        help_text=_("Choosable for new call budgets and rates; what already refers to it keeps working."),
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("GPU model")
+        verbose_name_plural = _("GPU models")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.nvml_names = [" ".join(n.split()) for n in self.nvml_names if n.strip()]
+        keys = [nvml_name_key(n) for n in self.nvml_names]
+        if len(set(keys)) != len(keys):
+            raise ValidationError({"nvml_names": _("An NVML name is listed twice.")})
+        for other in GpuModel.objects.exclude(pk=self.pk).only("code", "nvml_names"):
+            taken = {nvml_name_key(n) for n in other.nvml_names}.intersection(keys)
+            if taken:
+                raise ValidationError(
+                    {
+                        "nvml_names": _("%(names)s already maps to %(model)s.")
+                        % {"names": ", ".join(sorted(taken)), "model": other.code}
+                    }
+                )
+
+
+class GpuModelDescriptor(ForwardManyToOneDescriptor):
+    """`obj.gpu_model = "H100-80GB"` sets the code (`gpu_model_id`), as the text field it replaced
+    accepted; a GpuModel row is assigned as usual."""
+
+    def __set__(self, instance, value):
+        if isinstance(value, str):
+            if self.field.is_cached(instance):
+                self.field.delete_cached_value(instance)
+            setattr(instance, self.field.attname, value or None)
+            return
+        super().__set__(instance, value)
+
+
+def _gpu_model_display(obj: models.Model, attname: str) -> str:
+    """`get_gpu_model_display()`: the model's name without a query per object (as the text
+    field with choices it replaced did)."""
+    from allocations.gpu_models import gpu_model_label
+
+    return gpu_model_label(getattr(obj, attname))
+
+
+class GpuModelField(models.ForeignKey):
+    """A reference to a GpuModel row by code, kept in the column of the text field it replaced
+    (`db_column`); deleting a row in use is refused (PROTECT)."""
+
+    forward_related_accessor_class = GpuModelDescriptor
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("to", "allocations.GpuModel")
+        kwargs.setdefault("on_delete", models.PROTECT)
+        kwargs.setdefault("verbose_name", _("GPU model"))
+        kwargs.setdefault("related_name", "+")
+        super().__init__(*args, **kwargs)
+
+    def contribute_to_class(self, cls, name, *args, **kwargs):
+        super().contribute_to_class(cls, name, *args, **kwargs)
+        if not cls._meta.abstract:
+            setattr(cls, f"get_{name}_display", partialmethod(_gpu_model_display, attname=self.attname))
+
+    def deconstruct(self):
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.ForeignKey", args, kwargs
+
 
 hostname_validator = RegexValidator(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$",
@@ -68,7 +167,7 @@ class Node(models.Model):
         _("pinned host key"), blank=True, help_text=_("Empty until an operator confirms the fetched key.")
     )
     host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=100, blank=True)
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_model = GpuModelField(db_column="gpu_model")
     agent_path = models.CharField(
         _("agent path"), max_length=200, default="/usr/local/sbin/gpu-portal-agent", validators=[agent_path_validator]
     )
@@ -124,7 +223,7 @@ class Gpu(models.Model):
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
     index = models.PositiveSmallIntegerField(_("index"))
     uuid = models.CharField(_("UUID"), max_length=64, unique=True)
-    model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    model = GpuModelField(db_column="model")
     memory_mib = models.PositiveIntegerField(_("memory (MiB)"))
 
     class Meta:

@@ -11,7 +11,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations import ssh
-from allocations.models import Gpu, GpuModel, Node
+from allocations.gpu_models import UnknownGpuModel, gpu_models_by_nvml_name
+from allocations.models import Gpu, Node
+from allocations.models.nodes import nvml_name_key
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, installer_program
 from allocations.services.node_status import node_report_inventory
 from allocations.services.sample_tokens import node_samples_token_set
@@ -111,19 +113,6 @@ def node_install_agent(
     return answer
 
 
-def gpu_model_from_nvml(name: str, memory_mib: int) -> str | None:
-    upper = name.upper()
-    for model, marker in (
-        (GpuModel.H200_141GB, "H200"),
-        (GpuModel.H100_80GB, "H100"),
-        (GpuModel.B200_180GB, "B200"),
-        (GpuModel.A100_80GB, "A100"),
-    ):
-        if marker in upper and (model != GpuModel.A100_80GB or memory_mib > 60000):
-            return model
-    return None
-
-
 @transaction.atomic
 def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     """Store what NVML reported. GPU rows are never typed by hand; a GPU that disappeared from
@@ -132,22 +121,25 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     node = Node.objects.select_for_update().get(pk=node.pk)
     gpus = []
     unknown = []
+    ambiguous = []
+    by_name = gpu_models_by_nvml_name()
     for item in inventory["gpus"]:
-        model = gpu_model_from_nvml(item["name"], item["memory_mib"])
+        key = nvml_name_key(item["name"])
+        model = by_name.get(key)
         if model is None:
-            unknown.append(item["name"])
+            (ambiguous if key in by_name else unknown).append(item["name"])
             continue
         gpu, _created = Gpu.objects.update_or_create(
             uuid=item["uuid"],
             defaults={"node": node, "index": item["index"], "model": model, "memory_mib": item["memory_mib"]},
         )
         gpus.append(gpu)
-    mismatched = [g for g in gpus if g.model != node.gpu_model]
+    mismatched = [g for g in gpus if g.model_id != node.gpu_model_id]
     problem = "" if gpus else "no GPU reported"
-    if unknown:
-        problem = f"unknown GPU models: {', '.join(unknown)}"
+    if unknown or ambiguous:
+        problem = str(UnknownGpuModel(sorted(set(unknown)), sorted(set(ambiguous))))
     if mismatched:
-        problem = f"node is registered as {node.gpu_model} but reports {mismatched[0].model}"
+        problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0].model_id}"
     node.last_report_at = timezone.now()
     node.save(update_fields=["last_report_at"])
     node_report_inventory(node=node, problem=problem)

@@ -29,7 +29,7 @@ def grant_period(grant: Grant) -> tuple[datetime, datetime]:
 
 def free_gpus(node: Node, start: datetime, end: datetime):
     busy = Assignment.objects.overlapping(start, end).values("gpu_id")
-    return node.gpus.filter(model=node.gpu_model).exclude(pk__in=busy).order_by("index")
+    return node.gpus.filter(model=node.gpu_model_id).exclude(pk__in=busy).order_by("index")
 
 
 def grant_place(*, grant: Grant) -> list[Assignment]:
@@ -43,9 +43,9 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
     for _attempt in range(5):
         busy = Assignment.objects.overlapping(start, end).values("gpu_id")
         candidates = (
-            Node.objects.filter(status=Node.Status.ONLINE, gpu_model=grant.gpu_model)
+            Node.objects.filter(status=Node.Status.ONLINE, gpu_model=grant.gpu_model_id)
             .exclude(host_key="")
-            .annotate(free=Count("gpus", filter=Q(gpus__model=grant.gpu_model) & ~Q(gpus__pk__in=busy)))
+            .annotate(free=Count("gpus", filter=Q(gpus__model=grant.gpu_model_id) & ~Q(gpus__pk__in=busy)))
             .filter(free__gte=grant.gpu_count)
             .order_by("free", "hostname")
         )
@@ -63,12 +63,12 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
                 return assignments
         except IntegrityError:
             continue
-    total = Gpu.objects.filter(model=grant.gpu_model, node__status=Node.Status.ONLINE).count()
-    if not model_online(grant.gpu_model):
-        reason = f"Waiting for a node: no node with {grant.gpu_model} GPUs is online."
+    total = Gpu.objects.filter(model=grant.gpu_model_id, node__status=Node.Status.ONLINE).count()
+    if not model_online(grant.gpu_model_id):
+        reason = f"Waiting for a node: no node with {grant.gpu_model_id} GPUs is online."
     else:
         reason = (
-            f"Waiting for capacity: no online node has {grant.gpu_count} free {grant.gpu_model} GPUs "
+            f"Waiting for capacity: no online node has {grant.gpu_count} free {grant.gpu_model_id} GPUs "
             f"for {grant.starts_on} – {grant.ends_on} ({total} such GPUs online in all)."
         )
     Grant.objects.filter(pk=grant.pk).update(status_reason=reason)

@@ -21,10 +21,12 @@ from allocations.services.sample_partitions import sample_partitions_ensure
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_PROCESSES = 256
+# The order of copy_samples' text lines: the values first, the node and batch ids last.
 COLUMNS = (
-    "time", "node_id", "gpu_id", "batch_id", "utilization", "memory_utilization", "memory_used_mib",
-    "power_w", "temperature_c", "ecc_uncorrected", "xid_errors", "processes",
+    "time", "gpu_id", "utilization", "memory_utilization", "memory_used_mib", "power_w", "temperature_c",
+    "ecc_uncorrected", "xid_errors", "processes", "node_id", "batch_id",
 )  # fmt: skip
+MAX_INT = 2**31 - 1
 
 
 # (field, lowest, highest, whole number): the columns after time and gpu, in COPY order.
@@ -86,12 +88,101 @@ def _processes(value) -> str:
         if not (memory is None or (type(memory) is int and 0 <= memory <= 2**31)):
             memory = _number(memory, "process memory", 0, 2**31, integer=True)
         clean.append({"pid": pid, "user": user, "memory_mib": memory})
-    return json.dumps(clean)
+    # COPY's text format: JSON written by us; only backslashes need doubling (never tabs or newlines).
+    return json.dumps(clean).replace("\\", "\\\\")
 
 
-def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str, int, list[tuple]]:
-    """(batch id, dropped count, rows for COPY without node and batch ids) from a posted batch,
-    or BatchRejected. Every sample is checked before anything is written."""
+def _processes_fast(value: list, seen: dict) -> str | None:
+    """The common process list (a few well-formed processes) as COPY text without json.dumps:
+    user names match USER_RE, so they need no JSON or COPY escaping. None: check it fully."""
+    key = []
+    for proc in value:
+        if type(proc) is not dict or len(proc) > 3:
+            return None
+        pid, user, memory = proc.get("pid"), proc.get("user"), proc.get("memory_mib")
+        if not (type(pid) is int and 1 <= pid <= 2**31):
+            return None
+        if not ((user is None or type(user) is str) and (memory is None or type(memory) is int)):
+            return None  # (also keeps the key hashable)
+        key.append((pid, user, memory))
+    key = tuple(key)
+    text = seen.get(key)
+    if text is None:
+        parts = []
+        for pid, user, memory in key:
+            if not (user is None or (type(user) is str and USER_RE.match(user))):
+                return None
+            if not (memory is None or (type(memory) is int and 0 <= memory <= 2**31)):
+                return None
+            shown_user = "null" if user is None else f'"{user}"'
+            parts.append(
+                f'{{"pid": {pid}, "user": {shown_user}, "memory_mib": {"null" if memory is None else memory}}}'
+            )
+        text = seen[key] = f"[{', '.join(parts)}]"
+    return text
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A batch checked whole. `lines` are the GPU samples in COPY's text format, each ending
+    where the node and batch ids follow (see copy_samples)."""
+
+    batch_id: str
+    dropped: int
+    lines: list[str]
+    first: datetime
+    last: datetime
+    days: frozenset
+
+
+def _gpu_text(gpu: dict, processes_seen: dict) -> str:
+    """One GPU sample's values (utilisation … processes) in COPY's text format, tab-separated;
+    BatchRejected for anything out of range. The common case (every value a number in range,
+    a few well-formed processes) takes no call per field."""
+    get = gpu.get
+    u, mu, mem, pw, temp = (
+        get("utilization"),
+        get("memory_utilization"),
+        get("memory_used_mib"),
+        get("power_w"),
+        get("temperature_c"),
+    )
+    ecc, xid, procs = get("ecc_uncorrected"), get("xid_errors"), get("processes")
+    if (
+        type(u) is int
+        and 0 <= u <= 100
+        and type(mu) is int
+        and 0 <= mu <= 100
+        and type(mem) is int
+        and 0 <= mem <= MAX_INT
+        and (type(pw) is float or type(pw) is int)
+        and 0 <= pw <= 10000
+        and type(temp) is int
+        and -60 <= temp <= 200
+        and (ecc is None or (type(ecc) is int and 0 <= ecc <= MAX_INT))
+        and (xid is None or (type(xid) is int and 0 <= xid <= MAX_INT))
+    ):
+        text = None
+        if not procs:
+            text = "[]"
+        elif type(procs) is list and len(procs) <= MAX_PROCESSES:
+            text = _processes_fast(procs, processes_seen)
+        if text is None:
+            text = _processes(procs)
+        ecc = "\\N" if ecc is None else ecc
+        xid = "\\N" if xid is None else xid
+        return f"{u}\t{mu}\t{mem}\t{pw}\t{temp}\t{ecc}\t{xid}\t{text}"
+    values = []
+    for field, low, high, integer in FIELDS:
+        value = _number(get(field), field, low, high, integer=integer)
+        values.append("\\N" if value is None else str(value))
+    values.append(_processes(procs) if procs else "[]")
+    return "\t".join(values)
+
+
+def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> ParsedBatch:
+    """The posted batch checked whole (nothing is written before every sample passed), or
+    BatchRejected."""
     if not isinstance(payload, dict):
         raise BatchRejected("bad_schema", "the body must be a JSON object")
     batch_id = payload.get("batch_id")
@@ -104,8 +195,10 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
     latest = now.timestamp() + settings.METERING_CLOCK_SKEW_SECONDS
     earliest = (now - timedelta(days=settings.METERING_RETENTION_DAYS) + timedelta(hours=1)).timestamp()
     limit = settings.METERING_MAX_SAMPLES_PER_BATCH
-    rows: list[tuple] = []
+    lines: list[str] = []
     seen: set[tuple[int, datetime]] = set()
+    times: set[datetime] = set()
+    processes_seen: dict = {}
     for sample in samples:
         if not isinstance(sample, dict) or not isinstance(sample.get("gpus"), list):
             raise BatchRejected("bad_schema", "each sample needs a time and a list of gpus")
@@ -117,8 +210,10 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
         if at < earliest:
             raise BatchRejected("too_old", "a sample is older than the portal keeps samples", 422)
         when = datetime.fromtimestamp(at, UTC)
+        times.add(when)
+        stamp = when.isoformat()
         for gpu in sample["gpus"]:
-            if len(rows) >= limit:
+            if len(lines) >= limit:
                 raise BatchRejected("too_many", f"a batch holds at most {limit} GPU samples", 413)
             if not isinstance(gpu, dict) or not isinstance(gpu.get("uuid"), str):
                 raise BatchRejected("bad_schema", "each GPU sample needs its uuid")
@@ -129,41 +224,17 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> tuple[str
             if (gpu_id, when) in seen:
                 raise BatchRejected("duplicate_sample", "a GPU appears twice at the same time")
             seen.add((gpu_id, when))
-            values = [when, gpu_id]
-            for field, low, high, integer in FIELDS:
-                value = gpu.get(field)
-                # The common case (a number in range; NaN fails the comparison) without a call;
-                # anything else is checked fully.
-                kind = type(value)
-                if value is None or ((kind is int or (kind is float and not integer)) and low <= value <= high):
-                    values.append(value)
-                else:
-                    values.append(_number(value, field, low, high, integer=integer))
-            values.append(_processes(gpu.get("processes")) if gpu.get("processes") else "[]")
-            rows.append(tuple(values))
-    return batch_id, dropped, rows
+            lines.append(f"{stamp}\t{gpu_id}\t{_gpu_text(gpu, processes_seen)}\t")
+    if not lines:
+        raise BatchRejected("bad_schema", "samples must hold at least one GPU sample")
+    return ParsedBatch(batch_id, dropped, lines, min(times), max(times), frozenset(t.date() for t in times))
 
 
-def _copy_text(rows: list[tuple], node_id: int, batch_pk: int) -> str:
-    """The rows in COPY's text format, built in one pass (several times faster than one
-    write_row call per row). Only `processes` is free text: JSON we wrote ourselves, whose
-    backslashes are doubled for COPY; tabs and newlines never occur in it."""
-    head = f"\t{node_id}\t"
-    tail = f"\t{batch_pk}\t"
-    stamps: dict[datetime, str] = {}
-    lines = []
-    for when, gpu_id, *values, processes in rows:
-        stamp = stamps.get(when)
-        if stamp is None:
-            stamp = stamps[when] = when.isoformat()
-        fields = "\t".join("\\N" if v is None else str(v) for v in values)
-        lines.append(f"{stamp}{head}{gpu_id}{tail}{fields}\t{processes.replace(chr(92), chr(92) * 2)}\n")
-    return "".join(lines)
-
-
-def copy_samples(rows: list[tuple], *, node_id: int, batch_pk: int) -> None:
-    """COPY the rows into the partitioned table (psycopg 3's cursor.copy)."""
-    data = _copy_text(rows, node_id, batch_pk)
+def copy_samples(lines: list[str], *, node_id: int, batch_pk: int) -> None:
+    """COPY the parsed GPU samples into the partitioned table (psycopg 3's cursor.copy), in one
+    write: each line gets the node and batch ids by a single join."""
+    end = f"{node_id}\t{batch_pk}\n"
+    data = end.join(lines) + end
     with (
         connection.cursor() as cur,
         cur.cursor.copy(f"COPY allocations_gpusample ({', '.join(COLUMNS)}) FROM STDIN") as copy,
@@ -176,24 +247,23 @@ def samples_ingest(*, node: Node, payload, now: datetime | None = None) -> Inges
     nothing and is answered as a success, so a node that lost our answer may resend safely."""
     now = now or datetime.now(UTC)
     gpu_ids = dict(Gpu.objects.filter(node_id=node.pk).values_list("uuid", "pk"))
-    batch_id, dropped, rows = parse_batch(payload, gpu_ids=gpu_ids, now=now)
-    times = [r[0] for r in rows]
+    batch = parse_batch(payload, gpu_ids=gpu_ids, now=now)
     with transaction.atomic():
-        sample_partitions_ensure(days={t.date() for t in times})
+        sample_partitions_ensure(days=set(batch.days))
         # ON CONFLICT: a resend racing the original waits for it and then finds it stored.
         with connection.cursor() as cur:
             cur.execute(
                 "INSERT INTO allocations_samplebatch (node_id, batch_id, received_at, sample_count, first_time, "
                 "last_time, dropped_before) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (node_id, batch_id) DO NOTHING RETURNING id",
-                [node.pk, batch_id, now, len(rows), min(times), max(times), dropped],
+                [node.pk, batch.batch_id, now, len(batch.lines), batch.first, batch.last, batch.dropped],
             )
             inserted = cur.fetchone()
         if inserted is None:
             return IngestResult(stored=0, duplicate=True)
-        copy_samples(rows, node_id=node.pk, batch_pk=inserted[0])
-        last = max(times)
+        copy_samples(batch.lines, node_id=node.pk, batch_pk=inserted[0])
+        last = batch.last
         Node.objects.filter(pk=node.pk).filter(Q(last_sample_at__isnull=True) | Q(last_sample_at__lt=last)).update(
             last_sample_at=Greatest("last_sample_at", last)
         )
-    return IngestResult(stored=len(rows), duplicate=False)
+    return IngestResult(stored=len(batch.lines), duplicate=False)

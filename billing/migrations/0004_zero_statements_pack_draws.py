@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('billing', '0003_invoices_packs_stripe_events'),
-        ('portal', '0009_past_subsidy_policy'),
+        ('portal', '0011_past_subsidy_policy'),
     ]
 
     operations = [

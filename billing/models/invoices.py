@@ -106,6 +106,7 @@ class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     grant = models.ForeignKey("allocations.Grant", on_delete=models.PROTECT, related_name="invoice_lines")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    # A text snapshot of the GPU model's code, not a reference: a finalised invoice never changes.
     gpu_model = models.CharField(_("GPU model"), max_length=32)
     period_start = models.DateTimeField(_("from"))
     period_end = models.DateTimeField(_("until"))

@@ -8,6 +8,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from allocations.models.nodes import GpuModelField
+
 
 class BillingAccount(models.Model):
     """The organisation's Stripe customer and whether a card is saved for off-session charges."""
@@ -35,7 +37,7 @@ class HourPack(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
 
     organisation = models.ForeignKey("portal.Organisation", on_delete=models.PROTECT, related_name="hour_packs")
-    gpu_model = models.CharField(_("GPU model"), max_length=32)
+    gpu_model = GpuModelField(db_column="gpu_model")
     gpu_hours = models.PositiveIntegerField(_("GPU-hours"), validators=[MinValueValidator(1)])
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
     supply_krw = models.BigIntegerField(_("supply value (KRW)"))
@@ -54,7 +56,7 @@ class HourPack(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="hour_pack_hours_positive")]
 
     def __str__(self) -> str:
-        return f"{self.gpu_hours} h {self.gpu_model} ({self.status})"
+        return f"{self.gpu_hours} h {self.gpu_model_id} ({self.status})"
 
 
 class StripeEvent(models.Model):

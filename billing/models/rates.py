@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel
+from allocations.models.nodes import GpuModelField
 from portal.models import Organisation
 
 
@@ -20,16 +20,16 @@ class RateQuerySet(models.QuerySet):
         on = on or timezone.localdate()
         return (
             self.filter(effective_from__lte=on)
-            .order_by("gpu_model", "price_tier", "-effective_from")
-            .distinct("gpu_model", "price_tier")
+            .order_by("gpu_model_id", "price_tier", "-effective_from")
+            .distinct("gpu_model_id", "price_tier")
         )
 
     def scheduled(self, after: date | None = None) -> RateQuerySet:
-        return self.filter(effective_from__gt=after or timezone.localdate()).order_by("effective_from", "gpu_model")
+        return self.filter(effective_from__gt=after or timezone.localdate()).order_by("effective_from", "gpu_model_id")
 
 
 class Rate(models.Model):
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_model = GpuModelField(db_column="gpu_model")
     price_tier = models.CharField(_("price tier"), max_length=16, choices=Organisation.PriceTier.choices)
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"), validators=[MinValueValidator(1)])
     effective_from = models.DateField(_("effective from"))
@@ -43,11 +43,11 @@ class Rate(models.Model):
     class Meta:
         verbose_name = _("rate")
         verbose_name_plural = _("rates")
-        ordering = ["-effective_from", "gpu_model", "price_tier"]
+        ordering = ["-effective_from", "gpu_model_id", "price_tier"]
         constraints = [
             models.UniqueConstraint(fields=["gpu_model", "price_tier", "effective_from"], name="rate_unique_per_day"),
             models.CheckConstraint(condition=models.Q(krw_per_gpu_hour__gt=0), name="rate_positive"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model} / {self.price_tier}: ₩{self.krw_per_gpu_hour:,} from {self.effective_from}"
+        return f"{self.gpu_model_id} / {self.price_tier}: ₩{self.krw_per_gpu_hour:,} from {self.effective_from}"

@@ -98,7 +98,7 @@ def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
     if account is not None and account.has_card:
         return True
     month = timezone.localdate(now).replace(day=1)
-    left = pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model, 0)
+    left = pack_minutes_left(grant.organisation_id, before=month, until=now).get(grant.gpu_model_id, 0)
     if left <= 0:
         return False
     # Less what this month has drawn so far (the packs' state at the month's start is invoiced).
@@ -107,7 +107,7 @@ def _can_pay_beyond_subsidy(grant: Grant, now: datetime) -> bool:
         so_far = organisation_statement(organisation=grant.organisation, start=start, end=now)
     except ledger.LedgerError:
         return True  # usage that cannot be priced: the invoice run reports it; keep the hours
-    return left - so_far.prepaid_minutes(grant.gpu_model) > 0
+    return left - so_far.prepaid_minutes(grant.gpu_model_id) > 0
 
 
 @transaction.atomic

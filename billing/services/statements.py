@@ -29,7 +29,7 @@ def rates_for(tier: str, gpu_models: set[str]) -> dict[str, list[tuple[date, int
     rates: dict[str, list[tuple[date, int]]] = {}
     rows = Rate.objects.filter(price_tier=tier, gpu_model__in=gpu_models).order_by("effective_from")
     for r in rows:
-        rates.setdefault(r.gpu_model, []).append((r.effective_from, r.krw_per_gpu_hour))
+        rates.setdefault(r.gpu_model_id, []).append((r.effective_from, r.krw_per_gpu_hour))
     return rates
 
 
@@ -82,7 +82,7 @@ def pack_minutes_left(organisation_id: int, *, before: date, until: datetime) ->
 def grant_usage(grant: Grant, intervals: list, start: datetime) -> ledger.GrantUsage:
     return ledger.GrantUsage(
         grant_id=grant.pk,
-        gpu_model=grant.gpu_model,
+        gpu_model=grant.gpu_model_id,
         copay_percent=grant.copay_percent,
         subsidy_minutes=grant.gpu_hours * 60,
         used_before_minutes=sum(i.gpu_minutes(EPOCH, start) for i in intervals),
@@ -101,7 +101,7 @@ def organisation_statement(*, organisation: Organisation, start: datetime, end: 
     for i in AccessInterval.objects.filter(grant__in=grants, opened_at__lt=end).order_by("opened_at"):
         intervals.setdefault(i.grant_id, []).append(i)
     usages = [grant_usage(g, intervals.get(g.pk, []), start) for g in grants]
-    rates = rates_for(organisation.price_tier, {g.gpu_model for g in grants})
+    rates = rates_for(organisation.price_tier, {g.gpu_model_id for g in grants})
     month = start.astimezone(ledger.SEOUL).date().replace(day=1)
     packs = packs_left(organisation.pk, before=month, until=end)
     return ledger.statement(grants=usages, rates=rates, packs=packs, start=start, end=end)

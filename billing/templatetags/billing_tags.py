@@ -28,7 +28,7 @@ def _preview(organisations: list, chosen, gpu_model, gpu_hours: int, copay_perce
     and each organisation's rates for static/js/cost-preview.js to recompute as one types."""
     rates = {
         str(org.pk): {
-            r.gpu_model: r.krw_per_gpu_hour for r in Rate.objects.in_effect().filter(price_tier=org.price_tier)
+            r.gpu_model_id: r.krw_per_gpu_hour for r in Rate.objects.in_effect().filter(price_tier=org.price_tier)
         }
         for org in organisations
     }
@@ -58,7 +58,7 @@ def cost_preview(form, call) -> dict:
 @register.inclusion_tag("billing/_cost_preview.html")
 def award_cost(form, application) -> dict:
     """The award as the approver edits it (falls back to the request while the fields are empty)."""
-    model = form["gpu_model"].value() or application.gpu_model
+    model = form["gpu_model"].value() or application.gpu_model_id
     hours = _hours(form["gpu_hours"].value()) or _hours(application.gpu_hours)
     org = application.organisation
     return _preview([org], org, model, hours, application.call.copay_percent)
@@ -67,9 +67,9 @@ def award_cost(form, application) -> dict:
 @register.inclusion_tag("billing/_request_cost.html")
 def request_cost(application) -> dict:
     result = None
-    if application.gpu_model and application.gpu_hours:
+    if application.gpu_model_id and application.gpu_hours:
         result = request_estimate(
-            gpu_model=application.gpu_model,
+            gpu_model=application.gpu_model_id,
             tier=application.organisation.price_tier,
             gpu_hours=application.gpu_hours,
             copay_percent=application.call.copay_percent,

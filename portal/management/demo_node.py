@@ -55,7 +55,8 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
     placed = grants_place_pending_job()
     out.write(
         style.SUCCESS(
-            f"Demo GPU node {node.hostname}: {node.gpus.count()} × {node.gpu_model} at {node.address}:{node.ssh_port},"
+            f"Demo GPU node {node.hostname}: {node.gpus.count()} × {node.gpu_model_id}"
+            f" at {node.address}:{node.ssh_port},"
             f" status {node.status}, host key {node.host_key_fingerprint} (pinned)."
         )
     )

@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel
+from allocations.models.nodes import GpuModelField
 from portal.models.calls import Call
 from portal.models.organisations import Organisation
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
@@ -114,7 +114,7 @@ class Application(models.Model):
     title = models.CharField(_("title"), max_length=200, blank=True)
     abstract = models.TextField(_("abstract"), max_length=5000, blank=True)
     field = models.CharField(_("research field"), max_length=32, choices=Field.choices, blank=True)
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices, blank=True)
+    gpu_model = GpuModelField(db_column="gpu_model", null=True, blank=True)
     gpu_count = models.PositiveSmallIntegerField(
         _("GPUs"), null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_GPUS)]
     )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GpuModel
+from allocations.models.nodes import GpuModelField
 from billing.policy import PastSubsidy
 from portal.models.organisations import Organisation
 from portal.validators import MAX_CALL_BUDGET_GPU_HOURS, MAX_GPU_HOURS, MAX_STARTUP_AGE_YEARS
@@ -107,7 +107,7 @@ class CallBudget(models.Model):
     """GPU-hours a call can award for one GPU model."""
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
-    gpu_model = models.CharField(_("GPU model"), max_length=32, choices=GpuModel.choices)
+    gpu_model = GpuModelField(db_column="gpu_model")
     gpu_hours = models.PositiveIntegerField(
         _("GPU-hour budget"), validators=[MaxValueValidator(MAX_CALL_BUDGET_GPU_HOURS)]
     )
@@ -115,7 +115,7 @@ class CallBudget(models.Model):
     class Meta:
         verbose_name = _("call budget")
         verbose_name_plural = _("call budgets")
-        ordering = ["gpu_model"]
+        ordering = ["gpu_model_id"]
         constraints = [
             models.UniqueConstraint(fields=["call", "gpu_model"], name="callbudget_unique_model"),
             models.CheckConstraint(
@@ -124,4 +124,4 @@ class CallBudget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model}: {self.gpu_hours}"
+        return f"{self.gpu_model_id}: {self.gpu_hours}"

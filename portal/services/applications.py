@@ -15,7 +15,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from allocations.models import GPUS_PER_NODE, Grant
+from allocations.models import GpuModel, Grant
 from allocations.services.grants import grant_create
 from billing.services import organisation_has_overdue_invoice
 from portal import eligibility
@@ -85,7 +85,8 @@ def calls_remaining_gpu_hours(calls: list[Call]) -> dict[int, dict[str, int]]:
         .values_list("application__call", "gpu_model", "total")
     }
     return {
-        c.pk: {b.gpu_model: b.gpu_hours - committed.get((c.pk, b.gpu_model), 0) for b in c.budgets.all()} for c in calls
+        c.pk: {b.gpu_model_id: b.gpu_hours - committed.get((c.pk, b.gpu_model_id), 0) for b in c.budgets.all()}
+        for c in calls
     }
 
 
@@ -101,6 +102,7 @@ def eligibility_facts(application: Application, *, today: date | None = None) ->
     call = application.call
     applicant = application.principal_investigator
     emails = verified_emails(applicant)
+    model = GpuModel.objects.filter(pk=application.gpu_model_id).first()
     return eligibility.Facts(
         today=today or timezone.localdate(),
         applicant_email=applicant.email,
@@ -116,7 +118,9 @@ def eligibility_facts(application: Application, *, today: date | None = None) ->
         call_window=(call.allocation_starts_on, call.allocation_ends_on),
         call_max_startup_age_years=call.max_startup_age_years,
         call_budgets=call_remaining_gpu_hours(call),
-        gpu_model=application.gpu_model,
+        gpu_model=application.gpu_model_id or "",
+        gpu_model_name=model.name if model else "",
+        gpus_per_node=model.gpus_per_node if model else 0,
         gpu_count=application.gpu_count or 0,
         gpu_hours=application.gpu_hours or 0,
         starts_on=application.starts_on,
@@ -296,7 +300,7 @@ def missing_for_submission(application: Application) -> list[str]:
     return [
         str(Application._meta.get_field(f).verbose_name)
         for f in REQUIRED_FOR_SUBMISSION
-        if getattr(application, f) in (None, "")
+        if getattr(application, Application._meta.get_field(f).attname) in (None, "")
     ]
 
 
@@ -454,7 +458,7 @@ def application_approve(
     *,
     application: Application,
     actor: User,
-    gpu_model: str,
+    gpu_model: GpuModel | str,
     gpu_count: int,
     gpu_hours: int,
     starts_on: date,
@@ -482,11 +486,16 @@ def application_approve(
             code="bad_transition",
         )
     call = application.call
-    budget = CallBudget.objects.select_for_update().filter(call=call, gpu_model=gpu_model).first()
+    budget = (
+        CallBudget.objects.select_for_update(of=("self",))
+        .select_related("gpu_model")
+        .filter(call=call, gpu_model=gpu_model)
+        .first()
+    )
     if budget is None:
         raise PortalError(_("The call does not offer this GPU model."), code="model_not_offered")
     _check_award_bounds(gpu_count, gpu_hours, starts_on, ends_on)
-    if gpu_count > GPUS_PER_NODE.get(gpu_model, 0):
+    if gpu_count > budget.gpu_model.gpus_per_node:
         raise PortalError(_("That many GPUs do not fit on one node."), code="count_too_large")
     if award_outside_window(call, starts_on, ends_on) and not confirm_outside_window:
         raise PortalError(
@@ -494,7 +503,7 @@ def application_approve(
             % {"start": call.allocation_starts_on, "end": call.allocation_ends_on},
             code="outside_window",
         )
-    remaining = call_remaining_gpu_hours(call)[gpu_model]
+    remaining = call_remaining_gpu_hours(call)[budget.gpu_model_id]
     excess = []
     if gpu_hours > call.cap_gpu_hours:
         excess.append(

@@ -52,6 +52,7 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
             return redirect("portal:application_detail", pk=application.pk)
         # A draft made from this form is at version 1 until changed elsewhere (then: stale).
         expected_version = 1
+    reposted = application is not None
     if application is None:
         application = svc.application_create_draft(
             call=form.call,
@@ -63,14 +64,21 @@ def _save_and_maybe_submit(request: HttpRequest, form: ApplicationForm, applicat
             client_token=form.cleaned_data.get("client_token"),
         )
     else:
-        application = svc.application_update(
-            application=application,
-            user=request.user,
-            data=form.draft_data(),
-            team=list(form.cleaned_data.get("team") or []),
-            attachment=attachment,
-            expected_version=expected_version,
-        )
+        try:
+            application = svc.application_update(
+                application=application,
+                user=request.user,
+                data=form.draft_data(),
+                team=list(form.cleaned_data.get("team") or []),
+                attachment=attachment,
+                expected_version=expected_version,
+            )
+        except PortalError as exc:
+            if not (reposted and exc.code == "not_editable"):
+                raise
+            # The same form, posted twice at once: the other post submitted it meanwhile.
+            messages.info(request, _("This application was already submitted; nothing was sent again."))
+            return redirect("portal:application_detail", pk=application.pk)
     if "submit" not in request.POST:
         messages.success(request, _("The draft was saved."))
         return redirect("portal:application_detail", pk=application.pk)

@@ -208,5 +208,5 @@ def call_list(request: HttpRequest) -> HttpResponse:
     open_calls, upcoming = list(calls.open()), list(calls.upcoming())
     remaining = calls_remaining_gpu_hours(open_calls + upcoming)  # one query for all calls
     for call in open_calls + upcoming:
-        call.budget_rows = [(b, remaining[call.pk][b.gpu_model]) for b in call.budgets.all()]
+        call.budget_rows = [(b, remaining[call.pk][b.gpu_model_id]) for b in call.budgets.all()]
     return render(request, "portal/call_list.html", {"open_calls": open_calls, "upcoming_calls": upcoming})

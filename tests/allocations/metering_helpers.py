@@ -7,7 +7,7 @@ import json
 import secrets
 import time
 
-from allocations.models import Gpu, GpuModel, Node
+from allocations.models import Gpu, Node
 from allocations.services.sample_partitions import forget_known_partitions
 from allocations.services.sample_tokens import node_samples_token_rotate
 
@@ -15,7 +15,7 @@ from allocations.services.sample_tokens import node_samples_token_rotate
 def node_with_gpus(hostname: str = "gpu-meter-1", count: int = 8) -> tuple[Node, str, list[Gpu]]:
     """A node with `count` H100s and a fresh samples token; returns (node, token, gpus)."""
     forget_known_partitions()  # partitions made in an earlier, rolled-back test are gone
-    node = Node.objects.create(hostname=hostname, address="127.0.0.1", gpu_model=GpuModel.H100_80GB)
+    node = Node.objects.create(hostname=hostname, address="127.0.0.1", gpu_model="H100-80GB")
     gpus = [
         Gpu.objects.create(
             node=node, index=i, uuid=f"GPU-{hostname}-{i:02d}-{secrets.token_hex(4)}", model="H100-80GB",

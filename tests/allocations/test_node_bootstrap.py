@@ -22,7 +22,7 @@ def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_s
     assert node.agent_version == agent_version()
     gpus = list(node.gpus.order_by("index"))
     assert [g.index for g in gpus] == list(range(8))
-    assert {g.model for g in gpus} == {"H100-80GB"}
+    assert {g.model_id for g in gpus} == {"H100-80GB"}
     assert gpus[0].memory_mib == 81559
     assert gpus[0].uuid.startswith("GPU-")
     rule = Path(f"/etc/sudoers.d/gpu-portal-{node_host.provisioning_user}").read_text()

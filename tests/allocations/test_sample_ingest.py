@@ -129,6 +129,34 @@ def test_a_batch_with_one_bad_value_is_refused_whole(api, change, code):
     assert GpuSample.objects.count() == 0 and SampleBatch.objects.count() == 0
 
 
+def test_processes_are_stored_as_posted_whatever_form_their_numbers_take(api):
+    node, token, gpus = node_with_gpus()
+    procs = [
+        [{"pid": 4001, "user": "gp1001", "memory_mib": 512}],
+        [{"pid": 4002.0, "user": None, "memory_mib": None, "name": "python"}],  # float pid, unknown user, extra key
+        [{"pid": 4003, "user": "gp1002", "memory_mib": 1}, {"pid": 4004, "user": "gp1003", "memory_mib": 2}],
+    ]
+    body = batch(gpus[:3])
+    for gpu, p in zip(body["samples"][0]["gpus"], procs, strict=True):
+        gpu["processes"] = p
+    body["samples"][0]["gpus"][1].update(utilization=40.0, ecc_uncorrected=None, power_w=300)  # whole floats, ints
+    assert post(api, node.hostname, token, body).status_code == 201
+    stored = {s.gpu_id: s for s in GpuSample.objects.filter(node_id=node.pk)}
+    assert stored[gpus[0].pk].processes == procs[0]
+    assert stored[gpus[1].pk].processes == [{"pid": 4002, "user": None, "memory_mib": None}]
+    assert stored[gpus[2].pk].processes == procs[2]
+    assert (stored[gpus[1].pk].utilization, stored[gpus[1].pk].ecc_uncorrected) == (40, None)
+    assert stored[gpus[1].pk].power_w == 300
+
+
+def test_a_batch_whose_samples_hold_no_gpu_sample_is_refused_with_a_reason(api):
+    node, token, _gpus = node_with_gpus()
+    response = post(api, node.hostname, token, batch([]))
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_schema"
+    assert SampleBatch.objects.count() == 0
+
+
 def test_a_sample_from_a_clock_running_ahead_is_refused_beyond_the_skew(api, settings):
     settings.METERING_CLOCK_SKEW_SECONDS = 120
     node, token, gpus = node_with_gpus()

@@ -213,8 +213,8 @@ def test_calls_and_grants_from_before_the_field_keep_the_rule_of_their_organisat
     company, _ = startup()
     academic, _ = startup(kind=Organisation.Kind.UNIVERSITY, business_registration_number=None)
     grants = {"company": grant_for(company, past_subsidy="suspend"), "academic": grant_for(academic)}
-    importlib.import_module("portal.migrations.0009_past_subsidy_policy").keep_todays_rule(apps, None)
-    importlib.import_module("allocations.migrations.0013_past_subsidy_policy").keep_todays_rule(apps, None)
+    importlib.import_module("portal.migrations.0011_past_subsidy_policy").keep_todays_rule(apps, None)
+    importlib.import_module("allocations.migrations.0015_past_subsidy_policy").keep_todays_rule(apps, None)
     rules = {kinds: Call.objects.get(pk=c.pk).past_subsidy for kinds, c in calls.items()}
     assert rules == {
         ("startup",): "grace",

@@ -83,7 +83,7 @@ def test_an_approval_while_redis_is_down_succeeds_and_is_sent_once_when_it_is_ba
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"{QUEUE}{app.pk}/decide/",
-            {"action": "approve", "gpu_model": app.gpu_model, "gpu_count": app.gpu_count,
+            {"action": "approve", "gpu_model": app.gpu_model_id, "gpu_count": app.gpu_count,
              "gpu_hours": app.gpu_hours, "starts_on": app.starts_on.isoformat(),
              "ends_on": app.ends_on.isoformat()},
         )  # fmt: skip

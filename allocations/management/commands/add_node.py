@@ -20,13 +20,18 @@ class Command(OperatorCommand):
         parser.add_argument("address")
         parser.add_argument("--port", type=int, default=22)
         parser.add_argument("--user", default="gpprov", help="the node's restricted provisioning account")
-        parser.add_argument("--gpu-model", required=True, choices=GpuModel.values)
+        parser.add_argument("--gpu-model", required=True, help="the code of a GPU model (admin: GPU models)")
         parser.add_argument("--agent-path", default="")
         parser.add_argument(
             "--fingerprint", help="the fingerprint you verified out of band; pins without asking when it matches"
         )
 
     def handle(self, *args, **opts) -> None:
+        if not GpuModel.objects.filter(pk=opts["gpu_model"]).exists():
+            codes = ", ".join(GpuModel.objects.values_list("code", flat=True)) or "none yet"
+            raise CommandError(
+                f"no GPU model {opts['gpu_model']!r} (known: {codes}); add it in the admin (GPU models) first"
+            )
         node = Node.objects.filter(hostname=opts["hostname"]).first()
         if node is None:
             try:
@@ -68,7 +73,7 @@ class Command(OperatorCommand):
             "address": (node.address, opts["address"]),
             "--port": (node.ssh_port, opts["port"]),
             "--user": (node.ssh_username, opts["user"]),
-            "--gpu-model": (node.gpu_model, opts["gpu_model"]),
+            "--gpu-model": (node.gpu_model_id, opts["gpu_model"]),
             "--agent-path": (node.agent_path, opts["agent_path"] or node.agent_path),
         }
         differ = [f"{name} {old} (you typed {new})" for name, (old, new) in typed.items() if str(old) != str(new)]

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from allocations.models import GpuModel, Node
+from allocations.models import Node
 from billing.models import Rate
 from portal.management.operator import OperatorCommand
 from portal.models import Application, Call, CallBudget, Membership, Organisation, OrganisationDomain, User
@@ -73,6 +73,10 @@ GROUP_PERMISSIONS = {
         "allocations.change_node",
         "allocations.view_node",
         "allocations.view_gpu",
+        "allocations.add_gpumodel",
+        "allocations.change_gpumodel",
+        "allocations.delete_gpumodel",
+        "allocations.view_gpumodel",
         "allocations.view_grant",
         "allocations.change_grant",
         "allocations.view_provisioningtask",
@@ -85,15 +89,16 @@ GROUP_PERMISSIONS = {
         "billing.add_rate",
         "billing.change_rate",
         "billing.view_rate",
+        "allocations.view_gpumodel",
         "portal.view_organisation",
     ],
 }
 
 # KRW per GPU-hour by model and tier.
 RATES = {
-    GpuModel.A100_80GB: {"academic": 1800, "public": 2000, "startup": 2200, "enterprise": 3200},
-    GpuModel.H100_80GB: {"academic": 3000, "public": 3300, "startup": 3600, "enterprise": 5200},
-    GpuModel.H200_141GB: {"academic": 3800, "public": 4200, "startup": 4600, "enterprise": 6500},
+    "A100-80GB": {"academic": 1800, "public": 2000, "startup": 2200, "enterprise": 3200},
+    "H100-80GB": {"academic": 3000, "public": 3300, "startup": 3600, "enterprise": 5200},
+    "H200-141GB": {"academic": 3800, "public": 4200, "startup": 4600, "enterprise": 6500},
 }
 
 # Placeholder nodes of earlier versions of this command: never reachable, removed if unused.
@@ -195,8 +200,8 @@ class Command(OperatorCommand):
                 allocation_starts_on=today,
                 allocation_ends_on=today + timedelta(days=365),
             )
-            CallBudget.objects.create(call=academic, gpu_model=GpuModel.H100_80GB, gpu_hours=500000)
-            CallBudget.objects.create(call=academic, gpu_model=GpuModel.A100_80GB, gpu_hours=300000)
+            CallBudget.objects.create(call=academic, gpu_model="H100-80GB", gpu_hours=500000)
+            CallBudget.objects.create(call=academic, gpu_model="A100-80GB", gpu_hours=300000)
         startup = Call.objects.filter(title_en="2027 AI Startup GPU Voucher").first()
         if startup is None:
             startup = Call.objects.create(
@@ -214,8 +219,8 @@ class Command(OperatorCommand):
                 allocation_ends_on=today + timedelta(days=7 + 180),
                 max_startup_age_years=7,
             )
-            CallBudget.objects.create(call=startup, gpu_model=GpuModel.H100_80GB, gpu_hours=200000)
-            CallBudget.objects.create(call=startup, gpu_model=GpuModel.H200_141GB, gpu_hours=100000)
+            CallBudget.objects.create(call=startup, gpu_model="H100-80GB", gpu_hours=200000)
+            CallBudget.objects.create(call=startup, gpu_model="H200-141GB", gpu_hours=100000)
 
     def remove_placeholder_nodes(self) -> None:
         """Earlier demo worlds had unreachable placeholder nodes; they go unless something refers
@@ -250,7 +255,7 @@ class Command(OperatorCommand):
                 "title": "한국어 대규모 언어 모델 사전학습 (Korean LLM pre-training)",
                 "abstract": "A 7B-parameter Korean language model trained on public corpora.",
                 "field": "nlp",
-                "gpu_model": GpuModel.H100_80GB,
+                "gpu_model": "H100-80GB",
                 "gpu_count": 8,
                 "gpu_hours": 12000,
                 "starts_on": call.allocation_starts_on,

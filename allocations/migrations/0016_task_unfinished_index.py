@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
 
     dependencies = [
-        ('allocations', '0013_past_subsidy_policy'),
+        ('allocations', '0015_past_subsidy_policy'),
     ]
 
     operations = [

@@ -19,7 +19,7 @@ def keep_todays_rule(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0008_list_order_indexes'),
+        ('portal', '0010_gpu_model_references'),
     ]
 
     operations = [

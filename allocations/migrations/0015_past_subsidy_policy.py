@@ -15,7 +15,7 @@ def keep_todays_rule(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('allocations', '0012_task_list_order_index'),
+        ('allocations', '0014_gpu_model_references'),
     ]
 
     operations = [
