@@ -133,7 +133,9 @@ def _usage_sums(prefix: str = "") -> dict:
     }
 
 
-def _summary(gpu_hours: int, sums: dict) -> dict:
+def usage_summary(gpu_hours: int, sums: dict) -> dict:
+    """GPU-hours used against the subsidy, average utilisation weighted by samples, energy, from
+    the usage-hour sums named by `_usage_sums` (or the same names from hand-written SQL)."""
     samples = sums["used_samples"] or 0
     used = (sums["used_minutes"] or 0) / 60
     return {
@@ -148,7 +150,7 @@ def _summary(gpu_hours: int, sums: dict) -> dict:
 def grant_usage_summary(grant: Grant) -> dict:
     """Totals for the grant page: GPU-hours used against the subsidy, average utilisation
     (weighted by samples) and energy in kWh. One query."""
-    return _summary(grant.gpu_hours, grant.usage_hours.aggregate(**_usage_sums()))
+    return usage_summary(grant.gpu_hours, grant.usage_hours.aggregate(**_usage_sums()))
 
 
 def grants_with_usage(grants, *, limit: int | None = None) -> list[dict]:
@@ -156,7 +158,7 @@ def grants_with_usage(grants, *, limit: int | None = None) -> list[dict]:
     annotated = grants.annotate(**_usage_sums("usage_hours__"))
     if limit is not None:
         annotated = annotated[:limit]
-    return [{"grant": g, **_summary(g.gpu_hours, g.__dict__)} for g in annotated]
+    return [{"grant": g, **usage_summary(g.gpu_hours, g.__dict__)} for g in annotated]
 
 
 def organisation_usage(organisation_id: int, *, exclude_application: int | None = None) -> list[dict]:
