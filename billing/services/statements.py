@@ -42,6 +42,8 @@ def pack_minutes_left(organisation_id: int, *, before: date, until: datetime) ->
         .annotate(h=Sum("gpu_hours"))
     )
     left = {row["gpu_model"]: row["h"] * 60 for row in bought}
+    if not left:  # nothing bought, nothing drawn: most organisations, and one query saved
+        return left
     drawn = (
         InvoiceLine.objects.filter(
             invoice__organisation_id=organisation_id, invoice__month__lt=before, kind=InvoiceLine.Kind.PREPAID
