@@ -71,6 +71,7 @@ os.environ.update(
     NODE_UNIX_ID_BASE=str(20_000_000 + secrets.randbelow(10_000) * 10_000),
     PROVISIONING_SSH_KEY=str(BASE / "portal_ed25519"),
     PROVISIONING_BACKOFF_SECONDS="1",
+    DEV_MAIL_DIR=str(SHARED / "mail"),  # the approval e-mails go away with the run
 )
 
 import django  # noqa: E402
