@@ -10,9 +10,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Notice, SampleBatch, UsageHour
+from portal.admin_scale import ScaledAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ScaledAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -47,12 +48,14 @@ class UsageHourAdmin(ReadOnlyAdmin):
     list_filter = ["hour"]
     list_select_related = ["grant"]
     search_fields = ["grant__pk"]
-    date_hierarchy = "hour"
+    # Newest hours first from the index on `hour`: the model's order (grant, then hour) sorted
+    # every usage hour by its grant's creation time, and a date hierarchy ran DISTINCT over all
+    # of them (0.5 s with 880,000 usage hours, issue 13). The `hour` filter narrows by date.
+    ordering = ["-hour", "-id"]
 
 
 @admin.register(SampleBatch)
 class SampleBatchAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "node", "batch_id", "sample_count", "first_time", "last_time", "dropped_before"]
-    list_filter = ["node"]
+    list_filter = ["node", "received_at"]  # no date hierarchy: DISTINCT over every batch
     list_select_related = ["node"]
-    date_hierarchy = "received_at"

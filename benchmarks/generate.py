@@ -39,6 +39,7 @@ from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection, models, transaction  # noqa: E402
 
 from allocations.models import (  # noqa: E402
+    AccessInterval,
     Assignment,
     Gpu,
     Grant,
@@ -48,6 +49,7 @@ from allocations.models import (  # noqa: E402
     NodeEvent,
     ProvisioningTask,
     UnixId,
+    UsageHour,
 )
 from portal.models import (  # noqa: E402
     Application,
@@ -528,6 +530,36 @@ class Generator:
         ]
         self.put(OutboxMessage, ["func", "args", "queue", "created_at", "sent_at", "attempts", "last_error"], outbox)
 
+    def metering(self) -> None:
+        """What running grants have behind them: prices (every GPU model, every tier), an open
+        access interval from the start of each active grant, and a usage hour for every hour
+        since (the dashboard sums them; the month's costs price the intervals)."""
+        from billing.models import Rate
+
+        tiers = [t.value for t in Organisation.PriceTier]
+        self.put(
+            Rate,
+            ["gpu_model", "price_tier", "krw_per_gpu_hour", "effective_from", "created_at"],
+            [(gpu_model_value(m), t, 1000 + 500 * i + 250 * j, date(2020, 1, 1), self.now)
+             for i, m in enumerate(gpu_models()) for j, t in enumerate(tiers)],
+        )  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, gpu_count, starts_on FROM allocations_grant WHERE status = 'active' ORDER BY id")
+            active = cursor.fetchall()
+        hour_now = self.now.replace(minute=0, second=0, microsecond=0)
+        rng = self.rng
+        intervals, hours = [], []
+        for gid, count, starts in active:
+            opened = datetime.combine(starts, datetime.min.time(), tzinfo=UTC)
+            intervals.append((gid, count, opened, None, ""))
+            hour = opened
+            while hour < hour_now:
+                util = rng.randint(0, 100)
+                hours.append((gid, hour, count * 60, count * 60, float(util), round(count * (80 + 6 * util), 3)))
+                hour += timedelta(hours=1)
+        self.put(AccessInterval, ["grant_id", "gpu_count", "opened_at", "closed_at", "close_reason"], intervals)
+        self.put(UsageHour, ["grant_id", "hour", "gpu_minutes", "sample_count", "avg_utilization", "energy_wh"], hours)
+
     def _team_rows(self) -> list[tuple[int, int]]:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT application_id, user_id FROM {Application.team.through._meta.db_table}")  # noqa: S608
@@ -550,11 +582,12 @@ class Generator:
             self.applications()
             self.fleet()
             self.grants()
+            self.metering()
             self.bench_admin()
             reset_sequences(
                 User, Organisation, Call, Application, Node, Gpu, Grant, NodeAccount, Membership, OutboxMessage,
                 ProvisioningTask, UnixId, JupyterSession, Assignment, Review, EligibilityResult, ApplicationEvent,
-                OrganisationAuditLog, CallBudget, NodeEvent, OrganisationDomain,
+                OrganisationAuditLog, CallBudget, NodeEvent, OrganisationDomain, AccessInterval, UsageHour,
             )  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")

@@ -9,8 +9,31 @@ only: an organisation with a thousand members must not render a thousand forms.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext
+
+# Django's own message, translated by the admin's catalogue (a variable: not copied into ours).
+ACTION_CHECKBOX_LABEL = "Select this object for an action - {}"
+
+
+class ScaledChangeList(ChangeList):
+    """Row links carry the list's filters (back to the same filtered list after a change) without
+    resolving each link against every URL pattern: Django's `add_preserved_filters` did that
+    once per row, a third of a filtered 50-row page's CPU (issue 13)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # items_for_result adds `preserved_filters` to each row's link when it is set; the same
+        # query string is added here once per row instead.
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+
+    def url_for_result(self, result) -> str:
+        url = super().url_for_result(result)
+        return f"{url}?{self.row_filters}" if self.row_filters else url
 
 
 class ScaledAdmin(admin.ModelAdmin):
@@ -18,6 +41,18 @@ class ScaledAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
     list_per_page = 50
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[ChangeList]:
+        return ScaledChangeList
+
+    def action_checkbox(self, obj) -> str:
+        """Django's row checkbox, the same HTML, without rendering a widget template per row
+        (a fifth of a 50-row page's CPU)."""
+        label = format_html(gettext(ACTION_CHECKBOX_LABEL), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME, str(obj.pk), label,
+        )  # fmt: skip
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -53,6 +53,11 @@ def grant_place(*, grant: Grant) -> list[Assignment]:
         if node is None:
             break
         gpus = list(free_gpus(node, start, end)[: grant.gpu_count])
+        if len(gpus) < grant.gpu_count:
+            # Another placement took them between the count and this read (found by
+            # benchmarks/provisioning.py: with 4 workers a grant was "placed" on no GPUs at all
+            # and left pending without a reason): look again.
+            continue
         try:
             with transaction.atomic():
                 assignments = Assignment.objects.bulk_create(

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, FloatField, Q, Sum
+from django.db.models import F, FloatField, JSONField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import JSONObject
 
 from allocations.models import AccessInterval, Grant, SampleBatch, UsageHour
 
@@ -133,7 +134,9 @@ def _usage_sums(prefix: str = "") -> dict:
     }
 
 
-def _summary(gpu_hours: int, sums: dict) -> dict:
+def usage_summary(gpu_hours: int, sums: dict) -> dict:
+    """GPU-hours used against the subsidy, average utilisation weighted by samples, energy, from
+    the usage-hour sums named by `_usage_sums` (or the same names from hand-written SQL)."""
     samples = sums["used_samples"] or 0
     used = (sums["used_minutes"] or 0) / 60
     return {
@@ -148,15 +151,21 @@ def _summary(gpu_hours: int, sums: dict) -> dict:
 def grant_usage_summary(grant: Grant) -> dict:
     """Totals for the grant page: GPU-hours used against the subsidy, average utilisation
     (weighted by samples) and energy in kWh. One query."""
-    return _summary(grant.gpu_hours, grant.usage_hours.aggregate(**_usage_sums()))
+    return usage_summary(grant.gpu_hours, grant.usage_hours.aggregate(**_usage_sums()))
 
 
 def grants_with_usage(grants, *, limit: int | None = None) -> list[dict]:
-    """The same totals for many grants in one query (dashboard, review page)."""
-    annotated = grants.annotate(**_usage_sums("usage_hours__"))
+    """The same totals for a page of grants in one query (the review page): each grant's usage
+    hours summed in a subquery of its own, which PostgreSQL runs for the page's rows after the
+    sort and LIMIT. Annotating the sums over a join grouped every usage hour by all columns of
+    the grant and its application, wide rows sorted before the LIMIT (26 ms for an
+    organisation's 20 grants at scale 1, issue 13)."""
+    sums = UsageHour.objects.filter(grant=OuterRef("pk")).values("grant").annotate(totals=JSONObject(**_usage_sums()))
+    annotated = grants.annotate(usage_totals=Subquery(sums.values("totals"), output_field=JSONField()))
     if limit is not None:
         annotated = annotated[:limit]
-    return [{"grant": g, **_summary(g.gpu_hours, g.__dict__)} for g in annotated]
+    none = dict.fromkeys(_usage_sums())
+    return [{"grant": g, **usage_summary(g.gpu_hours, g.usage_totals or none)} for g in annotated]
 
 
 def organisation_usage(organisation_id: int, *, exclude_application: int | None = None) -> list[dict]:

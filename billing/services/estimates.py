@@ -8,12 +8,13 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from allocations.models import Grant
 from billing import ledger
 from billing.models import Rate
-from billing.services.statements import grant_subsidy_used_minutes, organisation_statement
+from billing.services.statements import grant_subsidy_used_minutes, grants_statement
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,11 @@ def grant_month(grant: Grant, *, statement: ledger.Statement | None = None, now=
     """Subsidised hours used and left, and this month's charges so far and at this pace.
     None when the month's use cannot be priced (no rate)."""
     now = now or timezone.now()
+    if statement is None:  # priced for this grant alone (grants_statement)
+        prefetch_related_objects([grant], "access_intervals")
+        return grants_month([grant], now=now)[grant.pk]
     used = grant_subsidy_used_minutes(grant, until=now)
     start, end = ledger.month_bounds(timezone.localdate(now))
-    if statement is None:
-        try:
-            statement = organisation_statement(organisation=grant.organisation, start=start, end=now)
-        except ledger.LedgerError:
-            return None
     accrued = sum(x.amount_krw for x in statement.lines if x.grant_id == grant.pk)
     elapsed = (now - start).total_seconds()
     pace = ledger.won(Decimal(accrued) * Decimal((end - start).total_seconds()) / Decimal(elapsed)) if elapsed else 0
@@ -90,17 +89,19 @@ def grant_month(grant: Grant, *, statement: ledger.Statement | None = None, now=
 
 
 def grants_month(grants: list[Grant], *, now=None) -> dict[int, GrantMonth | None]:
-    """`grant_month` for a page of grants: one ledger statement per organisation, not per grant
-    (prefetch the grants' `access_intervals` and select their `organisation`)."""
+    """`grant_month` for a page of grants: one ledger statement per organisation, not per grant,
+    priced for these grants only (`grants_statement`; prefetch the grants' `access_intervals` and
+    select their `organisation`)."""
     now = now or timezone.now()
     start, _end = ledger.month_bounds(timezone.localdate(now))
     statements: dict[int, ledger.Statement | None] = {}
     months = {}
     for grant in grants:
         if grant.organisation_id not in statements:
+            mine = [g for g in grants if g.organisation_id == grant.organisation_id]
             try:
-                statements[grant.organisation_id] = organisation_statement(
-                    organisation=grant.organisation, start=start, end=now
+                statements[grant.organisation_id] = grants_statement(
+                    organisation=grant.organisation, grants=mine, start=start, end=now
                 )
             except ledger.LedgerError:
                 statements[grant.organisation_id] = None

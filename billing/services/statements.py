@@ -107,6 +107,38 @@ def organisation_statement(*, organisation: Organisation, start: datetime, end: 
     return ledger.statement(grants=usages, rates=rates, packs=packs, start=start, end=end)
 
 
+def grants_statement(
+    *, organisation: Organisation, grants: list[Grant], start: datetime, end: datetime
+) -> ledger.Statement:
+    """The lines of `grants` (of `organisation`, with `access_intervals` prefetched) for [start,
+    end), equal to their lines in `organisation_statement`, without pricing the organisation's
+    other grants (the dashboard of a member of a large organisation, issue 13). A grant's lines
+    depend on its own intervals, subsidy and rates, except for prepaid hours, which the
+    organisation's grants of one GPU model draw in the order time was used: for a model with
+    prepaid minutes left, the whole organisation is priced and these grants' lines kept."""
+    priced = [g for g in grants if any(_overlaps(i, start, end) for i in g.access_intervals.all())]
+    if not priced:  # no access in the period: no lines, whatever the packs
+        return ledger.Statement()
+    month = start.astimezone(ledger.SEOUL).date().replace(day=1)
+    models = {g.gpu_model_id for g in priced}
+    packs = [p for p in packs_left(organisation.pk, before=month, until=end) if p.gpu_model in models]
+    if any(p.minutes_left > 0 for p in packs):
+        ids = {g.pk for g in grants}
+        whole = organisation_statement(organisation=organisation, start=start, end=end)
+        return ledger.Statement([line for line in whole.lines if line.grant_id in ids])
+    usages = []
+    for g in priced:
+        intervals = sorted((i for i in g.access_intervals.all() if i.opened_at < end), key=lambda i: i.opened_at)
+        usages.append(grant_usage(g, intervals, start))
+    rates = rates_for(organisation.price_tier, models)
+    return ledger.statement(grants=usages, rates=rates, packs=packs, start=start, end=end)
+
+
+def _overlaps(interval: AccessInterval, start: datetime, end: datetime) -> bool:
+    """In Python what `_overlapping` says in SQL."""
+    return interval.opened_at < end and (interval.closed_at is None or interval.closed_at > start)
+
+
 def grant_subsidy_used_minutes(grant: Grant, *, until: datetime) -> int:
     """GPU-minutes the grant has used up to `until`, all drawn from its subsidy first."""
     return sum(i.gpu_minutes(EPOCH, until) for i in grant.access_intervals.all())

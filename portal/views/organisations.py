@@ -10,12 +10,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from allocations.models import Grant
-from allocations.services.usage import grants_with_usage
 from billing.services.estimates import grants_month
 from portal import services
+from portal.dashboard import dashboard_read
 from portal.forms import BusinessRegistrationDocumentForm, InvitationForm, MembershipRoleForm, OrganisationForm
-from portal.models import Application, Call, Membership, Organisation
+from portal.models import Call, Membership, Organisation
 from portal.pagination import paginate
 from portal.services.dashboard import dashboard_overview
 
@@ -31,18 +30,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    memberships = Membership.objects.filter(user=request.user).select_related("organisation")
-    applications = Application.objects.visible_to(request.user).select_related("call")[:10]
-    grants = grants_with_usage(
-        Grant.objects.of_member(request.user)
-        .select_related("application", "organisation")
-        .prefetch_related("access_intervals"),
-        limit=20,
-    )
+    # Who the user is now (memberships), then only what those memberships show: portal/dashboard.py.
+    data = dashboard_read(request.user)
+    grants = data.grants
     months = grants_month([row["grant"] for row in grants])
     for row in grants:
         row["month"] = months[row["grant"].pk]
-    context = {"memberships": memberships, "applications": applications, "grants": grants}
+    context = {"memberships": data.memberships, "applications": data.applications, "grants": grants}
     context["overview"] = dashboard_overview(user=request.user, grant_rows=grants)
     return render(request, "portal/dashboard.html", context)
 

@@ -196,3 +196,22 @@ def test_a_node_coming_online_places_the_waiting_grants_at_once(db, jobs):
         node = online_node("gpu-01")
     jobs.run()  # the job the node's coming online queued, not the 5-minute periodic run
     assert {a.node for a in waiting.assignments.all()} == {node}
+
+
+def test_a_placement_that_loses_its_gpus_between_count_and_read_looks_again(db, monkeypatch):
+    """Seen with 4 workers (benchmarks/provisioning.py): the node still counted free GPUs, but
+    another placement had taken them when they were read; the grant got no GPUs, no reason, and
+    stayed pending."""
+    from allocations.services import placement
+
+    node = online_node("gpu-01")
+    real, calls = placement.free_gpus, []
+
+    def raced(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs).none() if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(placement, "free_gpus", raced)
+    placed = grant_place(grant=grant(2))
+    assert len(placed) == 2 and {a.node for a in placed} == {node}
+    assert len(calls) == 2
