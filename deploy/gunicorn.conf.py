@@ -28,8 +28,25 @@ forwarded_allow_ips = "127.0.0.1,::1"
 
 
 def child_exit(server, worker) -> None:
-    """Prometheus multiprocess mode: a dead worker's live gauges must stop counting."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    """Prometheus multiprocess mode: a dead worker's live gauges stop counting, and its counters
+    and histograms are folded into one archive file per type, so the folder (which every scrape
+    reads whole) holds the live workers' files plus two, however many workers gunicorn replaced
+    (max_requests, reloads, timeouts). Only the arbiter runs this: the archive has one writer."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
 
-        multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid, directory)
+    for kind in ("counter", "histogram"):
+        dead = os.path.join(directory, f"{kind}_{worker.pid}.db")
+        if not os.path.exists(dead):
+            continue
+        archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(dead):
+                archive.write_value(key, archive.read_value(key)[0] + value, timestamp)
+        finally:
+            archive.close()
+        os.remove(dead)
