@@ -3,8 +3,12 @@ attacker would meet with the files as shipped (the unit files, the backup script
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
+import secrets
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -13,9 +17,11 @@ from pathlib import Path
 
 import django_rq
 import pytest
+import requests
 from django.db import connection
 
 from tests.deploy.test_backup_restore import BACKUP, pg_env  # noqa: F401 - fixture
+from tests.deploy.topology import METRICS_TOKEN as METRICS_TOKEN_FOR_WEB
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORKER_UNIT = ROOT / "deploy/systemd/gpu-portal-worker@.service"
@@ -150,3 +156,98 @@ def test_the_metrics_folder_does_not_grow_with_every_gunicorn_worker_replaced(tm
     assert totals[("gpu_portal_http_requests_total", None)] == workers  # no request lost in the fold
     assert totals[("gpu_portal_http_request_duration_seconds_count", None)] == workers
     assert totals[("gpu_portal_http_request_duration_seconds_bucket", "0.025")] == workers
+
+
+# Through nginx with deploy/nginx/gpu-portal.conf and two gunicorns (no workers, no nodes) -------
+
+
+@pytest.fixture(scope="module")
+def web(django_db_setup, tmp_path_factory):
+    """nginx in front of the two gunicorns of the topology test, on this run's database."""
+    from tests.deploy.topology import Stack
+
+    if not Path("/usr/sbin/nginx").exists() or not Path("/usr/bin/redis-server").exists():
+        pytest.fail("scripts/bootstrap.sh test installs nginx and redis-server (as root)")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'].replace('/', '%2F')}:{db['PORT'] or 5432}/{db['NAME']}"
+    stack = Stack(tmp_path_factory.mktemp("findings-web"), url, {})
+    try:
+        stack.redis_start()
+        stack.collectstatic()
+        for i in (1, 2):
+            stack.web_start(i)
+        stack.wait_web()
+        stack.nginx_start()
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def raw_get(stack, path: str, port: int | None = None, **headers: str) -> http.client.HTTPResponse:
+    """One request exactly as written (no client-side path normalisation)."""
+    if port is None:
+        context = ssl.create_default_context(cafile=str(stack.tmp / "tls/fullchain.pem"))
+        conn = http.client.HTTPSConnection("127.0.0.1", stack.https_port, context=context, timeout=10)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("GET", path, skip_host=True)
+    conn.putheader("Host", "localhost")
+    for name, value in headers.items():
+        conn.putheader(name.replace("_", "-"), value)
+    conn.endheaders()
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_stays_closed_on_the_public_listener_however_the_path_is_spelled(web):
+    """An attacker who learned the token (a leaked Prometheus config) still must not scrape from
+    the Internet: nginx's `location = /metrics` must not be sidestepped by another spelling that
+    Django resolves to the same view."""
+    auth = {"Authorization": f"Bearer {METRICS_TOKEN_FOR_WEB}"}
+    assert raw_get(web, "/metrics", port=web.metrics_port, **auth).status == 200  # the token is right
+    spellings = ["/metrics", "/metrics/", "//metrics", "/%6Detrics", "/metrics?x=1", "/./metrics", "/x/../metrics",
+                 "/metrics;x", "/metrics%3Bx", "/ko/metrics", "/en/metrics", "/METRICS", "/metrics%20"]  # fmt: skip
+    opened = {p: raw_get(web, p, **auth).status for p in spellings}
+    assert not [p for p, status in opened.items() if status == 200], opened
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_forged_forwarded_for_header_does_not_lift_the_per_address_sign_in_limit(web):
+    """allauth allows 10 failed sign-ins a minute per client address. The client writes whatever
+    it likes into X-Forwarded-For; nginx appends the real address and the portal reads only that."""
+    session = requests.Session()
+    base = f"https://127.0.0.1:{web.https_port}"
+    cert = str(web.tmp / "tls/fullchain.pem")
+    limited = False
+    for i in range(13):
+        form = session.get(f"{base}/accounts/login/", verify=cert, timeout=10, headers={"Accept-Language": "en"}).text
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        answer = session.post(
+            f"{base}/accounts/login/",
+            data={"csrfmiddlewaretoken": csrf, "login": f"nobody{i}@example.org", "password": "wrong"},
+            headers={"Referer": "https://127.0.0.1/accounts/login/", "Accept-Language": "en",
+                     "X-Forwarded-For": f"198.51.100.{i + 1}"},
+            verify=cert, timeout=10,
+        )  # fmt: skip
+        if answer.status_code == 429 or "Too many failed" in answer.text:
+            limited = True
+            break
+    assert limited, "13 failed sign-ins from one address, each with another forged X-Forwarded-For, were never limited"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_access_log_names_the_real_client_not_the_address_a_client_wrote(web):
+    """An operator (or fail2ban) reading gunicorn's access log must see the address nginx saw;
+    a forged X-Forwarded-For must not put someone else's address, or a fake log line, first."""
+    probe = secrets.token_hex(6)
+    forged = '203.0.113.66 "GET /admin/ HTTP/1.1" 200 0'
+    assert raw_get(web, f"/rates/?probe={probe}", X_Forwarded_For=forged).status in {200, 301, 302}
+    deadline = time.monotonic() + 10
+    while not (lines := [ln for ln in (web.log("web1") + web.log("web2")).splitlines() if probe in ln]):
+        assert time.monotonic() < deadline, "the request is not in gunicorn's access log"
+        time.sleep(0.2)
+    assert lines[0].startswith('127.0.0.1 "GET /rates/'), lines[0]
+    assert "203.0.113.66" not in lines[0], lines[0]
