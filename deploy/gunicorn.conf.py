@@ -21,7 +21,9 @@ max_requests_jitter = 500
 # Logs go to stdout/stderr, which systemd's journal collects (docs/deployment.md, "Logs").
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# The client's address as nginx saw it (X-Real-IP, set by deploy/nginx/gpu-portal.conf), not
+# X-Forwarded-For, which begins with whatever the client wrote into it.
+access_log_format = '%({x-real-ip}i)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # X-Forwarded-Proto is trusted only from the unix socket (nginx); the portal's
 # SECURE_PROXY_SSL_HEADER reads it too.
 forwarded_allow_ips = "127.0.0.1,::1"
