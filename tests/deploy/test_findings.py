@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import secrets
+import shlex
 import signal
 import ssl
 import stat
@@ -25,6 +26,7 @@ from tests.deploy.topology import METRICS_TOKEN as METRICS_TOKEN_FOR_WEB
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORKER_UNIT = ROOT / "deploy/systemd/gpu-portal-worker@.service"
+WEB_UNIT = ROOT / "deploy/systemd/gpu-portal-web.service"
 
 
 def unit_setting(unit: Path, key: str, default: str) -> str:
@@ -251,3 +253,30 @@ def test_the_access_log_names_the_real_client_not_the_address_a_client_wrote(web
         time.sleep(0.2)
     assert lines[0].startswith('127.0.0.1 "GET /rates/'), lines[0]
     assert "203.0.113.66" not in lines[0], lines[0]
+
+
+def test_the_web_unit_still_starts_after_the_documented_rollout_renames_the_checkout(tmp_path):
+    """docs/deployment.md builds the new release's .venv in /srv/portal/app.new, then renames it
+    to /srv/portal/app. pip writes each console script (bin/gunicorn) with the absolute path of
+    the venv's python it was installed with, app.new's: after the rename that interpreter is
+    gone, and the next start of the web unit (a reboot, a restart) fails."""
+    venv = tmp_path / "app.new/.venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    shared = [p for p in sys.path if p.endswith("site-packages") and Path(p, "gunicorn").is_dir()]
+    (site / "shared.pth").write_text("\n".join(shared) + "\n")  # gunicorn & co., as pip install would
+    from pip._vendor.distlib.scripts import ScriptMaker  # what pip writes bin/ scripts with
+
+    maker = ScriptMaker(None, str(venv / "bin"))
+    maker.executable = str(venv / "bin/python")
+    maker.variants = {""}
+    maker.make("gunicorn = gunicorn.app.wsgiapp:run")
+    (tmp_path / "app.new").rename(tmp_path / "app")  # mv /srv/portal/app.new /srv/portal/app
+    argv = shlex.split(unit_setting(WEB_UNIT, "ExecStart", "").replace("/srv/portal/app", str(tmp_path / "app")))
+    program = argv[: argv.index("--config")]
+    try:
+        started = subprocess.run([*program, "--version"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError as exc:  # systemd: status=203/EXEC
+        pytest.fail(f"{program[0]} cannot start after the rename: {exc} ({Path(program[0]).read_text()[:60]!r})")
+    assert started.returncode == 0, f"{program}: {started.stderr}"
+    assert "gunicorn" in started.stdout + started.stderr
