@@ -280,3 +280,28 @@ def test_the_web_unit_still_starts_after_the_documented_rollout_renames_the_chec
         pytest.fail(f"{program[0]} cannot start after the rename: {exc} ({Path(program[0]).read_text()[:60]!r})")
     assert started.returncode == 0, f"{program}: {started.stderr}"
     assert "gunicorn" in started.stdout + started.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_restore_fingerprint_sees_one_changed_value_in_one_row(pg_env):  # noqa: F811
+    """The drill's comparison must be able to fail: one field of one row changed (a migration's
+    timestamp here) changes that table's line and no other."""
+    from tests.deploy.test_backup_restore import fingerprint
+
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, applied FROM django_migrations ORDER BY id LIMIT 1")
+        row_id, applied = cursor.fetchone()
+    before = fingerprint(pg_env, name).splitlines()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE django_migrations SET applied = applied + interval '1 second' WHERE id = %s", [row_id]
+            )
+        after = fingerprint(pg_env, name).splitlines()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE django_migrations SET applied = %s WHERE id = %s", [applied, row_id])
+    changed = [b.split("|")[0] for b, a in zip(before, after, strict=True) if a != b]
+    assert changed == ["django_migrations"]
+    assert fingerprint(pg_env, name).splitlines() == before
