@@ -329,3 +329,21 @@ def test_tls_1_2_offers_only_forward_secret_aead_ciphers(web):
     assert tls12_handshake(web, "ECDHE-ECDSA-AES128-GCM-SHA256")
     for weak in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
         assert not tls12_handshake(web, weak), weak
+
+
+@pytest.mark.parametrize("unit", ["gpu-portal-web.service", "gpu-portal-worker@.service", "gpu-portal-cron.service"])
+def test_the_long_running_units_are_confined_by_systemd(unit, tmp_path):
+    """A flaw in the portal (or in a dependency: WeasyPrint, paramiko) runs as `gpu-portal`
+    with whatever the unit leaves open: capabilities, other processes, namespaces, the kernel's
+    knobs, any system call. `systemd-analyze security` rates the unit file (lower is tighter)."""
+    if not Path("/usr/bin/systemd-analyze").exists():
+        pytest.skip("systemd-analyze is not installed")
+    name = unit.replace("@.", "@1.")
+    (tmp_path / name).write_text((ROOT / "deploy/systemd" / unit).read_text())
+    out = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(tmp_path / name)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    level = re.search(r"Overall exposure level for \S+: ([\d.]+)", out.stdout + out.stderr)
+    assert level, out.stdout + out.stderr
+    assert float(level.group(1)) <= 5.0, out.stdout[-3000:]
