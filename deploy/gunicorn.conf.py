@@ -21,15 +21,34 @@ max_requests_jitter = 500
 # Logs go to stdout/stderr, which systemd's journal collects (docs/deployment.md, "Logs").
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# The client's address as nginx saw it (X-Real-IP, set by deploy/nginx/gpu-portal.conf), not
+# X-Forwarded-For, which begins with whatever the client wrote into it.
+access_log_format = '%({x-real-ip}i)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # X-Forwarded-Proto is trusted only from the unix socket (nginx); the portal's
 # SECURE_PROXY_SSL_HEADER reads it too.
 forwarded_allow_ips = "127.0.0.1,::1"
 
 
 def child_exit(server, worker) -> None:
-    """Prometheus multiprocess mode: a dead worker's live gauges must stop counting."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    """Prometheus multiprocess mode: a dead worker's live gauges stop counting, and its counters
+    and histograms are folded into one archive file per type, so the folder (which every scrape
+    reads whole) holds the live workers' files plus two, however many workers gunicorn replaced
+    (max_requests, reloads, timeouts). Only the arbiter runs this: the archive has one writer."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
 
-        multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid, directory)
+    for kind in ("counter", "histogram"):
+        dead = os.path.join(directory, f"{kind}_{worker.pid}.db")
+        if not os.path.exists(dead):
+            continue
+        archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(dead):
+                archive.write_value(key, archive.read_value(key)[0] + value, timestamp)
+        finally:
+            archive.close()
+        os.remove(dead)

@@ -258,4 +258,11 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         for collector in (REQUESTS, LATENCY, SCRAPE_ERRORS):
             registry.register(collector)
     registry.register(PortalCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    for attempt in range(3):
+        try:
+            body = generate_latest(registry)
+            break
+        except FileNotFoundError:  # a dead worker's file folded away (gunicorn.conf.py) while read
+            if attempt == 2:
+                raise
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,9 @@
 # Raw GPU samples are most of the volume at scale: DUMP_WITHOUT_SAMPLES=1 leaves their rows out
 # (usage hours, the billing basis, are kept; raw samples are kept 30 days anyway).
 set -euo pipefail
+# The dump holds password hashes, MFA secrets and personal data: readable by its owner only,
+# whatever the backup host's umask (tests/deploy/test_findings.py).
+umask 077
 [ $# -eq 2 ] || { echo "usage: $0 DBNAME FILE" >&2; exit 2; }
 export PATH="${PG_BINDIR:+$PG_BINDIR:}$PATH"
 db=$1

@@ -252,7 +252,7 @@ def test_ingest_through_nginx_reaches_both_web_processes_and_invoicing_on_three_
     assert sum(SampleBatch.objects.values_list("sample_count", flat=True)) == 96
     for web in ("web1", "web2"):  # nginx spread the batches over both gunicorns
         assert "POST /api/v1/nodes/gpu-ingest-" in stack.log(web), web
-    assert re.search(r"^127\.0\.0\.1 \"POST /api/v1/nodes/", stack.log("web1"), re.M)  # X-Forwarded-For
+    assert re.search(r"^127\.0\.0\.1 \"POST /api/v1/nodes/", stack.log("web1"), re.M)  # X-Real-IP from nginx
 
     # Prometheus: only the internal listener, only with the token.
     internal = f"http://127.0.0.1:{stack.metrics_port}/metrics"
