@@ -12,7 +12,7 @@ from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from allocations.models import Assignment, Gpu, GpuModel, Node, Notice, ProvisioningTask
+from allocations.models import Assignment, Gpu, Node, Notice, ProvisioningTask
 from tests.allocations.helpers import approved_grant
 from tests.factories import ApplicationFactory, CallFactory
 from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user
@@ -24,7 +24,7 @@ OPERATOR_PERMS = ("allocations.view_node", "allocations.view_provisioningtask")
 
 def node(hostname: str, status=Node.Status.ONLINE, gpus: int = 4, last_sample_at=None) -> Node:
     n = Node.objects.create(
-        hostname=hostname, address="127.0.0.1", gpu_model=GpuModel.H100_80GB, status=status,
+        hostname=hostname, address="127.0.0.1", gpu_model="H100-80GB", status=status,
         last_sample_at=last_sample_at,
     )  # fmt: skip
     for i in range(gpus):
