@@ -17,12 +17,14 @@ from billing.models import (
     Invoice,
     InvoiceEvent,
     InvoiceLine,
+    InvoicingRun,
     Rate,
     StripeEvent,
 )
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
 from portal.errors import PortalError
+from portal.progress import ProgressAdminMixin, elapsed_text
 
 
 @admin.register(Rate)
@@ -247,3 +249,46 @@ class CreditNoteAdmin(ReadOnlyAdmin):
         from django.utils.html import format_html
 
         return format_html('<a href="{}">PDF</a>', reverse("billing:credit_note_pdf", args=[obj.pk]))
+
+
+@admin.register(InvoicingRun)
+class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
+    """Each invoicing run (monthly job or `manage.py run_invoicing`): while it runs, its page shows
+    how many organisations are done, which one it is on, and the latest lines it printed."""
+
+    list_display = ["month", "state", "done", "total", "current", "started_at", "finished_at"]
+    list_filter = ["state", "month"]
+    fields = ["month", "state", "progress", "total", "done", "counts", "error", "started_at", "finished_at"]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return self.fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("billing.view_invoice")
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.has_perm("billing.view_invoice")
+
+    def progress_of(self, obj: InvoicingRun) -> dict:
+        finished = obj.state != InvoicingRun.State.RUNNING
+        seconds = ((obj.finished_at or timezone.now()) - obj.started_at).total_seconds()
+        summary = _("%(done)d of %(total)d organisations, %(elapsed)s") % {
+            "done": obj.done,
+            "total": obj.total,
+            "elapsed": elapsed_text(seconds),
+        }
+        if obj.current and not finished:
+            summary += " · " + obj.current
+        return {
+            "state": str(obj.get_state_display()),
+            "code": obj.state,
+            "finished": finished,
+            "done": obj.done,
+            "total": obj.total,
+            "counts": obj.counts,
+            "summary": str(summary),
+            "steps": obj.steps,
+        }

@@ -66,7 +66,7 @@ def test_a_changed_agent_file_is_refused_by_sudo(gpu_node, node_host):
         Path(node_host.agent_path).write_bytes(original)
 
 
-def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settings, node_host):
+def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settings, node_host, capsys):
     from django.core.management import call_command
 
     call_command(
@@ -74,6 +74,8 @@ def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settin
         gpu_model="H100-80GB", fingerprint=ssh.fingerprint(node_host.host_key),
     )  # fmt: skip
     assert Node.objects.get(hostname="gpu-cmd").host_key == node_host.host_key
+    steps = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    assert [x[:5] for x in steps] == ["[1/2]", "[2/2]"] and all("gpu-cmd" in x and x.endswith(" s)") for x in steps)
 
 
 def test_add_node_with_a_registered_hostname_and_other_settings_refuses_and_names_them(db):

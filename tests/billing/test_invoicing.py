@@ -304,3 +304,52 @@ def test_prepaid_lines_from_before_lines_named_their_pack_are_taken_from_the_old
         ("billable", 60, 3000, None),
     ]
     assert november.total_krw == 3300
+
+
+def test_an_invoicing_run_shows_its_progress_in_the_admin_while_it_runs(rates, client, monkeypatch):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from billing.models import InvoicingRun
+    from billing.services import invoices as invoice_services
+    from tests.factories import UserFactory
+
+    orgs = [startup()[0] for _ in range(3)]
+    for org in orgs:
+        grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    seen: list[dict] = []
+    real_issue = invoice_services.invoice_issue
+
+    def issue_and_look(*, organisation_id, **kwargs):
+        # Before each organisation, the operator looks at the run's page and its status endpoint.
+        run = InvoicingRun.objects.get()
+        seen.append(client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").json())
+        if len(seen) == 3:
+            page = client.get(f"/admin/billing/invoicingrun/{run.pk}/change/").content.decode()
+            assert 'data-progress-url="/admin/billing/invoicingrun/' in page and "admin-progress.js" in page
+            assert orgs[1].name_ko in page
+        return real_issue(organisation_id=organisation_id, **kwargs)
+
+    monkeypatch.setattr(invoice_services, "invoice_issue", issue_and_look)
+    invoices_run(month=NOV, today=ISSUED, out=lambda line: None)
+    assert [(x["done"], x["total"], x["finished"]) for x in seen] == [(0, 3, False), (1, 3, False), (2, 3, False)]
+    assert seen[2]["counts"]["issued"] == 2 and orgs[1].name_ko in seen[2]["summary"]
+    assert [len(x["steps"]) for x in seen] == [0, 1, 2] and seen[2]["steps"][1]["text"].startswith("[2/3]")
+    run = InvoicingRun.objects.get()
+    final = client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").json()
+    assert (final["finished"], final["done"], final["counts"]["issued"]) == (True, 3, 3)
+    client.force_login(UserFactory(is_staff=True))  # staff without billing access: nothing to see
+    assert client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").status_code in (302, 403, 404)
+
+
+def test_the_command_prints_each_organisation_with_its_name_and_the_elapsed_time(rates, capsys):
+    orgs = [startup()[0] for _ in range(2)]
+    for org in orgs:
+        grant_for(org, intervals=[(at(2, 9, month=10), at(2, 19, month=10))])
+    call_command("run_invoicing", "--month", "2026-10")
+    lines = capsys.readouterr().out.splitlines()
+    progress = [x for x in lines if x.startswith("[")]
+    assert [x.split("]")[0] + "]" for x in progress] == ["[1/2]", "[2/2]"]
+    assert all(org.name_ko in line and line.endswith(" s)") for org, line in zip(orgs, progress, strict=True))
