@@ -149,7 +149,7 @@ def _alert(grant: Grant, threshold: int) -> None:
             template="subsidy_threshold",
             to=user.email,
             context={"grant": grant, "percent": threshold, "grace_hours": settings.SUBSIDY_GRACE_HOURS},
-            language="ko",
+            language=user.language,
         )
 
 

@@ -54,7 +54,7 @@ def _next_number(year: int) -> str:
 def _notify(invoice: Invoice, template: str, **context) -> None:
     for user in billing_recipients(invoice.organisation_id):
         mail_render_and_enqueue(
-            template=template, to=user.email, context={"invoice": invoice, **context}, language="ko"
+            template=template, to=user.email, context={"invoice": invoice, **context}, language=user.language
         )
 
 
