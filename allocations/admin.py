@@ -92,6 +92,7 @@ class NodeOperationInline(LatestRowsInline):
     readonly_fields = ["created_at", "kind", "state", "actor", "started_at", "finished_at", "outcome"]
     fields = readonly_fields
     verbose_name_plural = _("recent operations")
+    show_change_link = True  # the operation's own page shows its steps live while it runs
 
     @admin.display(description=_("result"))
     def outcome(self, obj: NodeOperation) -> str:

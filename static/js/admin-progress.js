@@ -33,7 +33,15 @@
       })
       .catch(function () { window.setTimeout(function () { poll(box); }, INTERVAL_MS * 2); });
   }
-  document.querySelectorAll("[data-progress-url]").forEach(function (box) {
-    window.setTimeout(function () { poll(box); }, INTERVAL_MS);
-  });
+  function start() {
+    document.querySelectorAll("[data-progress-url]").forEach(function (box) {
+      window.setTimeout(function () { poll(box); }, INTERVAL_MS);
+    });
+  }
+  // The admin loads form media in <head>: wait for the page before looking for the panel.
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
 })();

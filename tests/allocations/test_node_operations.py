@@ -215,6 +215,8 @@ def test_an_inventory_read_shows_its_steps_and_state_on_its_admin_page_while_it_
     operation = Op.objects.get(node=gpu_node, kind=Op.Kind.INVENTORY)
     done = admin_client.get(f"/admin/allocations/nodeoperation/{operation.pk}/progress/").json()
     assert done["finished"] and [x["text"] for x in done["steps"]][-2:] == ["8 GPUs recorded; node online", "done"]
+    node_page = admin_client.get(f"/admin/allocations/node/{gpu_node.pk}/change/").content.decode()
+    assert f"/admin/allocations/nodeoperation/{operation.pk}/change/" in node_page  # the way to its steps
 
 
 def test_the_reconcile_command_prints_each_node_as_n_of_n_with_the_elapsed_time(gpu_node, capsys):
