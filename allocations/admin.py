@@ -41,7 +41,7 @@ from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
 from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
-from portal.progress import ProgressAdminMixin, elapsed_text
+from portal.progress import ProgressAdminMixin, elapsed_text, stalled_note
 
 
 class HiddenFieldLookupsMixin:
@@ -317,6 +317,8 @@ class NodeOperationAdmin(ProgressAdminMixin, ScaledAdmin):
             "node": obj.node,
             "elapsed": elapsed_text(seconds),
         }
+        if note := stalled_note(steps=obj.steps, since=since, finished=finished):
+            summary += " · " + note
         return {
             "state": str(obj.get_state_display()),
             "code": obj.state,

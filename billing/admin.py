@@ -24,7 +24,7 @@ from billing.models import (
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
 from portal.errors import PortalError
-from portal.progress import ProgressAdminMixin, elapsed_text
+from portal.progress import ProgressAdminMixin, elapsed_text, stalled_note
 
 
 @admin.register(Rate)
@@ -282,6 +282,8 @@ class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
         }
         if obj.current and not finished:
             summary += " · " + obj.current
+        if note := stalled_note(steps=obj.steps, since=obj.started_at, finished=finished):
+            summary += " · " + note
         return {
             "state": str(obj.get_state_display()),
             "code": obj.state,

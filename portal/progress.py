@@ -10,7 +10,7 @@ Without JavaScript, the page carries a plain reload link.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 # Steps kept on a row: a run over thousands of organisations keeps the latest ones.
 MAX_STEPS = 200
+STALLED_AFTER = timedelta(minutes=15)
 
 
 def step_entry(text: str, *, at: datetime | None = None) -> dict[str, str]:
@@ -40,6 +41,18 @@ def elapsed_text(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+def stalled_note(*, steps: list[dict[str, str]], since: datetime, finished: bool) -> str:
+    """A running job without a new step for STALLED_AFTER (its worker was probably killed): say so
+    beside its state, rather than showing "running" for ever."""
+    if finished:
+        return ""
+    last = datetime.fromisoformat(steps[-1]["at"]) if steps else since
+    if timezone.now() - last < STALLED_AFTER:
+        return ""
+    when = f"{timezone.localtime(last):%H:%M}"
+    return str(_("no progress since %(time)s: the job may have stopped") % {"time": when})
 
 
 class ProgressAdminMixin:

@@ -353,3 +353,26 @@ def test_the_command_prints_each_organisation_with_its_name_and_the_elapsed_time
     progress = [x for x in lines if x.startswith("[")]
     assert [x.split("]")[0] + "]" for x in progress] == ["[1/2]", "[2/2]"]
     assert all(org.name_ko in line and line.endswith(" s)") for org, line in zip(orgs, progress, strict=True))
+
+
+def test_a_run_whose_worker_died_says_it_has_made_no_progress(rates, client):
+    from datetime import timedelta
+
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.utils import timezone
+
+    from billing.models import InvoicingRun
+    from billing.services.invoicing_runs import invoicing_run_start, invoicing_run_step
+    from tests.factories import UserFactory
+
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    run = invoicing_run_start(month=NOV, total=40)
+    invoicing_run_step(run=run, done=1, current="org", counts={}, line="[1/40] org: issued")
+    url = f"/admin/billing/invoicingrun/{run.pk}/progress/"
+    assert "no progress" not in client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()["summary"]
+    run.steps[-1]["at"] = (timezone.now() - timedelta(minutes=40)).isoformat()
+    InvoicingRun.objects.filter(pk=run.pk).update(steps=run.steps)
+    status = client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert not status["finished"] and "no progress since" in status["summary"]
