@@ -36,7 +36,7 @@ def test_the_grant_page_shows_use_against_the_subsidy(client, used_grant):
     body = client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "2.0 of 100 subsidised (2.0%)" in body
     assert "40.0%" in body
-    assert "0.5 kWh" in body
+    assert "0.50 kWh" in body
 
 
 def test_the_grant_page_speaks_korean(client, used_grant):
