@@ -23,6 +23,7 @@ from billing.models import (
 )
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
+from billing.services.invoicing_runs import invoicing_run_queue
 from portal.errors import PortalError
 from portal.progress import ProgressAdminMixin, elapsed_text, stalled_note
 
@@ -259,6 +260,37 @@ class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
     list_display = ["month", "state", "done", "total", "current", "started_at", "finished_at"]
     list_filter = ["state", "month"]
     fields = ["month", "state", "progress", "total", "done", "counts", "error", "started_at", "finished_at"]
+    change_list_template = "admin/billing/invoicingrun/change_list.html"
+
+    def get_urls(self):
+        start = path("start/", self.admin_site.admin_view(self.start_view), name="billing_invoicingrun_start")
+        return [start, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        can_start = request.user.has_perm("billing.add_invoicingrun")
+        return super().changelist_view(request, {**(extra_context or {}), "can_start": can_start})
+
+    def start_view(self, request):
+        """Queue a month's invoicing (permission `billing.add_invoicingrun`); its run appears in
+        the list, with its progress, once a worker starts it."""
+        if not request.user.has_perm("billing.add_invoicingrun"):
+            raise PermissionDenied
+        form = StartRunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invoicing_run_queue(month=form.cleaned_data["month"])
+            except PortalError as exc:
+                form.add_error("month", exc.message)
+            else:
+                messages.success(request, _("Invoicing is queued; its run appears here when a worker starts it."))
+                return redirect(reverse("admin:billing_invoicingrun_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Invoice a month"),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoicingrun/start.html", context)
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return self.fields
@@ -294,3 +326,11 @@ class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
             "summary": str(summary),
             "steps": obj.steps,
         }
+
+
+class StartRunForm(forms.Form):
+    month = forms.DateField(
+        label=_("Month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(format="%Y-%m", attrs={"placeholder": "YYYY-MM"}),
+    )

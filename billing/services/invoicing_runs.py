@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from billing.models import InvoicingRun
+from portal.errors import PortalError
+from portal.outbox import outbox_enqueue
 from portal.progress import steps_append
 
 R = InvoicingRun.State
@@ -35,3 +39,21 @@ def invoicing_run_finish(*, run: InvoicingRun, line: str, error: str = "") -> No
     run.finished_at = timezone.now()
     run.steps = steps_append(run.steps, line)
     run.save(update_fields=["state", "error", "current", "finished_at", "steps"])
+
+
+# Enqueued by dotted path: billing.jobs imports the services, never the reverse.
+RUN_JOB = "billing.jobs.invoices_run_month_job"
+
+
+def invoicing_month_ended(month: date, today: date | None = None) -> bool:
+    return month.replace(day=1) < (today or timezone.localdate()).replace(day=1)
+
+
+@transaction.atomic
+def invoicing_run_queue(*, month: date) -> None:
+    """Finance starts a month's invoicing from the admin: a job on a worker (through the outbox,
+    so it is queued only if this commits); its InvoicingRun appears when the worker starts it.
+    Only a month that has ended is invoiced (the job checks again)."""
+    if not invoicing_month_ended(month):
+        raise PortalError(_("Only a month that has ended can be invoiced."), code="month_not_over")
+    outbox_enqueue(RUN_JOB, month.replace(day=1).isoformat())

@@ -376,3 +376,31 @@ def test_a_run_whose_worker_died_says_it_has_made_no_progress(rates, client):
     InvoicingRun.objects.filter(pk=run.pk).update(steps=run.steps)
     status = client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
     assert not status["finished"] and "no progress since" in status["summary"]
+
+
+def test_finance_starts_a_months_invoicing_in_the_admin_and_follows_its_run(rates, client, jobs):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.utils import timezone
+
+    from billing.models import InvoicingRun
+    from tests.factories import UserFactory
+
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9, month=10), at(2, 19, month=10))])
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    assert "/admin/billing/invoicingrun/start/" in client.get("/admin/billing/invoicingrun/").content.decode()
+    now = f"{timezone.localdate():%Y-%m}"
+    this_month = client.post("/admin/billing/invoicingrun/start/", {"month": now}, HTTP_ACCEPT_LANGUAGE="en")
+    assert "Only a month that has ended can be invoiced." in this_month.content.decode()
+    assert f'value="{now}"' in this_month.content.decode()  # what was typed stays
+    with jobs.committed():
+        response = client.post("/admin/billing/invoicingrun/start/", {"month": "2026-10"})
+    assert response.status_code == 302 and not InvoicingRun.objects.exists()  # queued, not run in the request
+    jobs.run()
+    run = InvoicingRun.objects.get()
+    assert (run.month, run.state, run.done, run.counts["issued"]) == (date(2026, 10, 1), "succeeded", 1, 1)
+    assert Invoice.objects.filter(organisation=org, month=date(2026, 10, 1)).exists()
+    client.force_login(UserFactory(is_staff=True))
+    assert client.post("/admin/billing/invoicingrun/start/", {"month": "2026-10"}).status_code in (302, 403)
