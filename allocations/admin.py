@@ -39,9 +39,10 @@ from allocations.services.node_operations import node_operation_latest, node_ope
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
+from portal.admin_progress import ProgressAdminMixin
 from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
-from portal.progress import ProgressAdminMixin, elapsed_text, stalled_note
+from portal.progress import elapsed_text, stalled_note
 
 
 class HiddenFieldLookupsMixin:

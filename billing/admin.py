@@ -24,8 +24,9 @@ from billing.models import (
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
 from billing.services.invoicing_runs import invoicing_run_queue
+from portal.admin_progress import ProgressAdminMixin
 from portal.errors import PortalError
-from portal.progress import ProgressAdminMixin, elapsed_text, stalled_note
+from portal.progress import elapsed_text, stalled_note
 
 
 @admin.register(Rate)

@@ -2,21 +2,15 @@
 
 A job writes its steps to its own row as it goes (each step is committed on its own, outside the
 work's transactions, so a reader sees it at once). The admin change page of that row shows the
-steps and the state; `static/js/admin-progress.js` polls the row's JSON status endpoint and
-redraws them until the job has finished. No inline script or style: the strict CSP stays.
-Without JavaScript, the page carries a plain reload link.
+steps and the state (`portal.admin_progress`); `static/js/admin-progress.js` polls the row's
+JSON status endpoint and redraws them until the job has finished. No inline script or style:
+the strict CSP stays. Without JavaScript, the page carries a plain reload link.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.contrib import admin
-from django.http import Http404, HttpRequest, JsonResponse
-from django.template.loader import render_to_string
-from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -53,44 +47,3 @@ def stalled_note(*, steps: list[dict[str, str]], since: datetime, finished: bool
         return ""
     when = f"{timezone.localtime(last):%H:%M}"
     return str(_("no progress since %(time)s: the job may have stopped") % {"time": when})
-
-
-class ProgressAdminMixin:
-    """Adds `<pk>/progress/` (JSON) and a read-only `progress` panel to a ModelAdmin.
-
-    The subclass implements `progress_of(obj) -> dict` with `state` (label), `finished` (bool),
-    `summary` (one line) and `steps` (list of {"at", "text"})."""
-
-    progress_of: Callable[[Any], dict[str, Any]]
-
-    class Media:
-        js = ["js/admin-progress.js"]
-
-    def _name(self, view: str) -> str:
-        return f"{self.model._meta.app_label}_{self.model._meta.model_name}_{view}"
-
-    def get_urls(self):
-        return [
-            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view), name=self._name("progress")),
-            *super().get_urls(),
-        ]
-
-    def progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
-        """The row's progress as JSON, for whoever may view the row (else 404)."""
-        obj = self.get_queryset(request).filter(pk=pk).first()
-        if obj is None or not self.has_view_permission(request, obj):
-            raise Http404
-        return JsonResponse(self.progress_of(obj))
-
-    @admin.display(description=_("progress"))
-    def progress(self, obj) -> str:
-        if obj is None or obj.pk is None:
-            return "-"
-        return render_to_string(
-            "admin/progress/panel.html",
-            {
-                "url": reverse(f"admin:{self._name('progress')}", args=[obj.pk]),
-                "page": reverse(f"admin:{self._name('change')}", args=[obj.pk]),
-                "data": self.progress_of(obj),
-            },
-        )
