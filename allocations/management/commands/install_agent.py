@@ -90,8 +90,7 @@ class Command(OperatorCommand):
                 raise CommandError(NO_NVML % {"node": node.hostname, "error": exc.message}) from exc
             raise CommandError(exc.message) from exc
         node.refresh_from_db()
-        self.stdout.write(
-            self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status} ({self.elapsed()}).")
-        )
+        self.stdout.write(self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status}."))
         if node.status_reason:
             self.stdout.write(self.style.WARNING(node.status_reason))
+        self.stdout.write(f"Done in {self.elapsed()}.")
