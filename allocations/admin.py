@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
@@ -39,8 +40,10 @@ from allocations.services.node_operations import node_operation_latest, node_ope
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
+from portal.admin_progress import ProgressAdminMixin
 from portal.admin_scale import LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
+from portal.progress import elapsed_text, stalled_note
 
 
 class HiddenFieldLookupsMixin:
@@ -91,6 +94,7 @@ class NodeOperationInline(LatestRowsInline):
     readonly_fields = ["created_at", "kind", "state", "actor", "started_at", "finished_at", "outcome"]
     fields = readonly_fields
     verbose_name_plural = _("recent operations")
+    show_change_link = True  # the operation's own page shows its steps live while it runs
 
     @admin.display(description=_("result"))
     def outcome(self, obj: NodeOperation) -> str:
@@ -303,14 +307,35 @@ class NodeAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
 
 
 @admin.register(NodeOperation)
-class NodeOperationAdmin(ScaledAdmin):
-    """Every node operation, to follow many at once (e.g. an inventory read across a rack)."""
+class NodeOperationAdmin(ProgressAdminMixin, ScaledAdmin):
+    """Every node operation, to follow many at once (e.g. an inventory read across a rack); its
+    page shows the job's steps and state live while it runs."""
 
     list_display = ["created_at", "node", "kind", "state", "actor", "finished_at", "short_error"]
     list_filter = ["state", "kind"]
     search_fields = ["node__hostname", "error"]
     list_select_related = ["node", "actor"]
-    readonly_fields = [f.name for f in NodeOperation._meta.fields]
+    readonly_fields = ["progress", *(f.name for f in NodeOperation._meta.fields if f.name != "steps")]
+
+    def progress_of(self, obj: NodeOperation) -> dict:
+        finished = obj.state not in NodeOperation.OPEN
+        since = obj.started_at or obj.created_at
+        seconds = ((obj.finished_at or timezone.now()) - since).total_seconds()
+        summary = _("%(operation)s on %(node)s, %(elapsed)s") % {
+            "operation": obj.get_kind_display(),
+            "node": obj.node,
+            "elapsed": elapsed_text(seconds),
+        }
+        if note := stalled_note(steps=obj.steps, since=since, finished=finished):
+            summary += " · " + note
+        return {
+            "state": str(obj.get_state_display()),
+            "code": obj.state,
+            "finished": finished,
+            "summary": str(summary),
+            "steps": obj.steps,
+            "error": obj.error,
+        }
 
     @admin.display(description=_("error"))
     def short_error(self, obj: NodeOperation) -> str:

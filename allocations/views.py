@@ -16,6 +16,7 @@ from allocations.services import jupyter as jupyter_services
 from allocations.services import placement
 from allocations.services.keys import sshkey_add, sshkey_remove
 from allocations.services.usage import grant_usage_summary
+from allocations.services.usage_charts import grant_usage_panel
 from portal.errors import PortalError
 
 LOCAL_JUPYTER_PORT = 8888
@@ -79,6 +80,9 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else None
     )
     tasks = list(grant.tasks.select_related("account").order_by("created_at", "pk"))  # no query per task
+    usage = grant_usage_summary(grant)
+    # The dashboard's charts for this grant: one query (its usage per day), none per day.
+    charts = grant_usage_panel(grant=grant, usage=usage) if grant.status != Grant.Status.PENDING else None
     context = {
         "grant": grant,
         "is_member": is_member,
@@ -93,7 +97,8 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tasks_failed": sum(t.state == ProvisioningTask.State.FAILED for t in tasks),
         "local_port": LOCAL_JUPYTER_PORT,
         "has_keys": SshKey.objects.filter(user=request.user).exists(),
-        "usage": grant_usage_summary(grant),
+        "usage": usage,
+        "usage_panel": charts,
         "idle_notices": grant.notices.filter(kind=Notice.Kind.IDLE, resolved_at__isnull=True),
         "model_online": bool(assignments) or placement.model_online(grant.gpu_model_id),
         # Refresh while the node is being prepared (seconds), not while waiting for capacity (days).

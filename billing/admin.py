@@ -18,12 +18,16 @@ from billing.models import (
     Invoice,
     InvoiceEvent,
     InvoiceLine,
+    InvoicingRun,
     Rate,
     StripeEvent,
 )
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_void
+from billing.services.invoicing_runs import invoicing_run_queue
+from portal.admin_progress import ProgressAdminMixin
 from portal.errors import PortalError
+from portal.progress import elapsed_text, stalled_note
 
 
 class RateForm(forms.ModelForm):
@@ -281,3 +285,87 @@ class CreditNoteAdmin(ReadOnlyAdmin):
         from django.utils.html import format_html
 
         return format_html('<a href="{}">PDF</a>', reverse("billing:credit_note_pdf", args=[obj.pk]))
+
+
+@admin.register(InvoicingRun)
+class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
+    """Each invoicing run (monthly job or `manage.py run_invoicing`): while it runs, its page shows
+    how many organisations are done, which one it is on, and the latest lines it printed."""
+
+    list_display = ["month", "state", "done", "total", "current", "started_at", "finished_at"]
+    list_filter = ["state", "month"]
+    fields = ["month", "state", "progress", "total", "done", "counts", "error", "started_at", "finished_at"]
+    change_list_template = "admin/billing/invoicingrun/change_list.html"
+
+    def get_urls(self):
+        start = path("start/", self.admin_site.admin_view(self.start_view), name="billing_invoicingrun_start")
+        return [start, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        can_start = request.user.has_perm("billing.add_invoicingrun")
+        return super().changelist_view(request, {**(extra_context or {}), "can_start": can_start})
+
+    def start_view(self, request):
+        """Queue a month's invoicing (permission `billing.add_invoicingrun`); its run appears in
+        the list, with its progress, once a worker starts it."""
+        if not request.user.has_perm("billing.add_invoicingrun"):
+            raise PermissionDenied
+        form = StartRunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invoicing_run_queue(month=form.cleaned_data["month"])
+            except PortalError as exc:
+                form.add_error("month", exc.message)
+            else:
+                messages.success(request, _("Invoicing is queued; its run appears here when a worker starts it."))
+                return redirect(reverse("admin:billing_invoicingrun_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Invoice a month"),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoicingrun/start.html", context)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return self.fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("billing.view_invoice")
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.has_perm("billing.view_invoice")
+
+    def progress_of(self, obj: InvoicingRun) -> dict:
+        finished = obj.state != InvoicingRun.State.RUNNING
+        seconds = ((obj.finished_at or timezone.now()) - obj.started_at).total_seconds()
+        summary = _("%(done)d of %(total)d organisations, %(elapsed)s") % {
+            "done": obj.done,
+            "total": obj.total,
+            "elapsed": elapsed_text(seconds),
+        }
+        if obj.current and not finished:
+            summary += " · " + obj.current
+        if note := stalled_note(steps=obj.steps, since=obj.started_at, finished=finished):
+            summary += " · " + note
+        return {
+            "state": str(obj.get_state_display()),
+            "code": obj.state,
+            "finished": finished,
+            "done": obj.done,
+            "total": obj.total,
+            "counts": obj.counts,
+            "summary": str(summary),
+            "steps": obj.steps,
+        }
+
+
+class StartRunForm(forms.Form):
+    month = forms.DateField(
+        label=_("Month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(format="%Y-%m", attrs={"placeholder": "YYYY-MM"}),
+    )

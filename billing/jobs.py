@@ -3,12 +3,13 @@ and calls one service, so a retry does no harm."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.utils import timezone
 
 from billing.services import consequences, payments
 from billing.services.invoices import invoices_run
+from billing.services.invoicing_runs import invoicing_month_ended
 
 
 def invoices_run_job() -> dict | None:
@@ -19,6 +20,15 @@ def invoices_run_job() -> dict | None:
         return None
     last_month = today - timedelta(days=1)
     return invoices_run(month=last_month.replace(day=1))
+
+
+def invoices_run_month_job(month: str) -> dict | None:
+    """A month's invoicing started from the admin (`invoicing_run_queue`); rerunning is harmless
+    (invoices already issued are kept, the run resumes where another stopped)."""
+    first = date.fromisoformat(month).replace(day=1)
+    if not invoicing_month_ended(first):
+        return None
+    return invoices_run(month=first)
 
 
 def invoice_charge_job(invoice_id: int) -> str:

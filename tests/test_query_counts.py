@@ -31,7 +31,8 @@ BUDGET = {
     "/applications/ (largest organisation's owner)": 4,
     "/applications/<id>/": 11,
     "/calls/": 5,
-    "/grants/<id>/ (most tasks)": 15,  # + use (usage hours), the month so far (intervals, packs, rates), idle notices
+    # + use (usage hours), use per day (the charts), the month so far (ledger: 4), idle notices
+    "/grants/<id>/ (most tasks)": 16,
     "/organisations/ (largest organisation's owner)": 3,
     "/organisations/<id>/ (largest organisation)": 8,
     "/keys/": 3,

@@ -18,6 +18,7 @@ WRITERS = {
     "portal/services/applications.py",  # Application
     "billing/services/invoices.py",  # Invoice
     "billing/services/payments.py",  # HourPack
+    "billing/services/invoicing_runs.py",  # InvoicingRun
 }
 ASSIGNMENT = re.compile(r"\b\w+\.(status|state)\s*=(?!=)")
 BULK = re.compile(r"\.update\([^)]*\b(status|state)\s*=", re.S)
@@ -32,6 +33,7 @@ OWNER = {
     "Application": "portal/services/applications.py",
     "Invoice": "billing/services/invoices.py",
     "HourPack": "billing/services/payments.py",
+    "InvoicingRun": "billing/services/invoicing_runs.py",
 }
 OWNED_BULK = re.compile(r"\b(" + "|".join(OWNER) + r")\.objects[^\n]*\.update\([^)]*\b(status|state)=")
 

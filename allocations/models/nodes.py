@@ -270,6 +270,8 @@ class NodeOperation(models.Model):
     actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     result = models.JSONField(_("result"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
+    # What the job has done so far ({"at", "text"}), shown live on the operation's admin page.
+    steps = models.JSONField(_("steps"), default=list, blank=True)
     created_at = models.DateTimeField(_("queued at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)

@@ -18,6 +18,7 @@ from allocations.models import Node, NodeOperation
 from allocations.services import nodes as node_services
 from allocations.services.grants import reconcile_node
 from portal.errors import PortalError
+from portal.progress import steps_append
 
 log = logging.getLogger(__name__)
 Op = NodeOperation
@@ -57,28 +58,44 @@ def _start(operation_id: int) -> NodeOperation | None:
         operation = Op.objects.select_for_update().select_related("node").filter(pk=operation_id).first()
         if operation is None or operation.state not in Op.OPEN:
             return None  # already done: a retried job does nothing twice
-        _set_state(operation, Op.State.RUNNING, started_at=timezone.now())
+        steps = steps_append(operation.steps, "started on a worker")
+        _set_state(operation, Op.State.RUNNING, started_at=timezone.now(), steps=steps)
         return operation
+
+
+def node_operation_step(*, operation: NodeOperation, text: str) -> None:
+    """Record one step of a running operation, committed at once so its admin page shows it
+    while the job goes on (the job runs outside any transaction)."""
+    operation.steps = steps_append(operation.steps, text)
+    Op.objects.filter(pk=operation.pk).update(steps=operation.steps)
 
 
 def _finish(operation: NodeOperation, new: str, *, result=None, error: str = "") -> NodeOperation:
     with transaction.atomic():
         operation = Op.objects.select_for_update().get(pk=operation.pk)
-        _set_state(operation, new, result=result, error=error[:4000], finished_at=timezone.now())
+        steps = steps_append(operation.steps, error[:200] if error else "done")
+        _set_state(operation, new, result=result, error=error[:4000], finished_at=timezone.now(), steps=steps)
     return operation
 
 
 def _perform(operation: NodeOperation) -> dict:
     node = operation.node
+    where = f"{node.ssh_username}@{node.address}:{node.ssh_port}"
     if operation.kind == Op.Kind.FETCH_HOST_KEY:
+        node_operation_step(operation=operation, text=f"fetching the host key from {node.address}:{node.ssh_port}")
         key_line = node_services.node_fetch_host_key(node=node)
         return {"key_line": key_line, "fingerprint": ssh.fingerprint(key_line)}
     if operation.kind == Op.Kind.INVENTORY:
+        node_operation_step(operation=operation, text=f"reading the GPUs through the agent ({where})")
         gpus = node_services.node_inventory(node=node)
         node.refresh_from_db()
+        node_operation_step(operation=operation, text=f"{len(gpus)} GPUs recorded; node {node.status}")
         return {"gpus": len(gpus), "status": node.status, "status_reason": node.status_reason}
     if operation.kind == Op.Kind.RECONCILE:
-        return {"repairs": len(reconcile_node(node=node))}
+        node_operation_step(operation=operation, text=f"comparing the node with the database ({where})")
+        repairs = reconcile_node(node=node)
+        node_operation_step(operation=operation, text=f"{len(repairs)} repairs queued")
+        return {"repairs": len(repairs)}
     raise ValueError(f"unknown node operation {operation.kind!r}")
 
 

@@ -2,6 +2,7 @@ from billing.models.credit_notes import CreditNote, CreditNoteCounter
 from billing.models.invoices import Invoice, InvoiceCounter, InvoiceDocument, InvoiceEvent, InvoiceLine
 from billing.models.payments import BillingAccount, HourPack, StripeEvent, SubsidyAlert
 from billing.models.rates import Rate
+from billing.models.runs import InvoicingRun
 
 __all__ = [
     "BillingAccount",
@@ -13,6 +14,7 @@ __all__ = [
     "InvoiceDocument",
     "InvoiceEvent",
     "InvoiceLine",
+    "InvoicingRun",
     "Rate",
     "StripeEvent",
     "SubsidyAlert",

@@ -6,6 +6,7 @@ between organisations resumes where it stopped; rerunning a month changes nothin
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -18,12 +19,14 @@ from billing import ledger
 from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
 from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
+from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.recipients import billing_recipients
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
 from portal.mail import mail_render_and_enqueue
 from portal.models import Organisation
 from portal.outbox import outbox_enqueue
+from portal.progress import elapsed_text
 
 log = logging.getLogger(__name__)
 I = Invoice.Status  # noqa: E741
@@ -120,34 +123,44 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
 
 
 def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
-    """Issue every organisation's invoice for `month`, one transaction each, printing progress.
-    An organisation whose usage cannot be priced, or whose invoice fails for any other reason
-    (its transaction is rolled back: no number used), is reported FAILED and skipped; the others
-    go on (the periodic job runs once a month)."""
+    """Issue every organisation's invoice for `month`, one transaction each, printing progress
+    (n of N, the organisation, elapsed) and recording it on an InvoicingRun row after each
+    organisation, which the admin shows while the run goes on. An organisation whose usage
+    cannot be priced, or whose invoice fails for any other reason (its transaction is rolled
+    back: no number used), is reported FAILED and skipped; the others go on (the periodic job
+    runs once a month)."""
+    began = time.monotonic()
     start, end = ledger.month_bounds(month)
-    ids = list(organisations_with_usage(start, end).values_list("pk", flat=True))
+    orgs = list(organisations_with_usage(start, end).values_list("pk", "name_ko"))
     counts = {"issued": 0, "existing": 0, "nothing": 0, "failed": 0}
-    out(f"{month:%Y-%m}: {len(ids)} organisations with GPU access")
-    for n, org_id in enumerate(ids, 1):
+    run = invoicing_run_start(month=month, total=len(orgs))
+    out(f"{month:%Y-%m}: {len(orgs)} organisations with GPU access")
+    for n, (org_id, name) in enumerate(orgs, 1):
+        who = f"{name} (organisation {org_id})"
         try:
             invoice, created = invoice_issue(organisation_id=org_id, month=month, today=today)
         except ledger.LedgerError as exc:
             counts["failed"] += 1
-            out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {exc}")
-            continue
+            outcome = f"FAILED: {exc}"
         except Exception as exc:
             log.exception("invoicing organisation %s for %s failed", org_id, f"{month:%Y-%m}")
             counts["failed"] += 1
-            out(f"[{n}/{len(ids)}] organisation {org_id}: FAILED: {type(exc).__name__}: {exc}")
-            continue
-        if invoice is None:
-            counts["nothing"] += 1
-            out(f"[{n}/{len(ids)}] organisation {org_id}: nothing to invoice")
+            outcome = f"FAILED: {type(exc).__name__}: {exc}"
         else:
-            counts["issued" if created else "existing"] += 1
-            state = "issued" if created else "already issued"
-            out(f"[{n}/{len(ids)}] organisation {org_id}: {invoice} ₩{invoice.total_krw:,} {state}")
-    out(f"{month:%Y-%m}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            if invoice is None:
+                counts["nothing"] += 1
+                outcome = "nothing to invoice"
+            else:
+                counts["issued" if created else "existing"] += 1
+                outcome = f"{invoice} ₩{invoice.total_krw:,} {'issued' if created else 'already issued'}"
+        line = f"[{n}/{len(orgs)}] {who}: {outcome} ({elapsed_text(time.monotonic() - began)})"
+        out(line)
+        invoicing_run_step(run=run, done=n, current=who, counts=counts, line=line)
+    summary = f"{month:%Y-%m}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    summary += f" in {elapsed_text(time.monotonic() - began)}"
+    out(summary)
+    failed = f"{counts['failed']} organisations could not be invoiced" if counts["failed"] else ""
+    invoicing_run_finish(run=run, line=summary, error=failed)
     return counts
 
 

@@ -6,10 +6,13 @@ for messages that come from services and English for its own lines."""
 from __future__ import annotations
 
 import os
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import translation
+
+from portal.progress import elapsed_text
 
 FALLBACK = "en"
 
@@ -33,6 +36,16 @@ def operator_language(environ: dict[str, str] | None = None) -> str:
 class OperatorCommand(BaseCommand):
     """A command whose every message (its own and the services') is in the operator's language."""
 
+    _began: float = 0.0
+
     def execute(self, *args, **options):
+        self._began = time.monotonic()
         with translation.override(operator_language()):
             return super().execute(*args, **options)
+
+    def progress(self, n: int, total: int, text: str) -> None:
+        """`[n/N] text (elapsed)`: a command doing long work says how far it has gone."""
+        self.stdout.write(f"[{n}/{total}] {text} ({self.elapsed()})")
+
+    def elapsed(self) -> str:
+        return elapsed_text(time.monotonic() - (self._began or time.monotonic()))

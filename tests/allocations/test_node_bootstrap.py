@@ -66,7 +66,7 @@ def test_a_changed_agent_file_is_refused_by_sudo(gpu_node, node_host):
         Path(node_host.agent_path).write_bytes(original)
 
 
-def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settings, node_host):
+def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settings, node_host, capsys):
     from django.core.management import call_command
 
     call_command(
@@ -74,6 +74,8 @@ def test_the_add_node_command_pins_with_the_verified_fingerprint(db, node_settin
         gpu_model="H100-80GB", fingerprint=ssh.fingerprint(node_host.host_key),
     )  # fmt: skip
     assert Node.objects.get(hostname="gpu-cmd").host_key == node_host.host_key
+    steps = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    assert [x[:5] for x in steps] == ["[1/2]", "[2/2]"] and all("gpu-cmd" in x and x.endswith(" s)") for x in steps)
 
 
 def test_add_node_with_a_registered_hostname_and_other_settings_refuses_and_names_them(db):
@@ -89,7 +91,9 @@ def test_add_node_with_a_registered_hostname_and_other_settings_refuses_and_name
     assert (node.address, node.ssh_port) == ("10.0.0.5", 22)
 
 
-def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_says_why(db, node_settings, node_host):
+def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_says_why(
+    db, node_settings, node_host, capsys
+):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
@@ -106,6 +110,9 @@ def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_
         node.refresh_from_db()
         assert node.status == "offline"
         assert "the agent cannot read the GPUs" in node.status_reason
+        steps = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+        assert [x[:5] for x in steps] == ["[1/2]", "[2/2]"]  # it says how far it got
+        assert "installing the agent" in steps[0] and "reading the GPUs" in steps[1] and steps[1].endswith(" s)")
     finally:
         devnode.node_bootstrap(node_host, hostname="gpu-no-nvml")  # the session's node replays NVML again
 

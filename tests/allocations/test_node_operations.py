@@ -188,3 +188,42 @@ def test_an_operation_a_killed_worker_left_running_does_not_block_a_new_one(admi
     lost.refresh_from_db()
     assert lost.state == Op.State.FAILED
     assert Op.objects.filter(node=node, state=Op.State.QUEUED).count() == 1
+
+
+def test_an_inventory_read_shows_its_steps_and_state_on_its_admin_page_while_it_runs(
+    admin_client, gpu_node, jobs, monkeypatch
+):
+    seen = {}
+    real_inventory = node_services.node_inventory
+
+    def read_and_look(*, node):
+        operation = Op.objects.get(node=node, kind=Op.Kind.INVENTORY)
+        seen["mid"] = admin_client.get(f"/admin/allocations/nodeoperation/{operation.pk}/progress/").json()
+        seen["page"] = admin_client.get(f"/admin/allocations/nodeoperation/{operation.pk}/change/").content.decode()
+        return real_inventory(node=node)
+
+    monkeypatch.setattr(node_services, "node_inventory", read_and_look)
+    with jobs.committed():
+        admin_client.post("/admin/allocations/node/", {"action": "read_inventory", "_selected_action": [gpu_node.pk]})
+    jobs.run()
+    mid = seen["mid"]
+    assert (mid["code"], mid["finished"]) == ("running", False)
+    assert mid["steps"][0]["text"] == "started on a worker"
+    assert "reading the GPUs" in mid["steps"][-1]["text"] and gpu_node.hostname in mid["summary"]
+    assert 'data-progress-running="1"' in seen["page"] and "js/admin-progress.js" in seen["page"]
+    assert "<script>" not in seen["page"]  # the strict CSP: only the static poller
+    operation = Op.objects.get(node=gpu_node, kind=Op.Kind.INVENTORY)
+    done = admin_client.get(f"/admin/allocations/nodeoperation/{operation.pk}/progress/").json()
+    assert done["finished"] and [x["text"] for x in done["steps"]][-2:] == ["8 GPUs recorded; node online", "done"]
+    node_page = admin_client.get(f"/admin/allocations/node/{gpu_node.pk}/change/").content.decode()
+    assert f"/admin/allocations/nodeoperation/{operation.pk}/change/" in node_page  # the way to its steps
+
+
+def test_the_reconcile_command_prints_each_node_as_n_of_n_with_the_elapsed_time(gpu_node, capsys):
+    from django.core.management import call_command
+
+    call_command("reconcile_nodes")
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("[1/1]"))
+    assert gpu_node.hostname in line and line.endswith(" s)")
+    assert "Reconciling 1 nodes." in out and "Done in" in out

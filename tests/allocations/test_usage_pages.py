@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
+from allocations.models import UsageHour
 from allocations.services.usage import usage_hour_build
 from portal.services import applications as svc
 from tests.allocations.metering_helpers import metered_grant, node_with_gpus, post, samples_every_minute
@@ -35,7 +36,7 @@ def test_the_grant_page_shows_use_against_the_subsidy(client, used_grant):
     body = client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "2.0 of 100 subsidised (2.0%)" in body
     assert "40.0%" in body
-    assert "0.5 kWh" in body
+    assert "0.50 kWh" in body
 
 
 def test_the_grant_page_speaks_korean(client, used_grant):
@@ -70,3 +71,46 @@ def test_the_review_page_charts_the_past_grants_awards_against_their_use(client,
     assert f"#{used_grant.pk} {used_grant.application.title}"[:24] in body  # the bar's label
     assert "2 / 100" in body  # used / awarded beside the bars
     assert " style=" not in body.split('id="history-grants"')[1].split("</svg>")[0]
+
+
+def chart(body: str, chart_id: str) -> str:
+    start = body.index(f'id="{chart_id}"')
+    return body[body.rindex("<svg", 0, start) : body.index("</svg>", start)]
+
+
+def test_the_grant_page_draws_the_same_charts_as_the_dashboard(client, used_grant):
+    client.force_login(used_grant.application.principal_investigator)
+    page = client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    dashboard = client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    for name in ("util-7", "util-30", "energy"):
+        drawn = chart(page, f"grant-{used_grant.pk}-{name}")
+        assert drawn == chart(dashboard, f"grant-{used_grant.pk}-{name}") and 'role="img"' in drawn
+        assert " style=" not in drawn and "<script" not in drawn  # the strict CSP
+    assert f'id="grant-{used_grant.pk}-subsidy"' in page
+    captions = [x.split("</figcaption>")[0] for x in page.split("<figcaption>")[1:]]
+    assert captions == [
+        "Subsidised GPU-hours: 2.0 of 100 used, 98.0 left",
+        "Utilisation, last 7 days: 40.0%",
+        "Utilisation, last 30 days: 40.0%",
+        "Energy, last 30 days: 0.50 kWh",
+    ]
+    assert "Use per day, last 30 days" in page  # the same numbers as a table
+
+
+def test_the_grant_pages_queries_do_not_grow_with_days_of_use(client, used_grant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(used_grant.application.principal_investigator)
+    client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    with CaptureQueriesContext(connection) as one_day:
+        client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    for days_ago in (3, 9, 20):
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days_ago)
+        UsageHour.objects.create(
+            grant=used_grant, hour=hour, gpu_minutes=120, sample_count=120, avg_utilization=70.0, energy_wh=600
+        )
+    with CaptureQueriesContext(connection) as four_days:
+        body = client.get(f"/grants/{used_grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert len(four_days.captured_queries) == len(one_day.captured_queries)
+    assert "70.0%" in body  # the other days are drawn

@@ -174,7 +174,7 @@ def test_two_run_invoicing_commands_at_once_issue_one_invoice_and_one_document_p
     results = [p.communicate(timeout=120) for p in runs]
     assert [p.returncode for p in runs] == [0, 0], results
     outputs = [out.decode() for out, _err in results]
-    issued = [line for o in outputs for line in o.splitlines() if line.endswith(" issued") and "already" not in line]
+    issued = [line for o in outputs for line in o.splitlines() if " issued (" in line and "already" not in line]
     assert len(issued) == 5 and all("failed 0" in o for o in outputs)
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 6)]

@@ -304,3 +304,103 @@ def test_prepaid_lines_from_before_lines_named_their_pack_are_taken_from_the_old
         ("billable", 60, 3000, None),
     ]
     assert november.total_krw == 3300
+
+
+def test_an_invoicing_run_shows_its_progress_in_the_admin_while_it_runs(rates, client, monkeypatch):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from billing.models import InvoicingRun
+    from billing.services import invoices as invoice_services
+    from tests.factories import UserFactory
+
+    orgs = [startup()[0] for _ in range(3)]
+    for org in orgs:
+        grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    seen: list[dict] = []
+    real_issue = invoice_services.invoice_issue
+
+    def issue_and_look(*, organisation_id, **kwargs):
+        # Before each organisation, the operator looks at the run's page and its status endpoint.
+        run = InvoicingRun.objects.get()
+        seen.append(client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").json())
+        if len(seen) == 3:
+            page = client.get(f"/admin/billing/invoicingrun/{run.pk}/change/").content.decode()
+            assert 'data-progress-url="/admin/billing/invoicingrun/' in page and "admin-progress.js" in page
+            assert orgs[1].name_ko in page
+        return real_issue(organisation_id=organisation_id, **kwargs)
+
+    monkeypatch.setattr(invoice_services, "invoice_issue", issue_and_look)
+    invoices_run(month=NOV, today=ISSUED, out=lambda line: None)
+    assert [(x["done"], x["total"], x["finished"]) for x in seen] == [(0, 3, False), (1, 3, False), (2, 3, False)]
+    assert seen[2]["counts"]["issued"] == 2 and orgs[1].name_ko in seen[2]["summary"]
+    assert [len(x["steps"]) for x in seen] == [0, 1, 2] and seen[2]["steps"][1]["text"].startswith("[2/3]")
+    run = InvoicingRun.objects.get()
+    final = client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").json()
+    assert (final["finished"], final["done"], final["counts"]["issued"]) == (True, 3, 3)
+    client.force_login(UserFactory(is_staff=True))  # staff without billing access: nothing to see
+    assert client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").status_code in (302, 403, 404)
+
+
+def test_the_command_prints_each_organisation_with_its_name_and_the_elapsed_time(rates, capsys):
+    orgs = [startup()[0] for _ in range(2)]
+    for org in orgs:
+        grant_for(org, intervals=[(at(2, 9, month=10), at(2, 19, month=10))])
+    call_command("run_invoicing", "--month", "2026-10")
+    lines = capsys.readouterr().out.splitlines()
+    progress = [x for x in lines if x.startswith("[")]
+    assert [x.split("]")[0] + "]" for x in progress] == ["[1/2]", "[2/2]"]
+    assert all(org.name_ko in line and line.endswith(" s)") for org, line in zip(orgs, progress, strict=True))
+
+
+def test_a_run_whose_worker_died_says_it_has_made_no_progress(rates, client):
+    from datetime import timedelta
+
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.utils import timezone
+
+    from billing.models import InvoicingRun
+    from billing.services.invoicing_runs import invoicing_run_start, invoicing_run_step
+    from tests.factories import UserFactory
+
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    run = invoicing_run_start(month=NOV, total=40)
+    invoicing_run_step(run=run, done=1, current="org", counts={}, line="[1/40] org: issued")
+    url = f"/admin/billing/invoicingrun/{run.pk}/progress/"
+    assert "no progress" not in client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()["summary"]
+    run.steps[-1]["at"] = (timezone.now() - timedelta(minutes=40)).isoformat()
+    InvoicingRun.objects.filter(pk=run.pk).update(steps=run.steps)
+    status = client.get(url, HTTP_ACCEPT_LANGUAGE="en").json()
+    assert not status["finished"] and "no progress since" in status["summary"]
+
+
+def test_finance_starts_a_months_invoicing_in_the_admin_and_follows_its_run(rates, client, jobs):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from django.utils import timezone
+
+    from billing.models import InvoicingRun
+    from tests.factories import UserFactory
+
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9, month=10), at(2, 19, month=10))])
+    finance = UserFactory(is_staff=True, is_superuser=True)
+    TOTP.activate(finance, generate_totp_secret())
+    client.force_login(finance)
+    assert "/admin/billing/invoicingrun/start/" in client.get("/admin/billing/invoicingrun/").content.decode()
+    now = f"{timezone.localdate():%Y-%m}"
+    this_month = client.post("/admin/billing/invoicingrun/start/", {"month": now}, HTTP_ACCEPT_LANGUAGE="en")
+    assert "Only a month that has ended can be invoiced." in this_month.content.decode()
+    assert f'value="{now}"' in this_month.content.decode()  # what was typed stays
+    with jobs.committed():
+        response = client.post("/admin/billing/invoicingrun/start/", {"month": "2026-10"})
+    assert response.status_code == 302 and not InvoicingRun.objects.exists()  # queued, not run in the request
+    jobs.run()
+    run = InvoicingRun.objects.get()
+    assert (run.month, run.state, run.done, run.counts["issued"]) == (date(2026, 10, 1), "succeeded", 1, 1)
+    assert Invoice.objects.filter(organisation=org, month=date(2026, 10, 1)).exists()
+    client.force_login(UserFactory(is_staff=True))
+    assert client.post("/admin/billing/invoicingrun/start/", {"month": "2026-10"}).status_code in (302, 403)

@@ -48,6 +48,7 @@ class Command(OperatorCommand):
             self.stdout.write(f"Registered {node.hostname} ({node.address}:{node.ssh_port}).")
         else:
             self.refuse_changes(node, opts)
+        self.progress(1, 2, f"{node.hostname}: fetching the host key from {node.address}:{node.ssh_port}")
         try:
             key_line = nodes.node_fetch_host_key(node=node)
         except ssh.SshError as exc:
@@ -60,6 +61,7 @@ class Command(OperatorCommand):
         if node.host_key:
             self.stdout.write(self.style.WARNING(f"A different key is pinned: {node.host_key_fingerprint}"))
         confirmed = opts["fingerprint"] or input("Type the fingerprint you verified on the node to pin it: ")
+        self.progress(2, 2, f"{node.hostname}: pinning {fp}")
         try:
             nodes.node_pin_host_key(node=node, key_line=key_line, confirmed_fingerprint=confirmed)
         except PortalError as exc:

@@ -54,6 +54,7 @@ class Command(OperatorCommand):
             raise CommandError(f"{node.hostname} has no pinned host key: run add_node first")
         try:
             public_key = ssh.ensure_key_pair(settings.PROVISIONING_SSH_KEY)
+            self.progress(1, 2, f"{node.hostname}: installing the agent as {opts['operator_user']}")
             answer = nodes.node_install_agent(
                 node=node,
                 operator_user=opts["operator_user"],
@@ -81,6 +82,7 @@ class Command(OperatorCommand):
             )
             self.stdout.write(f"Agent {answer['version']} installed (sha256 {answer['sha256']}).")
             self.stdout.write(f"Samples: {answer.get('push') or 'not configured'}.")
+            self.progress(2, 2, f"{node.hostname}: reading the GPUs as {node.ssh_username}")
             gpus = nodes.node_inventory(node=node)
         except ssh.SshError as exc:
             if exc.code in NVML_ERRORS:
@@ -91,3 +93,4 @@ class Command(OperatorCommand):
         self.stdout.write(self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status}."))
         if node.status_reason:
             self.stdout.write(self.style.WARNING(node.status_reason))
+        self.stdout.write(f"Done in {self.elapsed()}.")
