@@ -16,6 +16,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRed
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
@@ -328,7 +329,10 @@ class ApplicationAdmin(ScaledAdmin):
             format_html_join(
                 "",
                 "<p>{} · {} · {}</p>",
-                ((a.submitted_at.date() if a.submitted_at else "–", a.title, a.get_status_display()) for a in others),
+                (
+                    (timezone.localdate(a.submitted_at) if a.submitted_at else "–", a.title, a.get_status_display())
+                    for a in others
+                ),
             )
             or format_html("<p>{}</p>", _("None")),
             format_html("<p><strong>{}</strong></p>", _("Grants")),
@@ -384,7 +388,7 @@ class ApplicationAdmin(ScaledAdmin):
             "<p>{} · {} → {} · {}<br>{}</p>",
             (
                 (
-                    e.created_at.strftime("%Y-%m-%d %H:%M"),
+                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M %Z"),
                     e.get_old_status_display() or "–",
                     e.get_new_status_display(),
                     e.actor or "–",

@@ -217,3 +217,15 @@ def test_a_reviewer_sees_other_reviewers_scores_only_after_saving_their_own(clie
     approver = staff_user("approver@ministry.go.kr", *REVIEWER_PERMS, "portal.decide_application")
     client.force_login(approver)
     assert "UNIQUE-FIRST-COMMENT" in client.get(f"{QUEUE}{app.pk}/change/").content.decode()
+
+
+def test_the_timeline_says_seoul_time_like_the_rest_of_the_admin(client, reviewer):
+    """An event at 16:10 UTC on 29 November happened at 01:10 on 30 November in Seoul."""
+    from datetime import UTC, datetime
+
+    app = submit(ApplicationFactory(title="Late-night submission"))
+    app.events.update(created_at=datetime(2026, 11, 29, 16, 10, tzinfo=UTC))
+    client.force_login(reviewer)
+    body = client.get(f"{QUEUE}{app.pk}/change/").content.decode()
+    assert "2026-11-30 01:10 KST" in body
+    assert "2026-11-29 16:10" not in body
