@@ -256,10 +256,18 @@ CACHES = {
     }
 }
 
+# Workers serve the queues in this order (`rqworker default reconcile`: RQ always takes the first
+# non-empty queue): `default` for what people wait on (e-mail, provisioning, repairs, invoicing),
+# `reconcile` for the periodic per-node reconcile, which queues one job per node every 5 minutes
+# (7,500 at 60,000 GPUs) and must never hold up an e-mail or a provisioning run.
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+    "reconcile": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# A node the SSH connection took offline is reconciled on one 5-minute run in this many (each try
+# may cost a 10 s connect timeout); other nodes on every run (allocations.jobs).
+RECONCILE_UNREACHABLE_EVERY = env_int("RECONCILE_UNREACHABLE_EVERY", 6)
 
 # GPU nodes: the portal's SSH key for the provisioning account on every node (ed25519, private),
 # the prefix of the unix accounts it creates (the agent refuses any other name), and how long an

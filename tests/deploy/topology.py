@@ -171,7 +171,7 @@ class Stack:
         ], env)  # fmt: skip
 
     def worker_start(self, i: int) -> None:
-        self._start(f"worker{i}", [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler"])
+        self._start(f"worker{i}", [sys.executable, "manage.py", "rqworker", "default", "reconcile", "--with-scheduler"])
 
     def cron_start(self) -> None:
         self._start("cron", [sys.executable, "manage.py", "rqcron", "portal.cron"])
