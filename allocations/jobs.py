@@ -19,7 +19,11 @@ from allocations.services.enqueue import enqueue_node
 from allocations.services.findings import idle_grants_scan, idle_report_send, misuse_scan, silent_nodes_scan
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
-from allocations.services.sample_partitions import sample_partitions_drop_expired, sample_partitions_ensure
+from allocations.services.sample_partitions import (
+    sample_batches_prune,
+    sample_partitions_drop_expired,
+    sample_partitions_ensure,
+)
 from allocations.services.usage import usage_hours_build_due
 
 log = logging.getLogger(__name__)
@@ -126,8 +130,13 @@ def reconcile_nodes_fanout_job(*, run: int | None = None) -> int:
 
 
 def metering_partitions_job() -> dict:
-    """Daily partitions of the samples table: create the coming days', drop the expired."""
-    return {"created": sample_partitions_ensure(), "dropped": sample_partitions_drop_expired()}
+    """Daily partitions of the samples table: create the coming days', drop the expired, and
+    prune the batch rows a resend can no longer need (in bounded chunks)."""
+    return {
+        "created": sample_partitions_ensure(),
+        "dropped": sample_partitions_drop_expired(),
+        "batches_pruned": sample_batches_prune(),
+    }
 
 
 def usage_hours_job() -> int:
