@@ -116,7 +116,6 @@ class Stack:
             "STATIC_ROOT": str(self.static),
             "MEDIA_ROOT": str(tmp / "media"),
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "SECURE_HSTS_PRELOAD": "0",
             "PYTHONUNBUFFERED": "1",
             **node_env,
         }
