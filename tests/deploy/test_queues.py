@@ -5,6 +5,7 @@ reconcile; one that put it first would hold e-mail and provisioning behind 7,500
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from django.conf import settings
@@ -12,9 +13,18 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def unit_environment(unit: str) -> dict[str, str]:
+    """Environment= lines as systemd reads them: a space-separated list of assignments, each
+    possibly in double quotes (unquoted, `A=x y` sets A=x and ignores `y`)."""
+    env = {}
+    for line in re.findall(r"^Environment=(.*)$", unit, re.M):
+        env |= dict(word.split("=", 1) for word in shlex.split(line) if "=" in word)
+    return env
+
+
 def test_the_worker_unit_serves_default_first_then_reconcile():
     unit = (ROOT / "deploy/systemd/gpu-portal-worker@.service").read_text()
-    queues = re.search(r"^Environment=RQ_WORKER_QUEUES=(.*)$", unit, re.M).group(1).split()
+    queues = unit_environment(unit)["RQ_WORKER_QUEUES"].split()
     assert queues == list(settings.RQ_QUEUES) == ["default", "reconcile"]
     assert "rqworker $RQ_WORKER_QUEUES" in unit
 
