@@ -4,9 +4,13 @@ calls services, so running one twice does no harm."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import django_rq
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Mod
 
 from allocations import ssh
 from allocations.models import Grant, Node, ProvisioningTask
@@ -15,10 +19,18 @@ from allocations.services.enqueue import enqueue_node
 from allocations.services.findings import idle_grants_scan, idle_report_send, misuse_scan, silent_nodes_scan
 from allocations.services.node_operations import node_operation_run
 from allocations.services.provisioning import node_run_tasks
-from allocations.services.sample_partitions import sample_partitions_drop_expired, sample_partitions_ensure
+from allocations.services.sample_partitions import (
+    sample_batches_prune,
+    sample_partitions_drop_expired,
+    sample_partitions_ensure,
+)
 from allocations.services.usage import usage_hours_build_due
 
 log = logging.getLogger(__name__)
+
+# The queue of the periodic per-node reconcile (settings.RQ_QUEUES: workers serve it after
+# `default`).
+RECONCILE_QUEUE = "reconcile"
 
 
 def grant_provision_job(grant_id: int) -> str:
@@ -82,17 +94,31 @@ def reconcile_node_job(node_id: int) -> int | str | None:
     return None if node is None else _reconcile(node)
 
 
-def reconcile_nodes_fanout_job() -> int:
+def reconcile_nodes_fanout_job(*, run: int | None = None) -> int:
     """Every 5 minutes (portal.cron): one reconcile job per node, so that every worker takes a
     share. One job walking 7,500 nodes (about 0.25 s each) would outlast both its interval and
-    RQ's 600 s timeout. The job id is the node's: a node whose last reconcile still waits or runs
-    is not queued again (the id is free once the job finished: no result is kept). Returns how
-    many were queued."""
+    RQ's 600 s timeout. The jobs go to the `reconcile` queue, which workers serve only when
+    `default` is empty: 7,500 of them never hold up an e-mail or a provisioning run. The job id
+    is the node's: a node whose last reconcile still waits or runs is not queued again (the id
+    is free once the job finished: no result is kept).
+
+    A node the SSH connection took offline (unreachable, refused login, changed host key) costs
+    up to a connect timeout per try, so it is tried on one run in RECONCILE_UNREACHABLE_EVERY
+    (by node id, `run` being the 5-minute slot: spread over the runs). It is not skipped: a
+    reconcile that finds drift there is how a node back on the network gets its revocations and
+    comes back online. Nodes an operator or the GPU inventory took offline keep their grants and
+    access, so they are reconciled every run like the others. Returns how many were queued."""
     from rq.exceptions import DuplicateJobError
 
-    queue = django_rq.get_queue("default", commit_mode="auto")
+    every = max(settings.RECONCILE_UNREACHABLE_EVERY, 1)
+    run = int(time.time() // 300) if run is None else run
+    unreachable = Q(status=Node.Status.OFFLINE, status_source=Node.Source.CONNECTION)
+    nodes = (
+        Node.objects.exclude(host_key="").annotate(slot=Mod("pk", every)).exclude(unreachable & ~Q(slot=run % every))
+    )
+    queue = django_rq.get_queue(RECONCILE_QUEUE, commit_mode="auto")
     queued = 0
-    for pk in Node.objects.exclude(host_key="").values_list("pk", flat=True).iterator():
+    for pk in nodes.values_list("pk", flat=True).iterator():
         try:
             queue.enqueue(
                 reconcile_node_job, pk, job_id=f"reconcile-node-{pk}", unique=True, result_ttl=0, failure_ttl=240
@@ -104,8 +130,13 @@ def reconcile_nodes_fanout_job() -> int:
 
 
 def metering_partitions_job() -> dict:
-    """Daily partitions of the samples table: create the coming days', drop the expired."""
-    return {"created": sample_partitions_ensure(), "dropped": sample_partitions_drop_expired()}
+    """Daily partitions of the samples table: create the coming days', drop the expired, and
+    prune the batch rows a resend can no longer need (in bounded chunks)."""
+    return {
+        "created": sample_partitions_ensure(),
+        "dropped": sample_partitions_drop_expired(),
+        "batches_pruned": sample_batches_prune(),
+    }
 
 
 def usage_hours_job() -> int:

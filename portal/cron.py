@@ -16,8 +16,9 @@ cron.register(clear_expired_sessions_job, queue_name="default", cron="15 4 * * *
 # Jobs and e-mails written while Redis was down (portal/outbox.py).
 cron.register(portal_jobs.outbox_drain_job, queue_name="default", interval=60)
 cron.register(portal_jobs.outbox_prune_job, queue_name="default", cron="25 4 * * *")
-# One reconcile job per node, spread over the workers (docs/deployment.md, sizing).
-cron.register(allocation_jobs.reconcile_nodes_fanout_job, queue_name="default", interval=300)
+# One reconcile job per node, spread over the workers (docs/deployment.md, sizing), on its own
+# queue, which the workers serve after `default`.
+cron.register(allocation_jobs.reconcile_nodes_fanout_job, queue_name=allocation_jobs.RECONCILE_QUEUE, interval=300)
 cron.register(allocation_jobs.grants_place_pending_job, queue_name="default", interval=300)
 cron.register(allocation_jobs.grants_expire_job, queue_name="default", cron="5 * * * *")
 # Billing: invoices on the 1st at 03:00 Seoul (18:00 UTC on the day before the 1st: cron runs in UTC,

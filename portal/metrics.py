@@ -114,16 +114,26 @@ class PortalCollector(Collector):
         rows = (
             ProvisioningTask.objects.exclude(state=T.SUCCEEDED)
             .values("state")
-            .annotate(n=Count("id"), oldest=Min("created_at"))
+            .annotate(
+                n=Count("id"), oldest=Min("created_at"), need_action=Count("id", filter=ProvisioningTask.needs_action())
+            )
             .order_by()
         )
         by_state = {r["state"]: r for r in rows}
         family = GaugeMetricFamily(
-            "gpu_portal_provisioning_tasks", "Unfinished and failed provisioning tasks by state.", labels=["state"]
+            "gpu_portal_provisioning_tasks",
+            "Unfinished and failed provisioning tasks by state (failed: all ever, history).",
+            labels=["state"],
         )
         for state in (T.QUEUED, T.RUNNING, T.RETRYING, T.FAILED):
             family.add_metric([state.value], by_state.get(state, {}).get("n", 0))
         yield family
+        yield _gauge(
+            "gpu_portal_provisioning_tasks_need_action",
+            "Failed provisioning tasks whose purpose still stands: a revocation not done, or a task of a live "
+            "grant (or of none) that no later task of its kind repaired.",
+            by_state.get(T.FAILED, {}).get("need_action", 0),
+        )
         open_oldest = [r["oldest"] for s, r in by_state.items() if s in ProvisioningTask.OPEN and r["oldest"]]
         yield _gauge(
             "gpu_portal_provisioning_task_oldest_open_age_seconds",

@@ -256,10 +256,18 @@ CACHES = {
     }
 }
 
+# Workers serve the queues in this order (`rqworker default reconcile`: RQ always takes the first
+# non-empty queue): `default` for what people wait on (e-mail, provisioning, repairs, invoicing),
+# `reconcile` for the periodic per-node reconcile, which queues one job per node every 5 minutes
+# (7,500 at 60,000 GPUs) and must never hold up an e-mail or a provisioning run.
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+    "reconcile": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# A node the SSH connection took offline is reconciled on one 5-minute run in this many (each try
+# may cost a 10 s connect timeout); other nodes on every run (allocations.jobs).
+RECONCILE_UNREACHABLE_EVERY = env_int("RECONCILE_UNREACHABLE_EVERY", 6)
 
 # GPU nodes: the portal's SSH key for the provisioning account on every node (ed25519, private),
 # the prefix of the unix accounts it creates (the agent refuses any other name), and how long an
@@ -287,6 +295,12 @@ METERING_CLOCK_SKEW_SECONDS = env_int("METERING_CLOCK_SKEW_SECONDS", 120)
 # hours are kept for good. Partitions are created this many days ahead.
 METERING_RETENTION_DAYS = env_int("METERING_RETENTION_DAYS", 30)
 METERING_PARTITIONS_AHEAD_DAYS = env_int("METERING_PARTITIONS_AHEAD_DAYS", 3)
+# Batch rows (a resent batch counts once) are pruned by the hourly partitions job once a resend
+# would be refused as too old (received more than the retention minus 1 hour plus the clock skew
+# ago), at most CHUNK rows per DELETE and MAX_CHUNKS DELETEs per run (10.8 M rows a day at
+# 60,000 GPUs: 450,000 an hour).
+METERING_BATCH_PRUNE_CHUNK = env_int("METERING_BATCH_PRUNE_CHUNK", 10_000)
+METERING_BATCH_PRUNE_MAX_CHUNKS = env_int("METERING_BATCH_PRUNE_MAX_CHUNKS", 300)
 # Usage hours are rebuilt for this many past hours on every run, so late samples are folded in.
 METERING_REBUILD_HOURS = env_int("METERING_REBUILD_HOURS", 6)
 # Findings: a grant whose GPUs stay under METERING_IDLE_UTILIZATION % for METERING_IDLE_HOURS
@@ -356,9 +370,13 @@ SESSION_COOKIE_HTTPONLY = True
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    # The same policy as the nginx site's `add_header Strict-Transport-Security` (which is what
+    # browsers get: nginx hides this header and sends its own on every response); kept equal for
+    # `check --deploy` and for sites behind another proxy (tests/deploy/test_hsts.py). Preload is
+    # off: a commitment slow to undo, opted into in both places (docs/deployment.md, HSTS).
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 63072000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 

@@ -353,7 +353,9 @@ def serve(stack: Stack) -> int:
         stack.check_call(*MANAGE, "seed_demo", *(["--demo-node", str(node_file)] if node_file else []))
         # Each in its own session: a Ctrl-C reaches only this script, which passes it on once
         # (a second SIGINT makes the worker and cron abort with a traceback).
-        commands = (["runserver", f"127.0.0.1:{port}", "--noreload"], ["rqworker", "default", "--with-scheduler"],
+        # The worker serves both queues, `default` first (settings.RQ_QUEUES).
+        commands = (["runserver", f"127.0.0.1:{port}", "--noreload"],
+                    ["rqworker", "default", "reconcile", "--with-scheduler"],
                     ["rqcron", "portal.cron"])  # fmt: skip
         procs = [subprocess.Popen([*MANAGE, *cmd], env=stack.env, cwd=ROOT, start_new_session=True) for cmd in commands]
         say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")

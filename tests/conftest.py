@@ -4,6 +4,7 @@ import time
 
 import django_rq
 import pytest
+from django.conf import settings
 from rq import SimpleWorker
 
 from tests.factories import UserFactory
@@ -111,10 +112,11 @@ class Jobs:
         """A block whose on-commit callbacks (RQ enqueues among them) run at its end."""
         return self._capture(execute=True)
 
-    def run(self, queue: str = "default") -> int:
-        q = django_rq.get_queue(queue)
-        count = q.count
-        SimpleWorker([q], connection=q.connection).work(burst=True)
+    def run(self, queue: str | None = None) -> int:
+        """Run one queue, or every queue of settings.RQ_QUEUES in the workers' order."""
+        queues = [django_rq.get_queue(name) for name in ([queue] if queue else settings.RQ_QUEUES)]
+        count = sum(q.count for q in queues)
+        SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
         return count
 
 

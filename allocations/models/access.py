@@ -208,3 +208,32 @@ class ProvisioningTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.node} ({self.get_state_display()})"
+
+    @classmethod
+    def needs_action(cls) -> models.Q:
+        """The failed tasks an operator must act on (the ProvisioningTasksFailed alert; one
+        condition, usable in a filter or a conditional aggregate, so no extra query). Failed
+        tasks stay forever as history; these are the ones whose purpose still stands:
+        - a revocation whose account is still not revoked (whatever became of the grant: the
+          user may still log in);
+        - any other task of a grant still pending, provisioning, active or suspended, or of no
+          grant, unless its account has been revoked since (nothing left to give access to);
+        and in both cases only if no later task of the same kind on the same node and account
+        succeeded (reconcile queued the repair again and it worked)."""
+        from django.db.models.functions import Coalesce
+
+        later_success = (
+            cls.objects.filter(
+                node=models.OuterRef("node"),
+                kind=models.OuterRef("kind"),
+                state=cls.State.SUCCEEDED,
+                created_at__gt=models.OuterRef("created_at"),
+            )
+            .annotate(same_account=Coalesce("account_id", 0))
+            .filter(same_account=Coalesce(models.OuterRef("account_id"), 0))
+        )
+        live = (Grant.Status.PENDING, Grant.Status.PROVISIONING, Grant.Status.ACTIVE, Grant.Status.SUSPENDED)
+        revoke = models.Q(kind=cls.Kind.REVOKE)
+        account_open = ~models.Q(account__state=NodeAccount.State.REVOKED)
+        purpose_stands = account_open & (revoke | models.Q(grant__isnull=True) | models.Q(grant__status__in=live))
+        return models.Q(state=cls.State.FAILED) & purpose_stands & ~models.Exists(later_success)

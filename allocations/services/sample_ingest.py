@@ -8,7 +8,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.db.models.functions import Greatest
 
 from allocations.models import Gpu, Node
-from allocations.services.sample_partitions import sample_partitions_ensure
+from allocations.services.sample_partitions import oldest_accepted, sample_partitions_ensure
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -193,7 +193,7 @@ def parse_batch(payload, *, gpu_ids: dict[str, int], now: datetime) -> ParsedBat
     if not isinstance(samples, list) or not samples:
         raise BatchRejected("bad_schema", "samples must be a non-empty list")
     latest = now.timestamp() + settings.METERING_CLOCK_SKEW_SECONDS
-    earliest = (now - timedelta(days=settings.METERING_RETENTION_DAYS) + timedelta(hours=1)).timestamp()
+    earliest = oldest_accepted(now).timestamp()
     limit = settings.METERING_MAX_SAMPLES_PER_BATCH
     lines: list[str] = []
     seen: set[tuple[int, datetime]] = set()

@@ -1,5 +1,7 @@
 """The daily partitions of allocations_gpusample: created ahead (and on demand for a day a
-catching-up node reports), dropped whole after the retention period, never deleted row by row."""
+catching-up node reports), dropped whole after the retention period, never deleted row by row.
+Their batch rows (allocations_samplebatch: a resent batch counts once) are pruned beside them, in
+bounded chunks, once a resend of the batch would be refused as too old anyway."""
 
 from __future__ import annotations
 
@@ -52,6 +54,38 @@ def sample_partitions_ensure(*, days: set[date] | None = None) -> list[str]:
             # is gone, and must be made again.
             transaction.on_commit(lambda day=day: _known.add(day))
     return created
+
+
+def oldest_accepted(now: datetime) -> datetime:
+    """The oldest sample time a batch posted at `now` may hold (`too_old` below it). One hour
+    inside the retention, so that a batch is never stored into a partition about to go."""
+    return now - timedelta(days=settings.METERING_RETENTION_DAYS) + timedelta(hours=1)
+
+
+def sample_batches_prune(*, now: datetime | None = None, chunk: int | None = None) -> int:
+    """Delete the batch rows that no longer guard against double counting, at most
+    METERING_BATCH_PRUNE_CHUNK rows per DELETE (each its own short statement, by the received_at
+    index) and METERING_BATCH_PRUNE_MAX_CHUNKS per run; a backlog goes over the next runs.
+
+    Invariant: a pruned batch resent later is refused whole. A batch received at R holds no
+    sample after R + METERING_CLOCK_SKEW_SECONDS, so once R < oldest_accepted(now) - skew its
+    first sample is older than what any later post may hold (`too_old`, 422): nothing of it is
+    stored twice, while its samples may still be in a partition. Returns the rows deleted."""
+    now = now or datetime.now(UTC)
+    chunk = chunk or settings.METERING_BATCH_PRUNE_CHUNK
+    cutoff = oldest_accepted(now) - timedelta(seconds=settings.METERING_CLOCK_SKEW_SECONDS)
+    deleted = 0
+    with connection.cursor() as cur:
+        for _ in range(settings.METERING_BATCH_PRUNE_MAX_CHUNKS):
+            cur.execute(
+                "DELETE FROM allocations_samplebatch WHERE id IN (SELECT id FROM allocations_samplebatch "
+                "WHERE received_at < %s ORDER BY received_at LIMIT %s)",
+                [cutoff, chunk],
+            )
+            deleted += cur.rowcount
+            if cur.rowcount < chunk:
+                break
+    return deleted
 
 
 def sample_partitions_drop_expired(*, now: datetime | None = None) -> list[str]:

@@ -17,12 +17,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from allocations.models import Node, ProvisioningTask, SampleBatch
+from allocations.models import Grant, Node, NodeAccount, ProvisioningTask, SampleBatch
 from billing.models import StripeEvent
 from billing.services.invoices import invoice_issue
 from portal.metrics import PortalCollector
 from portal.models import OutboxMessage
 from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TOKEN = "metrics-test-token-0123456789"
@@ -140,6 +141,7 @@ def test_metrics_report_the_backlogs_an_operator_is_alerted_on(client, metrics_s
     assert one(values, "gpu_portal_provisioning_tasks", state="failed") == 1
     assert one(values, "gpu_portal_provisioning_tasks", state="queued") == 1
     assert one(values, "gpu_portal_provisioning_tasks", state="running") == 0
+    assert one(values, "gpu_portal_provisioning_tasks_need_action") == 1  # no grant: still to do
     assert 90 * 60 - 5 < one(values, "gpu_portal_provisioning_task_oldest_open_age_seconds") < 90 * 60 + 60
     assert one(values, "gpu_portal_nodes", status="online") == 1
     assert one(values, "gpu_portal_nodes_not_reporting") == 1
@@ -213,3 +215,36 @@ def test_prometheus_accepts_the_alerting_rules():
         ["promtool", "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.django_db
+def test_failed_tasks_of_ended_grants_and_repaired_ones_stop_counting_as_needing_action(client, metrics_settings):
+    """gpu_portal_provisioning_tasks{state="failed"} counts every failed task forever, so the
+    alert built on it never cleared once any task had failed."""
+    org, _ = startup()
+    live = grant_for(org, node=True)
+    node = live.assignments.first().node
+    ended = grant_for(org, node=True)
+    Grant.objects.filter(pk=ended.pk).update(status=Grant.Status.EXPIRED)
+    still_open, revoked = (
+        NodeAccount.objects.create(user=UserFactory(), node=node, username=f"gp{i}", state=state)
+        for i, state in ((1, NodeAccount.State.ACTIVE), (2, NodeAccount.State.REVOKED))
+    )
+
+    def failed(kind, grant=None, account=None):
+        return ProvisioningTask.objects.create(node=node, grant=grant, account=account, kind=kind, state="failed")
+
+    failed("set-keys", ended, still_open)  # the grant ended: nothing to give any more
+    failed("revoke", ended, revoked)  # revoked since (a later run did it)
+    failed("set-keys", live, revoked)  # the member left the grant: their account is revoked
+    failed("start-jupyter", live, still_open)  # reconcile queued it again, and the new one worked:
+    ProvisioningTask.objects.create(node=node, grant=live, account=still_open, kind="start-jupyter", state="succeeded")
+    values = scrape(client)
+    assert one(values, "gpu_portal_provisioning_tasks", state="failed") == 4  # the history stays
+    assert one(values, "gpu_portal_provisioning_tasks_need_action") == 0
+
+    failed("revoke", ended, still_open)  # the ended grant's user may still log in
+    failed("set-keys", live, still_open)  # a live grant's member lacks their key
+    failed("inventory")  # no grant: the node's GPUs were not read
+    values = scrape(client)
+    assert one(values, "gpu_portal_provisioning_tasks_need_action") == 3

@@ -118,7 +118,9 @@ def site(django_db_setup, tmp_path_factory):
 @pytest.fixture
 def site_settings(settings, site):
     """This test process queues into the site's Redis and talks to its nodes like a worker."""
-    settings.RQ_QUEUES = {"default": {"URL": site.stack.redis_url, "DEFAULT_TIMEOUT": 600}}
+    settings.RQ_QUEUES = {
+        name: {"URL": site.stack.redis_url, "DEFAULT_TIMEOUT": 600} for name in ("default", "reconcile")
+    }
     settings.PROVISIONING_SSH_KEY = site.nodes[0].portal_key
     settings.NODE_ACCOUNT_PREFIX = site.account_prefix
     settings.NODE_UNIX_ID_BASE = site.unix_id_base
@@ -172,7 +174,7 @@ def test_provisioning_on_three_workers_does_each_step_once_and_survives_a_killed
     victim = wait_for(lambda: worker_running_node_tasks(stack), 90, "a worker running node tasks", stack, 0.02)
     stack.kill(victim)
     # rqcron queues reconcile every 5 minutes; it finishes what the dead worker left `running`.
-    django_rq.get_queue("default", commit_mode="auto").enqueue("allocations.jobs.reconcile_nodes_fanout_job")
+    django_rq.get_queue("reconcile", commit_mode="auto").enqueue("allocations.jobs.reconcile_nodes_fanout_job")
 
     def all_active():
         return all(g.status == Grant.Status.ACTIVE for g in Grant.objects.filter(pk__in=[g.pk for g in grants]))

@@ -116,7 +116,6 @@ class Stack:
             "STATIC_ROOT": str(self.static),
             "MEDIA_ROOT": str(tmp / "media"),
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "SECURE_HSTS_PRELOAD": "0",
             "PYTHONUNBUFFERED": "1",
             **node_env,
         }
@@ -171,7 +170,7 @@ class Stack:
         ], env)  # fmt: skip
 
     def worker_start(self, i: int) -> None:
-        self._start(f"worker{i}", [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler"])
+        self._start(f"worker{i}", [sys.executable, "manage.py", "rqworker", "default", "reconcile", "--with-scheduler"])
 
     def cron_start(self) -> None:
         self._start("cron", [sys.executable, "manage.py", "rqcron", "portal.cron"])
