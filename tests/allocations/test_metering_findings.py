@@ -1,0 +1,101 @@
+"""Attacks on metering (issue 10) by the adversaries it names: a node posting what it likes, a
+researcher on a node, an operator's edits. Each test reproduced a finding before its fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+
+from allocations.models import GpuSample, SampleBatch
+from allocations.node_install import AGENT_FILE
+from allocations.services.findings import misuse_scan
+from tests.allocations.metering_helpers import batch, metered_grant, node_with_gpus, post
+
+pytestmark = pytest.mark.django_db
+
+
+def agent_module():
+    spec = importlib.util.spec_from_file_location("gpu_portal_agent_findings", AGENT_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("field", ["utilization", "power_w", "memory_used_mib", "time", "pid"])
+def test_a_number_too_large_for_a_float_is_refused_with_a_reason_not_a_server_error(field):
+    node, token, gpus = node_with_gpus()
+    huge = "1" + "0" * 400  # valid JSON; Python's float() overflows on it
+    body = batch(gpus[:1], processes=[{"pid": 4242, "user": "gp1001", "memory_mib": 1}])
+    sample = body["samples"][0]
+    if field == "time":
+        sample["time"] = "HUGE"
+    elif field == "pid":
+        sample["gpus"][0]["processes"][0]["pid"] = "HUGE"
+    else:
+        sample["gpus"][0][field] = "HUGE"
+    response = post(
+        Client(raise_request_exception=False), node.hostname, token, json.dumps(body).replace('"HUGE"', huge)
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "bad_value"
+    assert SampleBatch.objects.count() == 0
+
+
+def test_deeply_nested_json_is_refused_as_malformed_not_a_server_error():
+    node, token, _gpus = node_with_gpus()
+    body = "[" * 200_000 + "]" * 200_000  # 400 kB, under the body limit
+    response = post(Client(raise_request_exception=False), node.hostname, token, body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "malformed_json"
+
+
+def test_a_pid_beyond_a_postgresql_integer_cannot_stop_the_misuse_scan_for_every_node():
+    """One node posting pid 2**31 made misuse_scan fail ('integer out of range') for the whole
+    fleet's batches of that window, so no misuse was reported anywhere."""
+    node, token, gpus = node_with_gpus("gpu-meter-1")
+    other, other_token, other_gpus = node_with_gpus("gpu-meter-2")
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    metered_grant(other_gpus[:1], opened_at=datetime.now(UTC) - timedelta(hours=1))
+    poisoned = post(Client(), node.hostname, token, batch(gpus[:1], processes=[{"pid": 2**31, "user": "gp1"}]))
+    assert poisoned.status_code == 400, poisoned.content  # Linux pids end far below 2**31
+    misused = batch(other_gpus[1:2], processes=[{"pid": 777, "user": "gp2002", "memory_mib": 100}])
+    assert post(Client(), other.hostname, other_token, misused).status_code == 201
+    found = misuse_scan(since=started)
+    assert [(n.node.hostname, n.details["user"], n.details["pid"]) for n in found] == [("gpu-meter-2", "gp2002", 777)]
+
+
+def test_a_researcher_running_hundreds_of_gpu_processes_does_not_blind_the_node(tmp_path):
+    """The portal refuses a GPU sample with more than 256 processes, and the agent drops a
+    refused batch: a researcher starting 300 CUDA processes on their GPU made every minute's
+    batch of the whole node refused (no utilisation, energy, idle or misuse findings for any
+    grant on it). The agent keeps the 256 processes using the most memory, and names a user
+    the portal cannot take by its uid (next test)."""
+    agent = agent_module()
+    processes = [{"pid": 4_190_000 + i, "usedGpuMemory": (i % 7) * 2**20, "user": "gp1001"} for i in range(300)]
+    processes.append({"pid": 99999, "usedGpuMemory": 40 * 2**30, "user": "gp2002"})
+    device = {"uuid": "GPU-x", "index": 0, "utilization": {"gpu": 1, "memory": 1}, "compute_processes": processes}
+    sample = agent._sample_device(device)
+    assert len(sample["processes"]) == 256
+    assert {"pid": 99999, "user": "gp2002", "memory_mib": 40 * 1024} in sample["processes"]
+    assert sample["processes_dropped"] == 45
+
+    node, token, gpus = node_with_gpus()
+    body = batch(gpus[:1])
+    body["samples"][0]["gpus"][0]["processes"] = sample["processes"]
+    body["samples"][0]["gpus"][0]["processes_dropped"] = sample["processes_dropped"]
+    response = post(Client(), node.hostname, token, body)
+    assert response.status_code == 201, response.content
+    assert GpuSample.objects.filter(node_id=node.pk).count() == 1
+
+
+def test_a_process_user_name_the_portal_cannot_take_is_sent_as_its_uid(monkeypatch):
+    """A directory user such as 'LAB\\alice' running on a GPU made the batch refused whole."""
+    agent = agent_module()
+    import os
+
+    monkeypatch.setattr(agent.pwd, "getpwuid", lambda uid: type("E", (), {"pw_name": "LAB\\alice x"})())
+    assert agent.process_user(os.getpid()) == str(os.getuid())
