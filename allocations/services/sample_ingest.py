@@ -61,12 +61,16 @@ def _number(value, what: str, low: float, high: float, *, integer: bool = False)
     """A number within [low, high], or None; anything else rejects the batch."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BatchRejected("bad_value", f"{what} must be a number")
-    if integer and not float(value).is_integer():
-        raise BatchRejected("bad_value", f"{what} must be a whole number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BatchRejected("bad_value", f"{what} must be a number")
+    # Compared before any float(): JSON allows integers of hundreds of digits, which float()
+    # cannot hold (OverflowError, a 500 that the agent would resend forever).
     if not low <= value <= high:
         raise BatchRejected("bad_value", f"{what} must be between {low} and {high}")
+    if integer and not float(value).is_integer():
+        raise BatchRejected("bad_value", f"{what} must be a whole number")
     return int(value) if integer else float(value)
 
 
