@@ -16,7 +16,7 @@ from allocations.services.usage import hour_start
 from portal.mail import mail_render_and_enqueue
 
 MISUSE_SQL = """
-SELECT s.gpu_id, s.node_id, p->>'user' AS username, (p->>'pid')::int AS pid, min(s.time) AS first_seen
+SELECT s.gpu_id, s.node_id, p->>'user' AS username, (p->>'pid')::bigint AS pid, min(s.time) AS first_seen
 FROM allocations_gpusample s, jsonb_array_elements(s.processes) p
 WHERE s.batch_id IN (
         SELECT id FROM allocations_samplebatch WHERE received_at >= %(since)s AND received_at < %(until)s

@@ -27,6 +27,9 @@ COLUMNS = (
     "ecc_uncorrected", "xid_errors", "processes", "node_id", "batch_id",
 )  # fmt: skip
 MAX_INT = 2**31 - 1
+# Linux pids end at 2**22; anything above PostgreSQL's integer would also make the misuse scan's
+# cast fail for every node's batches of its window.
+MAX_PID = MAX_INT
 
 
 # (field, lowest, highest, whole number): the columns after time and gpu, in COPY order.
@@ -87,8 +90,8 @@ def _processes(value) -> str:
         if user is not None and (type(user) is not str or not USER_RE.match(user)):
             raise BatchRejected("bad_value", "a process's user must be a unix user name")
         pid, memory = proc.get("pid"), proc.get("memory_mib")
-        if not (type(pid) is int and 1 <= pid <= 2**31):
-            pid = _number(pid, "pid", 1, 2**31, integer=True)
+        if not (type(pid) is int and 1 <= pid <= MAX_PID):
+            pid = _number(pid, "pid", 1, MAX_PID, integer=True)
         if not (memory is None or (type(memory) is int and 0 <= memory <= 2**31)):
             memory = _number(memory, "process memory", 0, 2**31, integer=True)
         clean.append({"pid": pid, "user": user, "memory_mib": memory})
@@ -104,7 +107,7 @@ def _processes_fast(value: list, seen: dict) -> str | None:
         if type(proc) is not dict or len(proc) > 3:
             return None
         pid, user, memory = proc.get("pid"), proc.get("user"), proc.get("memory_mib")
-        if not (type(pid) is int and 1 <= pid <= 2**31):
+        if not (type(pid) is int and 1 <= pid <= MAX_PID):
             return None
         if not ((user is None or type(user) is str) and (memory is None or type(memory) is int)):
             return None  # (also keeps the key hashable)
