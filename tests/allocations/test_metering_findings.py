@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from allocations.models import GpuSample, SampleBatch
+from allocations.models import GpuSample, Node, SampleBatch
 from allocations.node_install import AGENT_FILE
 from allocations.services.findings import misuse_scan
 from tests.allocations.metering_helpers import batch, metered_grant, node_with_gpus, post
@@ -99,3 +99,23 @@ def test_a_process_user_name_the_portal_cannot_take_is_sent_as_its_uid(monkeypat
 
     monkeypatch.setattr(agent.pwd, "getpwuid", lambda uid: type("E", (), {"pw_name": "LAB\\alice x"})())
     assert agent.process_user(os.getpid()) == str(os.getuid())
+
+
+def test_a_node_reporting_another_nodes_lent_gpu_in_its_inventory_does_not_take_it_over():
+    """Inventory matched GPUs by uuid alone and moved the row to the reporting node: node B
+    listing node A's lent GPU took it (B's token could then post its samples, A's batches were
+    all refused as 'unknown_gpu', and the grant's provisioning pointed at the wrong host)."""
+    from allocations.services.nodes import node_record_inventory
+
+    node_a, token_a, gpus_a = node_with_gpus("gpu-meter-1")
+    node_b, _token_b, _gpus_b = node_with_gpus("gpu-meter-2", count=0)
+    Node.objects.filter(pk__in=[node_a.pk, node_b.pk]).update(status=Node.Status.ONLINE)
+    metered_grant(gpus_a[:1], opened_at=datetime.now(UTC) - timedelta(hours=1))
+    stolen = {"index": 0, "uuid": gpus_a[0].uuid, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}
+    node_record_inventory(node=node_b, inventory={"gpus": [stolen]})
+    gpus_a[0].refresh_from_db()
+    node_b.refresh_from_db()
+    assert gpus_a[0].node_id == node_a.pk
+    assert node_b.status == Node.Status.OFFLINE
+    assert gpus_a[0].uuid in node_b.status_reason and "gpu-meter-1" in node_b.status_reason
+    assert post(Client(), node_a.hostname, token_a, batch(gpus_a)).status_code == 201
