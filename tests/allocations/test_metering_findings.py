@@ -119,3 +119,26 @@ def test_a_node_reporting_another_nodes_lent_gpu_in_its_inventory_does_not_take_
     assert node_b.status == Node.Status.OFFLINE
     assert gpus_a[0].uuid in node_b.status_reason and "gpu-meter-1" in node_b.status_reason
     assert post(Client(), node_a.hostname, token_a, batch(gpus_a)).status_code == 201
+
+
+def test_energy_of_an_hour_counts_the_minutes_before_its_first_sample():
+    """A sample stands for the time until the next one, but it was cut at the end of its hour
+    and the next hour started at its own first sample: with samples at :30 each hour lost the
+    first half minute of every GPU (0.8 % of the energy, always under)."""
+    from allocations.models import UsageHour
+    from allocations.services.usage import usage_hour_build
+    from tests.allocations.metering_helpers import samples_every_minute
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    node, token, gpus = node_with_gpus()
+    grant = metered_grant(gpus[:2], opened_at=hour - timedelta(hours=2))
+    body = samples_every_minute(gpus[:2], (hour - timedelta(hours=1)).timestamp() + 30, 180, power_w=600.0)
+    assert post(Client(), node.hostname, token, body).status_code == 201
+    for h in (hour - timedelta(hours=1), hour, hour + timedelta(hours=1)):
+        usage_hour_build(hour=h)
+    row = UsageHour.objects.get(grant=grant, hour=hour)
+    assert row.sample_count == 2 * 60
+    assert row.energy_wh == pytest.approx(2 * 600.0)  # two GPUs at 600 W for the whole hour
+    assert UsageHour.objects.get(grant=grant, hour=hour - timedelta(hours=1)).energy_wh == pytest.approx(
+        2 * 600.0 * 59.5 / 60
+    )  # the first sample came at 0:30: nothing before it is known
