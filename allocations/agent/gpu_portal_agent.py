@@ -63,7 +63,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GPU_ID_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64}|\d{1,2})$")
 SESSION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # a Jupyter session's name: no dot, no slash
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-SAMPLE_USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # the portal's rule (sample_ingest.USER_RE)
+SAMPLE_USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # the portal's rule (sample_ingest.USER_RE)
 SAMPLE_MAX_PROCESSES = 256  # the portal's limit per GPU sample (sample_ingest.MAX_PROCESSES)
 MIN_UID = 1000
 # What every GPU user needs besides their GPUs (no GPU is reachable through these alone), and

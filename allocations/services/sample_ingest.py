@@ -18,8 +18,8 @@ from django.db.models.functions import Greatest
 from allocations.models import Gpu, Node
 from allocations.services.sample_partitions import sample_partitions_ensure
 
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a final newline in
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_PROCESSES = 256
 # The order of copy_samples' text lines: the values first, the node and batch ids last.
 COLUMNS = (

@@ -142,3 +142,19 @@ def test_energy_of_an_hour_counts_the_minutes_before_its_first_sample():
     assert UsageHour.objects.get(grant=grant, hour=hour - timedelta(hours=1)).energy_wh == pytest.approx(
         2 * 600.0 * 59.5 / 60
     )  # the first sample came at 0:30: nothing before it is known
+
+
+@pytest.mark.parametrize("where", ["user", "batch_id"])
+def test_a_name_ending_in_a_newline_is_refused_with_a_reason(where):
+    """'$' also matches before a final newline: a user 'gp1001\\n' passed the name rule and its
+    raw newline split the COPY row (a 500, which the agent resends forever, blocking its queue)."""
+    node, token, gpus = node_with_gpus()
+    body = batch(gpus[:1], processes=[{"pid": 4242, "user": "gp1001", "memory_mib": 1}])
+    if where == "user":
+        body["samples"][0]["gpus"][0]["processes"][0]["user"] = "gp1001\n"
+    else:
+        body["batch_id"] = "abcdefgh12\n"
+    response = post(Client(raise_request_exception=False), node.hostname, token, body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] in {"bad_value", "bad_schema"}
+    assert SampleBatch.objects.count() == 0
