@@ -158,3 +158,56 @@ def test_a_name_ending_in_a_newline_is_refused_with_a_reason(where):
     assert response.status_code == 400, response.content
     assert response.json()["error"] in {"bad_value", "bad_schema"}
     assert SampleBatch.objects.count() == 0
+
+
+def test_a_staff_user_without_the_gpu_model_permission_cannot_see_or_add_models(client):
+    from tests.portal.test_review_admin import staff_user
+
+    client.force_login(staff_user("reviewer@centre.kr", "portal.view_application"))
+    assert client.get("/admin/allocations/gpumodel/").status_code == 403
+    assert client.post("/admin/allocations/gpumodel/add/", {"code": "X1-1GB"}).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_operators_saving_one_nvml_name_at_once_leave_it_in_one_model():
+    """The admin checks the name in clean(), before its save: two saves at once both passed
+    and both rows listed it (the nodes reporting it then went offline as ambiguous). Each
+    admin save runs in one transaction; the check now holds the table until it commits."""
+    import threading
+
+    from django.core.exceptions import ValidationError
+    from django.db import connection, transaction
+
+    from allocations.models import GpuModel
+
+    first_checked, let_first_save = threading.Event(), threading.Event()
+    outcome = {}
+
+    def operator(code: str, wait: bool) -> None:
+        try:
+            with transaction.atomic():  # as the admin's change view does
+                row = GpuModel(code=code, name=code, memory_gib=1, nvml_names=["NVIDIA Race 1GB"])
+                row.full_clean()
+                if wait:
+                    first_checked.set()
+                    let_first_save.wait(10)
+                row.save()
+            outcome[code] = "saved"
+        except ValidationError:
+            outcome[code] = "refused"
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=operator, args=("RACE-A", True))
+    first.start()
+    assert first_checked.wait(10)
+    second = threading.Thread(target=operator, args=("RACE-B", False))
+    second.start()
+    second.join(1.0)  # with the lock, the second check waits for the first save
+    let_first_save.set()
+    first.join(10)
+    second.join(10)
+    assert outcome == {"RACE-A": "saved", "RACE-B": "refused"}
+    assert list(GpuModel.objects.filter(nvml_names__contains=["NVIDIA Race 1GB"]).values_list("code", flat=True)) == [
+        "RACE-A"
+    ]
