@@ -211,3 +211,32 @@ def test_two_operators_saving_one_nvml_name_at_once_leave_it_in_one_model():
     assert list(GpuModel.objects.filter(nvml_names__contains=["NVIDIA Race 1GB"]).values_list("code", flat=True)) == [
         "RACE-A"
     ]
+
+
+def test_a_user_restarting_processes_on_a_gpu_not_lent_to_them_is_one_incident_not_one_per_minute():
+    """Misuse notices were keyed by pid: a loop starting a new CUDA process every minute on a
+    GPU not lent to its user made a notice and an operators' e-mail every minute. One open
+    notice per GPU and user; the later processes are added to it; once an operator resolved
+    it, misuse again is a new incident."""
+    import time as clock
+
+    from allocations.models import Notice
+    from portal.models import OutboxMessage
+
+    node, token, gpus = node_with_gpus()
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    now = clock.time()
+    for minute, pid in enumerate((777, 778, 779)):
+        body = batch(gpus[:1], at=now - 300 + 60 * minute, processes=[{"pid": pid, "user": "gp2002", "memory_mib": 9}])
+        assert post(Client(), node.hostname, token, body).status_code == 201
+        misuse_scan(since=started)
+    notices = list(Notice.objects.filter(kind=Notice.Kind.MISUSE))
+    assert len(notices) == 1
+    assert notices[0].details["pid"] == 777 and notices[0].details["more_pids"] == [778, 779]
+    emails = OutboxMessage.objects.filter(func="portal.jobs.send_email_job")
+    assert emails.count() == 1
+
+    Notice.objects.filter(pk=notices[0].pk).update(resolved_at=datetime.now(UTC))
+    body = batch(gpus[:1], at=now - 60, processes=[{"pid": 900, "user": "gp2002", "memory_mib": 9}])
+    assert post(Client(), node.hostname, token, body).status_code == 201
+    assert [n.details["pid"] for n in misuse_scan(since=started)] == [900]
