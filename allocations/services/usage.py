@@ -14,8 +14,9 @@ from django.db.models.functions import JSONObject
 
 from allocations.models import AccessInterval, Grant, SampleBatch, UsageHour
 
-# A sample stands for the time until the next sample of its GPU, but for no more than this
-# (a gap in the data is not energy) and for the nominal minute when it is the last one.
+# A sample stands for the time until the next sample of its GPU when that comes within
+# MAX_SAMPLE_SPAN (jitter), else (a gap: the node stopped sampling, and a gap is not energy;
+# or it is the last one) for the nominal minute only.
 MAX_SAMPLE_SPAN = timedelta(seconds=120)
 NOMINAL_SPAN = timedelta(seconds=60)
 
@@ -30,7 +31,8 @@ SELECT a.grant_id,
        count(*) FILTER (WHERE s.time >= %(start)s) AS samples,
        avg(s.utilization) FILTER (WHERE s.time >= %(start)s) AS utilization,
        coalesce(sum(s.power_w * greatest(0, extract(epoch FROM
-           least(coalesce(s.next_time, s.time + %(nominal)s), s.time + %(max_span)s, %(end)s)
+           least(CASE WHEN s.next_time IS NULL OR s.next_time > s.time + %(max_span)s THEN s.time + %(nominal)s
+                      ELSE s.next_time END, %(end)s)
            - greatest(s.time, %(start)s)))), 0) / 3600
            AS energy_wh
 FROM s

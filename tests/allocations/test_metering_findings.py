@@ -240,3 +240,39 @@ def test_a_user_restarting_processes_on_a_gpu_not_lent_to_them_is_one_incident_n
     body = batch(gpus[:1], at=now - 60, processes=[{"pid": 900, "user": "gp2002", "memory_mib": 9}])
     assert post(Client(), node.hostname, token, body).status_code == 201
     assert [n.details["pid"] for n in misuse_scan(since=started)] == [900]
+
+
+def test_a_node_that_stopped_sampling_for_half_an_hour_is_not_credited_energy_for_the_gap():
+    """The sample before a gap stood for up to two minutes (the jitter allowance), so each
+    gap of a powered-off or hung node added a minute of energy no sample measured."""
+    from allocations.models import UsageHour
+    from allocations.services.usage import usage_hour_build
+    from tests.allocations.metering_helpers import samples_every_minute
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    node, token, gpus = node_with_gpus()
+    grant = metered_grant(gpus[:1], opened_at=hour - timedelta(hours=1))
+    before = samples_every_minute(gpus[:1], hour.timestamp(), 20, power_w=300.0)  # 0:00 .. 0:19
+    after = samples_every_minute(gpus[:1], hour.timestamp() + 50 * 60, 10, power_w=300.0)  # 0:50 .. 0:59
+    for body in (before, after):
+        assert post(Client(), node.hostname, token, body).status_code == 201
+    usage_hour_build(hour=hour)
+    row = UsageHour.objects.get(grant=grant, hour=hour)
+    assert row.sample_count == 30
+    assert row.energy_wh == pytest.approx(30 * 300.0 / 60)  # 30 measured minutes at 300 W
+
+
+def test_a_sample_a_little_late_still_covers_the_time_until_the_next_one():
+    """Jitter (a push 80 s after the one before) is no gap: the time between counts whole."""
+    from allocations.models import UsageHour
+    from allocations.services.usage import usage_hour_build
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    node, token, gpus = node_with_gpus()
+    grant = metered_grant(gpus[:1], opened_at=hour - timedelta(hours=1))
+    times = [hour.timestamp() + t for t in (0, 60, 140, 200)]
+    body = batch(gpus[:1], at=times[0], power_w=360.0)
+    body["samples"] = [{**body["samples"][0], "time": t} for t in times]
+    assert post(Client(), node.hostname, token, body).status_code == 201
+    usage_hour_build(hour=hour)
+    assert UsageHour.objects.get(grant=grant, hour=hour).energy_wh == pytest.approx(360.0 * 260 / 3600)
