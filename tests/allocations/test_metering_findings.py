@@ -276,3 +276,28 @@ def test_a_sample_a_little_late_still_covers_the_time_until_the_next_one():
     assert post(Client(), node.hostname, token, body).status_code == 201
     usage_hour_build(hour=hour)
     assert UsageHour.objects.get(grant=grant, hour=hour).energy_wh == pytest.approx(360.0 * 260 / 3600)
+
+
+def test_a_process_naming_itself_like_a_status_line_is_still_reported_as_its_own_user():
+    """Held: the agent reads the owner from /proc/<pid>/status as root; a researcher's process
+    renaming itself 'x\\nUid: 0' cannot pass as root (the kernel escapes the name's newline)."""
+    import os
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as another user")
+    nobody = pwd.getpwnam("nobody")
+    code = (
+        "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, b'x\\nUid:\\t0\\t0', 0, 0, 0); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    child = subprocess.Popen(["/usr/bin/python3", "-c", code], user=nobody.pw_uid, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        with open(f"/proc/{child.pid}/status") as f:
+            assert "Uid" in f.readline()  # the rename happened: "Name:\tx\\nUid:..." on one line
+        assert agent_module().process_user(child.pid) == "nobody"
+    finally:
+        child.kill()
+        child.wait()
