@@ -301,3 +301,26 @@ def test_a_process_naming_itself_like_a_status_line_is_still_reported_as_its_own
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_gzip_body_is_not_inflated_but_refused_as_malformed():
+    """Held: the API never decompresses (no gzip bomb); a compressed body is not JSON."""
+    import gzip
+
+    node, token, _gpus = node_with_gpus()
+    bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
+    response = Client().post(
+        f"/api/v1/nodes/{node.hostname}/samples", data=bomb, content_type="application/json",
+        headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert response.status_code == 400 and response.json()["error"] == "malformed_json"
+
+
+def test_a_batch_id_reused_with_other_content_stores_nothing_new():
+    """Held (by design): a resent batch counts once, so a second body under a known batch id
+    is answered as a duplicate and none of it is stored."""
+    node, token, gpus = node_with_gpus()
+    assert post(Client(), node.hostname, token, batch(gpus[:1], batch_id="same-id-0001")).status_code == 201
+    again = post(Client(), node.hostname, token, batch(gpus, batch_id="same-id-0001", utilization=99))
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert GpuSample.objects.filter(node_id=node.pk).count() == 1
