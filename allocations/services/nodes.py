@@ -138,6 +138,7 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     by_name = gpu_models_by_nvml_name()
     lent_elsewhere = _lent_elsewhere(node, [item["uuid"] for item in inventory["gpus"]])
     claimed = []
+    mismatched = []
     for item in inventory["gpus"]:
         if item["uuid"] in lent_elsewhere:
             claimed.append(f"{item['uuid']} (lent on {lent_elsewhere[item['uuid']]})")
@@ -147,17 +148,21 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
         if model is None:
             (ambiguous if key in by_name else unknown).append(item["name"])
             continue
+        if model.pk != node.gpu_model_id:
+            # Not written: an operator moving an NVML name to another model must not relabel
+            # GPUs lent to grants of their model; the node goes offline and says why.
+            mismatched.append(model.pk)
+            continue
         gpu, _created = Gpu.objects.update_or_create(
             uuid=item["uuid"],
             defaults={"node": node, "index": item["index"], "model": model, "memory_mib": item["memory_mib"]},
         )
         gpus.append(gpu)
-    mismatched = [g for g in gpus if g.model_id != node.gpu_model_id]
     problem = "" if gpus else "no GPU reported"
     if unknown or ambiguous:
         problem = str(UnknownGpuModel(sorted(set(unknown)), sorted(set(ambiguous))))
     if mismatched:
-        problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0].model_id}"
+        problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0]}"
     if claimed:
         problem = f"reports GPUs registered on another node: {', '.join(claimed)}"
     node.last_report_at = timezone.now()

@@ -324,3 +324,24 @@ def test_a_batch_id_reused_with_other_content_stores_nothing_new():
     again = post(Client(), node.hostname, token, batch(gpus, batch_id="same-id-0001", utilization=99))
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert GpuSample.objects.filter(node_id=node.pk).count() == 1
+
+
+def test_an_nvml_name_an_operator_moves_to_another_model_does_not_relabel_a_nodes_gpus():
+    """The operator edits the NVML names so that a node's GPUs map elsewhere: the next inventory
+    takes the node offline with the reason, and its GPU rows (lent to grants of their model)
+    keep their model and node. They were relabelled to the other model before."""
+    from allocations.models import GpuModel
+    from allocations.services.nodes import node_record_inventory
+
+    node, _token, gpus = node_with_gpus(count=1)
+    Node.objects.filter(pk=node.pk).update(status=Node.Status.ONLINE)
+    h100 = GpuModel.objects.get(pk="H100-80GB")
+    h100.nvml_names = [n for n in h100.nvml_names if n != "NVIDIA H100 80GB HBM3"]
+    h100.save()
+    GpuModel.objects.create(code="H100-NEW", name="New", memory_gib=80, nvml_names=["NVIDIA H100 80GB HBM3"])
+    report = {"index": 0, "uuid": gpus[0].uuid, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}
+    node_record_inventory(node=node, inventory={"gpus": [report]})
+    node.refresh_from_db()
+    gpus[0].refresh_from_db()
+    assert node.status == Node.Status.OFFLINE and "H100-NEW" in node.status_reason
+    assert (gpus[0].node_id, gpus[0].model_id) == (node.pk, "H100-80GB")
