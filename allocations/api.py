@@ -43,7 +43,7 @@ def node_samples(request: HttpRequest, hostname: str) -> JsonResponse:
         return _refuse(413, "too_large", f"a batch is at most {limit} bytes")
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
         return _refuse(400, "malformed_json", "the body is not valid JSON")
     try:
         result = samples_ingest(node=node, payload=payload)

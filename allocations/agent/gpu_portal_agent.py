@@ -63,6 +63,8 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GPU_ID_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-fA-F-]{8,64}|\d{1,2})$")
 SESSION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # a Jupyter session's name: no dot, no slash
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+SAMPLE_USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # the portal's rule (sample_ingest.USER_RE)
+SAMPLE_MAX_PROCESSES = 256  # the portal's limit per GPU sample (sample_ingest.MAX_PROCESSES)
 MIN_UID = 1000
 # What every GPU user needs besides their GPUs (no GPU is reachable through these alone), and
 # the devices a distributed job needs, for the systemd DeviceAllow list.
@@ -1168,9 +1170,12 @@ def process_user(pid: int):
     if not found:
         return None
     try:
-        return pwd.getpwuid(int(found.group(1))).pw_name
+        name = pwd.getpwuid(int(found.group(1))).pw_name
     except KeyError:
         return found.group(1)
+    # The portal refuses a batch naming a user outside its rule (a directory name such as
+    # 'LAB\\alice'): such a user is named by uid, so the batch, and the finding, still arrive.
+    return name if SAMPLE_USER_RE.match(name) else found.group(1)
 
 
 def _sample_device(device: dict) -> dict:
@@ -1180,7 +1185,11 @@ def _sample_device(device: dict) -> dict:
     memory = device.get("memory_info") or {}
     power_mw = device.get("power_usage")
     processes = []
-    for proc in device.get("compute_processes") or []:
+    # The portal takes at most SAMPLE_MAX_PROCESSES per GPU and refuses the whole batch beyond:
+    # a researcher starting hundreds of CUDA processes must not blind the node. The ones using
+    # the most memory are kept, the rest counted.
+    found = sorted(device.get("compute_processes") or [], key=lambda p: -(p.get("usedGpuMemory") or 0))
+    for proc in found[:SAMPLE_MAX_PROCESSES]:
         pid = int(proc["pid"])
         used = proc.get("usedGpuMemory")
         processes.append(
@@ -1202,6 +1211,7 @@ def _sample_device(device: dict) -> dict:
         "ecc_uncorrected": device.get("ecc_uncorrected_volatile"),
         "xid_errors": device.get("xid_errors"),
         "processes": processes,
+        "processes_dropped": max(0, len(found) - SAMPLE_MAX_PROCESSES),
     }
 
 

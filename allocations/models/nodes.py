@@ -8,7 +8,7 @@ from functools import partialmethod
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -71,6 +71,12 @@ class GpuModel(models.Model):
         keys = [nvml_name_key(n) for n in self.nvml_names]
         if len(set(keys)) != len(keys):
             raise ValidationError({"nvml_names": _("An NVML name is listed twice.")})
+        if connection.in_atomic_block:
+            # The admin checks and saves in one transaction: holding the table (a mode that
+            # conflicts with itself) until it commits makes a second save at once wait and then
+            # see this one's names, instead of both passing the check.
+            with connection.cursor() as cur:
+                cur.execute(f"LOCK TABLE {GpuModel._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         for other in GpuModel.objects.exclude(pk=self.pk).only("code", "nvml_names"):
             taken = {nvml_name_key(n) for n in other.nvml_names}.intersection(keys)
             if taken:

@@ -16,7 +16,7 @@ from allocations.services.usage import hour_start
 from portal.mail import mail_render_and_enqueue
 
 MISUSE_SQL = """
-SELECT s.gpu_id, s.node_id, p->>'user' AS username, (p->>'pid')::int AS pid, min(s.time) AS first_seen
+SELECT s.gpu_id, s.node_id, p->>'user' AS username, (p->>'pid')::bigint AS pid, min(s.time) AS first_seen
 FROM allocations_gpusample s, jsonb_array_elements(s.processes) p
 WHERE s.batch_id IN (
         SELECT id FROM allocations_samplebatch WHERE received_at >= %(since)s AND received_at < %(until)s
@@ -97,6 +97,26 @@ def _allowed_users(gpu_id: int, at: datetime) -> tuple[Grant | None, set[str]]:
     return grant, set(names)
 
 
+MAX_MORE_PIDS = 100
+
+
+def _fold_into_incident(gpu_id: int, username: str, pid: int | None) -> bool:
+    """True when this process is already part of a misuse incident of this user on this GPU:
+    named by a notice, or added now to the open one (no new notice, no e-mail). A user whose
+    loop starts a new process every minute is one incident until an operator resolves it."""
+    known = list(Notice.objects.filter(kind=Notice.Kind.MISUSE, gpu_id=gpu_id, details__user=username))
+    if any(pid == n.details.get("pid") or pid in n.details.get("more_pids", []) for n in known):
+        return True
+    incident = next((n for n in known if n.resolved_at is None), None)
+    if incident is None:
+        return False
+    more = incident.details.setdefault("more_pids", [])
+    if len(more) < MAX_MORE_PIDS:
+        more.append(pid)
+        incident.save(update_fields=["details"])
+    return True
+
+
 @transaction.atomic
 def misuse_scan(*, since: datetime, until: datetime | None = None) -> list[Notice]:
     """A process of a user on a GPU not lent to them (no grant, another grant, or access closed)
@@ -114,12 +134,12 @@ def misuse_scan(*, since: datetime, until: datetime | None = None) -> list[Notic
         seen = cur.fetchall()
     created = []
     cache: dict[tuple[int, datetime], tuple] = {}
-    for gpu_id, _node_id, username, pid, first_seen in seen:
+    for gpu_id, _node_id, username, pid, first_seen in sorted(seen, key=lambda row: (row[4], row[3] or 0)):
         key = (gpu_id, first_seen)
         if key not in cache:
             cache[key] = _allowed_users(gpu_id, first_seen)
         grant, allowed = cache[key]
-        if username in allowed:
+        if username in allowed or _fold_into_incident(gpu_id, username, pid):
             continue
         gpu = Gpu.objects.select_related("node").get(pk=gpu_id)
         notice = _notice(

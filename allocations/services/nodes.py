@@ -6,13 +6,14 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations import ssh
 from allocations.gpu_models import UnknownGpuModel, gpu_models_by_nvml_name
-from allocations.models import Gpu, Node
+from allocations.models import Assignment, Gpu, Node
 from allocations.models.nodes import nvml_name_key
 from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, installer_program
 from allocations.services.node_status import node_report_inventory
@@ -113,6 +114,18 @@ def node_install_agent(
     return answer
 
 
+def _lent_elsewhere(node: Node, uuids: list[str]) -> dict[str, str]:
+    """uuid → hostname of the reported GPUs that another node holds with an assignment not yet
+    ended: a report never moves those (a node listing another's UUIDs would take its GPUs, its
+    samples and its grants' provisioning). A GPU moved between nodes while free still moves."""
+    now = timezone.now()
+    return dict(
+        Assignment.objects.filter(gpu__uuid__in=uuids, period__overlap=DateTimeTZRange(now, None, "[)"))
+        .exclude(gpu__node_id=node.pk)
+        .values_list("gpu__uuid", "gpu__node__hostname")
+    )
+
+
 @transaction.atomic
 def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     """Store what NVML reported. GPU rows are never typed by hand; a GPU that disappeared from
@@ -123,23 +136,35 @@ def node_record_inventory(*, node: Node, inventory: dict) -> list[Gpu]:
     unknown = []
     ambiguous = []
     by_name = gpu_models_by_nvml_name()
+    lent_elsewhere = _lent_elsewhere(node, [item["uuid"] for item in inventory["gpus"]])
+    claimed = []
+    mismatched = []
     for item in inventory["gpus"]:
+        if item["uuid"] in lent_elsewhere:
+            claimed.append(f"{item['uuid']} (lent on {lent_elsewhere[item['uuid']]})")
+            continue
         key = nvml_name_key(item["name"])
         model = by_name.get(key)
         if model is None:
             (ambiguous if key in by_name else unknown).append(item["name"])
+            continue
+        if model.pk != node.gpu_model_id:
+            # Not written: an operator moving an NVML name to another model must not relabel
+            # GPUs lent to grants of their model; the node goes offline and says why.
+            mismatched.append(model.pk)
             continue
         gpu, _created = Gpu.objects.update_or_create(
             uuid=item["uuid"],
             defaults={"node": node, "index": item["index"], "model": model, "memory_mib": item["memory_mib"]},
         )
         gpus.append(gpu)
-    mismatched = [g for g in gpus if g.model_id != node.gpu_model_id]
     problem = "" if gpus else "no GPU reported"
     if unknown or ambiguous:
         problem = str(UnknownGpuModel(sorted(set(unknown)), sorted(set(ambiguous))))
     if mismatched:
-        problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0].model_id}"
+        problem = f"node is registered as {node.gpu_model_id} but reports {mismatched[0]}"
+    if claimed:
+        problem = f"reports GPUs registered on another node: {', '.join(claimed)}"
     node.last_report_at = timezone.now()
     node.save(update_fields=["last_report_at"])
     node_report_inventory(node=node, problem=problem)

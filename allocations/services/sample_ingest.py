@@ -18,8 +18,8 @@ from django.db.models.functions import Greatest
 from allocations.models import Gpu, Node
 from allocations.services.sample_partitions import oldest_accepted, sample_partitions_ensure
 
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a final newline in
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_PROCESSES = 256
 # The order of copy_samples' text lines: the values first, the node and batch ids last.
 COLUMNS = (
@@ -27,6 +27,9 @@ COLUMNS = (
     "ecc_uncorrected", "xid_errors", "processes", "node_id", "batch_id",
 )  # fmt: skip
 MAX_INT = 2**31 - 1
+# Linux pids end at 2**22; anything above PostgreSQL's integer would also make the misuse scan's
+# cast fail for every node's batches of its window.
+MAX_PID = MAX_INT
 
 
 # (field, lowest, highest, whole number): the columns after time and gpu, in COPY order.
@@ -61,12 +64,16 @@ def _number(value, what: str, low: float, high: float, *, integer: bool = False)
     """A number within [low, high], or None; anything else rejects the batch."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BatchRejected("bad_value", f"{what} must be a number")
-    if integer and not float(value).is_integer():
-        raise BatchRejected("bad_value", f"{what} must be a whole number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BatchRejected("bad_value", f"{what} must be a number")
+    # Compared before any float(): JSON allows integers of hundreds of digits, which float()
+    # cannot hold (OverflowError, a 500 that the agent would resend forever).
     if not low <= value <= high:
         raise BatchRejected("bad_value", f"{what} must be between {low} and {high}")
+    if integer and not float(value).is_integer():
+        raise BatchRejected("bad_value", f"{what} must be a whole number")
     return int(value) if integer else float(value)
 
 
@@ -83,8 +90,8 @@ def _processes(value) -> str:
         if user is not None and (type(user) is not str or not USER_RE.match(user)):
             raise BatchRejected("bad_value", "a process's user must be a unix user name")
         pid, memory = proc.get("pid"), proc.get("memory_mib")
-        if not (type(pid) is int and 1 <= pid <= 2**31):
-            pid = _number(pid, "pid", 1, 2**31, integer=True)
+        if not (type(pid) is int and 1 <= pid <= MAX_PID):
+            pid = _number(pid, "pid", 1, MAX_PID, integer=True)
         if not (memory is None or (type(memory) is int and 0 <= memory <= 2**31)):
             memory = _number(memory, "process memory", 0, 2**31, integer=True)
         clean.append({"pid": pid, "user": user, "memory_mib": memory})
@@ -100,7 +107,7 @@ def _processes_fast(value: list, seen: dict) -> str | None:
         if type(proc) is not dict or len(proc) > 3:
             return None
         pid, user, memory = proc.get("pid"), proc.get("user"), proc.get("memory_mib")
-        if not (type(pid) is int and 1 <= pid <= 2**31):
+        if not (type(pid) is int and 1 <= pid <= MAX_PID):
             return None
         if not ((user is None or type(user) is str) and (memory is None or type(memory) is int)):
             return None  # (also keeps the key hashable)

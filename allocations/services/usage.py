@@ -14,8 +14,9 @@ from django.db.models.functions import JSONObject
 
 from allocations.models import AccessInterval, Grant, SampleBatch, UsageHour
 
-# A sample stands for the time until the next sample of its GPU, but for no more than this
-# (a gap in the data is not energy) and for the nominal minute when it is the last one.
+# A sample stands for the time until the next sample of its GPU when that comes within
+# MAX_SAMPLE_SPAN (jitter), else (a gap: the node stopped sampling, and a gap is not energy;
+# or it is the last one) for the nominal minute only.
 MAX_SAMPLE_SPAN = timedelta(seconds=120)
 NOMINAL_SPAN = timedelta(seconds=60)
 
@@ -24,17 +25,19 @@ WITH s AS (
     SELECT gpu_id, time, utilization, power_w,
            LEAD(time) OVER (PARTITION BY gpu_id ORDER BY time) AS next_time
     FROM allocations_gpusample
-    WHERE time >= %(start)s AND time < %(lookahead)s
+    WHERE time >= %(lookbehind)s AND time < %(lookahead)s
 )
 SELECT a.grant_id,
-       count(*) AS samples,
-       avg(s.utilization) AS utilization,
-       coalesce(sum(s.power_w * extract(epoch FROM
-           least(coalesce(s.next_time, s.time + %(nominal)s), s.time + %(max_span)s, %(end)s) - s.time)), 0) / 3600
+       count(*) FILTER (WHERE s.time >= %(start)s) AS samples,
+       avg(s.utilization) FILTER (WHERE s.time >= %(start)s) AS utilization,
+       coalesce(sum(s.power_w * greatest(0, extract(epoch FROM
+           least(CASE WHEN s.next_time IS NULL OR s.next_time > s.time + %(max_span)s THEN s.time + %(nominal)s
+                      ELSE s.next_time END, %(end)s)
+           - greatest(s.time, %(start)s)))), 0) / 3600
            AS energy_wh
 FROM s
 JOIN allocations_assignment a ON a.gpu_id = s.gpu_id AND a.period @> s.time
-WHERE s.time >= %(start)s AND s.time < %(end)s
+WHERE s.time >= %(lookbehind)s AND s.time < %(end)s
   AND EXISTS (
       SELECT 1 FROM allocations_accessinterval i
       WHERE i.grant_id = a.grant_id AND i.opened_at <= s.time AND (i.closed_at IS NULL OR i.closed_at > s.time)
@@ -69,6 +72,9 @@ def usage_hour_build(*, hour: datetime) -> list[UsageHour]:
             {
                 "start": start,
                 "end": end,
+                # The last sample of the hour before stands for the first moments of this one
+                # (cut at its own hour's end there, so no time is counted twice or lost).
+                "lookbehind": start - MAX_SAMPLE_SPAN,
                 "lookahead": end + MAX_SAMPLE_SPAN,
                 "nominal": NOMINAL_SPAN,
                 "max_span": MAX_SAMPLE_SPAN,
