@@ -108,19 +108,22 @@ def admin_review(page, application_pk: int, *, score: int = 4, start: bool = Tru
     page.click("input[type=submit]")
 
 
-def admin_approve(page, application_pk: int, *, days: int = 30, gpu_hours: int | None = None) -> None:
+def admin_approve(
+    page, application_pk: int, *, days: int | None = 30, gpu_hours: int | None = None, reason: str = "Approved."
+) -> None:
     """In the admin: approve from today for `days` days (before the call's allocation window,
-    confirmed), optionally with fewer GPU-hours than asked."""
+    confirmed), or for the dates asked when `days` is None; optionally with other GPU-hours."""
     page.goto(f"/admin/portal/application/{application_pk}/change/")
     page.click("text=Decide")
     page.check("input[name=action][value=approve]")
-    today = timezone.localdate()
-    page.fill("input[name=starts_on]", today.isoformat())
-    page.fill("input[name=ends_on]", (today + timedelta(days=days)).isoformat())
+    if days is not None:
+        today = timezone.localdate()
+        page.fill("input[name=starts_on]", today.isoformat())
+        page.fill("input[name=ends_on]", (today + timedelta(days=days)).isoformat())
+        page.check("input[name=confirm_outside_window]")  # the call's window opens later
     if gpu_hours is not None:
         page.fill("input[name=gpu_hours]", str(gpu_hours))
-    page.check("input[name=confirm_outside_window]")  # the call's window opens later
-    page.fill("textarea[name=reason]", "Approved.")
+    page.fill("textarea[name=reason]", reason)
     page.click("input[type=submit]")
     page.wait_for_url(f"**/admin/portal/application/{application_pk}/change/")
 

@@ -14,7 +14,7 @@ from billing.services.invoices import invoice_issue
 from portal.models import Organisation
 from tests.billing.conftest import event, recorder, signed, stripe_settings  # noqa: F401 - fixtures
 from tests.billing.helpers import at, grant_for, rate_card
-from tests.e2e.test_apply_in_the_browser import sign_in
+from tests.e2e.conftest import sign_in
 from tests.factories import CallFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
