@@ -68,12 +68,18 @@ def add_key_in_browser(page, tmp_path: Path, name: str) -> tuple[Path, str]:
     return key, page.inner_text("main")
 
 
-def application_start(page, call, *, organisation: str, title: str) -> None:
-    """From the calls page, start an application for `organisation` (its label) and save it."""
+def application_start(page, call, *, organisation: str, title: str, save: bool = True) -> None:
+    """From the calls page, start an application for `organisation` (its label) and save it
+    (or leave the form open, to type more, when `save` is false)."""
     page.goto("/calls/")
     page.click(f"a[href='/calls/{call.pk}/apply/']")
     page.select_option("select[name=organisation]", label=organisation)
     page.fill("input[name=title]", title)
+    if save:
+        application_save(page)
+
+
+def application_save(page) -> None:
     page.click("button[name=save]")
     page.wait_for_url("**/applications/*/")
 
