@@ -112,6 +112,9 @@ def admin_review(page, application_pk: int, *, score: int = 4, start: bool = Tru
     page.select_option("select[name=recommendation]", "approve")
     page.fill("textarea[name=comment]", "Sound plan.")
     page.click("input[type=submit]")
+    # Back on the change page: the review is saved and no response is still on its way (one
+    # arriving after a sign-out would set the reviewer's session cookie again).
+    page.wait_for_url(f"**/admin/portal/application/{application_pk}/change/")
 
 
 def admin_approve(

@@ -82,6 +82,7 @@ def test_a_researcher_goes_from_sign_up_to_gpu_use_on_the_dashboard(page, jobs, 
     page.context.clear_cookies()
     sign_in(page, EMAIL, PASSWORD)
     grant = wait_for_grant_page_status(page, jobs, grant, Grant.Status.ACTIVE)
+    assert page.inner_text("p.status strong") == "Active"
     researcher_reaches_the_node(page, grant, gpu_node, key, tmp_path)
 
     # A day of use later, the dashboard's charts show it.
