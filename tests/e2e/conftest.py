@@ -59,8 +59,11 @@ def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> 
     page.click("main form[action^='/accounts/login/'] button[type=submit]")
     if totp_secret:
         page.wait_for_url("**/2fa/authenticate/**")
+        while 30 - time.time() % 30 < 1:  # a code about to expire may reach the server too late
+            time.sleep(0.1)
         page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, int(time.time()) // 30)))
         page.click("main form button[type=submit]")
+        page.wait_for_url(lambda url: "/2fa/" not in url)
     page.wait_for_load_state()
 
 

@@ -2,9 +2,11 @@
 application and one e-mail."""
 
 import pytest
+from django.conf import settings
 
 from portal.models import Application, OutboxMessage
-from tests.e2e.test_apply_in_the_browser import researcher, sign_in  # noqa: F401
+from tests.e2e.conftest import sign_in
+from tests.e2e.test_apply_in_the_browser import researcher  # noqa: F401 - the fixture
 from tests.factories import CallFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -26,7 +28,7 @@ def fill_complete_application(page, call) -> None:
 
 def test_back_after_submit_and_submitting_again_makes_one_application_and_one_email(page, researcher):  # noqa: F811
     call = CallFactory()
-    sign_in(page, researcher.email)
+    sign_in(page, researcher.email, settings.DEMO_PASSWORD)
     page.goto(f"/calls/{call.pk}/apply/")
     fill_complete_application(page, call)
     page.click("button[name=submit]")

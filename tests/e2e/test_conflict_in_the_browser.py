@@ -4,14 +4,13 @@ for its title, the reviews list, nor by typing its change, review, decision or a
 an application of another organisation stays in reach."""
 
 import pytest
-from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 
 from portal.models import Membership, Review
 from portal.services import applications as svc
 from tests.e2e.conftest import sign_in
+from tests.e2e.steps import APPROVER_PERMS, staff_with_totp
 from tests.factories import ApplicationFactory, MembershipFactory, UserFactory
-from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,10 +23,7 @@ def submitted(title: str, **kwargs):
 def test_a_reviewer_of_organisation_x_cannot_see_xs_applications_anywhere(page):
     own = submitted("Conflicted protein folding")
     other = submitted("Independent weather model")
-    reviewer = staff_user("reviewer@x-univ.ac.kr", *REVIEWER_PERMS, "portal.decide_application")
-    reviewer.authenticator_set.all().delete()
-    secret = generate_totp_secret()
-    TOTP.activate(reviewer, secret)
+    reviewer, secret = staff_with_totp("reviewer@x-univ.ac.kr", *APPROVER_PERMS)
     MembershipFactory(user=reviewer, organisation=own.organisation, role=Membership.Role.MEMBER)
     # Someone without a conflict reviewed X's application: that review is not shown either.
     outsider = UserFactory(email="colleague@ministry.go.kr")

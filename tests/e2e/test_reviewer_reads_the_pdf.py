@@ -4,13 +4,14 @@ whole application there and downloads the applicant's PDF, in a real browser."""
 import time
 
 import pytest
-from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
-from django.contrib.auth.models import Permission
+from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from portal.services import applications as svc
-from tests.factories import ApplicationFactory, UserFactory
+from tests.e2e.steps import staff_with_totp
+from tests.factories import ApplicationFactory
 from tests.portal.test_application_views import PDF
+from tests.portal.test_review_admin import REVIEWER_PERMS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -23,14 +24,7 @@ def test_a_reviewer_opens_the_review_page_and_downloads_the_pdf(page, settings, 
         attachment=SimpleUploadedFile("Research plan.pdf", PDF), expected_version=app.version,
     )  # fmt: skip
     svc.application_submit(application=app, actor=app.principal_investigator)
-    reviewer = UserFactory(email="reviewer@ministry.go.kr", is_staff=True)
-    reviewer.user_permissions.add(
-        *Permission.objects.filter(
-            codename__in=["view_application", "view_review", "add_review", "view_eligibilityresult"]
-        )
-    )
-    secret = generate_totp_secret()
-    TOTP.activate(reviewer, secret)
+    reviewer, secret = staff_with_totp("reviewer@ministry.go.kr", *REVIEWER_PERMS)
 
     page.goto("/admin/")
     page.fill("input[name=login]", reviewer.email)
