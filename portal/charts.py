@@ -9,14 +9,15 @@ already computed: these functions never query the database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from django.utils.formats import date_format, number_format
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
-from django.utils.translation import gettext
+from django.utils import numberformat
+from django.utils.formats import date_format, get_format, number_format
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language, gettext
 
 ACCENT = "#0b4f9c"
 RECENT = "#1a7f37"
@@ -30,6 +31,25 @@ def num(value: float | int | None, decimals: int = 0) -> str:
     if value is None:
         return "–"
     return number_format(value, decimal_pos=decimals, force_grouping=True)
+
+
+def num_formatter(decimals: int = 0) -> Callable[[float | int | None], str]:
+    """`num` for many values: the locale's separators and grouping are read once, not three
+    `get_format` look-ups per value (most of a 30-bar chart's CPU on the dashboard, issue 13).
+    The same text as `num`: Django's own `numberformat.format` with the same arguments."""
+    lang = get_language()
+    decimal_sep = get_format("DECIMAL_SEPARATOR", lang, use_l10n=True)
+    grouping = get_format("NUMBER_GROUPING", lang, use_l10n=True)
+    thousand_sep = get_format("THOUSAND_SEPARATOR", lang, use_l10n=True)
+
+    def fmt(value: float | int | None) -> str:
+        if value is None:
+            return "–"
+        return numberformat.format(
+            value, decimal_sep, decimals, grouping, thousand_sep, force_grouping=True, use_l10n=True
+        )
+
+    return fmt
 
 
 def day_label(day: date) -> str:
@@ -85,23 +105,19 @@ def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, d
     plot_w, plot_h = width - left, height - bottom - 6
     top = top or 1
     step = plot_w / max(len(points), 1)
-    bars = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>',
-        (
-            (
-                f"{left + i * step + step * 0.15:.1f}",
-                f"{6 + plot_h - h:.1f}",
-                f"{step * 0.7:.1f}",
-                f"{h:.1f}",
-                RECENT if p.highlight else ACCENT,
-                p.label,
-                f"{num(p.value, 1)}{unit}",
-            )
+    value_text = num_formatter(1)
+    safe_unit = escape(unit)
+    # Coordinates and colours are numbers and constants; only the label and the unit are text
+    # to escape. One f-string per bar instead of format_html escaping seven arguments each.
+    bars = mark_safe(  # noqa: S308 - every text value is escaped above; the rest are numbers
+        "".join(
+            f'<rect x="{left + i * step + step * 0.15:.1f}" y="{6 + plot_h - h:.1f}" width="{step * 0.7:.1f}" '
+            f'height="{h:.1f}" fill="{RECENT if p.highlight else ACCENT}"><title>{escape(p.label)}: '
+            f"{escape(value_text(p.value))}{safe_unit}</title></rect>"
             for i, p in enumerate(points)
             if p.value is not None
             for h in [plot_h * min(max(p.value, 0) / top, 1.0)]
-        ),
+        )
     )
     axis = format_html(
         '<line x1="{l}" y1="{base}" x2="{w}" y2="{base}" stroke="{text}" stroke-width="1"/>'
