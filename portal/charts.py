@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from django.template.defaultfilters import floatformat
 from django.utils import numberformat
 from django.utils.formats import date_format, get_format, number_format
 from django.utils.html import escape, format_html, format_html_join
@@ -48,6 +49,22 @@ def num_formatter(decimals: int = 0) -> Callable[[float | int | None], str]:
         return numberformat.format(
             value, decimal_sep, decimals, grouping, thousand_sep, force_grouping=True, use_l10n=True
         )
+
+    return fmt
+
+
+def floatformat_formatter(decimals: int) -> Callable[[float], str]:
+    """The template filter `floatformat:"<decimals>g"` for many floats: a value with no more
+    decimals than shown (rounded already) is the same text as `num_formatter`'s; any other value
+    goes through the filter itself, so the text never differs from the template's."""
+    fast = num_formatter(decimals)
+    arg = f"{decimals}g"
+
+    def fmt(value: float) -> str:
+        text = repr(value)
+        if isinstance(value, float) and "e" not in text and "n" not in text and len(text.partition(".")[2]) <= decimals:
+            return fast(value + 0.0)  # + 0.0: no "-0.0"
+        return floatformat(value, arg)
 
     return fmt
 
