@@ -13,11 +13,14 @@ from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext
 
 # Django's own message, translated by the admin's catalogue (a variable: not copied into ours).
 ACTION_CHECKBOX_LABEL = "Select this object for an action - {}"
+# Stands for a row's primary key in the change URL reversed once per page (not a possible pk).
+PK_SLOT = "__pk_slot__"
 
 
 class ScaledChangeList(ChangeList):
@@ -30,9 +33,22 @@ class ScaledChangeList(ChangeList):
         # items_for_result adds `preserved_filters` to each row's link when it is set; the same
         # query string is added here once per row instead.
         self.row_filters, self.preserved_filters = self.preserved_filters, ""
+        self._change_url: str | None = None
 
     def url_for_result(self, result) -> str:
-        url = super().url_for_result(result)
+        """The row's change URL, as Django's `reverse` writes it: reversed once per page with a
+        placeholder for the (integer) primary key, not once per row against the URL patterns."""
+        pk = getattr(result, self.pk_attname)
+        if isinstance(pk, int):
+            if self._change_url is None:
+                self._change_url = reverse(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                    args=(PK_SLOT,),
+                    current_app=self.model_admin.admin_site.name,
+                )
+            url = self._change_url.replace(PK_SLOT, str(pk))
+        else:  # a text key is quoted twice by Django (admin quote, then URL quote): leave it to it
+            url = super().url_for_result(result)
         return f"{url}?{self.row_filters}" if self.row_filters else url
 
 

@@ -12,14 +12,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from allocations.models import Grant, JupyterSession, NodeAccount, Notice
 from allocations.services.usage import grants_with_usage
-from allocations.services.usage_charts import DAYS, GrantPanel, daily_usage, grant_panel, window
+from allocations.services.usage_charts import DAYS, GrantPanel, daily_usage, day_labels, grant_panel, window
 from billing.models import Invoice
 from portal import charts
 from portal.models import Membership
@@ -90,12 +89,12 @@ def _connect(user, grants: list[Grant]) -> dict[int, tuple[str, str, str]]:
     return out
 
 
-def _owned(user) -> list[OrganisationTotals]:
-    """The organisations the user owns: their grants' use, totals and each grant's share (one
-    query for every owned organisation's grants)."""
-    owner = Membership.objects.filter(organisation=OuterRef("organisation"), user=user, role=Membership.Role.OWNER)
+def _owned(owned: list[int]) -> list[OrganisationTotals]:
+    """The organisations the user owns (`owned`: their ids, from the memberships read in this
+    request): their grants' use, totals and each grant's share (one query for every owned
+    organisation's grants)."""
     # The newest grants first, chosen before the usage sums so that only they are summed.
-    newest = Grant.objects.filter(Exists(owner)).order_by("-created_at").values("pk")[:MAX_OWNED_GRANTS]
+    newest = Grant.objects.filter(organisation_id__in=owned).order_by("-created_at").values("pk")[:MAX_OWNED_GRANTS]
     rows = grants_with_usage(
         Grant.objects.filter(pk__in=newest)
         .select_related("organisation", "application")
@@ -140,11 +139,23 @@ def _owned(user) -> list[OrganisationTotals]:
     return out
 
 
-def dashboard_overview(*, user, grant_rows: list[dict], today: date | None = None) -> Overview:
+def _roles(user, memberships: list[Membership] | None) -> dict[int, str]:
+    """Organisation id → the user's role there now: from the memberships the request has just
+    read (the dashboard reads them first), or read here."""
+    if memberships is None:
+        memberships = list(Membership.objects.filter(user=user).only("organisation_id", "role"))
+    return {m.organisation_id: m.role for m in memberships}
+
+
+def dashboard_overview(
+    *, user, grant_rows: list[dict], memberships: list[Membership] | None = None, today: date | None = None
+) -> Overview:
     """Charts, notices and connection commands for the grants in `grant_rows` (the dashboard's
     rows from `grants_with_usage`, each with its `month`), plus what an owner or billing
     member must know about their organisations. The number of queries does not grow with the
-    number of grants, days or organisations."""
+    number of grants, days or organisations. `memberships`: the user's current memberships as
+    read at the start of this request (what owners and billing members see follows them); a
+    user who owns no organisation and pays for none costs no query for those parts."""
     today = today or timezone.localdate()
     first = today - timedelta(days=DAYS - 1)
     grants = [row["grant"] for row in grant_rows]
@@ -155,19 +166,25 @@ def dashboard_overview(*, user, grant_rows: list[dict], today: date | None = Non
         for notice in Notice.objects.filter(grant_id__in=ids, kind=Notice.Kind.IDLE, resolved_at__isnull=True):
             notices[notice.grant_id].append(notice)
     connect = _connect(user, grants)
+    dates = [first + timedelta(days=n) for n in range(DAYS)]
+    labels, short_dates = day_labels(dates) if grant_rows else ({}, {})
     panels = []
     for row in grant_rows:
         grant = row["grant"]
-        panel = grant_panel(row, window(daily.get(grant.pk, {}), first))
+        panel = grant_panel(row, window(daily.get(grant.pk, {}), first), labels, short_dates)
         panel.notices = notices.get(grant.pk, [])
         panel.ssh_command, panel.tunnel_command, panel.jupyter_state = connect.get(grant.pk, ("", "", ""))
         panels.append(panel)
-    payers = Membership.objects.filter(
-        organisation=OuterRef("organisation"), user=user, role__in=[Membership.Role.OWNER, Membership.Role.BILLING]
+    roles = _roles(user, memberships)
+    owned = [org for org, role in roles.items() if role == Membership.Role.OWNER]
+    payers = [org for org, role in roles.items() if role in {Membership.Role.OWNER, Membership.Role.BILLING}]
+    invoices_due = (
+        list(
+            Invoice.objects.filter(organisation_id__in=payers, status=Invoice.Status.OPEN)
+            .select_related("organisation")
+            .order_by("due_on")[:20]
+        )
+        if payers
+        else []
     )
-    invoices_due = list(
-        Invoice.objects.filter(Exists(payers), status=Invoice.Status.OPEN)
-        .select_related("organisation")
-        .order_by("due_on")[:20]
-    )
-    return Overview(panels=panels, organisations=_owned(user), invoices_due=invoices_due)
+    return Overview(panels=panels, organisations=_owned(owned) if owned else [], invoices_due=invoices_due)

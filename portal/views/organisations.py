@@ -37,7 +37,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     for row in grants:
         row["month"] = months[row["grant"].pk]
     context = {"memberships": data.memberships, "applications": data.applications, "grants": grants}
-    context["overview"] = dashboard_overview(user=request.user, grant_rows=grants)
+    context["overview"] = dashboard_overview(user=request.user, grant_rows=grants, memberships=data.memberships)
     return render(request, "portal/dashboard.html", context)
 
 
