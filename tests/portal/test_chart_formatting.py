@@ -10,8 +10,8 @@ from django.template import Context, Template
 from django.template.defaultfilters import floatformat
 from django.utils import translation
 
-from portal import charts
 from allocations.services.usage_charts import Day, day_rows
+from portal import charts
 
 VALUES = [0.0, -0.0, 0.1, 0.05, 1.25, 2.675, 3.0, 999.95, 1234.5, 1234567.891, 12.3456, -4.2, 1e-7, 6465.5]
 
