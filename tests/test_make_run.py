@@ -52,6 +52,23 @@ s = JupyterSession.objects.filter(grant=g).first()
 print("RESULT" + json.dumps({"status": g.status, "reason": g.status_reason, "username": a and a.username,
     "socket": s and s.socket_path, "jupyter": s and s.state, "token": s and jupyter.session_token(s)}))
 """
+# The demo node's pushed samples as the grant's usage: the hours the periodic usage job builds
+# (every 10 minutes, complete hours only) built now for this hour and the one before.
+USAGE = """
+import json
+from datetime import UTC, datetime, timedelta
+from allocations.models import Grant, SampleBatch, UsageHour
+from allocations.services.usage import hour_start, usage_hour_build
+g = Grant.objects.get()
+batches = SampleBatch.objects.filter(node__hostname="gpu-demo-01").count()
+if batches:
+    for hour in (hour_start(datetime.now(UTC)) - timedelta(hours=1), hour_start(datetime.now(UTC))):
+        usage_hour_build(hour=hour)
+hours = UsageHour.objects.filter(grant=g, sample_count__gt=0, avg_utilization__isnull=False)
+print("RESULT" + json.dumps({"batches": batches, "usage_hours": hours.count()}))
+"""
+# Where a newcomer's first install_agent put the push file before it was given --push-config.
+SHARED_PUSH_FILE = "/etc/gpu-portal/push.json"
 
 
 class Stack:
@@ -143,7 +160,7 @@ def left_on_the_machine(prefix: str, datadir: Path) -> list[str]:
     found += [g.gr_name for g in grp.getgrall() if g.gr_name.startswith(prefix)]
     paths = [f"/etc/sudoers.d/gpu-portal-{prefix}prov", f"/usr/local/sbin/gpu-portal-agent-{prefix}",
              f"/etc/gpu-portal-{prefix}", f"/var/lib/gpu-portal-{prefix}", f"/run/gpu-portal-{prefix}",
-             str(datadir / "demo-node")]  # fmt: skip
+             str(datadir / "demo-node"), SHARED_PUSH_FILE]  # fmt: skip
     return found + [p for p in paths if os.path.lexists(p)]
 
 
@@ -196,15 +213,37 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     assert f"Pinned {fingerprint} for gpu-h100-extra." in added.stdout
 
     # ... and installing the demo node's agent again by hand, with the command `make run` printed.
+    # It installs exactly what the bootstrap did: the same agent configuration (uid range,
+    # push file in the node's own folder), a new samples token, nothing in /etc/gpu-portal/.
+    agent_json = Path(f"/etc/gpu-portal-{stack.prefix}/agent.json")
+    push_json = agent_json.with_name("push.json")
+    configured, pushed = agent_json.read_text(), json.loads(push_json.read_text())
     printed = next(line for line in stack.output(tail=0).splitlines() if 'make manage ARGS="install_agent' in line)
     installed = stack.make("manage", "ARGS=" + printed.split('ARGS="', 1)[1].rstrip('"'))
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "gpu-demo-01: 8 GPUs, status online." in installed.stdout
     assert "Connected (version" not in installed.stdout + installed.stderr  # no paramiko chatter
+    assert agent_json.read_text() == configured
+    repushed = json.loads(push_json.read_text())
+    assert repushed["url"] == pushed["url"] == f"http://127.0.0.1:{stack.port}/api/v1/nodes/gpu-demo-01/samples"
+    assert repushed["token"] != pushed["token"]
+    assert not os.path.lexists(SHARED_PUSH_FILE)
+
+    # The node pushes its (replayed) samples every minute, as a real node's timer does; with
+    # the new token too. They become the grant's usage hours.
+    before = stack.shell(USAGE)["batches"]
+    deadline = time.monotonic() + 150
+    while (usage := stack.shell(USAGE))["batches"] <= before or not usage["usage_hours"]:
+        assert time.monotonic() < deadline, f"{usage}\n{stack.output()}"
+        time.sleep(3)
+    assert "GPU samples reach the portal" in stack.output(tail=0)
 
     rc, took = stack.interrupt()
     assert rc == 0, stack.output()
     assert took < 5, took
+    # Nothing the demo node started for its users outlives `make run` (JupyterLab among them).
+    assert subprocess.run(["pgrep", "-u", grant["username"]], capture_output=True).returncode == 1
+    assert f"stopped the processes of {grant['username']}" in stack.output()
     assert not (stack.datadir / "redis/redis.sock").exists()
     assert not (stack.datadir / "pg/.s.PGSQL.5432").exists()
 
