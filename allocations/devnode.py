@@ -180,22 +180,37 @@ def node_accounts(host: NodeHost) -> list[pwd.struct_passwd]:
     ]
 
 
+def live_processes(uid: int) -> list[int]:
+    """The processes of `uid` that still run (zombies, which linger until reaped, excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
 def stop_account_processes(host: NodeHost, grace: float = 1.5) -> list[str]:
     """Stop every process of the node's user accounts (their JupyterLabs, shells, anything they
     left running): SIGTERM, then SIGKILL after `grace` seconds. Returns the accounts that had any."""
-    stopped = [
-        e.pw_name
-        for e in node_accounts(host)
-        if subprocess.run(["pkill", "-TERM", "-u", str(e.pw_uid)], check=False).returncode == 0
-    ]
+    running = {e.pw_name: e.pw_uid for e in node_accounts(host) if live_processes(e.pw_uid)}
+    for uid in running.values():
+        subprocess.run(["pkill", "-TERM", "-U", str(uid)], check=False)
     deadline = time.monotonic() + grace
-    for name in stopped:
-        while subprocess.run(["pgrep", "-u", name], capture_output=True).returncode == 0:
-            if time.monotonic() > deadline:
-                subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-                break
+    for uid in running.values():
+        killed = False
+        while live_processes(uid) and time.monotonic() < deadline + 0.5:
+            if time.monotonic() > deadline and not killed:
+                subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+                killed = True
             time.sleep(0.05)
-    return stopped
+    return sorted(running)
 
 
 # Device numbers of harmless devices anyone may open (zero, full, random, fuse, tun, hwrng,

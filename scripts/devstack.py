@@ -419,7 +419,9 @@ def serve(stack: Stack) -> int:
     stack.env.setdefault("PROVISIONING_SSH_KEY", str(stack.datadir / "provisioning_ed25519"))
     stack.env.setdefault("NODE_ACCOUNT_PREFIX", stack.env.get("DEMO_PREFIX", "gpdemo"))
     stack.env.setdefault("NODE_UNIX_ID_BASE", stack.env.get("DEMO_UNIX_ID_BASE", "30000000"))
-    stack.env.setdefault("NODE_UNIX_ID_MAX", str(demo_layout(stack.datadir, stack.env).id_max))
+    from allocations.devnode import ID_SPAN  # the demo node's uid range, which seed_demo checks
+
+    stack.env.setdefault("NODE_UNIX_ID_MAX", str(int(stack.env["NODE_UNIX_ID_BASE"]) + ID_SPAN))
     stack.env.setdefault("DEV_MAIL_DIR", str(stack.datadir / "mail"))
     say(f'operator commands: make manage ARGS="…" (reads {write_env_file(stack)}); mail: {stack.env["DEV_MAIL_DIR"]}/')
     stack.check_call(*MANAGE, "compilemessages", "--ignore", ".venv", "-v", "0")

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from allocations.devnode import free_port
+from allocations.devnode import free_port, live_processes
 from tests.allocations.jupyter_client import http_status, ssh_tunnel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,8 +242,9 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     assert rc == 0, stack.output()
     assert took < 5, took
     # Nothing the demo node started for its users outlives `make run` (JupyterLab among them).
-    assert subprocess.run(["pgrep", "-u", grant["username"]], capture_output=True).returncode == 1
-    assert f"stopped the processes of {grant['username']}" in stack.output()
+    left = live_processes(pwd.getpwnam(grant["username"]).pw_uid)
+    assert left == [], subprocess.run(["ps", "-o", "pid,stat,cmd", *map(str, left)], capture_output=True).stdout
+    assert f"stopped the processes of {grant['username']}" in stack.output(), stack.output()
     assert not (stack.datadir / "redis/redis.sock").exists()
     assert not (stack.datadir / "pg/.s.PGSQL.5432").exists()
 
