@@ -105,7 +105,8 @@ class Stack:
         raise AssertionError("the portal never answered:\n" + self.output())
 
     def output(self, tail: int = 4000) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")[-tail:]
 
     def interrupt(self) -> tuple[int, float]:
