@@ -1,8 +1,11 @@
 """`make run` as a newcomer uses it: the devstack in a subprocess with its own data folder and
 demo node prefix, an approval of the demo application, the grant `active` on the demo GPU node,
 an SSH login and JupyterLab through the printed tunnel with the demo researcher's key, an
-operator command against the running stack, Ctrl-C, `make clean-demo`, and the next run
-bringing the node back in line with the database. Needs root (the demo node creates accounts)."""
+operator command against the running stack, the printed install_agent command installing exactly
+what the bootstrap did, the node's pushed samples becoming the grant's usage, Ctrl-C stopping
+the demo accounts' processes (the next run starts the Jupyter again), `make clean-demo`, and the
+next run bringing the node back in line with the database. Needs root (the demo node creates
+accounts)."""
 
 from __future__ import annotations
 
@@ -68,7 +71,17 @@ hours = UsageHour.objects.filter(grant=g, sample_count__gt=0, avg_utilization__i
 print("RESULT" + json.dumps({"batches": batches, "usage_hours": hours.count()}))
 """
 # Where a newcomer's first install_agent put the push file before it was given --push-config.
-SHARED_PUSH_FILE = "/etc/gpu-portal/push.json"
+SHARED_PUSH_FILE = Path("/etc/gpu-portal/push.json")
+
+
+def shared_push_file_of(port: int) -> list[str]:
+    """The machine-wide push file, when it points to the portal on `port` (test runs of other
+    checkouts may write theirs there)."""
+    try:
+        url = json.loads(SHARED_PUSH_FILE.read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return [str(SHARED_PUSH_FILE)] if SHARED_PUSH_FILE.exists() else []
+    return [str(SHARED_PUSH_FILE)] if url.startswith(f"http://127.0.0.1:{port}/") else []
 
 
 class Stack:
@@ -156,13 +169,13 @@ class Stack:
         )  # fmt: skip
 
 
-def left_on_the_machine(prefix: str, datadir: Path) -> list[str]:
+def left_on_the_machine(prefix: str, datadir: Path, port: int) -> list[str]:
     found = [u.pw_name for u in pwd.getpwall() if u.pw_name.startswith(prefix)]
     found += [g.gr_name for g in grp.getgrall() if g.gr_name.startswith(prefix)]
     paths = [f"/etc/sudoers.d/gpu-portal-{prefix}prov", f"/usr/local/sbin/gpu-portal-agent-{prefix}",
              f"/etc/gpu-portal-{prefix}", f"/var/lib/gpu-portal-{prefix}", f"/run/gpu-portal-{prefix}",
-             str(datadir / "demo-node"), SHARED_PUSH_FILE]  # fmt: skip
-    return found + [p for p in paths if os.path.lexists(p)]
+             str(datadir / "demo-node")]  # fmt: skip
+    return found + [p for p in paths if os.path.lexists(p)] + shared_push_file_of(port)
 
 
 @pytest.fixture
@@ -228,7 +241,7 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     repushed = json.loads(push_json.read_text())
     assert repushed["url"] == pushed["url"] == f"http://127.0.0.1:{stack.port}/api/v1/nodes/gpu-demo-01/samples"
     assert repushed["token"] != pushed["token"]
-    assert not os.path.lexists(SHARED_PUSH_FILE)
+    assert shared_push_file_of(stack.port) == []
 
     # The node pushes its (replayed) samples every minute, as a real node's timer does; with
     # the new token too. They become the grant's usage hours.
@@ -249,9 +262,19 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     assert not (stack.datadir / "redis/redis.sock").exists()
     assert not (stack.datadir / "pg/.s.PGSQL.5432").exists()
 
+    # The next run (the accounts kept) starts the active grant's JupyterLab again.
+    stack.start()
+    uid = pwd.getpwnam(grant["username"]).pw_uid
+    deadline = time.monotonic() + 90
+    while not live_processes(uid):
+        assert time.monotonic() < deadline, stack.output()
+        time.sleep(1)
+    rc, _took = stack.interrupt()
+    assert rc == 0 and live_processes(uid) == [], stack.output()
+
     cleaned = stack.make("clean-demo")
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert left_on_the_machine(stack.prefix, stack.datadir) == []
+    assert left_on_the_machine(stack.prefix, stack.datadir, stack.port) == []
 
     # The next run creates the node again and the reconciliation gives the grant's access back.
     stack.start()
