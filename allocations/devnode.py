@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NVML_REPLAY = ROOT / "tests/fixtures/nvml/h100-sxm-8.json"
 JUPYTER_REQUIREMENTS = ROOT / "allocations/agent/node-jupyter-requirements.txt"
 REQUIRED_BINARIES = ("/usr/sbin/sshd", "/usr/bin/sudo", "/usr/sbin/useradd", "/usr/sbin/visudo")
+# How many uids one stand-in node may hand out: unix_id_base + 1 ... unix_id_base + ID_SPAN.
+ID_SPAN = 9_999
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,16 @@ class NodeHost:
     sshd: SshdSettings = field(default_factory=SshdSettings)
     unix_id_base: int = 0
 
+    @property
+    def id_max(self) -> int:
+        """The last uid of the node's range (the portal's NODE_UNIX_ID_MAX for this node)."""
+        return self.unix_id_base + ID_SPAN
+
+    @property
+    def push_config(self) -> str:
+        """The root-only push file (URL and samples token), in the node's own config folder."""
+        return str(Path(self.config_path).with_name("push.json"))
+
     def agent_config(self) -> dict:
         return {
             "account_prefix": self.prefix,
@@ -65,10 +77,10 @@ class NodeHost:
             "keys_dir": self.keys_dir,
             "managed_group": self.managed_group,
             "gpu_device_pattern": self.device_dir + "/nvidia{minor}",
-            "push_config": str(Path(self.config_path).with_name("push.json")),
+            "push_config": self.push_config,
             # The portal's uid range (NODE_UNIX_ID_BASE + 1 ...): a run's own slice of it.
             "id_min": self.unix_id_base + 1,
-            "id_max": self.unix_id_base + 9_999,
+            "id_max": self.id_max,
         }
 
     def device(self, minor: int) -> str:
@@ -156,6 +168,49 @@ def remove_accounts(prefixes: list[str]) -> list[str]:
             subprocess.run(["groupdel", "-f", group.gr_name], capture_output=True, check=False)
             removed.append(f"group {group.gr_name}")
     return removed
+
+
+def node_accounts(host: NodeHost) -> list[pwd.struct_passwd]:
+    """The accounts the node's agent created for users: the node's prefix and a uid in its
+    range (the provisioning account and every other account of the machine are not)."""
+    return [
+        entry
+        for entry in pwd.getpwall()
+        if entry.pw_name.startswith(host.prefix) and host.unix_id_base < entry.pw_uid <= host.id_max
+    ]
+
+
+def live_processes(uid: int) -> list[int]:
+    """The processes of `uid` that still run (zombies, which linger until reaped, excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
+def stop_account_processes(host: NodeHost, grace: float = 1.5) -> list[str]:
+    """Stop every process of the node's user accounts (their JupyterLabs, shells, anything they
+    left running): SIGTERM, then SIGKILL after `grace` seconds. Returns the accounts that had any."""
+    running = {e.pw_name: e.pw_uid for e in node_accounts(host) if live_processes(e.pw_uid)}
+    for uid in running.values():
+        subprocess.run(["pkill", "-TERM", "-U", str(uid)], check=False)
+    deadline = time.monotonic() + grace
+    for uid in running.values():
+        killed = False
+        while live_processes(uid) and time.monotonic() < deadline + 0.5:
+            if time.monotonic() > deadline and not killed:
+                subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+                killed = True
+            time.sleep(0.05)
+    return sorted(running)
 
 
 # Device numbers of harmless devices anyone may open (zero, full, random, fuse, tun, hwrng,
@@ -304,11 +359,13 @@ def node_remove(host: NodeHost, *, keep_base: bool = False) -> list[str]:
     return removed
 
 
-def node_bootstrap(host: NodeHost, *, hostname: str, gpu_model: str = "H100-80GB"):
+def node_bootstrap(host: NodeHost, *, hostname: str, gpu_model: str = "H100-80GB", portal_url: str = ""):
     """What an operator does for a new node, done for the stand-in: register it (or update the
     address and port of a node of that name), pin the host key read from the node's own key
     file (the out-of-band check), install the agent through the real installer and read the
-    GPU inventory. Running it again repairs whatever was removed since."""
+    GPU inventory. Running it again repairs whatever was removed since. With `portal_url` the
+    node gets a samples token and the push file `host.push_config` (nothing outside the node's
+    own folders); `install_agent_args` with the same `portal_url` does exactly the same."""
     from django.conf import settings
 
     from allocations import ssh
@@ -342,21 +399,27 @@ def node_bootstrap(host: NodeHost, *, hostname: str, gpu_model: str = "H100-80GB
         config_path=host.config_path,
         agent_config=host.agent_config(),
         sshd=host.sshd,
+        portal_url=portal_url,
     )
     node_services.node_inventory(node=node)
     node.refresh_from_db()
     return node
 
 
-def install_agent_args(host: NodeHost, hostname: str) -> list[str]:
+def install_agent_args(host: NodeHost, hostname: str, *, portal_url: str = "") -> list[str]:
     """The `manage.py install_agent` arguments that install this node's agent by hand, exactly
-    as `node_bootstrap` does."""
+    as `node_bootstrap(host, hostname=hostname, portal_url=portal_url)` does: the same agent
+    configuration (the uid range comes from the settings NODE_UNIX_ID_BASE and NODE_UNIX_ID_MAX,
+    which must be `host.unix_id_base` and `host.id_max`), the push file in the node's own config
+    folder, and a push only with `portal_url`."""
     config = host.agent_config()
+    push = ["--portal-url", portal_url] if portal_url else ["--no-push"]
     return [
         "install_agent", hostname, "--operator-user", "root", "--operator-key", host.operator_key,
         "--config-path", host.config_path, "--jupyter-bin", config["jupyter_bin"],
         "--state-dir", config["state_dir"], "--jupyter-run-dir", config["jupyter_run_dir"],
         "--nvml-replay", config["nvml_replay"], "--keys-dir", config["keys_dir"],
         "--managed-group", config["managed_group"], "--gpu-device-pattern", config["gpu_device_pattern"],
+        "--push-config", config["push_config"], *push,
         "--sshd-config", host.sshd.config, "--sshd-dropin", host.sshd.dropin, "--sshd-pid-file", host.sshd.pid_file,
     ]  # fmt: skip

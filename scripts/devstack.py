@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import glob
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -259,16 +260,91 @@ def demo_node_start(stack: Stack):
     proc = devnode.sshd_start(host)
     say(f"demo GPU node: sshd on 127.0.0.1:{host.port} (config {host.sshd.config}); on this machine it has")
     for what in (
-        f"accounts {host.prefix}<number> and groups {host.prefix}g<number> (created on approval)",
+        f"accounts {host.prefix}<number>, each with its own group of that name (created on approval, uids"
+        f" {host.unix_id_base + 1}-{host.id_max}; GPU access by ACLs on the device stand-ins)",
         f"the provisioning account {host.provisioning_user} and the group {host.managed_group}",
         f"the sudo rule /etc/sudoers.d/gpu-portal-{host.provisioning_user}, the agent {host.agent_path}",
-        f"{Path(host.config_path).parent}/ (config, users' keys), {host.state_dir}/,"
+        f"{Path(host.config_path).parent}/ (config, push file, users' keys), {host.state_dir}/,"
         f" GPU device stand-ins in {host.device_dir}/, Jupyter sockets in {host.jupyter_run_dir}/",
         f"the sshd drop-in {host.sshd.dropin} and keys in {host.base}/",
     ):
         say(f"  {what}")
     say("  `make clean-demo` removes all of it; the next `make run` creates it again")
     return node_file, proc
+
+
+def demo_node_stop(node_file: Path, sshd: subprocess.Popen) -> None:
+    """Stop the demo node's sshd, then every process of the accounts it created for users
+    (their JupyterLabs keep running otherwise). The accounts themselves stay: the portal's grants
+    still have them; `make clean-demo` removes them."""
+    from allocations import devnode
+
+    devnode.sshd_stop(sshd)
+    stopped = devnode.stop_account_processes(devnode.NodeHost.from_json(node_file.read_text()))
+    say("demo node's sshd stopped" + (f"; stopped the processes of {', '.join(stopped)}" if stopped else ""))
+
+
+class DemoPusher:
+    """The demo node's push timer: what gpu-portal-push.timer does on a real node (systemd does
+    not run here), `AGENT push` as root every minute. The agent sends the replayed NVML sample
+    and whatever earlier runs could not deliver to the portal's samples URL, with the node's
+    samples token, both from the root-only push file that seed_demo's install wrote. Each run
+    is in a session of its own (a Ctrl-C is for this script, which stops it); its answers go to
+    `log` and a failure is said once, until the next success."""
+
+    def __init__(self, node_file: Path, log: Path, first_after: float = 10, every: float = 60) -> None:
+        from allocations import devnode
+
+        host = devnode.NodeHost.from_json(node_file.read_text())
+        self.command = [host.agent_path, "push"]
+        self.log = log
+        self.every = every
+        self.due = time.monotonic() + first_after
+        self.proc: subprocess.Popen | None = None
+        self.failing: str | None = None
+        self.sent = 0
+        say(f"the demo node pushes GPU samples every {every:.0f} s, as its timer would ({self.command[0]} push;"
+            f" answers in {log})")  # fmt: skip
+
+    def tick(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self._finished(self.proc.communicate()[0])
+            self.proc = None
+        if self.proc is None and time.monotonic() >= self.due:
+            self.due = time.monotonic() + self.every
+            self.proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def _finished(self, output: bytes) -> None:
+        text = output.decode(errors="replace").strip()
+        with self.log.open("a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+        try:
+            answer = json.loads(text.splitlines()[-1])
+        except (ValueError, IndexError):
+            answer = {"ok": False, "message": text[-300:]}
+        problem = answer.get("message") if not answer.get("ok") else answer.get("error")
+        if problem:
+            if problem != self.failing:
+                say(f"the demo node's samples push failed: {problem} (kept on the node, sent again next minute)")
+            self.failing = problem
+            return
+        if self.failing or not self.sent:
+            say("the demo node's GPU samples reach the portal")
+        self.failing = None
+        self.sent += answer.get("sent", 0)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
 
 def demo_node_clean(datadir: Path) -> int:
@@ -299,7 +375,7 @@ def write_env_file(stack: Stack) -> Path:
     """`.devdata/env`: what `make manage` and `manage.py` read to reach the running stack."""
     path = stack.datadir / "env"
     keys = ("PORTAL_ENV", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL", "SITE_URL", "PROVISIONING_SSH_KEY",
-            "NODE_ACCOUNT_PREFIX", "NODE_UNIX_ID_BASE", "DEV_MAIL_DIR")  # fmt: skip
+            "NODE_ACCOUNT_PREFIX", "NODE_UNIX_ID_BASE", "NODE_UNIX_ID_MAX", "DEV_MAIL_DIR")  # fmt: skip
     lines = [f"{k}={shlex.quote(stack.env[k])}" for k in keys if k in stack.env]
     path.write_text(
         "# Written by `make run` for `make manage` (scripts/devstack.py); do not edit.\n" + "\n".join(lines) + "\n"
@@ -343,12 +419,16 @@ def serve(stack: Stack) -> int:
     stack.env.setdefault("PROVISIONING_SSH_KEY", str(stack.datadir / "provisioning_ed25519"))
     stack.env.setdefault("NODE_ACCOUNT_PREFIX", stack.env.get("DEMO_PREFIX", "gpdemo"))
     stack.env.setdefault("NODE_UNIX_ID_BASE", stack.env.get("DEMO_UNIX_ID_BASE", "30000000"))
+    from allocations.devnode import ID_SPAN  # the demo node's uid range, which seed_demo checks
+
+    stack.env.setdefault("NODE_UNIX_ID_MAX", str(int(stack.env["NODE_UNIX_ID_BASE"]) + ID_SPAN))
     stack.env.setdefault("DEV_MAIL_DIR", str(stack.datadir / "mail"))
     say(f'operator commands: make manage ARGS="…" (reads {write_env_file(stack)}); mail: {stack.env["DEV_MAIL_DIR"]}/')
     stack.check_call(*MANAGE, "compilemessages", "--ignore", ".venv", "-v", "0")
     stack.check_call(*MANAGE, "migrate", "--noinput", "-v", "0")
     node_file, sshd = demo_node_start(stack)
     procs: list[subprocess.Popen] = []
+    pusher = None
     try:
         stack.check_call(*MANAGE, "seed_demo", *(["--demo-node", str(node_file)] if node_file else []))
         # Each in its own session: a Ctrl-C reaches only this script, which passes it on once
@@ -359,7 +439,11 @@ def serve(stack: Stack) -> int:
                     ["rqcron", "portal.cron"])  # fmt: skip
         procs = [subprocess.Popen([*MANAGE, *cmd], env=stack.env, cwd=ROOT, start_new_session=True) for cmd in commands]
         say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        if node_file:
+            pusher = DemoPusher(node_file, stack.datadir / "demo-node" / "push.log")
         while all(p.poll() is None for p in procs):
+            if pusher:
+                pusher.tick()
             time.sleep(0.2)
         say("a process ended; stopping the others")
         return 1
@@ -368,12 +452,11 @@ def serve(stack: Stack) -> int:
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        if pusher:
+            pusher.stop()
         stop_all(procs)
         if sshd is not None:
-            from allocations import devnode
-
-            devnode.sshd_stop(sshd)
-            say("demo node's sshd stopped")
+            demo_node_stop(node_file, sshd)
 
 
 def test(stack: Stack, pytest_args: list[str]) -> int:

@@ -1,8 +1,11 @@
 """`make run` as a newcomer uses it: the devstack in a subprocess with its own data folder and
 demo node prefix, an approval of the demo application, the grant `active` on the demo GPU node,
 an SSH login and JupyterLab through the printed tunnel with the demo researcher's key, an
-operator command against the running stack, Ctrl-C, `make clean-demo`, and the next run
-bringing the node back in line with the database. Needs root (the demo node creates accounts)."""
+operator command against the running stack, the printed install_agent command installing exactly
+what the bootstrap did, the node's pushed samples becoming the grant's usage, Ctrl-C stopping
+the demo accounts' processes (the next run starts the Jupyter again), `make clean-demo`, and the
+next run bringing the node back in line with the database. Needs root (the demo node creates
+accounts)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from allocations.devnode import free_port
+from allocations.devnode import free_port, live_processes
 from tests.allocations.jupyter_client import http_status, ssh_tunnel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +55,33 @@ s = JupyterSession.objects.filter(grant=g).first()
 print("RESULT" + json.dumps({"status": g.status, "reason": g.status_reason, "username": a and a.username,
     "socket": s and s.socket_path, "jupyter": s and s.state, "token": s and jupyter.session_token(s)}))
 """
+# The demo node's pushed samples as the grant's usage: the hours the periodic usage job builds
+# (every 10 minutes, complete hours only) built now for this hour and the one before.
+USAGE = """
+import json
+from datetime import UTC, datetime, timedelta
+from allocations.models import Grant, SampleBatch, UsageHour
+from allocations.services.usage import hour_start, usage_hour_build
+g = Grant.objects.get()
+batches = SampleBatch.objects.filter(node__hostname="gpu-demo-01").count()
+if batches:
+    for hour in (hour_start(datetime.now(UTC)) - timedelta(hours=1), hour_start(datetime.now(UTC))):
+        usage_hour_build(hour=hour)
+hours = UsageHour.objects.filter(grant=g, sample_count__gt=0, avg_utilization__isnull=False)
+print("RESULT" + json.dumps({"batches": batches, "usage_hours": hours.count()}))
+"""
+# Where a newcomer's first install_agent put the push file before it was given --push-config.
+SHARED_PUSH_FILE = Path("/etc/gpu-portal/push.json")
+
+
+def shared_push_file_of(port: int) -> list[str]:
+    """The machine-wide push file, when it points to the portal on `port` (test runs of other
+    checkouts may write theirs there)."""
+    try:
+        url = json.loads(SHARED_PUSH_FILE.read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return [str(SHARED_PUSH_FILE)] if SHARED_PUSH_FILE.exists() else []
+    return [str(SHARED_PUSH_FILE)] if url.startswith(f"http://127.0.0.1:{port}/") else []
 
 
 class Stack:
@@ -88,7 +118,8 @@ class Stack:
         raise AssertionError("the portal never answered:\n" + self.output())
 
     def output(self, tail: int = 4000) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")[-tail:]
 
     def interrupt(self) -> tuple[int, float]:
@@ -138,13 +169,13 @@ class Stack:
         )  # fmt: skip
 
 
-def left_on_the_machine(prefix: str, datadir: Path) -> list[str]:
+def left_on_the_machine(prefix: str, datadir: Path, port: int) -> list[str]:
     found = [u.pw_name for u in pwd.getpwall() if u.pw_name.startswith(prefix)]
     found += [g.gr_name for g in grp.getgrall() if g.gr_name.startswith(prefix)]
     paths = [f"/etc/sudoers.d/gpu-portal-{prefix}prov", f"/usr/local/sbin/gpu-portal-agent-{prefix}",
              f"/etc/gpu-portal-{prefix}", f"/var/lib/gpu-portal-{prefix}", f"/run/gpu-portal-{prefix}",
              str(datadir / "demo-node")]  # fmt: skip
-    return found + [p for p in paths if os.path.lexists(p)]
+    return found + [p for p in paths if os.path.lexists(p)] + shared_push_file_of(port)
 
 
 @pytest.fixture
@@ -196,21 +227,54 @@ def test_make_run_gives_the_demo_researcher_ssh_and_jupyter_after_an_approval_an
     assert f"Pinned {fingerprint} for gpu-h100-extra." in added.stdout
 
     # ... and installing the demo node's agent again by hand, with the command `make run` printed.
+    # It installs exactly what the bootstrap did: the same agent configuration (uid range,
+    # push file in the node's own folder), a new samples token, nothing in /etc/gpu-portal/.
+    agent_json = Path(f"/etc/gpu-portal-{stack.prefix}/agent.json")
+    push_json = agent_json.with_name("push.json")
+    configured, pushed = agent_json.read_text(), json.loads(push_json.read_text())
     printed = next(line for line in stack.output(tail=0).splitlines() if 'make manage ARGS="install_agent' in line)
     installed = stack.make("manage", "ARGS=" + printed.split('ARGS="', 1)[1].rstrip('"'))
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "gpu-demo-01: 8 GPUs, status online." in installed.stdout
     assert "Connected (version" not in installed.stdout + installed.stderr  # no paramiko chatter
+    assert agent_json.read_text() == configured
+    repushed = json.loads(push_json.read_text())
+    assert repushed["url"] == pushed["url"] == f"http://127.0.0.1:{stack.port}/api/v1/nodes/gpu-demo-01/samples"
+    assert repushed["token"] != pushed["token"]
+    assert shared_push_file_of(stack.port) == []
+
+    # The node pushes its (replayed) samples every minute, as a real node's timer does; with
+    # the new token too. They become the grant's usage hours.
+    before = stack.shell(USAGE)["batches"]
+    deadline = time.monotonic() + 150
+    while (usage := stack.shell(USAGE))["batches"] <= before or not usage["usage_hours"]:
+        assert time.monotonic() < deadline, f"{usage}\n{stack.output()}"
+        time.sleep(3)
+    assert "GPU samples reach the portal" in stack.output(tail=0)
 
     rc, took = stack.interrupt()
     assert rc == 0, stack.output()
     assert took < 5, took
+    # Nothing the demo node started for its users outlives `make run` (JupyterLab among them).
+    left = live_processes(pwd.getpwnam(grant["username"]).pw_uid)
+    assert left == [], subprocess.run(["ps", "-o", "pid,stat,cmd", *map(str, left)], capture_output=True).stdout
+    assert f"stopped the processes of {grant['username']}" in stack.output(), stack.output()
     assert not (stack.datadir / "redis/redis.sock").exists()
     assert not (stack.datadir / "pg/.s.PGSQL.5432").exists()
 
+    # The next run (the accounts kept) starts the active grant's JupyterLab again.
+    stack.start()
+    uid = pwd.getpwnam(grant["username"]).pw_uid
+    deadline = time.monotonic() + 90
+    while not live_processes(uid):
+        assert time.monotonic() < deadline, stack.output()
+        time.sleep(1)
+    rc, _took = stack.interrupt()
+    assert rc == 0 and live_processes(uid) == [], stack.output()
+
     cleaned = stack.make("clean-demo")
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert left_on_the_machine(stack.prefix, stack.datadir) == []
+    assert left_on_the_machine(stack.prefix, stack.datadir, stack.port) == []
 
     # The next run creates the node again and the reconciliation gives the grant's access back.
     stack.start()

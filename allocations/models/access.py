@@ -159,7 +159,7 @@ class ProvisioningTask(models.Model):
         START_JUPYTER = "start-jupyter", _("Start Jupyter")
         STOP_JUPYTER = "stop-jupyter", _("Stop Jupyter")
         REVOKE = "revoke", _("Revoke access")
-        GRANT_GPUS = "grant-gpus", _("Give the grant's group its GPUs")
+        GRANT_GPUS = "grant-gpus", _("Open the GPUs to the grant's members")
         RELEASE_GPUS = "release-gpus", _("Take the grant's GPUs back")
 
     class State(models.TextChoices):

@@ -45,8 +45,17 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         raise CommandError(
             f"NODE_ACCOUNT_PREFIX is {settings.NODE_ACCOUNT_PREFIX!r} but the demo node manages {host.prefix!r}"
         )
+    if (settings.NODE_UNIX_ID_BASE, settings.NODE_UNIX_ID_MAX) != (host.unix_id_base, host.id_max):
+        raise CommandError(
+            f"NODE_UNIX_ID_BASE and NODE_UNIX_ID_MAX are {settings.NODE_UNIX_ID_BASE} and"
+            f" {settings.NODE_UNIX_ID_MAX} but the demo node's uids are {host.unix_id_base + 1}-{host.id_max}"
+        )
     try:
-        node = devnode.node_bootstrap(host, hostname=DEMO_NODE_HOSTNAME, gpu_model=DEMO_NODE_MODEL)
+        # Samples go to the running portal, as a real node's push timer sends them (make run
+        # runs the agent's push every minute in place of the timer).
+        node = devnode.node_bootstrap(
+            host, hostname=DEMO_NODE_HOSTNAME, gpu_model=DEMO_NODE_MODEL, portal_url=settings.SITE_URL
+        )
         # Repairs first: a key change queues key updates, which must come after a missing account.
         repairs = reconcile_node(node=node)
     except (ssh.SshError, PortalError) as exc:
@@ -69,8 +78,10 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         f" active, its page shows the login; from this machine:\n"
         f"    ssh -i {key_path} -p {node.ssh_port} {settings.NODE_ACCOUNT_PREFIX}<number>@{node.address}"
     )
+    again = devnode.install_agent_args(host, node.hostname, portal_url=settings.SITE_URL)
     out.write(
-        "  The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again:\n"
-        f'    make manage ARGS="{" ".join(devnode.install_agent_args(host, node.hostname))}"'
+        "  The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again"
+        " (exactly as above: its push file stays in the node's config folder):\n"
+        f'    make manage ARGS="{" ".join(again)}"'
     )
     return node

@@ -50,6 +50,7 @@ def node_settings(settings, node_host):
     settings.PROVISIONING_SSH_KEY = node_host.portal_key
     settings.NODE_ACCOUNT_PREFIX = node_host.prefix
     settings.NODE_UNIX_ID_BASE = node_host.unix_id_base
+    settings.NODE_UNIX_ID_MAX = node_host.id_max
     settings.PROVISIONING_BACKOFF_SECONDS = 1
     return settings
 
