@@ -9,6 +9,7 @@ already computed: these functions never query the database.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -69,6 +70,14 @@ def floatformat_formatter(decimals: int) -> Callable[[float], str]:
     return fmt
 
 
+def length(value: float | int | None) -> float:
+    """A value drawn as a length: a missing, negative or non-finite number (NaN from a sensor,
+    a negative correction) is drawn as nothing, never as an invalid SVG width."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
+
+
 def day_label(day: date) -> str:
     return date_format(day, "MONTH_DAY_FORMAT")
 
@@ -90,7 +99,8 @@ def _frame(chart_id: str, width: int, height: int, title: str, desc: str, body: 
 def gauge(*, chart_id: str, used: float, total: float, title: str, desc: str) -> SafeString:
     """A horizontal bar: the part of `total` used, the rest left. Beyond the total it is full."""
     width, height, bar = 320, 34, 18
-    share = min(max(used / total, 0.0), 1.0) if total else 0.0
+    used, total = length(used), length(total)
+    share = min(used / total, 1.0) if total else 0.0
     body = format_html(
         '<rect x="0" y="0" width="{w}" height="{b}" rx="3" fill="{track}"/>'
         '<rect x="0" y="0" width="{used_w}" height="{b}" rx="3" fill="{accent}"/>'
@@ -120,7 +130,7 @@ def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, d
     are labelled on the axis and the top value on the left."""
     width, height, left, bottom = 320, 120, 34, 18
     plot_w, plot_h = width - left, height - bottom - 6
-    top = top or 1
+    top = length(top) or 1
     step = plot_w / max(len(points), 1)
     value_text = num_formatter(1)
     safe_unit = escape(unit)
@@ -132,8 +142,8 @@ def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, d
             f'height="{h:.1f}" fill="{RECENT if p.highlight else ACCENT}"><title>{escape(p.label)}: '
             f"{escape(value_text(p.value))}{safe_unit}</title></rect>"
             for i, p in enumerate(points)
-            if p.value is not None
-            for h in [plot_h * min(max(p.value, 0) / top, 1.0)]
+            if p.value is not None and math.isfinite(p.value)
+            for h in [plot_h * min(length(p.value) / top, 1.0)]
         )
     )
     axis = format_html(
@@ -168,6 +178,7 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
     width, label_w, row_h = 480, 150, 30
     plot_w = width - label_w - 70
     height = max(len(pairs), 1) * row_h + 20
+    pairs = [Pair(p.label, length(p.awarded), length(p.used)) for p in pairs]
     top = max([max(p.awarded, p.used) for p in pairs] or [1]) or 1
     whole = num_formatter(0)
     safe_unit = escape(unit)
