@@ -313,11 +313,17 @@ class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
         form = StartRunForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                invoicing_run_queue(month=form.cleaned_data["month"])
+                queued = invoicing_run_queue(month=form.cleaned_data["month"])
             except PortalError as exc:
                 form.add_error("month", exc.message)
             else:
-                messages.success(request, _("Invoicing is queued; its run appears here when a worker starts it."))
+                if queued:
+                    messages.success(request, _("Invoicing is queued; its run appears here when a worker starts it."))
+                else:
+                    messages.info(
+                        request,
+                        _("This month's invoicing is already queued; its run appears here when a worker starts it."),
+                    )
                 return redirect(reverse("admin:billing_invoicingrun_changelist"))
         context = {
             **self.admin_site.each_context(request),

@@ -4,14 +4,15 @@ on; a run killed midway stays `running` with the last organisation it reached.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import InvoicingRun
 from portal.errors import PortalError
+from portal.models import OutboxMessage
 from portal.outbox import outbox_enqueue
 from portal.progress import steps_append
 
@@ -49,11 +50,32 @@ def invoicing_month_ended(month: date, today: date | None = None) -> bool:
     return month.replace(day=1) < (today or timezone.localdate()).replace(day=1)
 
 
+# Advisory lock keys (namespace, yyyymm): one queue decision per month at a time.
+LOCK_NAMESPACE = 0x6269  # "bi"
+# A queued month whose run has not started within this long is taken as lost: it may be queued again.
+QUEUED_FRESH = timedelta(minutes=15)
+
+
 @transaction.atomic
-def invoicing_run_queue(*, month: date) -> None:
+def invoicing_run_queue(*, month: date) -> bool:
     """Finance starts a month's invoicing from the admin: a job on a worker (through the outbox,
     so it is queued only if this commits); its InvoicingRun appears when the worker starts it.
-    Only a month that has ended is invoiced (the job checks again)."""
+    Only a month that has ended is invoiced (the job checks again). A second request for a month
+    already queued whose run has not started yet (a double submit, two people at once) queues
+    nothing and returns False."""
     if not invoicing_month_ended(month):
         raise PortalError(_("Only a month that has ended can be invoiced."), code="month_not_over")
-    outbox_enqueue(RUN_JOB, month.replace(day=1).isoformat())
+    first = month.replace(day=1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, first.year * 100 + first.month])
+    queued = (
+        OutboxMessage.objects.filter(
+            func=RUN_JOB, args=[first.isoformat()], created_at__gte=timezone.now() - QUEUED_FRESH
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if queued is not None and not InvoicingRun.objects.filter(month=first, started_at__gte=queued.created_at).exists():
+        return False
+    outbox_enqueue(RUN_JOB, first.isoformat())
+    return True

@@ -146,10 +146,6 @@ def test_the_current_and_a_future_month_cannot_be_invoiced(client):
     assert not OutboxMessage.objects.filter(func=RUN_JOB).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a double submit queues the invoicing twice (one invoice per organisation-month)",
-)
 def test_submitting_the_same_month_twice_queues_its_invoicing_once(client):
     finance = staff_user("invoice-twice@ministry.go.kr", "billing.view_invoice", "billing.add_invoicingrun")
     client.force_login(finance)
@@ -190,3 +186,14 @@ def test_columns_are_valid_svg_whatever_the_numbers(value, top):
 def test_paired_bars_are_valid_svg_whatever_the_numbers(awarded, used):
     pairs = [charts.Pair("x", awarded, used), charts.Pair("y", 10, 5)]
     assert_valid_lengths(charts.paired_bars(chart_id="p", pairs=pairs, title="t", desc="d"))
+
+
+def test_a_month_whose_queued_run_has_started_can_be_queued_again(client):
+    finance = staff_user("invoice-again@ministry.go.kr", "billing.view_invoice", "billing.add_invoicingrun")
+    client.force_login(finance)
+    assert client.post(START, {"month": "2026-10"}).status_code == 302
+    invoicing_run_start(month=date(2026, 10, 1), total=0)  # a worker took it
+    assert client.post(START, {"month": "2026-10"}).status_code == 302
+    assert client.post(START, {"month": "2026-09"}).status_code == 302  # another month is its own
+    assert OutboxMessage.objects.filter(func=RUN_JOB, args=["2026-10-01"]).count() == 2
+    assert OutboxMessage.objects.filter(func=RUN_JOB, args=["2026-09-01"]).count() == 1
