@@ -13,10 +13,15 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from allocations.models import Gpu, GpuModel, Node
+from allocations.models import Gpu, GpuModel, Node, NodeOperation
+from allocations.services.node_operations import node_operation_step
+from billing.models import Invoice
 from billing.services.invoicing_runs import RUN_JOB, invoicing_run_start, invoicing_run_step
 from portal import charts
 from portal.models import Membership, OutboxMessage
+from tests.billing.helpers import rate_card, startup
+from tests.billing.test_attacks import issue
+from tests.factories import MembershipFactory
 from tests.portal.test_dashboard_charts import dashboard, grant  # noqa: F401 - the fixture
 from tests.portal.test_review_admin import staff_user
 
@@ -86,12 +91,24 @@ def test_progress_text_with_markup_is_text_in_the_panel_and_the_script_never_par
 # --- who may see what ----------------------------------------------------------------------
 
 
-def test_the_progress_endpoint_is_not_found_for_staff_who_may_not_view_the_row(client):
+def test_the_progress_endpoint_is_refused_to_staff_who_may_not_view_the_row(client):
     run = invoicing_run_start(month=date(2026, 10, 1), total=1)
-    reviewer = staff_user("progress-noperm@ministry.go.kr", "portal.view_application")
+    node = Node.objects.create(hostname="op-node-1", address="127.0.0.1", gpu_model="H100-80GB")
+    operation = NodeOperation.objects.create(node=node, kind=NodeOperation.Kind.INVENTORY)
+    node_operation_step(operation=operation, text=XSS)
+    runs, operations = f"/admin/billing/invoicingrun/{run.pk}/", f"/admin/allocations/nodeoperation/{operation.pk}/"
+    reviewer = staff_user("progress-noperm@ministry.go.kr", "portal.view_application", "allocations.view_nodeoperation")
     client.force_login(reviewer)
-    assert client.get(f"/admin/billing/invoicingrun/{run.pk}/progress/").status_code in (403, 404)
-    assert client.get("/admin/allocations/nodeoperation/1/progress/").status_code in (403, 404)
+    assert client.get(runs + "progress/").status_code in (403, 404)
+    assert client.get(operations + "progress/").status_code in (403, 404)
+    # Node operations are shown to whoever may see nodes (NodeOperationAdmin), not to the rest.
+    operator = staff_user("progress-operator@ministry.go.kr", "allocations.view_node")
+    client.force_login(operator)
+    assert client.get(runs + "progress/").status_code in (403, 404)  # a node operator is not finance
+    assert client.get(operations + "progress/").json()["steps"][-1]["text"] == XSS
+    page = client.get(operations + "change/")
+    assert page.status_code == 200
+    assert_no_markup_from(page.content.decode())
 
 
 def test_the_fleet_page_is_refused_to_staff_without_the_node_permission(client):
@@ -105,6 +122,25 @@ def test_a_removed_owner_no_longer_sees_the_organisations_totals(client, grant):
     assert f'id="org-panel-{grant.organisation.pk}"' in dashboard(client, user)
     Membership.objects.filter(user=user, organisation=grant.organisation).update(role=Membership.Role.MEMBER)
     assert f'id="org-panel-{grant.organisation.pk}"' not in dashboard(client, user)
+
+
+def test_only_owners_see_the_organisations_totals_and_only_owners_and_billing_members_its_invoices_due(client):
+    rate_card("startup", 3000)
+    org, owner = startup()
+    invoice = issue(org)
+    assert invoice.status == Invoice.Status.OPEN
+    billing = org.memberships.get(role=Membership.Role.BILLING).user
+    member = MembershipFactory(organisation=org).user
+    panel = f'id="org-panel-{org.pk}"'
+    body = dashboard(client, owner)
+    assert invoice.number in body and panel in body
+    body = dashboard(client, billing)
+    assert invoice.number in body and panel not in body
+    body = dashboard(client, member)
+    assert invoice.number not in body and panel not in body
+    org.memberships.filter(user=billing).delete()  # removed: nothing of the organisation any more
+    body = dashboard(client, billing)
+    assert invoice.number not in body and panel not in body
 
 
 def test_the_sidebar_of_a_user_who_may_add_calls_is_not_served_to_one_who_may_only_view_them(client):
