@@ -11,6 +11,7 @@ from datetime import date
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from allocations.models import Gpu, GpuModel, Node, NodeOperation
@@ -233,3 +234,18 @@ def test_a_month_whose_queued_run_has_started_can_be_queued_again(client):
     assert client.post(START, {"month": "2026-09"}).status_code == 302  # another month is its own
     assert OutboxMessage.objects.filter(func=RUN_JOB, args=["2026-10-01"]).count() == 2
     assert OutboxMessage.objects.filter(func=RUN_JOB, args=["2026-09-01"]).count() == 1
+
+
+def test_a_member_off_the_team_and_another_organisations_owner_see_neither_the_grants_panel_nor_its_page(
+    client,
+    grant,  # noqa: F811
+):
+    page = reverse("allocations:grant_detail", args=[grant.pk])
+    panel = f'id="grant-panel-{grant.pk}"'
+    assert panel in dashboard(client, grant.application.principal_investigator)
+    colleague = MembershipFactory(organisation=grant.organisation).user
+    stranger = MembershipFactory(role=Membership.Role.OWNER).user
+    for user in (colleague, stranger):
+        body = dashboard(client, user)
+        assert panel not in body and f'id="grant-{grant.pk}-subsidy"' not in body
+        assert client.get(page).status_code == 404
