@@ -18,15 +18,8 @@ from django.utils.translation import gettext as _
 from billing import ledger
 from billing.models import CreditNote, CreditNoteCounter, Invoice, InvoiceEvent
 from billing.pdf import credit_note_pdf
+from billing.services.numbering import next_number
 from portal.errors import PortalError
-
-
-def _next_number(year: int) -> str:
-    CreditNoteCounter.objects.bulk_create([CreditNoteCounter(year=year)], ignore_conflicts=True)
-    counter = CreditNoteCounter.objects.select_for_update().get(year=year)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"CN-{year}-{counter.last:06d}"
 
 
 def creditable_krw(invoice: Invoice) -> tuple[int, int]:
@@ -58,7 +51,7 @@ def credit_note_issue(
     vat = min(ledger.vat_of(amount, invoice.vat_percent), vat_left)
     note = CreditNote(
         invoice=invoice,
-        number=_next_number((today or timezone.localdate()).year),
+        number=next_number(CreditNoteCounter, "CN", (today or timezone.localdate()).year),
         issued_on=today or timezone.localdate(),
         reason=reason,
         supply_krw=-amount,

@@ -20,6 +20,7 @@ from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent
 from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
+from billing.services.numbering import next_number
 from billing.services.recipients import billing_recipients
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
@@ -41,14 +42,6 @@ def organisation_has_overdue_invoice(organisation_id: int) -> bool:
 def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
     """Open invoices, oldest first (the reviewers' view of the organisation's history)."""
     return list(Invoice.objects.filter(organisation_id=organisation_id, status=I.OPEN).order_by("month"))
-
-
-def _next_number(year: int) -> str:
-    InvoiceCounter.objects.bulk_create([InvoiceCounter(year=year)], ignore_conflicts=True)
-    counter = InvoiceCounter.objects.select_for_update().get(year=year)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"INV-{year}-{counter.last:06d}"
 
 
 def _notify(invoice: Invoice, template: str, **context) -> None:
@@ -80,7 +73,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
         organisation=organisation,
         month=month,
         # A ₩0 statement takes no number: the series counts only amounts owed, without gaps.
-        number=_next_number(today.year) if supply + vat > 0 else None,
+        number=next_number(InvoiceCounter, "INV", today.year) if supply + vat > 0 else None,
         status=I.OPEN if supply + vat > 0 else I.PAID,
         paid_at=None if supply + vat > 0 else timezone.now(),
         issued_on=today,
