@@ -357,6 +357,20 @@ class NodeOperationAdmin(ProgressAdminMixin, ScaledAdmin):
         return request.user.has_perm("allocations.view_node")
 
 
+class NeedsActionFilter(admin.SimpleListFilter):
+    """The failed tasks the ProvisioningTasksFailed alert counts (ProvisioningTask.needs_action):
+    failed ones whose purpose still stands and that nothing repaired since."""
+
+    title = _("needs action")
+    parameter_name = "needs_action"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Failed and still needed"))]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(ProvisioningTask.needs_action()) if self.value() == "yes" else queryset
+
+
 @admin.register(ProvisioningTask)
 class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = [
@@ -372,7 +386,7 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
         "finished_at",
     ]
     # No filter by node: its choices would list the whole fleet on every page (search finds one).
-    list_filter = ["state", "kind"]
+    list_filter = [NeedsActionFilter, "state", "kind"]
     list_select_related = ["node", "account__node", "grant"]
     search_fields = ["account__username", "last_error", "node__hostname"]
     readonly_fields = [f.name for f in ProvisioningTask._meta.fields if f.name != "payload"]

@@ -243,8 +243,16 @@ def test_failed_tasks_of_ended_grants_and_repaired_ones_stop_counting_as_needing
     assert one(values, "gpu_portal_provisioning_tasks", state="failed") == 4  # the history stays
     assert one(values, "gpu_portal_provisioning_tasks_need_action") == 0
 
-    failed("revoke", ended, still_open)  # the ended grant's user may still log in
-    failed("set-keys", live, still_open)  # a live grant's member lacks their key
-    failed("inventory")  # no grant: the node's GPUs were not read
+    need = {failed("revoke", ended, still_open).pk}  # the ended grant's user may still log in
+    need.add(failed("set-keys", live, still_open).pk)  # a live grant's member lacks their key
+    need.add(failed("inventory").pk)  # no grant: the node's GPUs were not read
     values = scrape(client)
     assert one(values, "gpu_portal_provisioning_tasks_need_action") == 3
+
+    # The admin's "needs action" filter lists exactly the tasks the alert counts.
+    from tests.portal.test_review_admin import staff_user
+
+    client.force_login(staff_user("operator@centre.kr", "allocations.view_provisioningtask"))
+    page = client.get("/admin/allocations/provisioningtask/?needs_action=yes")
+    assert page.status_code == 200
+    assert {row.pk for row in page.context["cl"].result_list} == need
