@@ -54,7 +54,6 @@ DEFAULT_CONFIG = {
     "push_config": "/etc/gpu-portal/push.json",
     "spool_max": 1440,
 }
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 KEY_RE = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) "
     r"[A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+-]{1,100})?$"
