@@ -35,18 +35,28 @@ class ScaledChangeList(ChangeList):
         self.row_filters, self.preserved_filters = self.preserved_filters, ""
         self._change_url: str | None = None
 
+    pk_slot = PK_SLOT
+
+    def _slot_url(self) -> str:
+        """The change URL with `PK_SLOT` for the primary key, reversed once per page."""
+        if self._change_url is None:
+            self._change_url = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=(PK_SLOT,),
+                current_app=self.model_admin.admin_site.name,
+            )
+        return self._change_url
+
+    def url_for_pk_slot(self) -> str:
+        """What `url_for_result` returns for a row whose (integer) key is `PK_SLOT`."""
+        return f"{self._slot_url()}?{self.row_filters}" if self.row_filters else self._slot_url()
+
     def url_for_result(self, result) -> str:
         """The row's change URL, as Django's `reverse` writes it: reversed once per page with a
         placeholder for the (integer) primary key, not once per row against the URL patterns."""
         pk = getattr(result, self.pk_attname)
         if isinstance(pk, int):
-            if self._change_url is None:
-                self._change_url = reverse(
-                    f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
-                    args=(PK_SLOT,),
-                    current_app=self.model_admin.admin_site.name,
-                )
-            url = self._change_url.replace(PK_SLOT, str(pk))
+            url = self._slot_url().replace(PK_SLOT, str(pk))
         else:  # a text key is quoted twice by Django (admin quote, then URL quote): leave it to it
             url = super().url_for_result(result)
         return f"{url}?{self.row_filters}" if self.row_filters else url
