@@ -29,10 +29,9 @@ from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.db.models.constants import LOOKUP_SEP
 from django.urls import NoReverseMatch
-from django.utils.html import conditional_escape, escape
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.admin_scale import ScaledChangeList
+from portal.admin_scale import ScaledChangeList, escape_text
 
 Lookup = Callable[[Any], tuple[Any, Any, Any]]
 
@@ -135,13 +134,13 @@ class RowRenderer:
                     row_classes.append("nowrap")
         row_class = ' class="{}"'.format(" ".join(row_classes))
         if tag is None:
-            return f"<td{row_class}>{conditional_escape(result_repr)}</td>"
+            return f"<td{row_class}>{escape_text(result_repr)}</td>"
         try:
             url = self.href(result)
         except NoReverseMatch:
-            link_or_text = conditional_escape(result_repr)
+            link_or_text = escape_text(result_repr)
         else:
-            link_or_text = f'<a href="{escape(url)}">{conditional_escape(result_repr)}</a>'
+            link_or_text = f'<a href="{escape_text(url)}">{escape_text(result_repr)}</a>'
         return f"<{tag}{row_class}>{link_or_text}</{tag}>"
 
     def row(self, result) -> SafeString:

@@ -8,19 +8,32 @@ only: an organisation with a thousand members must not render a thousand forms.
 
 from __future__ import annotations
 
+import html
+
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.functional import Promise
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
 # Django's own message, translated by the admin's catalogue (a variable: not copied into ours).
 ACTION_CHECKBOX_LABEL = "Select this object for an action - {}"
 # Stands for a row's primary key in the change URL reversed once per page (not a possible pk).
 PK_SLOT = "__pk_slot__"
+
+
+def escape_text(value) -> str:
+    """`conditional_escape(value)` without its lazy-argument wrapper around `escape` (called for
+    every cell of a list): safe strings as they are, anything else escaped as Django escapes."""
+    if isinstance(value, Promise):
+        value = str(value)
+    if hasattr(value, "__html__"):
+        return value.__html__()
+    return html.escape(str(value))
 
 
 class ScaledChangeList(ChangeList):
@@ -74,11 +87,11 @@ class ScaledAdmin(admin.ModelAdmin):
     def action_checkbox(self, obj) -> str:
         """Django's row checkbox, the same HTML, without rendering a widget template per row
         (a fifth of a 50-row page's CPU)."""
-        label = format_html(gettext(ACTION_CHECKBOX_LABEL), str(obj))
-        return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            helpers.ACTION_CHECKBOX_NAME, str(obj.pk), label,
-        )  # fmt: skip
+        label = gettext(ACTION_CHECKBOX_LABEL).format(escape_text(str(obj)))  # as format_html writes it
+        return mark_safe(  # noqa: S308 - the name, key and label are escaped here
+            f'<input type="checkbox" name="{escape_text(helpers.ACTION_CHECKBOX_NAME)}"'
+            f' value="{escape_text(str(obj.pk))}" class="action-select" aria-label="{label}">'
+        )
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -78,3 +78,17 @@ def test_a_filtered_row_link_is_djangos_preserved_filters_link(client, approver,
     assert "Protein &amp; folding</a>" in ours
     monkeypatch.setattr(admin_rows, "fast_rows_apply", lambda cl: False)  # Django's result_list
     assert _page(client, path) == ours
+
+
+def test_the_row_checkbox_is_djangos_with_markup_in_the_rows_name(db):
+    """ScaledAdmin's checkbox is the HTML of Django's widget, the row's name escaped once."""
+    from django.contrib import admin
+    from django.utils import translation
+
+    from portal.models import Application
+
+    app = ApplicationFactory(title="""Fold <b>"proteins"</b> & 'RNA'""")
+    model_admin = admin.site._registry[Application]
+    for language in ("en", "ko"):
+        with translation.override(language):
+            assert model_admin.action_checkbox(app) == admin.ModelAdmin.action_checkbox(model_admin, app)
