@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.generate import Generator
 from tests.factories import ApplicationFactory
-from tests.portal.test_review_admin import QUEUE, approver, submit  # noqa: F401 - fixture
+from tests.portal.test_review_admin import QUEUE, approver, reviewer, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +27,9 @@ def test_a_row_of_a_filtered_list_carries_the_filters_to_its_change_page(client,
     assert f'href="{QUEUE}{app.pk}/change/"' in client.get(QUEUE).content.decode()  # unfiltered: a plain link
 
 
-def _page(client, path: str) -> str:
+def _page(client, path: str, language: str = "ko") -> str:
     """The page's HTML without what differs on every request (CSRF token, CSP nonce)."""
-    response = client.get(path, HTTP_ACCEPT_LANGUAGE="ko")
+    response = client.get(path, HTTP_ACCEPT_LANGUAGE=language)
     assert response.status_code == 200, path
     body = re.sub(r'(name="csrfmiddlewaretoken" value=")[^"]+', r"\1-", response.content.decode())
     return re.sub(r'nonce="[^"]+"', 'nonce="-"', body)
@@ -92,3 +92,36 @@ def test_the_row_checkbox_is_djangos_with_markup_in_the_rows_name(db):
     for language in ("en", "ko"):
         with translation.override(language):
             assert model_admin.action_checkbox(app) == admin.ModelAdmin.action_checkbox(model_admin, app)
+
+
+def test_the_application_change_page_shows_djangos_read_only_fieldsets_for_every_application_and_user(
+    client,
+    approver,  # noqa: F811
+    reviewer,  # noqa: F811
+    monkeypatch,
+):
+    """The read-only fieldsets written from pieces kept per shape (portal/templatetags/
+    admin_readonly.py) are Django's for each application, in each language, for an approver
+    (with reviews) and a reviewer (without): pieces kept for one never carry another's values."""
+    from portal.templatetags import admin_readonly
+
+    monkeypatch.setattr(admin_readonly, "_shapes", {})
+    first = submit(ApplicationFactory(title="Protein <folding>", abstract="Line one\nline & two"))
+    second = submit(ApplicationFactory(title="Speech recognition", abstract="Other"))
+    pages = [
+        (user, f"{QUEUE}{app.pk}/change/", language)
+        for user in (approver, reviewer)
+        for app in (first, second)
+        for language in ("en", "ko")
+    ]
+    ours = {}
+    for user, path, language in pages:
+        client.force_login(user)
+        ours[user.pk, path, language] = _page(client, path, language)
+    assert len(admin_readonly._shapes) >= 2  # kept pieces were reused across applications
+    monkeypatch.setattr(admin_readonly, "fast_fieldsets_apply", lambda adminform: False)  # Django's
+    for user, path, language in pages:
+        client.force_login(user)
+        assert ours[user.pk, path, language] == _page(client, path, language), (user, path, language)
+    assert "Protein &lt;folding&gt;" in ours[approver.pk, f"{QUEUE}{first.pk}/change/", "en"]
+    assert "Speech recognition" not in ours[approver.pk, f"{QUEUE}{first.pk}/change/", "en"]
