@@ -17,19 +17,20 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import GpuModelListFilter
 from allocations.gpu_models import gpu_model_label
+from allocations.models import Grant
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal import charts
-from portal.admin_scale import ScaledAdmin, ScaledChangeList
+from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows
 from portal.attachments import attachment_response
 from portal.errors import PortalError
-from portal.models import Application, EligibilityResult, Review
+from portal.models import Application, ApplicationEvent, EligibilityResult, Review
 from portal.services import applications as svc
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
@@ -171,10 +172,8 @@ REVIEWS_SHOWN = 50
 def _table(headers, rows) -> str:
     """A read-only table (what an inline of read-only rows showed, without a form per row: the
     two inlines were a third of the change page's CPU, issue 13)."""
-    head = format_html_join("", "<th>{}</th>", ((capfirst(h),) for h in headers))
-    body = format_html_join(
-        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
-    )
+    head = format_rows("<th>{}</th>", ((capfirst(h),) for h in headers))
+    body = format_rows("<tr>{}</tr>", ((format_rows("<td>{}</td>", ((cell,) for cell in row)),) for row in rows))
     return format_html('<table class="readonly-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
 
 
@@ -237,17 +236,19 @@ class ApplicationAdmin(ScaledAdmin):
         newer = EligibilityResult.objects.filter(application=obj, evaluation__gt=OuterRef("evaluation"))
         rows = EligibilityResult.objects.filter(application=obj).filter(~Exists(newer)).order_by("pk")
         headers = [_("rule"), EligibilityResult._meta.get_field("outcome").verbose_name, _("reason")]
-        return _table(headers, ((rule_label(r.rule), r.get_outcome_display(), r.reason) for r in rows))
+        outcome = choice_display(EligibilityResult, "outcome")
+        return _table(headers, ((rule_label(r.rule), outcome(r.outcome), r.reason) for r in rows))
 
     @admin.display(description=_("reviews"))
     def reviews(self, obj: Application) -> str:
         """The latest reviews, newest first, with their scores and comments."""
         rows = obj.reviews.select_related("reviewer").order_by("-pk")[:REVIEWS_SHOWN]
         headers = [Review._meta.get_field(f).verbose_name for f in REVIEW_FIELDS]
+        recommendation = choice_display(Review, "recommendation")
         return _table(
             headers,
             (
-                (r.reviewer, *(getattr(r, f) for f in SCORES), r.get_recommendation_display(), r.comment or "–")
+                (r.reviewer, *(getattr(r, f) for f in SCORES), recommendation(r.recommendation), r.comment or "–")
                 for r in rows
             ),
         )
@@ -340,20 +341,19 @@ class ApplicationAdmin(ScaledAdmin):
         )
         grants = organisation_usage(obj.organisation_id)
         unpaid = organisation_unpaid_invoices(obj.organisation_id)
+        status, grant_status = choice_display(Application, "status"), choice_display(Grant, "status")
         parts = [
             format_html("<p><strong>{}</strong></p>", _("Applications")),
-            format_html_join(
-                "",
+            format_rows(
                 "<p>{} · {} · {}</p>",
                 (
-                    (timezone.localdate(a.submitted_at) if a.submitted_at else "–", a.title, a.get_status_display())
+                    (timezone.localdate(a.submitted_at) if a.submitted_at else "–", a.title, status(a.status))
                     for a in others
                 ),
             )
             or format_html("<p>{}</p>", _("None")),
             format_html("<p><strong>{}</strong></p>", _("Grants")),
-            format_html_join(
-                "",
+            format_rows(
                 "<p>{} × {} · {} – {} · {} · {}</p>",
                 (
                     (
@@ -361,7 +361,7 @@ class ApplicationAdmin(ScaledAdmin):
                         row["grant"].get_gpu_model_display(),
                         row["grant"].starts_on,
                         row["grant"].ends_on,
-                        row["grant"].get_status_display(),
+                        grant_status(row["grant"].status),
                         _("used %(used)s of %(subsidy)s GPU-hours (%(percent)s%%), utilisation %(util)s, %(kwh)s kWh")
                         % {
                             "used": row["gpu_hours_used"],
@@ -399,14 +399,17 @@ class ApplicationAdmin(ScaledAdmin):
     @admin.display(description=_("timeline"))
     def timeline(self, obj: Application) -> str:
         rows = obj.events.select_related("actor")
-        return format_html_join(
-            "",
+        old_status, new_status = (
+            choice_display(ApplicationEvent, "old_status"),
+            choice_display(ApplicationEvent, "new_status"),
+        )
+        return format_rows(
             "<p>{} · {} → {} · {}<br>{}</p>",
             (
                 (
                     timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M %Z"),
-                    e.get_old_status_display() or "–",
-                    e.get_new_status_display(),
+                    old_status(e.old_status) or "–",
+                    new_status(e.new_status),
                     e.actor or "–",
                     e.reason,
                 )
