@@ -10,7 +10,7 @@ from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 
 from allocations.models import AccessInterval, Assignment, Gpu, Grant, Node
 from billing.ledger import SEOUL
-from billing.models import Rate
+from billing.models import HourPack, Rate
 from billing.policy import past_subsidy_for_kind
 from portal.models import Membership, Organisation
 from tests.factories import ApplicationFactory, CallFactory, MembershipFactory, OrganisationFactory, UserFactory
@@ -81,3 +81,13 @@ def grant_for(
                 grant=grant, node=n, gpu=gpu, period=DateTimeTZRange(at(1, month=1), at(1, month=1, year=2030))
             )
     return grant
+
+
+def hour_pack(organisation: Organisation, owner, *, hours: int = 10, krw_per_gpu_hour: int = 3000, **extra) -> HourPack:
+    """An H100 hour pack priced as the portal prices it (supply, 10 % VAT, total); `extra` sets
+    its state (status, paid_at, checkout_session_id...)."""
+    supply = hours * krw_per_gpu_hour
+    return HourPack.objects.create(
+        organisation=organisation, gpu_model="H100-80GB", gpu_hours=hours, krw_per_gpu_hour=krw_per_gpu_hour,
+        supply_krw=supply, vat_krw=supply // 10, total_krw=supply + supply // 10, bought_by=owner, **extra,
+    )  # fmt: skip

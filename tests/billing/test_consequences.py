@@ -18,7 +18,7 @@ from billing.services.consequences import (
 )
 from billing.services.invoices import invoice_issue, invoice_mark_paid
 from portal.models import Organisation
-from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.helpers import at, grant_for, hour_pack, rate_card, startup
 
 G = Grant.Status
 
@@ -152,18 +152,7 @@ def test_a_startup_with_prepaid_hours_keeps_running_past_its_subsidy_until_they_
     org, owner = startup()
     # 1 h subsidy, running since 10 Nov 10:00, a 10 h pack bought the day before.
     grant = grant_for(org, hours=1, intervals=[(at(10, 10), None)])
-    HourPack.objects.create(
-        organisation=org,
-        gpu_model="H100-80GB",
-        gpu_hours=10,
-        krw_per_gpu_hour=3000,
-        supply_krw=30000,
-        vat_krw=3000,
-        total_krw=33000,
-        status=HourPack.Status.PAID,
-        paid_at=at(9, 10),
-        bought_by=owner,
-    )
+    hour_pack(org, owner, status=HourPack.Status.PAID, paid_at=at(9, 10))
     rate_card("startup", 3000)
     # 17:00: 7 h used = 1 h subsidy + 6 h of the pack (4 h left).
     assert grant_subsidy_check(grant_id=grant.pk, now=at(10, 17)) == "billed"
@@ -179,17 +168,7 @@ def test_buying_hours_brings_back_a_startup_grant_suspended_for_its_spent_subsid
     now = timezone.now()
     grant = grant_for(org, hours=1, intervals=[(now - timedelta(hours=2), None)], node=True)
     assert grant_subsidy_check(grant_id=grant.pk, now=now) == "suspended"
-    pack = HourPack.objects.create(
-        organisation=org,
-        gpu_model="H100-80GB",
-        gpu_hours=10,
-        krw_per_gpu_hour=3000,
-        supply_krw=30000,
-        vat_krw=3000,
-        total_krw=33000,
-        checkout_session_id="cs_1",
-        bought_by=owner,
-    )
+    pack = hour_pack(org, owner, checkout_session_id="cs_1")
     paid = {"id": "cs_1", "payment_status": "paid", "amount_total": 33000, "currency": "krw"}
     assert _hour_pack_paid(paid, pack.pk) == "pack credited"
     grant.refresh_from_db()

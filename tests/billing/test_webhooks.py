@@ -13,7 +13,7 @@ from billing.services.invoices import invoice_issue
 from billing.services.payments import stripe_event_process
 from portal.models import OutboxMessage
 from tests.billing.conftest import event, signed
-from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.helpers import at, grant_for, hour_pack, rate_card, startup
 
 URL = "/billing/stripe/webhook/"
 
@@ -21,17 +21,7 @@ URL = "/billing/stripe/webhook/"
 @pytest.fixture
 def pack(db, stripe_settings):
     org, owner = startup()
-    return HourPack.objects.create(
-        organisation=org,
-        gpu_model="H100-80GB",
-        gpu_hours=10,
-        krw_per_gpu_hour=3000,
-        supply_krw=30000,
-        vat_krw=3000,
-        total_krw=33000,
-        checkout_session_id="cs_test_pack",
-        bought_by=owner,
-    )
+    return hour_pack(org, owner, checkout_session_id="cs_test_pack")
 
 
 def completed(pack: HourPack, **changes) -> dict:
