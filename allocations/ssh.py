@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ import paramiko
 
 CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 120
+# Pauses before connecting again when a node cut a handshake short (its sshd reloading takes
+# a moment: the agent's installer reloads it): about 2 s in all, then the caller's retry rules.
+HANDSHAKE_RETRY_PAUSES = (0.2, 0.5, 1.2)
 AGENT_VERBS = {
     "version",
     "inventory",
@@ -50,6 +54,9 @@ class SshError(Exception):
         self.message = message
         self.permanent = permanent
         self.code = code
+        # The node answered but ended the handshake (refused, reset, closed): what its sshd
+        # does for the moment it reloads. Connection tries again a few times before giving up.
+        self.cut_short = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,12 @@ def fetch_host_key(address: str, port: int, timeout: float = CONNECT_TIMEOUT) ->
         transport.close()
 
 
+def _cut_short(exc: BaseException) -> bool:
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return all(isinstance(e, ConnectionRefusedError) for e in exc.errors.values())
+    return isinstance(exc, (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, EOFError))
+
+
 def _load_private_key(path: str | Path) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(str(path))
@@ -98,10 +111,22 @@ class Connection:
 
     def __init__(self, target: Target, private_key: str | Path, *, timeout: float = CONNECT_TIMEOUT) -> None:
         self.target = target
-        self.client = paramiko.SSHClient()
-        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         if not target.host_key:
             raise SshError(f"no host key is pinned for {target.address}", permanent=True, code="unpinned")
+        pkey = _load_private_key(private_key)
+        for pause in (*HANDSHAKE_RETRY_PAUSES, None):
+            try:
+                self._connect(pkey, timeout)
+                return
+            except SshError as exc:
+                if pause is None or not exc.cut_short:
+                    raise
+            time.sleep(pause)
+
+    def _connect(self, pkey: paramiko.PKey, timeout: float) -> None:
+        target = self.target
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         key_type, key_b64 = target.host_key.split()[:2]
         host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
         known_as = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
@@ -111,7 +136,7 @@ class Connection:
                 target.address,
                 port=target.port,
                 username=target.username,
-                pkey=_load_private_key(private_key),
+                pkey=pkey,
                 timeout=timeout,
                 banner_timeout=timeout,
                 auth_timeout=timeout,
@@ -132,12 +157,14 @@ class Connection:
         except paramiko.SSHException as exc:
             self.client.close()
             permanent = "not found in known_hosts" in str(exc)
-            raise SshError(str(exc), permanent=permanent, code="host_key_mismatch" if permanent else "ssh") from exc
-        except OSError as exc:
+            error = SshError(str(exc), permanent=permanent, code="host_key_mismatch" if permanent else "ssh")
+            error.cut_short = "protocol banner" in str(exc)
+            raise error from exc
+        except (OSError, EOFError) as exc:
             self.client.close()
-            raise SshError(
-                f"cannot reach {target.address}:{target.port}: {exc}", permanent=False, code="unreachable"
-            ) from exc
+            error = SshError(f"cannot reach {target.address}:{target.port}: {exc}", permanent=False, code="unreachable")
+            error.cut_short = _cut_short(exc)
+            raise error from exc
 
     def __enter__(self) -> Connection:
         return self

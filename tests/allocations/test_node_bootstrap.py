@@ -1,6 +1,8 @@
 """Operators register a node: the host key is pinned only after confirmation, the agent is
 installed over SFTP with a sudo rule for exactly that program, and NVML fills the GPUs."""
 
+import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -12,7 +14,7 @@ from allocations.models import Gpu, Node
 from allocations.node_install import agent_version, installer_program
 from allocations.services import nodes as node_services
 from portal.errors import PortalError
-from tests.allocations.conftest import bootstrap_node
+from tests.allocations.conftest import bootstrap_node, free_port
 
 
 def test_bootstrap_pins_the_key_installs_the_agent_and_reads_the_gpus(db, node_settings, node_host):
@@ -185,3 +187,23 @@ def test_installing_with_an_existing_operator_account_as_provisioning_user_is_re
         assert not Path(f"/etc/sudoers.d/gpu-portal-{admin}").exists()
     finally:
         Path(f"/etc/sudoers.d/gpu-portal-{admin}").unlink(missing_ok=True)
+
+
+def test_a_job_connecting_while_the_nodes_sshd_reloads_gets_through(gpu_node, node_host):
+    """sshd re-executes itself on SIGHUP (the installer reloads it; so does an operator's
+    `systemctl reload ssh`): for a moment connections are refused or reset mid-handshake. Such
+    a moment failed the whole job (CI: 'Connection reset by peer' from a node that was fine)."""
+    pid = int(Path(node_host.sshd.pid_file).read_text())
+    for _ in range(5):
+        os.kill(pid, signal.SIGHUP)  # re-exec keeps the pid
+        with node_services.connect(gpu_node) as conn:
+            assert conn.agent("version")["version"]
+
+
+def test_a_node_that_keeps_refusing_fails_after_a_few_quick_tries(db, node_settings):
+    node = Node.objects.create(hostname="gpu-down", address="127.0.0.1", ssh_port=free_port(), gpu_model="H100-80GB")
+    node.host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    with pytest.raises(ssh.SshError) as exc:
+        node_services.connect(node)
+    assert exc.value.code == "unreachable" and not exc.value.permanent
+    assert "cannot reach" in exc.value.message
