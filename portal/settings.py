@@ -7,6 +7,7 @@ secrets and turns every transport-security setting on. `make run` and `make test
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +31,11 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value in (None, "") else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -83,6 +89,25 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = required("REDIS_URL", env_secret("REDIS_URL"), "redis://127.0.0.1:6379/0")
+
+
+def redis_url_with_timeouts(url: str, *, timeout: float, connect_timeout: float) -> str:
+    """`url` with socket timeouts unless it names its own: a Redis that accepts connections and
+    never answers (hung, swapping, a half-open network) must not hold a web request, /healthz
+    or a /metrics scrape for ever. RQ workers raise the timeout above their blocking dequeue
+    themselves (rq's Worker sets socket_timeout to its dequeue timeout + 10 s)."""
+    base, _, query_string = url.partition("?")  # not urlunsplit: it turns unix:///x into unix:/x
+    query = dict(parse_qsl(query_string))
+    query.setdefault("socket_timeout", f"{timeout:g}")
+    query.setdefault("socket_connect_timeout", f"{connect_timeout:g}")
+    return f"{base}?{urlencode(query)}"
+
+
+_REDIS_JOBS_URL = redis_url_with_timeouts(
+    REDIS_URL,
+    timeout=env_float("REDIS_SOCKET_TIMEOUT", 5),
+    connect_timeout=env_float("REDIS_CONNECT_TIMEOUT", 2),
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -261,8 +286,8 @@ CACHES = {
 # `reconcile` for the periodic per-node reconcile, which queues one job per node every 5 minutes
 # (7,500 at 60,000 GPUs) and must never hold up an e-mail or a provisioning run.
 RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
-    "reconcile": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+    "default": {"URL": _REDIS_JOBS_URL, "DEFAULT_TIMEOUT": 600},
+    "reconcile": {"URL": _REDIS_JOBS_URL, "DEFAULT_TIMEOUT": 600},
 }
 RQ = {"COMMIT_MODE": "on_db_commit"}
 # A node the SSH connection took offline is reconciled on one 5-minute run in this many (each try

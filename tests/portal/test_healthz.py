@@ -1,5 +1,7 @@
 import os
 import signal
+import socket
+import threading
 import time
 
 import pytest
@@ -47,3 +49,38 @@ def test_healthz_is_503_when_the_database_is_down(client, db, monkeypatch):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["database"].startswith("error")
+
+
+@pytest.mark.django_db
+def test_a_redis_that_accepts_and_never_answers_makes_healthz_503_instead_of_hanging(client, settings):
+    """A hung Redis (accepting connections, answering nothing) held every /healthz and /metrics
+    request for ever: the load balancer's check and the scrape hung with it."""
+    from portal.settings import redis_url_with_timeouts
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever reads or answers
+        url = redis_url_with_timeouts(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.5, connect_timeout=1)
+        settings.RQ_QUEUES = {"default": {"URL": url}}
+        answers = []
+
+        def ask():
+            from django.db import connections
+
+            answers.append(client.get("/healthz"))
+            connections.close_all()
+
+        request = threading.Thread(target=ask, daemon=True)
+        request.start()
+        request.join(timeout=20)
+        assert answers, "/healthz still waits for a Redis that never answers"
+    assert answers[0].status_code == 503
+    assert answers[0].json()["redis"] == "error: TimeoutError"
+
+
+def test_the_portals_redis_url_carries_timeouts_and_keeps_those_it_names(settings):
+    from portal.settings import redis_url_with_timeouts
+
+    assert "socket_timeout=" in settings.RQ_QUEUES["default"]["URL"]
+    url = redis_url_with_timeouts("unix:///run/redis.sock?db=2&socket_timeout=9", timeout=5, connect_timeout=2)
+    assert url == "unix:///run/redis.sock?db=2&socket_timeout=9&socket_connect_timeout=2"
