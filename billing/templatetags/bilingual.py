@@ -46,7 +46,7 @@ def won(value: int | None) -> str:
 
 @register.filter
 def brn(value: str | None) -> str:
-    """A business registration number as printed: 120-81-47521 ("–" when there is none)."""
+    """A business registration number as printed: 120-81-47521 (an en dash when there is none)."""
     if not value:
         return "–"
     return f"{value[:3]}-{value[3:5]}-{value[5:]}"
