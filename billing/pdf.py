@@ -1,6 +1,9 @@
-"""Invoice PDFs, rendered with WeasyPrint from the stored invoice (never recomputed), in Korean
-with a Korean font (fonts-nanum), carrying what a Korean business books: both business
-registration numbers, supply value and VAT separately.
+"""Invoice and credit note PDFs, rendered with WeasyPrint from the stored invoice (never
+recomputed) with a Korean font (fonts-nanum), carrying what a Korean business books: both
+business registration numbers, supply value and VAT separately. One document serves every reader,
+so it is bilingual: each label in Korean with its English beside or under it (`{% both %}`,
+billing/templatetags/bilingual.py), amounts as ₩6,600 and dates as ISO 2026-11-30 whatever the
+language active when it is rendered.
 
 A finalised invoice's PDF is rendered once, by the invoicing run in the transaction that issues
 it, and stored with its SHA-256 (`InvoiceDocument`); downloads serve those bytes. Nothing renders

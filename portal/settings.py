@@ -355,8 +355,10 @@ PAYMENT_RETRY_HOURS = env_int("PAYMENT_RETRY_HOURS", 24)
 PAYMENT_MAX_ATTEMPTS = env_int("PAYMENT_MAX_ATTEMPTS", 4)
 # A company grant past its subsidy, without a saved card or prepaid hours, keeps running this long.
 SUBSIDY_GRACE_HOURS = env_int("SUBSIDY_GRACE_HOURS", 72)
-# The supplier printed on invoices (the centre) and its business registration number.
+# The supplier printed on invoices (the centre: Korean and English name) and its business
+# registration number.
 BILLING_SUPPLIER_NAME = env_str("BILLING_SUPPLIER_NAME", "국가AI컴퓨팅센터")
+BILLING_SUPPLIER_NAME_EN = env_str("BILLING_SUPPLIER_NAME_EN", "National AI Computing Centre")
 BILLING_SUPPLIER_BRN = env_str("BILLING_SUPPLIER_BRN", "1208147521")
 # Stripe: the secret API key, the webhook signing secret, and (tests, emulators) another API base.
 STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")

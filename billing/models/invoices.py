@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class InvoiceQuerySet(models.QuerySet):
@@ -42,10 +43,13 @@ class Invoice(models.Model):
     vat_krw = models.BigIntegerField(_("VAT (KRW)"))
     total_krw = models.BigIntegerField(_("total (KRW)"))
     vat_percent = models.PositiveSmallIntegerField(_("VAT percent"))
-    # What a Korean business needs for its books, frozen at issue time.
+    # What a Korean business needs for its books, frozen at issue time. The English names are
+    # printed under the Korean ones on the bilingual PDF; empty on invoices issued before it.
     supplier_name = models.CharField(max_length=200)
+    supplier_name_en = models.CharField(max_length=200, blank=True, default="")
     supplier_brn = models.CharField(max_length=10)
     buyer_name = models.CharField(max_length=200)
+    buyer_name_en = models.CharField(max_length=200, blank=True, default="")
     buyer_brn = models.CharField(max_length=10, blank=True)
     # Room for an electronic tax invoice adapter (국세청 전자세금계산서): its approval number.
     tax_invoice_ref = models.CharField(max_length=64, blank=True)
@@ -105,7 +109,7 @@ class InvoiceLine(models.Model):
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     grant = models.ForeignKey("allocations.Grant", on_delete=models.PROTECT, related_name="invoice_lines")
-    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    kind = models.CharField(pgettext_lazy("invoice line", "kind"), max_length=16, choices=Kind.choices)
     # A text snapshot of the GPU model's code, not a reference: a finalised invoice never changes.
     gpu_model = models.CharField(_("GPU model"), max_length=32)
     period_start = models.DateTimeField(_("from"))

@@ -83,8 +83,10 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
         total_krw=supply + vat,
         vat_percent=settings.VAT_PERCENT,
         supplier_name=settings.BILLING_SUPPLIER_NAME,
+        supplier_name_en=settings.BILLING_SUPPLIER_NAME_EN,
         supplier_brn=settings.BILLING_SUPPLIER_BRN,
         buyer_name=organisation.name_ko,
+        buyer_name_en=organisation.name_en,
         buyer_brn=organisation.business_registration_number or "",
     )
     InvoiceLine.objects.bulk_create(

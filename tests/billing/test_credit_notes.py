@@ -58,8 +58,10 @@ def test_finance_credits_a_paid_invoice_and_the_organisation_downloads_the_credi
     text = subprocess.run(
         ["pdftotext", "-layout", str(tmp_path / "cn.pdf"), "-"], capture_output=True, text=True
     ).stdout
-    for expected in (note.number, paid.number, "-6,000원", "-600원", "-6,600원", "node outage on 2 Nov"):
+    for expected in (note.number, paid.number, "-₩6,000", "-₩600", "-₩6,600", "node outage on 2 Nov"):
         assert expected in text, (expected, text)
+    for both in ("크레딧 노트 / Credit note", "사유", "Reason", "공급가액", "Supply value", "합계", "Total"):
+        assert both in text, (both, text)
     client.force_login(UserFactory())
     assert client.get(f"/billing/credit-notes/{note.pk}/pdf/").status_code == 404
 

@@ -1,8 +1,9 @@
 """The invoices page and the PDF: for owners and billing members of the organisation as they are
-now; the PDF carries the number, lines, both business numbers and VAT in Korean."""
+now; the PDF carries the number, lines, both business numbers and VAT in Korean and English."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import date
 
@@ -57,7 +58,9 @@ def test_another_organisations_owner_gets_404_for_the_pdf(client, invoice):
     assert client.get(f"/billing/invoices/?organisation={invoice.organisation_id}").status_code == 404
 
 
-def test_the_pdf_carries_number_lines_business_numbers_and_vat_in_korean(client, invoice, tmp_path):
+def test_the_pdf_carries_number_lines_business_numbers_and_vat_in_korean_and_english(client, invoice, tmp_path):
+    """A foreign founder and a Korean accountant read the same stored document: each label in
+    both languages, the parties' Korean and English names, amounts in won, ISO dates."""
     client.force_login(billing_member(invoice))
     response = client.get(f"/billing/invoices/{invoice.pk}/pdf/")
     assert response["Content-Type"] == "application/pdf"
@@ -67,16 +70,30 @@ def test_the_pdf_carries_number_lines_business_numbers_and_vat_in_korean(client,
     brn = invoice.buyer_brn
     for expected in (
         "INV-2026-000001",
-        "청구서",
-        "부가가치세",
+        "청구서 / Invoice",
         "공급가액",
-        "6,000원",
-        "600원",
-        "6,600원",
+        "Supply value",
+        "부가가치세 (10 %)",
+        "VAT (10 %)",
+        "합계",
+        "Total",
+        "공급받는 자",
+        "Buyer",
+        "지원 시간(자부담)",
+        "Subsidised hours",
+        "₩6,000",
+        "₩600",
+        "₩6,600",
+        "2026-12-01",
+        "2026-11-02 09:00",
+        invoice.organisation.name_ko,
+        invoice.organisation.name_en,
+        "National AI Computing Centre",
         f"{brn[:3]}-{brn[3:5]}-{brn[5:]}",
         "120-81-47521",
     ):
         assert expected in text, (expected, text)
+    assert re.search(r"[0-9]원", text) is None  # no 6,000원 beside ₩6,000: one way to write won
 
 
 def test_the_pay_button_opens_checkout_for_the_invoice_amount(client, invoice, recorder):

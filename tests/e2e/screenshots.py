@@ -94,7 +94,7 @@ def test_screenshots(browser, live_server, main_pages, tmp_path):
         page.set_viewport_size({"width": WIDTH, "height": 900})
         shoot(page, f"/grants/{grant.pk}/", f"grant-{language}")
         shoot(page, "/billing/invoices/", f"invoices-{language}")
-        if language == "ko":  # the invoice PDF is in Korean, whatever the reader's language
+        if language == "ko":  # the invoice PDF is bilingual, the same for every reader: shot once
             pdf = tmp_path / "invoice.pdf"
             pdf.write_bytes(page.request.get(f"/billing/invoices/{invoice.pk}/pdf/").body())
             png = OUT / "invoice-pdf"

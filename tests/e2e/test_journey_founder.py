@@ -4,7 +4,7 @@ typed kept), sees the co-payment in won while applying and submits; an approver 
 TOTP and approves in the admin; the founder buys an hour pack (Checkout answered by a recording
 server, the payment confirmed by a signed webhook), and after the month's invoicing
 (run_invoicing) downloads the invoice PDF whose text carries the number, lines and VAT in
-Korean."""
+Korean and English."""
 
 from io import StringIO
 
@@ -117,6 +117,16 @@ def test_a_founder_registers_applies_is_approved_buys_hours_and_downloads_an_inv
     page.goto("/billing/invoices/")
     assert invoice.number in page.content()
     text = invoice_pdf_text(page, invoice, tmp_path)
-    for expected in (invoice.number, "지원 시간", "10.00", "6,000원", "부가가치세", "600원", "6,600원"):
+    for expected in (
+        invoice.number,
+        "지원 시간",
+        "Subsidised hours",
+        "10.00",
+        "₩6,000",
+        "부가가치세",
+        "VAT",
+        "₩600",
+        "₩6,600",
+    ):
         assert expected in text, (expected, text)
     assert page.csp_violations == []

@@ -1,7 +1,7 @@
 """E-mails and PDFs read well in the reader's language: every string a mail template marks for
 translation has a Korean translation, each mail rendered for a Korean reader carries no English
-sentence (and differs from the English one), and the invoice PDF is Korean by design (a Korean
-tax document: docs/billing.md)."""
+sentence (and differs from the English one); the invoice and credit note PDFs, one stored
+document for every reader, carry every label in Korean and in English (docs/billing.md)."""
 
 import re
 import subprocess
@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
+from django.template import Context
+from django.template.base import TextNode
 from django.template.loader import get_template, render_to_string
 from django.templatetags.i18n import BlockTranslateNode, TranslateNode
 from django.utils import timezone, translation
@@ -40,19 +42,21 @@ def walk(nodelist):
             yield from walk(getattr(node, attr, None) or [])
 
 
+def catalogue_key(node) -> str | None:
+    """The catalogue key (msgctxt\\x04msgid) of a {% translate %} / {% blocktranslate %} node."""
+    if isinstance(node, TranslateNode):
+        msgid = str(node.filter_expression.var.literal)
+    elif isinstance(node, BlockTranslateNode):
+        msgid = node.render_token_list(node.singular)[0]
+    else:
+        return None
+    context = node.message_context.resolve(Context()) if node.message_context else None
+    return f"{context}\x04{msgid}" if context else msgid
+
+
 def marked_strings(template_name: str) -> list[str]:
-    """The catalogue keys (msgctxt\\x04msgid) of every {% translate %} / {% blocktranslate %}."""
-    keys = []
-    for node in walk(get_template(template_name).template.nodelist):
-        if isinstance(node, TranslateNode):
-            msgid = str(node.filter_expression.var.literal)
-        elif isinstance(node, BlockTranslateNode):
-            msgid = node.render_token_list(node.singular)[0]
-        else:
-            continue
-        context = node.message_context.var.literal if node.message_context else None
-        keys.append(f"{context}\x04{msgid}" if context else msgid)
-    return keys
+    """The catalogue keys of every string the template marks for translation."""
+    return [key for node in walk(get_template(template_name).template.nodelist) if (key := catalogue_key(node))]
 
 
 @pytest.mark.parametrize("template_name", PORTAL_MAILS + ALLAUTH_MAILS)
@@ -128,9 +132,71 @@ def test_amounts_and_hours_in_mails_follow_the_readers_locale():
     assert "2,000" in award
 
 
+PDF_TEMPLATES = sorted(f"billing/{p.name}" for p in (ROOT / "templates/billing").glob("*pdf*.html"))
+PLACEHOLDERS = {"percent": 10, "number": "INV-2026-000001", "month": "2026-11"}
+
+
+def labels_and_text(template_name: str) -> tuple[list[tuple[str, bool]], str]:
+    """Each marked string of the template with whether it sits inside `{% both %}`, and the
+    template's own text outside any tag (markup and style removed)."""
+    from billing.templatetags.bilingual import BothNode
+
+    labels, text = [], []
+
+    def visit(nodelist, inside: bool) -> None:
+        for node in nodelist:
+            if isinstance(node, TextNode):
+                text.append(node.s)
+            elif key := catalogue_key(node):
+                labels.append((key, inside))
+            for attr in getattr(node, "child_nodelists", ()):
+                visit(getattr(node, attr, None) or [], inside or isinstance(node, BothNode))
+
+    visit(get_template(template_name).template.nodelist, False)
+    bare = re.sub(r"<style>.*?</style>", " ", "".join(text), flags=re.S)
+    return labels, re.sub(r"<[^>]*>|&\w+;", " ", bare)
+
+
+def korean_and_english(key: str) -> tuple[str, str]:
+    """The label as the PDF prints it in each language (placeholders filled)."""
+    korean = trans_real.translation("ko")._catalog.get(key, "")
+    return korean % PLACEHOLDERS, key.split("\x04")[-1] % PLACEHOLDERS
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The PDF's text in drawing order, whitespace removed (labels wrap inside table cells)."""
+    raw = subprocess.run(["pdftotext", "-raw", "-", "-"], input=pdf, capture_output=True, check=True).stdout
+    return re.sub(r"\s+", "", raw.decode())
+
+
+def squeeze(label: str) -> str:
+    return re.sub(r"\s+", "", label)
+
+
+def assert_every_label_printed_in_both_languages(text: str, *template_names: str, but: tuple = ()) -> None:
+    for name in template_names:
+        for key, _inside in labels_and_text(name)[0]:
+            for printed in korean_and_english(key) if key not in but else ():
+                assert squeeze(printed) in text, (key, printed)
+
+
+@pytest.mark.parametrize("template_name", PDF_TEMPLATES)
+def test_every_label_of_the_pdfs_is_in_korean_and_in_english(template_name):
+    """No label printed in one language only: each marked string sits in `{% both %}` and has a
+    Korean translation (Hangul, not the English again); the template holds no bare words."""
+    labels, bare = labels_and_text(template_name)
+    assert [key for key, inside in labels if not inside] == []
+    for key, _inside in labels:
+        korean, english = korean_and_english(key)
+        assert HANGUL.search(korean) and korean != english, key
+    assert re.findall(r"[A-Za-z가-힣]+", bare) == [], template_name
+
+
 @pytest.mark.django_db
-def test_the_invoice_pdf_is_korean_whatever_the_readers_language(settings):
-    """A Korean tax document: its labels are Korean even when rendered under English."""
+def test_the_invoice_pdf_prints_every_label_in_both_languages_whatever_the_readers_language():
+    """One stored document for every reader: the same text rendered under Korean or English, each
+    label and line kind in both languages, amounts as ₩ with separators, ISO dates; an invoice
+    frozen before English names were kept still prints its Korean names."""
     from billing.pdf import invoice_pdf
     from billing.services.invoices import invoice_issue
     from tests.billing.helpers import at, grant_for, rate_card, startup
@@ -140,15 +206,39 @@ def test_the_invoice_pdf_is_korean_whatever_the_readers_language(settings):
     grant_for(org, intervals=[(at(2, 9), at(2, 19))])
     invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
     with translation.override("en"):
-        pdf = invoice_pdf(invoice)
-    text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
-    labels = [marked for marked in marked_strings("billing/invoice_pdf.html")]
-    catalogue = trans_real.translation("ko")._catalog
-    assert [label for label in labels if not catalogue.get(label)] == []
-    for korean in ("청구서", "공급자", "공급가액", "합계"):
-        assert korean in text, korean
-    assert ENGLISH_RUN.findall(text) == []
-    assert f"{invoice.total_krw:,}원" in text
+        text = pdf_text(invoice_pdf(invoice))
+    with translation.override("ko"):
+        assert pdf_text(invoice_pdf(invoice)) == text
+    assert_every_label_printed_in_both_languages(
+        text, "billing/invoice_pdf.html", "billing/_pdf_parties.html", but=("Statement (nothing to pay)",)
+    )  # a ₩0 statement's heading
+    for printed in ("지원 시간(자부담)", "Subsidised hours (co-payment)", "청구서/Invoice"):
+        assert squeeze(printed) in text, printed
+    for printed in (f"₩{invoice.total_krw:,}", "₩6,000", "₩600", "2026-12-01", "2026-12-15", "2026-11-0209:00"):
+        assert printed in text, printed
+    assert (org.name_ko in text, squeeze(org.name_en) in text) == (True, True)
+    invoice.supplier_name_en = invoice.buyer_name_en = ""  # issued before the English names
+    older = pdf_text(invoice_pdf(invoice))
+    assert org.name_ko in older and squeeze(org.name_en) not in older and "None" not in older
+
+
+def test_the_credit_note_pdf_prints_every_label_in_both_languages():
+    from billing.pdf import credit_note_pdf
+
+    invoice = SimpleNamespace(
+        number="INV-2026-000001", month=date(2026, 11, 1), vat_percent=10, supplier_name="국가AI컴퓨팅센터",
+        supplier_name_en="National AI Computing Centre", supplier_brn="1208147521", buyer_name="주식회사 테스트",
+        buyer_name_en="Test Inc.", buyer_brn="2208162517",
+    )  # fmt: skip
+    note = SimpleNamespace(
+        number="CN-2026-000001", invoice=invoice, issued_on=date(2026, 12, 20), reason="노드 장애",
+        supply_krw=-6000, vat_krw=-600, total_krw=-6600,
+    )  # fmt: skip
+    with translation.override("en"):
+        text = pdf_text(credit_note_pdf(note))
+    assert_every_label_printed_in_both_languages(text, "billing/credit_note_pdf.html", "billing/_pdf_parties.html")
+    for printed in ("-₩6,000", "-₩600", "-₩6,600", "2026-12-20", "220-81-62517", "TestInc."):
+        assert printed in text, printed
 
 
 def test_grant_costs_print_hours_with_the_locales_grouping():
