@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 REFERENCE = "/bench/reference/"
+SIGNED_IN_FLOOR = "/bench/signed-in/"
+FLOOR_NAME = "signed-in floor: base layout, empty body"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def pages() -> list[Page]:
     decided = Application.objects.filter(status="in_review").order_by("pk").first()
     return [
         Page("reference: one indexed 20-row query", REFERENCE, None),
+        Page(FLOOR_NAME, SIGNED_IN_FLOOR, researcher),
         Page("/dashboard/", "/dashboard/", researcher),
         Page("/applications/ (largest organisation's owner)", "/applications/", owner),
         Page("/applications/<id>/", f"/applications/{application.pk}/", researcher),
