@@ -194,6 +194,19 @@ def test_a_month_with_nothing_left_to_invoice_is_not_reissued(db):
     assert Invoice.objects.count() == 1 and InvoiceCounter.objects.get(year=2026).last == 1
 
 
+def test_a_month_that_cannot_be_priced_is_not_reissued_and_takes_no_number(client, db):
+    old = voided()
+    Rate.objects.all().delete()  # the rate was withdrawn and no corrected one is published yet
+    finance = staff_user("f@centre.kr", *FINANCE)
+    with pytest.raises(PortalError) as refused:
+        invoice_reissue(invoice_id=old.pk, actor=finance, reason="rate corrected")
+    assert refused.value.code == "ledger" and "H100-80GB" in str(refused.value.message)
+    client.force_login(finance)
+    page = client.get(f"/admin/billing/invoice/{old.pk}/reissue/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "The month cannot be priced: no published rate for H100-80GB" in page
+    assert Invoice.objects.count() == 1 and InvoiceCounter.objects.get(year=2026).last == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_reissues_at_once_make_one_invoice():
     old = voided()
