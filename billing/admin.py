@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import GpuModelListFilter, OfferedGpuModelsMixin
+from billing import ledger
 from billing.models import (
     BillingAccount,
     CreditNote,
@@ -23,7 +24,7 @@ from billing.models import (
     StripeEvent,
 )
 from billing.services.credit_notes import credit_note_issue
-from billing.services.invoices import invoice_void
+from billing.services.invoices import invoice_reissue, invoice_void, month_statement
 from billing.services.invoicing_runs import invoicing_run_queue
 from portal.admin_progress import ProgressAdminMixin
 from portal.errors import PortalError
@@ -112,7 +113,9 @@ class InvoiceEventInline(admin.TabularInline):
         return False
 
 
-class VoidForm(forms.Form):
+class ReasonForm(forms.Form):
+    """Voiding an invoice and re-issuing its month: a reason, kept in the invoice's events."""
+
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
@@ -129,7 +132,8 @@ class CreditForm(forms.Form):
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     """Finance sees invoices and payments; an invoice is never edited (the portal is the system
-    of record): its status changes only through the billing services (payments, webhooks)."""
+    of record): its status changes only through the billing services (payments, webhooks, void);
+    a void invoice's month is corrected by a re-issue, a new invoice that names it."""
 
     list_display = ["number", "organisation", "month", "total_krw", "status", "due_on", "paid_at", "payment_attempts"]
     list_filter = ["status", "month"]
@@ -139,7 +143,12 @@ class InvoiceAdmin(admin.ModelAdmin):
     actions = ["export_csv"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
-        return [f.name for f in Invoice._meta.fields]
+        return [f.name for f in Invoice._meta.fields] + ["replaced_by_invoice"]
+
+    @admin.display(description=_("replaced by"))
+    def replaced_by_invoice(self, obj: Invoice) -> str:
+        replacement = Invoice.objects.filter(replaces=obj).first()
+        return str(replacement) if replacement else "–"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -151,6 +160,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         extra = [
             path("<int:pk>/void/", self.admin_site.admin_view(self.void_view), name="billing_invoice_void"),
             path("<int:pk>/credit/", self.admin_site.admin_view(self.credit_view), name="billing_invoice_credit"),
+            path("<int:pk>/reissue/", self.admin_site.admin_view(self.reissue_view), name="billing_invoice_reissue"),
         ]
         return extra + super().get_urls()
 
@@ -159,6 +169,9 @@ class InvoiceAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "can_void": request.user.has_perm("billing.void_invoice"),
             "can_credit": request.user.has_perm("billing.issue_credit_note"),
+            # A void invoice not yet re-issued: its month may be re-issued (the service checks again).
+            "can_reissue": request.user.has_perm("billing.reissue_invoice")
+            and Invoice.objects.filter(pk=object_id, status=Invoice.Status.VOID, replaced_by__isnull=True).exists(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -167,7 +180,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         if not request.user.has_perm("billing.void_invoice"):
             raise PermissionDenied
         invoice = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = VoidForm(request.POST or None)
+        form = ReasonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 invoice_void(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
@@ -184,6 +197,38 @@ class InvoiceAdmin(admin.ModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/billing/invoice_void.html", context)
+
+    def reissue_view(self, request, pk: int):
+        """Re-issue the month of a void invoice (permission `billing.reissue_invoice`): the page
+        shows what the month comes to now beside the void invoice, and asks for a reason."""
+        if not request.user.has_perm("billing.reissue_invoice"):
+            raise PermissionDenied
+        invoice = get_object_or_404(self.get_queryset(request).select_related("organisation"), pk=pk)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                new = invoice_reissue(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(
+                    request, _("%(new)s issued; it replaces %(old)s.") % {"new": new, "old": invoice.number}
+                )
+                return redirect(reverse("admin:billing_invoice_change", args=[new.pk]))
+        try:
+            result, vat = month_statement(organisation=invoice.organisation, month=invoice.month)
+            preview = {"supply": result.supply_krw, "vat": vat, "total": result.supply_krw + vat}
+        except ledger.LedgerError as exc:
+            preview = {"error": str(exc)}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Re-issue the month of invoice %(number)s") % {"number": invoice},
+            "invoice": invoice,
+            "preview": preview,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoice_reissue.html", context)
 
     def credit_view(self, request, pk: int):
         """Issue a credit note for a paid invoice (permission `billing.issue_credit_note`)."""

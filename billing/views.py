@@ -89,9 +89,9 @@ def month_so_far(organisation: Organisation) -> dict:
 @login_required
 def invoice_list(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
-    page = Paginator(Invoice.objects.filter(organisation=organisation).order_by("-month"), 24).get_page(
-        request.GET.get("page")
-    )
+    # A re-issued month lists its live invoice above the void one it replaces (newest first).
+    invoices = Invoice.objects.filter(organisation=organisation).select_related("replaces").order_by("-month", "-pk")
+    page = Paginator(invoices, 24).get_page(request.GET.get("page"))
     account = BillingAccount.objects.filter(organisation=organisation).first()
     return render(
         request,

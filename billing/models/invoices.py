@@ -1,7 +1,9 @@
-"""Invoices: one per organisation per calendar month (Seoul), numbered INV-YYYY-NNNNNN without
-gaps per year at finalisation. A month whose total is ₩0 but drew prepaid hours gets a statement:
-an Invoice row without a number (it records the draws; it takes no number from the series). The
-portal is the system of record; Stripe only collects money."""
+"""Invoices: one live (not void) invoice per organisation per calendar month (Seoul), numbered
+INV-YYYY-NNNNNN without gaps per year at finalisation. A voided month may be re-issued by finance:
+a new invoice, new number, that names the void one it replaces (`replaces`). A month whose total
+is ₩0 but drew prepaid hours gets a statement: an Invoice row without a number (it records the
+draws; it takes no number from the series). The portal is the system of record; Stripe only
+collects money."""
 
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ class Invoice(models.Model):
     payment_attempts = models.PositiveSmallIntegerField(default=0)
     last_payment_error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A re-issue (billing.services.invoices.invoice_reissue) names the void invoice it corrects;
+    # one-to-one: a void invoice is replaced at most once (a void re-issue is itself re-issued).
+    replaces = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="replaced_by",
+        verbose_name=_("replaces"),
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = InvoiceQuerySet.as_manager()
@@ -68,9 +80,15 @@ class Invoice(models.Model):
         permissions = [
             ("void_invoice", "Can void an unpaid invoice (with a reason)"),
             ("issue_credit_note", "Can issue a credit note for a paid invoice"),
+            ("reissue_invoice", "Can re-issue the month of a void invoice (with a reason)"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["organisation", "month"], name="invoice_one_per_organisation_month"),
+            # Void invoices stay (their numbers are part of the series) beside the month's re-issue.
+            models.UniqueConstraint(
+                fields=["organisation", "month"],
+                condition=~models.Q(status="void"),
+                name="invoice_one_live_per_organisation_month",
+            ),
             models.CheckConstraint(
                 condition=models.Q(number__regex=r"^INV-[0-9]{4}-[0-9]{6}$")
                 | models.Q(number__isnull=True, total_krw=0),

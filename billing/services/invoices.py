@@ -1,7 +1,8 @@
 """Monthly invoices. Each organisation's invoice is issued in its own transaction that locks the
 organisation row (two runs at once: the second waits, then finds the invoice) and the year's
 counter row (numbers without gaps: a rolled-back invoice gives its number back). A run killed
-between organisations resumes where it stopped; rerunning a month changes nothing."""
+between organisations resumes where it stopped; rerunning a month changes nothing. A month whose
+invoice finance voided is re-issued only by finance (`invoice_reissue`), never by the run."""
 
 from __future__ import annotations
 
@@ -52,23 +53,27 @@ def _notify(invoice: Invoice, template: str, **context) -> None:
         )
 
 
-@transaction.atomic
-def invoice_issue(*, organisation_id: int, month: date, today: date | None = None) -> tuple[Invoice | None, bool]:
-    """The organisation's invoice for `month`: (invoice, created). (None, False) when the month
-    has nothing to invoice (no charge and no prepaid hours drawn)."""
-    month = month.replace(day=1)
-    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
-    existing = Invoice.objects.filter(organisation=organisation, month=month).first()
-    if existing is not None:
-        invoice_document_store(invoice_id=existing.pk)  # issued before documents were stored
-        return existing, False
+def month_statement(*, organisation: Organisation, month: date) -> tuple[ledger.Statement, int]:
+    """The organisation's ledger lines for `month` as the ledger is now (rates, intervals, packs,
+    subsidy), and the VAT on them: what an invoice of the month bills, whether issued by the run,
+    re-issued by finance, or previewed before a re-issue. The one place invoicing prices a month."""
     start, end = ledger.month_bounds(month)
     result = organisation_statement(organisation=organisation, start=start, end=end)
+    return result, ledger.vat_of(result.supply_krw, settings.VAT_PERCENT)
+
+
+def _invoice_create(
+    *, organisation: Organisation, month: date, today: date | None, actor=None, reason: str, replaces=None
+) -> Invoice | None:
+    """A new invoice of the month, priced now, with its lines, its first event (`actor`,
+    `reason`), its stored PDF, the e-mail and the charge job; None when the month has nothing to
+    invoice (no charge and no prepaid hours drawn). The caller holds the organisation's row lock
+    and has checked that the month has no live invoice."""
+    result, vat = month_statement(organisation=organisation, month=month)
     if not [x for x in result.lines if x.amount_krw > 0 or x.kind == ledger.PREPAID]:
-        return None, False
+        return None
     today = today or timezone.localdate()
     supply = result.supply_krw
-    vat = ledger.vat_of(supply, settings.VAT_PERCENT)
     invoice = Invoice.objects.create(
         organisation=organisation,
         month=month,
@@ -88,6 +93,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
         buyer_name=organisation.name_ko,
         buyer_name_en=organisation.name_en,
         buyer_brn=organisation.business_registration_number or "",
+        replaces=replaces,
     )
     InvoiceLine.objects.bulk_create(
         InvoiceLine(
@@ -106,15 +112,90 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
         )
         for n, x in enumerate(result.lines)
     )
-    InvoiceEvent.objects.create(invoice=invoice, old_status="", new_status=invoice.status, reason="issued")
+    InvoiceEvent.objects.create(invoice=invoice, actor=actor, old_status="", new_status=invoice.status, reason=reason)
     invoice_document_store(invoice_id=invoice.pk)  # the PDF, frozen with the invoice
     if invoice.is_statement:
-        return invoice, True  # nothing to pay: no e-mail, no charge
+        return invoice  # nothing to pay: no e-mail, no charge
     _notify(invoice, "invoice_issued")
     account = BillingAccount.objects.filter(organisation=organisation).first()
     if invoice.status == I.OPEN and account is not None and account.has_card:
         outbox_enqueue(CHARGE_JOB, invoice.pk)
-    return invoice, True
+    return invoice
+
+
+@transaction.atomic
+def invoice_issue(*, organisation_id: int, month: date, today: date | None = None) -> tuple[Invoice | None, bool]:
+    """The organisation's invoice for `month`: (invoice, created). (None, False) when the month
+    has nothing to invoice (no charge and no prepaid hours drawn). A month already invoiced gives
+    its live invoice or, when finance voided it and has not re-issued it, the void one: the run
+    never issues a voided month again by itself (finance re-issues it: `invoice_reissue`)."""
+    month = month.replace(day=1)
+    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    invoices = Invoice.objects.filter(organisation=organisation, month=month)
+    existing = min(invoices, key=lambda x: (x.status == I.VOID, -x.pk), default=None)  # live first, then newest
+    if existing is not None:
+        invoice_document_store(invoice_id=existing.pk)  # issued before documents were stored
+        return existing, False
+    invoice = _invoice_create(organisation=organisation, month=month, today=today, reason="issued")
+    return invoice, invoice is not None
+
+
+@transaction.atomic
+def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None = None) -> Invoice:
+    """Finance (permission `billing.reissue_invoice`) re-issues the month of a void invoice: a
+    new invoice, with the next number of the gapless series, priced from the ledger as it is now
+    (`month_statement`: a corrected rate, interval or buyer name counts), naming the void invoice
+    it replaces; who, when and why are kept in both invoices' events. The void invoice keeps its
+    number, PDF and credit notes. Its prepaid hours were released by the void (void invoices draw
+    nothing) and the re-issue draws what is left once, like any invoice of the month.
+
+    Refused while the month has a live invoice, and for a void invoice already re-issued (re-issue
+    its re-issue instead). The organisation's row is locked first, as the monthly run locks it: two
+    re-issues at once (a double click), or a re-issue during the run, wait for each other and the
+    second finds the first's invoice; the partial unique constraint (one live invoice per
+    organisation and month) holds whatever the code does."""
+    if not (actor is not None and actor.has_perm("billing.reissue_invoice")):
+        raise PortalError(_("Only finance staff can re-issue an invoice."), code="forbidden")
+    reason = (reason or "").strip()
+    if not reason:
+        raise PortalError(_("Say why the month is re-issued."), code="reason")
+    organisation_id = Invoice.objects.values_list("organisation_id", flat=True).get(pk=invoice_id)
+    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    void = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if void.status != I.VOID:
+        raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
+    live = Invoice.objects.filter(organisation=organisation, month=void.month).exclude(status=I.VOID).first()
+    if live is not None:
+        raise PortalError(
+            _("%(number)s is this month's invoice: void it first if it is wrong.") % {"number": live}, code="live"
+        )
+    replacement = Invoice.objects.filter(replaces=void).first()
+    if replacement is not None:
+        raise PortalError(
+            _("This invoice was re-issued as %(number)s already: re-issue that one.") % {"number": replacement},
+            code="replaced",
+        )
+    try:
+        invoice = _invoice_create(
+            organisation=organisation,
+            month=void.month,
+            today=today,
+            actor=actor,
+            reason=f"re-issued, replaces {void}: {reason}",
+            replaces=void,
+        )
+    except ledger.LedgerError as exc:
+        raise PortalError(_("The month cannot be priced: %(error)s") % {"error": exc}, code="ledger") from exc
+    if invoice is None:
+        raise PortalError(
+            _("The month has nothing to invoice now (no charge, no prepaid hours drawn): nothing is issued."),
+            code="nothing",
+        )
+    InvoiceEvent.objects.create(
+        invoice=void, actor=actor, old_status=I.VOID, new_status=I.VOID, reason=f"re-issued as {invoice}: {reason}"
+    )
+    log.info("invoice %s re-issued as %s by %s", void, invoice, actor.pk)
+    return invoice
 
 
 def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
@@ -127,7 +208,7 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
     began = time.monotonic()
     start, end = ledger.month_bounds(month)
     orgs = list(organisations_with_usage(start, end).values_list("pk", "name_ko"))
-    counts = {"issued": 0, "existing": 0, "nothing": 0, "failed": 0}
+    counts = {"issued": 0, "existing": 0, "void": 0, "nothing": 0, "failed": 0}
     run = invoicing_run_start(month=month, total=len(orgs))
     out(f"{month:%Y-%m}: {len(orgs)} organisations with GPU access")
     for n, (org_id, name) in enumerate(orgs, 1):
@@ -145,6 +226,9 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
             if invoice is None:
                 counts["nothing"] += 1
                 outcome = "nothing to invoice"
+            elif invoice.status == I.VOID:
+                counts["void"] += 1
+                outcome = f"{invoice} void, not invoiced again (finance re-issues the month from the admin)"
             else:
                 counts["issued" if created else "existing"] += 1
                 outcome = f"{invoice} ₩{invoice.total_krw:,} {'issued' if created else 'already issued'}"
