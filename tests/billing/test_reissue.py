@@ -73,7 +73,7 @@ def test_finance_reissues_a_voided_month_at_the_corrected_rate_with_a_new_number
     text = pdf_text(InvoiceDocument.objects.get(invoice=new).content)
     assert "INV-2026-000002" in text and "Replaces invoice INV-2026-000001" in text
     assert "INV-2026-000001" in text.split("Replaces invoice")[0]  # the Korean line comes first
-    assert "5,500원" in text
+    assert "₩5,500" in text
 
 
 def test_the_prepaid_hours_of_the_void_invoice_are_drawn_once_by_its_reissue(db):

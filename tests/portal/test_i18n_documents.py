@@ -210,8 +210,12 @@ def test_the_invoice_pdf_prints_every_label_in_both_languages_whatever_the_reade
     with translation.override("ko"):
         assert pdf_text(invoice_pdf(invoice)) == text
     assert_every_label_printed_in_both_languages(
-        text, "billing/invoice_pdf.html", "billing/_pdf_parties.html", but=("Statement (nothing to pay)",)
-    )  # a ₩0 statement's heading
+        text,
+        "billing/invoice_pdf.html",
+        "billing/_pdf_parties.html",
+        # a ₩0 statement's heading; a re-issue's line (tests/billing/test_reissue.py reads it)
+        but=("Statement (nothing to pay)", "Replaces invoice %(number)s, which is void."),
+    )
     for printed in ("지원 시간(자부담)", "Subsidised hours (co-payment)", "청구서/Invoice"):
         assert squeeze(printed) in text, printed
     for printed in (f"₩{invoice.total_krw:,}", "₩6,000", "₩600", "2026-12-01", "2026-12-15", "2026-11-0209:00"):
