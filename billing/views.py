@@ -89,9 +89,8 @@ def month_so_far(organisation: Organisation) -> dict:
 @login_required
 def invoice_list(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
-    page = Paginator(Invoice.objects.filter(organisation=organisation).order_by("-month"), 24).get_page(
-        request.GET.get("page")
-    )
+    invoices = Invoice.objects.filter(organisation=organisation).select_related("carried_into").order_by("-month")
+    page = Paginator(invoices, 24).get_page(request.GET.get("page"))
     account = BillingAccount.objects.filter(organisation=organisation).first()
     return render(
         request,
@@ -107,6 +106,8 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             .defer("document")
             .order_by("-created_at")[:24],
             "today": timezone.localdate(),
+            "bank_account": settings.BILLING_BANK_ACCOUNT,
+            "min_charge": settings.STRIPE_MIN_CHARGE_KRW,
         },
     )
 
