@@ -46,7 +46,7 @@ def bank_transfer_record(
     reference = (reference or "").strip()
     if not reference:
         raise PortalError(_("Give the bank's reference of the transfer."), code="reference")
-    invoice = Invoice.objects.select_for_update().select_related("carried_into").get(pk=invoice_id)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     existing = BankTransfer.objects.filter(invoice=invoice, reference=reference).first()
     if existing is not None:
         return existing, False
@@ -94,7 +94,7 @@ def invoice_write_off(*, invoice_id: int, actor, reason: str) -> list[CreditNote
     reason = (reason or "").strip()
     if not reason:
         raise PortalError(_("Say why the amount is written off."), code="reason")
-    invoice = Invoice.objects.select_for_update().select_related("carried_into").get(pk=invoice_id)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     _settleable(invoice)
     if invoice.status != I.CARRIED:
         raise PortalError(_("Only a carried-forward amount can be written off; void an open invoice."), code="open")

@@ -28,7 +28,7 @@ def _create_with_limits(cls, **data):
         if amount < STRIPE_MIN_KRW:
             raise UserError(
                 400,
-                "Amount must convert to at least 50 cents. ₩%d converts to approximately $0.04 USD." % amount,
+                f"Amount must convert to at least 50 cents. ₩{amount} converts to less than $0.50 USD.",
                 {"code": "amount_too_small", "param": "amount"},
             )
         if amount > STRIPE_MAX_KRW:

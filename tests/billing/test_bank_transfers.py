@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from django.core import mail
 from django.utils import timezone
 
 from allocations.models import Grant
@@ -19,7 +18,7 @@ from billing.services.consequences import OVERDUE_REASON, invoices_enforce_overd
 from billing.services.invoices import invoice_issue
 from billing.services.transfers import bank_transfer_record, invoice_write_off
 from portal.errors import PortalError
-from portal.models import Membership
+from portal.models import Membership, OutboxMessage
 from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.portal.test_review_admin import staff_user
 
@@ -29,7 +28,9 @@ I = Invoice.Status  # noqa: E741
 
 @pytest.fixture
 def finance(db):
-    return staff_user("finance@centre.kr", "billing.view_invoice", "billing.record_transfer", "billing.issue_credit_note")
+    return staff_user(
+        "finance@centre.kr", "billing.view_invoice", "billing.record_transfer", "billing.issue_credit_note"
+    )
 
 
 def huge_invoice(localstripe: bool = False) -> Invoice:
@@ -45,7 +46,9 @@ def huge_invoice(localstripe: bool = False) -> Invoice:
     return invoice
 
 
-def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_finance(db, localstripe, client, finance, settings):
+def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_finance(
+    db, localstripe, client, finance, settings
+):
     settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
     settings.BILLING_BANK_ACCOUNT = "KB국민은행 123-45-678901 국가AI컴퓨팅센터"
     invoice = huge_invoice(localstripe=True)
@@ -69,7 +72,7 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
     client.force_login(finance)
     change = client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
     assert f"/admin/billing/invoice/{invoice.pk}/transfer/" in change
-    mail.outbox.clear()
+    before = OutboxMessage.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     response = client.post(
         f"/admin/billing/invoice/{invoice.pk}/transfer/",
         {"amount_krw": "132000000", "received_on": "2026-12-10", "reference": "KB 20261210-0042"},
@@ -85,7 +88,8 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
     assert event.actor == finance and "KB 20261210-0042" in event.reason
     # Paid like a card payment: the suspended grant comes back, the members are told.
     assert Grant.objects.get(pk=suspended).status == Grant.Status.PROVISIONING
-    assert any(invoice.number in m.subject for m in mail.outbox)
+    sent = [m.args[0] for m in OutboxMessage.objects.filter(pk__gt=before) if m.func.endswith("send_email_job")]
+    assert any(invoice.number in m["subject"] for m in sent), sent
 
 
 def test_a_transfer_recorded_twice_does_no_harm_twice(db, finance):
@@ -122,9 +126,10 @@ def test_someone_without_the_finance_permission_cannot_record_a_transfer(db, cli
     invoice = huge_invoice()
     viewer = staff_user("viewer@centre.kr", "billing.view_invoice")
     client.force_login(viewer)
-    assert f"/admin/billing/invoice/{invoice.pk}/transfer/" not in client.get(
-        f"/admin/billing/invoice/{invoice.pk}/change/"
-    ).content.decode()
+    assert (
+        f"/admin/billing/invoice/{invoice.pk}/transfer/"
+        not in client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
+    )
     url = f"/admin/billing/invoice/{invoice.pk}/transfer/"
     data = {"amount_krw": "132000000", "received_on": "2026-12-10", "reference": "KB-0042"}
     assert client.get(url).status_code == 403
@@ -152,15 +157,20 @@ def test_finance_sees_carried_amounts_waiting_and_settles_the_last_one_by_transf
     client.force_login(finance)
     waiting = client.get("/admin/billing/invoice/?status__exact=carried").content.decode()
     assert invoice.number in waiting
-    assert client.post(
-        f"/admin/billing/invoice/{invoice.pk}/transfer/",
-        {"amount_krw": "55", "received_on": "2027-01-05", "reference": "IBK-77"},
-    ).status_code == 302
+    assert (
+        client.post(
+            f"/admin/billing/invoice/{invoice.pk}/transfer/",
+            {"amount_krw": "55", "received_on": "2027-01-05", "reference": "IBK-77"},
+        ).status_code
+        == 302
+    )
     invoice.refresh_from_db()
     assert invoice.status == I.PAID
     # Nothing is left to carry: a later invoice of the organisation collects nothing more.
     grant = invoice.lines.get().grant
-    grant.access_intervals.create(gpu_count=1, opened_at=at(2, 9, month=3, year=2027), closed_at=at(2, 19, month=3, year=2027))
+    grant.access_intervals.create(
+        gpu_count=1, opened_at=at(2, 9, month=3, year=2027), closed_at=at(2, 19, month=3, year=2027)
+    )
     march, _ = invoice_issue(organisation_id=invoice.organisation_id, month=date(2027, 3, 1), today=date(2027, 4, 1))
     assert (march.carried_krw, march.amount_due_krw) == (0, 6600)
 
@@ -170,17 +180,23 @@ def test_finance_writes_the_last_small_amount_off_with_a_credit_note_and_a_reaso
     client.force_login(finance)
     change = client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
     assert f"/admin/billing/invoice/{invoice.pk}/write-off/" in change
-    response = client.post(f"/admin/billing/invoice/{invoice.pk}/write-off/", {"reason": "organisation closed its account"})
+    response = client.post(
+        f"/admin/billing/invoice/{invoice.pk}/write-off/", {"reason": "organisation closed its account"}
+    )
     assert response.status_code == 302
     invoice.refresh_from_db()
     note = CreditNote.objects.get()
     assert invoice.status == I.WRITTEN_OFF
     assert (note.invoice_id, note.supply_krw, note.vat_krw, note.total_krw) == (invoice.pk, -50, -5, -55)
-    assert invoice.events.filter(new_status=I.WRITTEN_OFF, actor=finance, reason__contains="closed its account").exists()
+    assert invoice.events.filter(
+        new_status=I.WRITTEN_OFF, actor=finance, reason__contains="closed its account"
+    ).exists()
     with pytest.raises(PortalError):  # settled: nothing more to write off or to record
         invoice_write_off(invoice_id=invoice.pk, actor=finance, reason="again")
     with pytest.raises(PortalError):
-        bank_transfer_record(invoice_id=invoice.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="y")
+        bank_transfer_record(
+            invoice_id=invoice.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="y"
+        )
 
 
 def test_an_amount_already_collected_by_a_later_invoice_cannot_be_settled_on_its_own(db, finance):
@@ -190,7 +206,9 @@ def test_an_amount_already_collected_by_a_later_invoice_cannot_be_settled_on_its
     nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
     dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
     with pytest.raises(PortalError):
-        bank_transfer_record(invoice_id=nov.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="z")
+        bank_transfer_record(
+            invoice_id=nov.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="z"
+        )
     with pytest.raises(PortalError):
         invoice_write_off(invoice_id=nov.pk, actor=finance, reason="no")
     # Paying December by transfer settles both, for the amount due (6,600 + 55).

@@ -103,9 +103,13 @@ def test_carried_amounts_that_stay_small_keep_being_carried_until_they_reach_the
     jan = at(2, 9, month=1, year=2027)
     grant_for(
         org,
-        intervals=[(at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 9, 5, month=12)), (jan, jan + timedelta(hours=10))],
+        intervals=[
+            (at(2, 9), at(2, 9, 5)),
+            (at(2, 9, month=12), at(2, 9, 5, month=12)),
+            (jan, jan + timedelta(hours=10)),
+        ],
     )
-    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    _nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
     dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
     assert (dec.status, dec.carried_krw, dec.amount_due_krw) == (I.CARRIED, 55, 110)
     january, _ = invoice_issue(organisation_id=org.pk, month=date(2027, 1, 1), today=date(2027, 2, 1))
@@ -154,7 +158,10 @@ def test_a_failed_payment_event_for_the_amount_is_not_a_decline_either(db, setti
         "last_payment_error": {"code": "amount_too_small", "message": "Amount must convert to at least 50 cents."},
     }
     stored = StripeEvent.objects.create(
-        event_id="evt_small", type="payment_intent.payment_failed", created=timezone.now(), payload={"data": {"object": intent}}
+        event_id="evt_small",
+        type="payment_intent.payment_failed",
+        created=timezone.now(),
+        payload={"data": {"object": intent}},
     )
     mail.outbox.clear()
     assert payments.stripe_event_process(event_pk=stored.pk) == "amount refused"
