@@ -147,6 +147,25 @@ class CreditForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
+class CollectionFilter(admin.SimpleListFilter):
+    """Carried-forward amounts still waiting for a later invoice: finance settles those of an
+    organisation that will have no further invoice (bank transfer or write-off)."""
+
+    title = _("carried forward")
+    parameter_name = "carried"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", _("Waiting for a later invoice")), ("collected", _("Collected with a later invoice"))]
+
+    def queryset(self, request, queryset):
+        carried = queryset.filter(status=Invoice.Status.CARRIED)
+        if self.value() == "waiting":
+            return carried.filter(carried_into__isnull=True)
+        if self.value() == "collected":
+            return carried.filter(carried_into__isnull=False)
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     """Finance sees invoices and payments; an invoice is never edited (the portal is the system
@@ -156,7 +175,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         "number", "organisation", "month", "total_krw", "amount_due", "status", "transfer_only", "due_on", "paid_at",
         "payment_attempts",
     ]  # fmt: skip
-    list_filter = ["status", "transfer_only", "month"]
+    list_filter = ["status", CollectionFilter, "transfer_only", "month"]
     search_fields = ["number", "organisation__name_ko", "organisation__name_en", "buyer_brn"]
     list_select_related = ["organisation"]
     inlines = [InvoiceLineInline, BankTransferInline, InvoiceEventInline]

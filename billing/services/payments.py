@@ -98,6 +98,13 @@ def hour_pack_checkout_start(
     krw = hour_pack_price(organisation, gpu_model)
     supply = gpu_hours * krw
     vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    if supply + vat < settings.STRIPE_MIN_CHARGE_KRW:
+        # Below Stripe's minimum charge: never sent to it.
+        raise PortalError(
+            _("A pack must cost at least ₩%(min)s including VAT (the smallest card payment): choose more GPU-hours.")
+            % {"min": f"{settings.STRIPE_MIN_CHARGE_KRW:,}"},
+            code="too_cheap",
+        )
     if supply + vat > stripe_client.MAX_CHARGE_KRW:
         # Stripe would refuse it; say so on the form rather than "the service is not reachable".
         raise PortalError(

@@ -155,8 +155,10 @@ def small_final_month():
 def test_finance_sees_carried_amounts_waiting_and_settles_the_last_one_by_transfer(db, client, finance):
     invoice = small_final_month()
     client.force_login(finance)
-    waiting = client.get("/admin/billing/invoice/?status__exact=carried").content.decode()
+    # Admin → Billing → Invoices, filter "carried forward: waiting for a later invoice".
+    waiting = client.get("/admin/billing/invoice/?carried=waiting").content.decode()
     assert invoice.number in waiting
+    assert invoice.number not in client.get("/admin/billing/invoice/?carried=collected").content.decode()
     assert (
         client.post(
             f"/admin/billing/invoice/{invoice.pk}/transfer/",

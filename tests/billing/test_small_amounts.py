@@ -180,3 +180,51 @@ def test_an_invoice_is_never_sent_to_checkout_outside_the_card_limits(db, record
     with pytest.raises(PortalError):
         payments.invoice_checkout_start(invoice=invoice, user=owner, success_url="https://x/", cancel_url="https://x/")
     assert recorder.requests == []
+
+
+def test_the_invoices_page_says_in_korean_what_happened_to_a_small_month(db, client):
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 19, month=12))])
+    invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    member = billing_member(org)
+    member.language = "ko"
+    member.save(update_fields=["language"])
+    client.force_login(member)
+    page = client.get("/billing/invoices/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "이월" in page and "다음 청구서에 이월하여" in page
+    invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
+    page = client.get("/billing/invoices/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "INV-2027-000001에 포함되어 청구되었습니다" in page and "6,655원" in page
+
+
+def test_voiding_the_invoice_that_collected_a_small_month_hands_it_to_the_next_invoice(db):
+    from billing.services.invoices import invoice_void
+    from tests.portal.test_review_admin import staff_user
+
+    rate_card("startup", 3000)
+    org, _ = startup()
+    jan = at(2, 9, month=1, year=2027)
+    small, december = (at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 19, month=12))
+    grant_for(org, intervals=[small, december, (jan, jan + timedelta(hours=10))])
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
+    finance = staff_user("finance@centre.kr", "billing.void_invoice")
+    invoice_void(invoice_id=dec.pk, actor=finance, reason="wrong rate")
+    nov.refresh_from_db()
+    assert (nov.status, nov.carried_into_id) == (I.CARRIED, None)
+    january, _ = invoice_issue(organisation_id=org.pk, month=date(2027, 1, 1), today=date(2027, 2, 1))
+    assert (january.carried_krw, january.amount_due_krw) == (55, 6655)
+
+
+def test_an_hour_pack_below_the_minimum_charge_is_refused_on_the_form(db, client, recorder, settings):
+    settings.STRIPE_MIN_CHARGE_KRW = 5000
+    rate_card("startup", 3000, since=date(2025, 1, 1))
+    org, owner = startup()
+    client.force_login(owner)
+    response = client.post(
+        "/billing/hour-packs/", {"organisation": org.pk, "gpu_model": "H100-80GB", "gpu_hours": "1"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )  # fmt: skip
+    assert response.status_code == 400 and "5,000" in response.content.decode()
+    assert recorder.requests == []
