@@ -5,6 +5,7 @@ payment; a final small amount may instead be written off with a credit note."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date, timedelta
 
 import pytest
@@ -47,7 +48,7 @@ def huge_invoice(localstripe: bool = False) -> Invoice:
 
 
 def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_finance(
-    db, localstripe, client, finance, settings
+    db, localstripe, client, finance, settings, tmp_path
 ):
     settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
     settings.BILLING_BANK_ACCOUNT = "KB국민은행 123-45-678901 국가AI컴퓨팅센터"
@@ -63,6 +64,10 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
     page = client.get("/billing/invoices/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "bank transfer" in page and "123-45-678901" in page
     assert f'action="/billing/invoices/{invoice.pk}/pay/"' not in page
+    pdf = tmp_path / "invoice.pdf"
+    pdf.write_bytes(client.get(f"/billing/invoices/{invoice.pk}/pdf/").content)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "이체해 주십시오" in text and "123-45-678901" in text, text
 
     # Unpaid long past its due date: the paying grant is suspended, as for any unpaid invoice.
     Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=20))
@@ -216,3 +221,19 @@ def test_an_amount_already_collected_by_a_later_invoice_cannot_be_settled_on_its
     # Paying December by transfer settles both, for the amount due (6,600 + 55).
     bank_transfer_record(invoice_id=dec.pk, actor=finance, amount_krw=6655, received_on=date(2027, 1, 5), reference="z")
     assert set(Invoice.objects.filter(organisation=org).values_list("status", flat=True)) == {I.PAID}
+
+
+def test_a_refusal_by_stripe_for_a_too_large_amount_makes_it_payable_by_transfer_not_overdue(
+    db, localstripe, monkeypatch
+):
+    # Stripe's maximum lower than the portal believes: Stripe itself refuses ₩132,000,000.
+    monkeypatch.setattr(stripe_client, "MAX_CHARGE_KRW", 200_000_000)
+    invoice = huge_invoice(localstripe=True)
+    assert invoice.status == I.OPEN and not invoice.transfer_only
+    Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=1))
+    assert payments.invoice_charge(invoice_id=invoice.pk) == "amount refused"
+    invoice.refresh_from_db()
+    assert invoice.transfer_only and invoice.status == I.OPEN and invoice.payment_attempts == 0
+    assert invoice.due_on > timezone.localdate() and not invoice.is_overdue()
+    assert invoice.events.filter(reason__contains="amount_too_large").exists()
+    assert payments.invoice_charge(invoice_id=invoice.pk) == "by bank transfer"
