@@ -237,3 +237,15 @@ def test_a_refusal_by_stripe_for_a_too_large_amount_makes_it_payable_by_transfer
     assert invoice.due_on > timezone.localdate() and not invoice.is_overdue()
     assert invoice.events.filter(reason__contains="amount_too_large").exists()
     assert payments.invoice_charge(invoice_id=invoice.pk) == "by bank transfer"
+
+
+def test_writing_off_a_small_amount_writes_off_what_was_carried_into_it_too(db, finance):
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 9, 5, month=12))])
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
+    assert (dec.status, dec.amount_due_krw) == (I.CARRIED, 110)
+    notes = invoice_write_off(invoice_id=dec.pk, actor=finance, reason="company dissolved")
+    assert sorted((n.invoice_id, n.total_krw) for n in notes) == sorted([(nov.pk, -55), (dec.pk, -55)])
+    assert set(Invoice.objects.filter(organisation=org).values_list("status", flat=True)) == {I.WRITTEN_OFF}
