@@ -129,12 +129,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     InvoiceEvent.objects.create(
         invoice=invoice, old_status="", new_status=invoice.status, reason=_issue_reason(invoice, due)
     )
-    for earlier in waiting:  # before the PDF: it lists what it collects
-        earlier.carried_into = invoice
-        earlier.save(update_fields=["carried_into"])
-        InvoiceEvent.objects.create(
-            invoice=earlier, old_status=I.CARRIED, new_status=I.CARRIED, reason=f"collected with {invoice.number}"
-        )
+    _collect_carried(waiting, into=invoice)  # before the PDF: it lists what it collects
     invoice_document_store(invoice_id=invoice.pk)  # the PDF, frozen with the invoice
     if invoice.is_statement:
         return invoice, True  # nothing to pay: no e-mail, no charge
@@ -143,6 +138,16 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     if invoice.card_payable and account is not None and account.has_card:
         outbox_enqueue(CHARGE_JOB, invoice.pk)
     return invoice, True
+
+
+def _collect_carried(waiting: list[Invoice], *, into: Invoice) -> None:
+    """Each waiting carried-forward invoice (locked by the caller) is collected by `into`, once."""
+    for earlier in waiting:
+        earlier.carried_into = into
+        earlier.save(update_fields=["carried_into"])
+        InvoiceEvent.objects.create(
+            invoice=earlier, old_status=I.CARRIED, new_status=I.CARRIED, reason=f"collected with {into.number}"
+        )
 
 
 def _status_at_issue(total: int, due: int) -> str:
