@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.admin_gpu_models import GpuModelListFilter, OfferedGpuModelsMixin
 from billing import ledger
 from billing.models import (
+    BankTransfer,
     BillingAccount,
     CreditNote,
     HourPack,
@@ -26,6 +27,7 @@ from billing.models import (
 from billing.services.credit_notes import credit_note_issue
 from billing.services.invoices import invoice_reissue, invoice_void, month_statement
 from billing.services.invoicing_runs import invoicing_run_queue
+from billing.services.transfers import bank_transfer_record, invoice_write_off
 from portal.admin_progress import ProgressAdminMixin
 from portal.errors import PortalError
 from portal.progress import elapsed_text, stalled_note
@@ -113,8 +115,28 @@ class InvoiceEventInline(admin.TabularInline):
         return False
 
 
+class BankTransferInline(admin.TabularInline):
+    model = BankTransfer
+    extra = 0
+    can_delete = False
+    fields = ["received_on", "amount_krw", "reference", "recorded_by", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class TransferForm(forms.Form):
+    amount_krw = forms.IntegerField(label=_("Amount received (KRW)"), min_value=1)
+    received_on = forms.DateField(label=_("Received on"), help_text="YYYY-MM-DD")
+    reference = forms.CharField(
+        label=_("Bank reference"), max_length=100, help_text=_("As on the bank statement; recorded once per invoice.")
+    )
+
+
 class ReasonForm(forms.Form):
-    """Voiding an invoice and re-issuing its month: a reason, kept in the invoice's events."""
+    """Voiding an invoice, re-issuing its month, writing a carried amount off: a reason, kept in
+    the invoice's events."""
 
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
@@ -129,17 +151,39 @@ class CreditForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
+class CollectionFilter(admin.SimpleListFilter):
+    """Carried-forward amounts still waiting for a later invoice: finance settles those of an
+    organisation that will have no further invoice (bank transfer or write-off)."""
+
+    title = _("carried forward")
+    parameter_name = "carried"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", _("Waiting for a later invoice")), ("collected", _("Collected with a later invoice"))]
+
+    def queryset(self, request, queryset):
+        carried = queryset.filter(status=Invoice.Status.CARRIED)
+        if self.value() == "waiting":
+            return carried.filter(carried_into__isnull=True)
+        if self.value() == "collected":
+            return carried.filter(carried_into__isnull=False)
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     """Finance sees invoices and payments; an invoice is never edited (the portal is the system
     of record): its status changes only through the billing services (payments, webhooks, void);
     a void invoice's month is corrected by a re-issue, a new invoice that names it."""
 
-    list_display = ["number", "organisation", "month", "total_krw", "status", "due_on", "paid_at", "payment_attempts"]
-    list_filter = ["status", "month"]
+    list_display = [
+        "number", "organisation", "month", "total_krw", "amount_due", "status", "transfer_only", "due_on", "paid_at",
+        "payment_attempts",
+    ]  # fmt: skip
+    list_filter = ["status", CollectionFilter, "transfer_only", "month"]
     search_fields = ["number", "organisation__name_ko", "organisation__name_en", "buyer_brn"]
     list_select_related = ["organisation"]
-    inlines = [InvoiceLineInline, InvoiceEventInline]
+    inlines = [InvoiceLineInline, BankTransferInline, InvoiceEventInline]
     actions = ["export_csv"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
@@ -161,6 +205,10 @@ class InvoiceAdmin(admin.ModelAdmin):
             path("<int:pk>/void/", self.admin_site.admin_view(self.void_view), name="billing_invoice_void"),
             path("<int:pk>/credit/", self.admin_site.admin_view(self.credit_view), name="billing_invoice_credit"),
             path("<int:pk>/reissue/", self.admin_site.admin_view(self.reissue_view), name="billing_invoice_reissue"),
+            path("<int:pk>/transfer/", self.admin_site.admin_view(self.transfer_view), name="billing_invoice_transfer"),
+            path(
+                "<int:pk>/write-off/", self.admin_site.admin_view(self.write_off_view), name="billing_invoice_write_off"
+            ),
         ]
         return extra + super().get_urls()
 
@@ -172,8 +220,64 @@ class InvoiceAdmin(admin.ModelAdmin):
             # A void invoice not yet re-issued: its month may be re-issued (the service checks again).
             "can_reissue": request.user.has_perm("billing.reissue_invoice")
             and Invoice.objects.filter(pk=object_id, status=Invoice.Status.VOID, replaced_by__isnull=True).exists(),
+            "can_record_transfer": request.user.has_perm("billing.record_transfer"),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("amount due (KRW)"))
+    def amount_due(self, obj: Invoice) -> int:
+        return obj.amount_due_krw
+
+    def _page(self, request, invoice: Invoice, form, title, template: str) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "invoice": invoice,
+            "form": form,
+        }
+        return TemplateResponse(request, template, context)
+
+    def transfer_view(self, request, pk: int):
+        """Record a bank transfer paying the invoice (permission `billing.record_transfer`)."""
+        if not request.user.has_perm("billing.record_transfer"):
+            raise PermissionDenied
+        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = TransferForm(request.POST or None, initial={"amount_krw": invoice.amount_due_krw})
+        if request.method == "POST" and form.is_valid():
+            try:
+                _transfer, created = bank_transfer_record(
+                    invoice_id=invoice.pk, actor=request.user, **form.cleaned_data
+                )
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                if created:
+                    messages.success(request, _("The transfer is recorded and the invoice is paid."))
+                else:
+                    messages.info(request, _("This transfer was already recorded; nothing changed."))
+                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+        title = _("Record a bank transfer for invoice %(number)s") % {"number": invoice}
+        return self._page(request, invoice, form, title, "admin/billing/invoice_transfer.html")
+
+    def write_off_view(self, request, pk: int):
+        """Write off a carried-forward amount no invoice will collect (permission
+        `billing.issue_credit_note`: it issues a credit note)."""
+        if not request.user.has_perm("billing.issue_credit_note"):
+            raise PermissionDenied
+        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                notes = invoice_write_off(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                numbers = ", ".join(n.number for n in notes)
+                messages.success(request, _("Written off with credit note %(number)s.") % {"number": numbers})
+                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+        title = _("Write off invoice %(number)s") % {"number": invoice}
+        return self._page(request, invoice, form, title, "admin/billing/invoice_write_off.html")
 
     def void_view(self, request, pk: int):
         """Void an unpaid invoice with a reason (permission `billing.void_invoice`)."""
@@ -304,6 +408,15 @@ class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "type", "created", "received_at", "processed_at", "outcome"]
     list_filter = ["type"]
     search_fields = ["event_id"]
+
+
+@admin.register(BankTransfer)
+class BankTransferAdmin(ReadOnlyAdmin):
+    """Transfers finance recorded (Admin → Billing → Invoices → a transfer is recorded there)."""
+
+    list_display = ["invoice", "amount_krw", "received_on", "reference", "recorded_by", "created_at"]
+    list_select_related = ["invoice", "recorded_by"]
+    search_fields = ["reference", "invoice__number"]
 
 
 @admin.register(BillingAccount)

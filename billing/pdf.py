@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -23,11 +24,16 @@ from billing.models import CreditNote, Invoice, InvoiceDocument
 def invoice_pdf(invoice: Invoice) -> bytes:
     from weasyprint import HTML  # heavy import (pango): only when a PDF is rendered
 
+    context = {
+        "invoice": invoice,
+        "lines": invoice.lines.select_related("grant").order_by("position"),
+        # Earlier months carried forward (below the minimum card charge) that this invoice collects.
+        "carried": invoice.carried_from.order_by("month", "pk"),
+        "min_charge": settings.STRIPE_MIN_CHARGE_KRW,
+        "bank_account": settings.BILLING_BANK_ACCOUNT,
+    }
     with translation.override("ko"):
-        html = render_to_string(
-            "billing/invoice_pdf.html",
-            {"invoice": invoice, "lines": invoice.lines.select_related("grant").order_by("position")},
-        )
+        html = render_to_string("billing/invoice_pdf.html", context)
     return HTML(string=html).write_pdf()
 
 

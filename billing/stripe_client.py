@@ -19,6 +19,14 @@ TIMEOUT_SECONDS = 15
 SMALL_WALLET_MAX_KRW = 2_000_000
 # Stripe takes at most eight digits in a currency's smallest unit: ₩99,999,999 per payment.
 MAX_CHARGE_KRW = 99_999_999
+# Stripe's refusals of a payment because of its amount (InvalidRequestError codes): never a decline.
+AMOUNT_REFUSALS = frozenset({"amount_too_small", "amount_too_large"})
+
+
+def card_can_collect(amount_krw: int) -> bool:
+    """True when Stripe takes `amount_krw` in one card payment: at least STRIPE_MIN_CHARGE_KRW
+    (Stripe's minimum charge, a setting) and at most MAX_CHARGE_KRW. Nothing outside is sent."""
+    return settings.STRIPE_MIN_CHARGE_KRW <= amount_krw <= MAX_CHARGE_KRW
 
 
 class PaymentError(Exception):
@@ -26,6 +34,12 @@ class PaymentError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+
+    @property
+    def refused_for_amount(self) -> bool:
+        """Stripe refused the amount itself (below its minimum, above its maximum): the payer did
+        nothing wrong, so this is not a decline."""
+        return self.code in AMOUNT_REFUSALS
 
 
 @dataclass(frozen=True)

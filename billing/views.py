@@ -90,7 +90,11 @@ def month_so_far(organisation: Organisation) -> dict:
 def invoice_list(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
     # A re-issued month lists its live invoice above the void one it replaces (newest first).
-    invoices = Invoice.objects.filter(organisation=organisation).select_related("replaces").order_by("-month", "-pk")
+    invoices = (
+        Invoice.objects.filter(organisation=organisation)
+        .select_related("replaces", "carried_into")
+        .order_by("-month", "-pk")
+    )
     page = Paginator(invoices, 24).get_page(request.GET.get("page"))
     account = BillingAccount.objects.filter(organisation=organisation).first()
     return render(
@@ -107,6 +111,8 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             .defer("document")
             .order_by("-created_at")[:24],
             "today": timezone.localdate(),
+            "bank_account": settings.BILLING_BANK_ACCOUNT,
+            "min_charge": settings.STRIPE_MIN_CHARGE_KRW,
         },
     )
 

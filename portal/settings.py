@@ -360,6 +360,8 @@ SUBSIDY_GRACE_HOURS = env_int("SUBSIDY_GRACE_HOURS", 72)
 BILLING_SUPPLIER_NAME = env_str("BILLING_SUPPLIER_NAME", "국가AI컴퓨팅센터")
 BILLING_SUPPLIER_NAME_EN = env_str("BILLING_SUPPLIER_NAME_EN", "National AI Computing Centre")
 BILLING_SUPPLIER_BRN = env_str("BILLING_SUPPLIER_BRN", "1208147521")
+# The centre's bank account for invoices not collectable by card (printed on them and the page).
+BILLING_BANK_ACCOUNT = env_str("BILLING_BANK_ACCOUNT", "")
 # Stripe: the secret API key, the webhook signing secret, and (tests, emulators) another API base.
 STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
@@ -367,6 +369,12 @@ STRIPE_API_BASE = env_str("STRIPE_API_BASE")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 # Creating a Checkout session happens while the user waits: at most this long, then an error page.
 STRIPE_CHECKOUT_TIMEOUT_SECONDS = env_int("STRIPE_CHECKOUT_TIMEOUT_SECONDS", 10)
+# The smallest amount charged by card. Stripe's API reference: "The minimum amount is $0.50 US or
+# equivalent in charge currency" (https://docs.stripe.com/currencies, minimum charge amounts);
+# KRW has no row of its own, and the check is made after conversion to the settlement currency,
+# so ₩1,000 (USD 0.50 is about ₩700-750 in 2026) leaves room for the exchange rate. A month below
+# it is carried forward to the next invoice (docs/billing.md).
+STRIPE_MIN_CHARGE_KRW = env_int("STRIPE_MIN_CHARGE_KRW", 1000)
 # Production takes money: a test-mode key (sk_test_…, rk_test_…) is refused unless this says so
 # (a staging deployment run in production mode).
 STRIPE_ALLOW_TEST_KEY = env_bool("STRIPE_ALLOW_TEST_KEY", False)

@@ -3,7 +3,13 @@ INV-YYYY-NNNNNN without gaps per year at finalisation. A voided month may be re-
 a new invoice, new number, that names the void one it replaces (`replaces`). A month whose total
 is ₩0 but drew prepaid hours gets a statement: an Invoice row without a number (it records the
 draws; it takes no number from the series). The portal is the system of record; Stripe only
-collects money."""
+collects money.
+
+An amount Stripe cannot collect by card is never sent to it. A month below the minimum card
+charge (STRIPE_MIN_CHARGE_KRW) is issued and numbered as usual but *carried forward*: not charged,
+not due, never overdue; the organisation's next invoice with an amount collects it (its
+`carried_krw`, shown as carried-forward lines) and paying that invoice pays it. An invoice whose
+amount due exceeds Stripe's maximum is `transfer_only`: paid by bank transfer, recorded by finance."""
 
 from __future__ import annotations
 
@@ -29,8 +35,18 @@ class Invoice(models.Model):
         OPEN = "open", _("Open")
         PAID = "paid", _("Paid")
         VOID = "void", _("Void")
+        CARRIED = "carried", _("Carried forward")
+        WRITTEN_OFF = "writeoff", _("Written off")
 
-    ALLOWED = {Status.OPEN: {Status.PAID, Status.VOID}, Status.PAID: set(), Status.VOID: set()}
+    ALLOWED = {
+        Status.OPEN: {Status.PAID, Status.VOID, Status.CARRIED},
+        # Carried forward: paid with the invoice that collects it (or by transfer), voided, or (the
+        # organisation's last amount, with no next invoice) written off with a credit note.
+        Status.CARRIED: {Status.PAID, Status.VOID, Status.WRITTEN_OFF},
+        Status.PAID: set(),
+        Status.VOID: set(),
+        Status.WRITTEN_OFF: set(),
+    }
 
     organisation = models.ForeignKey(
         "portal.Organisation", on_delete=models.PROTECT, related_name="invoices", verbose_name=_("organisation")
@@ -56,6 +72,15 @@ class Invoice(models.Model):
     # Room for an electronic tax invoice adapter (국세청 전자세금계산서): its approval number.
     tax_invoice_ref = models.CharField(max_length=64, blank=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    # Carried forward: the later invoice that collects this one's amount (empty while it waits).
+    carried_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="carried_from",
+        verbose_name=_("collected with"),
+    )  # fmt: skip
+    # What earlier carried-forward invoices add to this one's amount due (frozen at issue).
+    carried_krw = models.BigIntegerField(_("carried forward (KRW)"), default=0)
+    # Above what Stripe takes in one payment: paid by bank transfer, never by card.
+    transfer_only = models.BooleanField(_("by bank transfer"), default=False)
     payment_attempts = models.PositiveSmallIntegerField(default=0)
     last_payment_error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -81,6 +106,7 @@ class Invoice(models.Model):
             ("void_invoice", "Can void an unpaid invoice (with a reason)"),
             ("issue_credit_note", "Can issue a credit note for a paid invoice"),
             ("reissue_invoice", "Can re-issue the month of a void invoice (with a reason)"),
+            ("record_transfer", "Can record a bank transfer paying an invoice"),
         ]
         constraints = [
             # Void invoices stay (their numbers are part of the series) beside the month's re-issue.
@@ -108,6 +134,25 @@ class Invoice(models.Model):
     def is_statement(self) -> bool:
         """A ₩0 month that only drew prepaid hours: no number, nothing to pay."""
         return self.number is None
+
+    @property
+    def amount_due_krw(self) -> int:
+        """What paying this invoice settles: its own total and the amounts carried into it."""
+        return self.total_krw + self.carried_krw
+
+    @property
+    def card_payable(self) -> bool:
+        """Open, not marked for bank transfer, and an amount due Stripe takes in one card payment
+        (a saved card or Checkout); nothing else is ever sent to Stripe."""
+        from billing.stripe_client import card_can_collect
+
+        return self.status == self.Status.OPEN and not self.transfer_only and card_can_collect(self.amount_due_krw)
+
+    @property
+    def waits_to_be_collected(self) -> bool:
+        """Carried forward and not yet on a later invoice: settled by the next invoice, or by
+        finance (a bank transfer or a write-off) when none comes."""
+        return self.status == self.Status.CARRIED and self.carried_into_id is None
 
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.status]

@@ -97,3 +97,31 @@ class SubsidyAlert(models.Model):
 
     def __str__(self) -> str:
         return f"grant {self.grant_id}: {self.percent} %"
+
+
+class BankTransfer(models.Model):
+    """A bank transfer finance received for an invoice (one not collectable by card, or any other),
+    recorded once per invoice and bank reference: recording it again finds this row."""
+
+    invoice = models.ForeignKey(
+        "billing.Invoice", on_delete=models.PROTECT, related_name="transfers", verbose_name=_("invoice")
+    )
+    amount_krw = models.BigIntegerField(_("amount (KRW)"), validators=[MinValueValidator(1)])
+    received_on = models.DateField(_("received on"))
+    reference = models.CharField(_("bank reference"), max_length=100)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("bank transfer")
+        verbose_name_plural = _("bank transfers")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "reference"], name="bank_transfer_once_per_reference"),
+            models.CheckConstraint(condition=models.Q(amount_krw__gt=0), name="bank_transfer_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: ₩{self.amount_krw:,} {self.reference}"

@@ -42,12 +42,23 @@ def credit_note_issue(
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status != Invoice.Status.PAID or invoice.is_statement or invoice.total_krw <= 0:
         raise PortalError(_("A credit note is only for a paid invoice with an amount."), code="not_paid")
-    supply_left, vat_left = creditable_krw(invoice)
+    supply_left, _vat_left = creditable_krw(invoice)
     amount = supply_left if supply_krw is None else supply_krw
     if not 1 <= amount <= supply_left:
         raise PortalError(
             _("Credit between ₩1 and ₩%(left)s of supply value.") % {"left": f"{supply_left:,}"}, code="amount"
         )
+    return credit_note_create(invoice=invoice, actor=actor, reason=reason, supply_krw=amount, today=today)
+
+
+def credit_note_create(
+    *, invoice: Invoice, actor, reason: str, supply_krw: int, today: date | None = None
+) -> CreditNote:
+    """The credit note itself (number, negative amounts, PDF, the invoice's event), for a caller
+    that holds the invoice's row lock and has checked the amount (`credit_note_issue`, and
+    `billing.services.transfers.invoice_write_off`)."""
+    amount = supply_krw
+    _supply_left, vat_left = creditable_krw(invoice)
     vat = min(ledger.vat_of(amount, invoice.vat_percent), vat_left)
     note = CreditNote(
         invoice=invoice,

@@ -2,7 +2,13 @@
 organisation row (two runs at once: the second waits, then finds the invoice) and the year's
 counter row (numbers without gaps: a rolled-back invoice gives its number back). A run killed
 between organisations resumes where it stopped; rerunning a month changes nothing. A month whose
-invoice finance voided is re-issued only by finance (`invoice_reissue`), never by the run."""
+invoice finance voided is re-issued only by finance (`invoice_reissue`), never by the run.
+
+Amounts Stripe cannot take by card are never sent to it (`stripe_client.card_can_collect`): a
+month whose amount due is below the minimum charge is issued, numbered and taxed as usual but
+carried forward (status `carried`: not charged, not due, never overdue), and the organisation's
+next invoice with an amount collects it once (`carried_into`, `carried_krw`); paying that invoice
+pays every invoice carried into it. Above Stripe's maximum the invoice is `transfer_only`."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing import ledger
+from billing import ledger, stripe_client
 from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
 from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
@@ -49,7 +55,10 @@ def _notify(invoice: Invoice, template: str, **context) -> None:
     """Each recipient reads the e-mail in their own language (the last one they used here)."""
     for user in billing_recipients(invoice.organisation_id):
         mail_render_and_enqueue(
-            template=template, to=user.email, context={"invoice": invoice, **context}, language=user.language
+            template=template,
+            to=user.email,
+            context={"invoice": invoice, "bank_account": settings.BILLING_BANK_ACCOUNT, **context},
+            language=user.language,
         )
 
 
@@ -63,10 +72,11 @@ def month_statement(*, organisation: Organisation, month: date) -> tuple[ledger.
 
 
 def _invoice_create(
-    *, organisation: Organisation, month: date, today: date | None, actor=None, reason: str, replaces=None
+    *, organisation: Organisation, month: date, today: date | None, actor=None, reason: str = "", replaces=None
 ) -> Invoice | None:
     """A new invoice of the month, priced now, with its lines, its first event (`actor`,
-    `reason`), its stored PDF, the e-mail and the charge job; None when the month has nothing to
+    `reason`, by default what issuing did: carried forward, payable by transfer), collecting the
+    months carried forward before it, its stored PDF, the e-mail and the charge job; None when the month has nothing to
     invoice (no charge and no prepaid hours drawn). The caller holds the organisation's row lock
     and has checked that the month has no live invoice."""
     result, vat = month_statement(organisation=organisation, month=month)
@@ -74,13 +84,26 @@ def _invoice_create(
         return None
     today = today or timezone.localdate()
     supply = result.supply_krw
+    # Earlier months carried forward (below the minimum card charge), collected once: by the first
+    # invoice with an amount issued after them (a ₩0 statement collects nothing).
+    waiting = list(
+        Invoice.objects.select_for_update()
+        .filter(organisation=organisation, status=I.CARRIED, carried_into__isnull=True, month__lt=month)
+        .order_by("month", "pk")
+        if supply + vat > 0
+        else []
+    )
+    carried = sum(x.amount_due_krw for x in waiting)
+    due = supply + vat + carried
     invoice = Invoice.objects.create(
         organisation=organisation,
         month=month,
         # A ₩0 statement takes no number: the series counts only amounts owed, without gaps.
         number=next_number(InvoiceCounter, "INV", today.year) if supply + vat > 0 else None,
-        status=I.OPEN if supply + vat > 0 else I.PAID,
+        status=_status_at_issue(supply + vat, due),
         paid_at=None if supply + vat > 0 else timezone.now(),
+        carried_krw=carried,
+        transfer_only=due > stripe_client.MAX_CHARGE_KRW,
         issued_on=today,
         due_on=today + timedelta(days=settings.INVOICE_DUE_DAYS),
         supply_krw=supply,
@@ -112,13 +135,20 @@ def _invoice_create(
         )
         for n, x in enumerate(result.lines)
     )
-    InvoiceEvent.objects.create(invoice=invoice, actor=actor, old_status="", new_status=invoice.status, reason=reason)
+    InvoiceEvent.objects.create(
+        invoice=invoice,
+        actor=actor,
+        old_status="",
+        new_status=invoice.status,
+        reason=reason or _issue_reason(invoice, due),
+    )
+    _collect_carried(waiting, into=invoice)  # before the PDF: it lists what it collects
     invoice_document_store(invoice_id=invoice.pk)  # the PDF, frozen with the invoice
     if invoice.is_statement:
         return invoice  # nothing to pay: no e-mail, no charge
     _notify(invoice, "invoice_issued")
     account = BillingAccount.objects.filter(organisation=organisation).first()
-    if invoice.status == I.OPEN and account is not None and account.has_card:
+    if invoice.card_payable and account is not None and account.has_card:
         outbox_enqueue(CHARGE_JOB, invoice.pk)
     return invoice
 
@@ -136,7 +166,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     if existing is not None:
         invoice_document_store(invoice_id=existing.pk)  # issued before documents were stored
         return existing, False
-    invoice = _invoice_create(organisation=organisation, month=month, today=today, reason="issued")
+    invoice = _invoice_create(organisation=organisation, month=month, today=today)
     return invoice, invoice is not None
 
 
@@ -198,6 +228,31 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     return invoice
 
 
+def _collect_carried(waiting: list[Invoice], *, into: Invoice) -> None:
+    """Each waiting carried-forward invoice (locked by the caller) is collected by `into`, once."""
+    for earlier in waiting:
+        earlier.carried_into = into
+        earlier.save(update_fields=["carried_into"])
+        InvoiceEvent.objects.create(
+            invoice=earlier, old_status=I.CARRIED, new_status=I.CARRIED, reason=f"collected with {into.number}"
+        )
+
+
+def _status_at_issue(total: int, due: int) -> str:
+    """A ₩0 statement is settled; an amount due below the minimum card charge is carried forward."""
+    if total == 0:
+        return I.PAID
+    return I.CARRIED if due < settings.STRIPE_MIN_CHARGE_KRW else I.OPEN
+
+
+def _issue_reason(invoice: Invoice, due: int) -> str:
+    if invoice.status == I.CARRIED:
+        return f"issued; ₩{due:,} is below the minimum card charge ₩{settings.STRIPE_MIN_CHARGE_KRW:,}: carried forward"
+    if invoice.transfer_only:
+        return f"issued; ₩{due:,} is above the maximum card charge: payable by bank transfer"
+    return "issued"
+
+
 def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: date | None = None) -> dict:
     """Issue every organisation's invoice for `month`, one transaction each, printing progress
     (n of N, the organisation, elapsed) and recording it on an InvoicingRun row after each
@@ -255,6 +310,13 @@ def _transition(invoice: Invoice, new: str, *, actor=None, reason: str = "") -> 
     return invoice
 
 
+def _settle_carried(invoice: Invoice, new: str, *, actor=None, reason: str) -> None:
+    """The invoices carried into `invoice` (and, in turn, into those) settle with it."""
+    for earlier in Invoice.objects.select_for_update().filter(carried_into=invoice, status=I.CARRIED).order_by("pk"):
+        _transition(earlier, new, actor=actor, reason=reason)
+        _settle_carried(earlier, new, actor=actor, reason=reason)
+
+
 def _payment_known(invoice: Invoice, payment_ref: str) -> bool:
     """True when an event of the invoice already names this payment (a second notice of it)."""
     return not payment_ref or invoice.events.filter(reason__contains=f"[{payment_ref}]").exists()
@@ -271,8 +333,9 @@ def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None, payment_ref: 
     invoice.payment_to_refund = False
     if payment_ref:
         reason = f"{reason} [{payment_ref}]"
-    if invoice.status == I.OPEN:
+    if invoice.status == I.OPEN or invoice.waits_to_be_collected:
         _transition(invoice, I.PAID, actor=actor, reason=reason)
+        _settle_carried(invoice, I.PAID, actor=actor, reason=f"paid with {invoice.number}")
         _notify(invoice, "invoice_paid")
         grants_resume_after_payment(organisation_id=invoice.organisation_id)
         return invoice
@@ -309,10 +372,53 @@ def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
     if not reason:
         raise PortalError(_("Say why the invoice is void."), code="reason")
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if invoice.status != I.OPEN:
+    if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
         raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
     _transition(invoice, I.VOID, actor=actor, reason=f"void: {reason}")
+    # What it collected from earlier months is owed still: the next invoice collects it again.
+    for earlier in Invoice.objects.select_for_update().filter(carried_into=invoice, status=I.CARRIED):
+        earlier.carried_into = None
+        earlier.save(update_fields=["carried_into"])
+        InvoiceEvent.objects.create(
+            invoice=earlier, actor=actor, old_status=I.CARRIED, new_status=I.CARRIED,
+            reason=f"{invoice.number} was voided: carried forward again",
+        )  # fmt: skip
     grants_resume_after_payment(organisation_id=invoice.organisation_id)
+    return invoice
+
+
+@transaction.atomic
+def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> Invoice:
+    """Stripe refused the card payment because of its amount (`amount_too_small`,
+    `amount_too_large`): not a decline. No attempt is counted and nobody is told their card
+    failed; too small, the invoice is carried forward (not due, never overdue); too large, it is
+    payable by bank transfer, with a fresh due date, so the refusal itself never makes it overdue."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != I.OPEN:
+        return invoice
+    log.warning("Stripe refused invoice %s for its amount (%s): %s", invoice.pk, code, error)
+    if code == "amount_too_small":
+        return _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+    invoice.transfer_only = True
+    invoice.due_on = max(invoice.due_on, timezone.localdate() + timedelta(days=settings.INVOICE_DUE_DAYS))
+    invoice.save(update_fields=["transfer_only", "due_on"])
+    InvoiceEvent.objects.create(
+        invoice=invoice, old_status=I.OPEN, new_status=I.OPEN,
+        reason=f"card payment refused for the amount ({code}): payable by bank transfer until {invoice.due_on}",
+    )  # fmt: skip
+    return invoice
+
+
+@transaction.atomic
+def invoice_mark_written_off(*, invoice_id: int, actor, reason: str) -> Invoice:
+    """A carried-forward amount no later invoice will collect (the organisation's last month),
+    written off by finance: the caller (`billing.services.transfers.invoice_write_off`) has
+    issued its credit note in this transaction; the invoices carried into it go with it."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if not invoice.waits_to_be_collected:
+        raise PortalError(_("Only a carried-forward amount that no invoice collects can be written off."), code="state")
+    _transition(invoice, I.WRITTEN_OFF, actor=actor, reason=f"written off: {reason}")
+    _settle_carried(invoice, I.WRITTEN_OFF, actor=actor, reason=f"written off with {invoice.number}: {reason}")
     return invoice
 
 

@@ -19,7 +19,11 @@ from django.utils.translation import gettext as _
 from billing import ledger, stripe_client
 from billing.models import BillingAccount, HourPack, Invoice, Rate, StripeEvent
 from billing.services.consequences import grants_resume_after_funding
-from billing.services.invoices import invoice_mark_paid, invoice_payment_failed
+from billing.services.invoices import (
+    invoice_card_amount_refused,
+    invoice_mark_paid,
+    invoice_payment_failed,
+)
 from portal.errors import PortalError
 from portal.models import Membership, Organisation
 from portal.outbox import outbox_enqueue
@@ -94,6 +98,13 @@ def hour_pack_checkout_start(
     krw = hour_pack_price(organisation, gpu_model)
     supply = gpu_hours * krw
     vat = ledger.vat_of(supply, settings.VAT_PERCENT)
+    if supply + vat < settings.STRIPE_MIN_CHARGE_KRW:
+        # Below Stripe's minimum charge: never sent to it.
+        raise PortalError(
+            _("A pack must cost at least ₩%(min)s including VAT (the smallest card payment): choose more GPU-hours.")
+            % {"min": f"{settings.STRIPE_MIN_CHARGE_KRW:,}"},
+            code="too_cheap",
+        )
     if supply + vat > stripe_client.MAX_CHARGE_KRW:
         # Stripe would refuse it; say so on the form rather than "the service is not reachable".
         raise PortalError(
@@ -135,11 +146,13 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
     _require_payer(user, invoice.organisation)
     if invoice.status != Invoice.Status.OPEN:
         raise PortalError(_("This invoice is not open."), code="not_open")
+    if not invoice.card_payable:
+        raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer")
     account = billing_account_get_or_create(organisation=invoice.organisation, email=user.email)
     try:
         session = stripe_client.checkout_payment(
             customer=account.stripe_customer_id,
-            amount_krw=invoice.total_krw,
+            amount_krw=invoice.amount_due_krw,
             product=invoice.number,
             success_url=success_url,
             cancel_url=cancel_url,
@@ -151,18 +164,28 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
             idempotency_key=f"invoice-{invoice.pk}-checkout-{invoice.payment_attempts}",
         )
     except stripe_client.PaymentError as exc:
+        if exc.refused_for_amount:
+            invoice_card_amount_refused(invoice_id=invoice.pk, code=exc.code, error=str(exc))
+            raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer") from exc
         raise PortalError(_("The payment service is not reachable; try again later."), code="stripe") from exc
     return session.url
 
 
 def invoice_charge(*, invoice_id: int) -> str:
-    """Charge an open invoice to the saved card, off-session. The idempotency key is per invoice
-    and attempt: a job run twice for one attempt cannot charge twice; a decline counts an attempt
-    (and the next try, after PAYMENT_RETRY_HOURS, is a new one)."""
+    """Charge an open invoice's amount due to the saved card, off-session. The idempotency key is
+    per invoice and attempt: a job run twice for one attempt cannot charge twice; a decline counts
+    an attempt (and the next try, after PAYMENT_RETRY_HOURS, is a new one). An amount outside
+    Stripe's limits is never sent; Stripe refusing the amount is not a decline."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("organisation").get(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN:
             return "not open"
+        if invoice.amount_due_krw < settings.STRIPE_MIN_CHARGE_KRW:
+            # The minimum was raised after the invoice was issued: carry it forward like any other.
+            invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_small", error="below the minimum")
+            return "carried forward"
+        if not invoice.card_payable:
+            return "by bank transfer"
         account = BillingAccount.objects.filter(organisation_id=invoice.organisation_id).first()
         if account is None or not account.has_card:
             return "no card"
@@ -171,12 +194,15 @@ def invoice_charge(*, invoice_id: int) -> str:
         charge = stripe_client.charge_off_session(
             customer=account.stripe_customer_id,
             payment_method=account.default_payment_method,
-            amount_krw=invoice.total_krw,
+            amount_krw=invoice.amount_due_krw,
             description=invoice.number,
             metadata={"kind": "invoice", "invoice_id": str(invoice.pk)},
             idempotency_key=f"invoice-{invoice.pk}-attempt-{attempt}",
         )
     except stripe_client.PaymentError as exc:
+        if exc.refused_for_amount:
+            invoice_card_amount_refused(invoice_id=invoice.pk, code=exc.code, error=str(exc))
+            return "amount refused"
         if not exc.permanent:
             raise  # the job fails and RQ's retry / the schedule tries the same attempt again
         Invoice.objects.filter(pk=invoice.pk).update(payment_attempts=attempt, last_attempt_at=timezone.now())
@@ -195,6 +221,7 @@ def invoices_charge_due(*, now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     due = Invoice.objects.filter(
         status=Invoice.Status.OPEN,
+        transfer_only=False,
         payment_attempts__gte=1,
         payment_attempts__lt=settings.PAYMENT_MAX_ATTEMPTS,
         last_attempt_at__lte=now - timedelta(hours=settings.PAYMENT_RETRY_HOURS),
@@ -282,7 +309,7 @@ def _hour_pack_paid(obj: dict, pack_id: int) -> str:
 
 
 def _pays(invoice: Invoice, obj: dict, *, amount, required_customer: bool) -> bool:
-    """A payment settles an invoice only for its exact amount in KRW, by the invoice
+    """A payment settles an invoice only for its exact amount due in KRW, by the invoice
     organisation's own Stripe customer, and (when the metadata names one) for its organisation:
     a signed event for someone else's invoice, or for less, changes nothing."""
     account = BillingAccount.objects.filter(organisation_id=invoice.organisation_id).first()
@@ -293,7 +320,7 @@ def _pays(invoice: Invoice, obj: dict, *, amount, required_customer: bool) -> bo
         customer_ok = account is not None and customer == account.stripe_customer_id
     named = (obj.get("metadata") or {}).get("organisation_id")
     return (
-        amount == invoice.total_krw
+        amount == invoice.amount_due_krw
         and (obj.get("currency") or "krw").lower() == "krw"
         and customer_ok
         and (named is None or named == str(invoice.organisation_id))
@@ -320,7 +347,11 @@ def _intent_outcome(obj: dict, event_type: str) -> str:
     if event_type == "payment_intent.succeeded":
         invoice = invoice_mark_paid(invoice_id=invoice.pk, reason="payment succeeded", payment_ref=obj.get("id") or "")
         return _paid_outcome(invoice)
-    error = ((obj.get("last_payment_error") or {}).get("message")) or "payment failed"
+    failure = obj.get("last_payment_error") or {}
+    error = failure.get("message") or "payment failed"
+    if failure.get("code") in stripe_client.AMOUNT_REFUSALS:
+        invoice_card_amount_refused(invoice_id=invoice.pk, code=failure["code"], error=error)
+        return "amount refused"
     invoice_payment_failed(invoice_id=invoice.pk, error=error)
     return "payment failed"
 

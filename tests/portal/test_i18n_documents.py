@@ -76,7 +76,8 @@ def the_mails_contexts() -> list[tuple[str, dict]]:
     )  # fmt: skip
     invoice = SimpleNamespace(
         pk=5, number="INV-2026-000123", month=date(2026, 11, 1), supply_krw=1234567, vat_krw=123457,
-        total_krw=1358024, due_on=date(2026, 12, 15),
+        total_krw=1358024, due_on=date(2026, 12, 15), status="open", carried_krw=0, amount_due_krw=1358024,
+        transfer_only=False,
     )  # fmt: skip
     base = {
         "site_url": "https://gpu.example.kr",
@@ -105,6 +106,15 @@ def the_mails_contexts() -> list[tuple[str, dict]]:
         cases += [(name, context) for name in PORTAL_MAILS if name.startswith("emails/subsidy_threshold")]
     others = [n for n in PORTAL_MAILS if not n.startswith(("emails/application_status", "emails/subsidy_threshold"))]
     cases += [(name, base) for name in others]
+    # After the plain cases (the first of each mail is the plain one): an invoice carried forward
+    # (below the smallest card payment), one collecting earlier amounts, one paid by bank transfer.
+    for change in (
+        {"status": "carried", "total_krw": 55, "supply_krw": 50, "vat_krw": 5, "amount_due_krw": 55},
+        {"carried_krw": 55, "amount_due_krw": 1358079},
+        {"transfer_only": True},
+    ):
+        context = {**base, "invoice": SimpleNamespace(**{**vars(invoice), **change}), "bank_account": "국민은행 123-45"}
+        cases += [(name, context) for name in PORTAL_MAILS if name.startswith("emails/invoice_issued")]
     return cases
 
 
