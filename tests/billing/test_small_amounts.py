@@ -84,7 +84,8 @@ def test_a_55_won_month_is_carried_forward_then_charged_with_the_next_month(db, 
     )  # fmt: skip
     assert nov.carried_into_id == dec.pk and nov.status == I.CARRIED
     text = pdf_text(client, dec, tmp_path)
-    assert "INV-2026-000001" in text and "55원" in text and "6,655원" in text
+    assert "INV-2026-000001" in text and "₩55" in text and "₩6,655" in text
+    assert "Carried forward from earlier invoices" in text and "이전 청구서에서 이월된 금액" in text
 
     assert payments.invoice_charge(invoice_id=dec.pk) == "paid"
     charged = intents(localstripe)

@@ -143,7 +143,7 @@ def test_amounts_and_hours_in_mails_follow_the_readers_locale():
 
 
 PDF_TEMPLATES = sorted(f"billing/{p.name}" for p in (ROOT / "templates/billing").glob("*pdf*.html"))
-PLACEHOLDERS = {"percent": 10, "number": "INV-2026-000001", "month": "2026-11"}
+PLACEHOLDERS = {"percent": 10, "number": "INV-2026-000001", "month": "2026-11", "due": "₩55", "min": "₩1,000"}
 
 
 def labels_and_text(template_name: str) -> tuple[list[tuple[str, bool]], str]:
@@ -223,8 +223,19 @@ def test_the_invoice_pdf_prints_every_label_in_both_languages_whatever_the_reade
         text,
         "billing/invoice_pdf.html",
         "billing/_pdf_parties.html",
-        # a ₩0 statement's heading; a re-issue's line (tests/billing/test_reissue.py reads it)
-        but=("Statement (nothing to pay)", "Replaces invoice %(number)s, which is void."),
+        # a ₩0 statement's heading; a re-issue's line (tests/billing/test_reissue.py reads it); what
+        # only an invoice collecting or carrying small amounts prints (tests/billing/test_small_amounts.py)
+        but=(
+            "Statement (nothing to pay)",
+            "Replaces invoice %(number)s, which is void.",
+            "Carried forward from earlier invoices",
+            "These amounts were below the smallest card payment: they were issued and taxed on their own invoices "
+            "and are collected with this one.",
+            "Amount due (this invoice and amounts carried forward)",
+            "Carried forward: %(due)s is below the smallest card payment (%(min)s). It is not charged now and has no "
+            "due date: it is added to the organisation's next invoice. If no further invoice follows, the centre "
+            "settles it with the organisation (bank transfer, or a credit note).",
+        ),
     )
     for printed in ("지원 시간(자부담)", "Subsidised hours (co-payment)", "청구서/Invoice"):
         assert squeeze(printed) in text, printed
