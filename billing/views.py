@@ -193,9 +193,10 @@ def card_setup(request: HttpRequest) -> HttpResponse:
 @login_required
 def hour_packs(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
-    form = HourPackForm(request.POST or None)
+    rates = list(Rate.objects.in_effect().filter(price_tier=organisation.price_tier))
+    form = HourPackForm(request.POST or None, rates=rates)
     status = 200
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.can_buy and form.is_valid():
         back = _back(request, "billing:hour_packs", organisation)
         try:
             _pack, url = payments.hour_pack_checkout_start(
@@ -211,7 +212,6 @@ def hour_packs(request: HttpRequest) -> HttpResponse:
             status = 503 if exc.code == "stripe" else 400
         else:
             return redirect(url)
-    rates = Rate.objects.in_effect().filter(price_tier=organisation.price_tier)
     packs = Paginator(HourPack.objects.filter(organisation=organisation), 24).get_page(request.GET.get("page"))
     return render(
         request,
