@@ -1,10 +1,11 @@
 """Background jobs of the portal app. Each takes plain values and is safe to retry."""
 
-from portal.mail import build_message, mailing_send
+from portal.mail import mail_send, mailing_send
 
 
 def send_email_job(payload: dict) -> int:
-    return build_message(payload).send()
+    """A rendered e-mail; none to a deactivated account (portal.mail.mail_send)."""
+    return mail_send(payload)
 
 
 def mailing_send_job(mailing_id: int) -> str:

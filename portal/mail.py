@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from email.utils import parseaddr
 
 from django.apps import apps
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import models, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 
-from portal.models import Mailing
+from portal.models import Mailing, User
 from portal.outbox import outbox_enqueue
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,32 @@ def mailing_send(*, mailing_id: int) -> str:
         mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
     _finish(mailing, Mailing.Status.SENT, recipients=[u.email for u in people])
     return mailing.status
+
+
+ADDRESS_FIELDS = ("to", "cc", "bcc")
+
+
+def _address(value: str) -> str:
+    return parseaddr(value)[1].lower()
+
+
+def mail_send(payload: dict) -> int:
+    """Send a rendered message now, leaving out the addresses of deactivated accounts as they are
+    at this moment: a deactivated user receives nothing at all, whoever queued the e-mail and
+    when. Addresses of no account (the operators', an invitee's) are sent to as they are."""
+    addresses = {_address(a) for field in ADDRESS_FIELDS for a in payload[field]} - {""}
+    match = Q()
+    for address in addresses:
+        match |= Q(email__iexact=address)
+    inactive = set()
+    if addresses:
+        inactive = {e.lower() for e in User.objects.filter(match, is_active=False).values_list("email", flat=True)}
+    if inactive:
+        payload = {**payload, **{f: [a for a in payload[f] if _address(a) not in inactive] for f in ADDRESS_FIELDS}}
+        log.warning("e-mail %r not sent to %s: deactivated", payload["subject"], ", ".join(sorted(inactive)))
+        if not any(payload[f] for f in ADDRESS_FIELDS):
+            return 0
+    return build_message(payload).send()
 
 
 def build_message(payload: dict) -> EmailMultiAlternatives:

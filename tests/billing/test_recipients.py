@@ -160,3 +160,16 @@ def test_a_deactivated_pi_gets_no_subsidy_notice(db, jobs):
     pi.save(update_fields=["is_active"])
     jobs.run()
     assert told() == [billing_member(org).email]
+
+
+def test_when_the_pi_role_is_passed_on_and_the_old_pi_leaves_the_new_pi_gets_the_waiting_notice(db, jobs):
+    from portal.services.memberships import application_change_pi, membership_remove
+
+    org, old_pi = startup()
+    owner = MembershipFactory(organisation=org, role=R.OWNER, user=UserFactory(email="owner-b@s.kr")).user
+    new_pi = MembershipFactory(organisation=org, role=R.MEMBER, user=UserFactory(email="new-pi@s.kr")).user
+    grant = subsidy_at_85_percent(jobs, org)
+    application_change_pi(application=grant.application, new_pi=new_pi, actor=owner)
+    membership_remove(membership=Membership.objects.get(organisation=org, user=old_pi), actor=owner)
+    jobs.run()
+    assert told() == sorted([new_pi.email, billing_member(org).email])
