@@ -132,8 +132,11 @@ def mailing_send(*, mailing_id: int) -> str:
     """Decide the recipients now (current memberships, roles, active accounts) and send each
     their copy in their language. Sent or skipped once: the row is locked and a second run finds
     it done. Nobody left to tell → skipped with the reason (no error, no retry). A mail server
-    failure rolls back and fails the job, which stays in RQ's failed registry for a retry."""
-    mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+    failure rolls back and fails the job, which stays in RQ's failed registry for a retry; that
+    retry decides again and may repeat the copies sent before the failure (at least once)."""
+    mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+    if mailing is None:
+        return "gone"  # its organisation was deleted
     if mailing.status != Mailing.Status.QUEUED:
         return mailing.status
     objects, missing = _load(mailing.refs)
