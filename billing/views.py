@@ -157,7 +157,9 @@ def _back(request: HttpRequest, name: str, organisation: Organisation) -> str:
 
 def _refused(request: HttpRequest, exc: PortalError, back: str) -> HttpResponse:
     """Stripe unreachable (or slower than STRIPE_CHECKOUT_TIMEOUT_SECONDS): a page that says so,
-    with the way back, answered 503. Anything else: the message on the page we came from."""
+    with the way back, answered 503. Anything else, a request Stripe answered and refused among
+    them ("stripe_refused": the payment could not be started, what to do): the message on the
+    page we came from."""
     if exc.code == "stripe":
         return render(request, "billing/payment_unavailable.html", {"back": back}, status=503)
     messages.error(request, exc.message)
