@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from email.utils import parseaddr
 
+from allauth.account.models import EmailAddress
 from django.apps import apps
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -171,7 +172,10 @@ def mail_send(payload: dict) -> int:
         match |= Q(email__iexact=address)
     inactive = set()
     if addresses:
-        inactive = {e.lower() for e in User.objects.filter(match, is_active=False).values_list("email", flat=True)}
+        # The account's own address and any other address it added (allauth's EmailAddress).
+        own = User.objects.filter(match, is_active=False).values_list("email", flat=True)
+        added = EmailAddress.objects.filter(match, user__is_active=False).values_list("email", flat=True)
+        inactive = {e.lower() for e in own.union(added)}
     if inactive:
         payload = {**payload, **{f: [a for a in payload[f] if _address(a) not in inactive] for f in ADDRESS_FIELDS}}
         log.warning("e-mail %r not sent to %s: deactivated", payload["subject"], ", ".join(sorted(inactive)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from allauth.account.models import EmailAddress
 from django.core import mail
 
 from portal.mail import mail_render_and_enqueue
@@ -32,8 +33,9 @@ def test_a_decision_mail_queued_before_the_applicant_was_deactivated_is_not_deli
 
 def test_only_the_deactivated_addresses_of_a_message_are_left_out(db, jobs):
     gone = UserFactory(email="Gone@Example.ac.kr", is_active=False)
+    EmailAddress.objects.create(user=gone, email="gone-second@example.ac.kr", primary=False, verified=True)
     with jobs.committed():
-        for to in ("operators@localhost", gone.email.upper()):
+        for to in ("operators@localhost", gone.email.upper(), "Gone <gone-second@example.ac.kr>"):
             mail_render_and_enqueue(
                 template="operators_notice", to=to, context={"subject": "s", "lines": []}, language="en"
             )
