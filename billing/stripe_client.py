@@ -30,10 +30,18 @@ def card_can_collect(amount_krw: int) -> bool:
 
 
 class PaymentError(Exception):
-    def __init__(self, message: str, *, permanent: bool, code: str = "") -> None:
+    """`permanent`: a retry cannot help (a declined card, a refused request). `unreachable`: no
+    answer from Stripe at all (connection refused or reset, a timeout), as opposed to an answer
+    refusing the request. `request_id`: Stripe's id of the request it answered, for staff."""
+
+    def __init__(
+        self, message: str, *, permanent: bool, code: str = "", unreachable: bool = False, request_id: str = ""
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.unreachable = unreachable
+        self.request_id = request_id
 
     @property
     def refused_for_amount(self) -> bool:
@@ -90,7 +98,13 @@ def key_is_live() -> bool | None:
 def _error(exc: stripe.StripeError) -> PaymentError:
     permanent = isinstance(exc, stripe.CardError | stripe.InvalidRequestError | stripe.AuthenticationError)
     code = getattr(exc, "code", "") or ""
-    return PaymentError(str(exc.user_message or exc), permanent=permanent, code=code)
+    return PaymentError(
+        str(exc.user_message or exc),
+        permanent=permanent,
+        code=code,
+        unreachable=isinstance(exc, stripe.APIConnectionError),  # timeouts included
+        request_id=exc.request_id or "",
+    )
 
 
 def customer_create(*, organisation_id: int, name: str, email: str) -> str:

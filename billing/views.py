@@ -163,7 +163,9 @@ def _back(request: HttpRequest, name: str, organisation: Organisation) -> str:
 
 def _refused(request: HttpRequest, exc: PortalError, back: str) -> HttpResponse:
     """Stripe unreachable (or slower than STRIPE_CHECKOUT_TIMEOUT_SECONDS): a page that says so,
-    with the way back, answered 503. Anything else: the message on the page we came from."""
+    with the way back, answered 503. Anything else, a request Stripe answered and refused among
+    them ("stripe_refused": the payment could not be started, what to do): the message on the
+    page we came from."""
     if exc.code == "stripe":
         return render(request, "billing/payment_unavailable.html", {"back": back}, status=503)
     messages.error(request, exc.message)
@@ -199,9 +201,10 @@ def card_setup(request: HttpRequest) -> HttpResponse:
 @login_required
 def hour_packs(request: HttpRequest) -> HttpResponse:
     organisation, orgs = _organisation(request)
-    form = HourPackForm(request.POST or None)
+    rates = list(Rate.objects.in_effect().filter(price_tier=organisation.price_tier))
+    form = HourPackForm(request.POST or None, rates=rates)
     status = 200
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.can_buy and form.is_valid():
         back = _back(request, "billing:hour_packs", organisation)
         try:
             _pack, url = payments.hour_pack_checkout_start(
@@ -217,7 +220,6 @@ def hour_packs(request: HttpRequest) -> HttpResponse:
             status = 503 if exc.code == "stripe" else 400
         else:
             return redirect(url)
-    rates = Rate.objects.in_effect().filter(price_tier=organisation.price_tier)
     packs = Paginator(HourPack.objects.filter(organisation=organisation), 24).get_page(request.GET.get("page"))
     return render(
         request,

@@ -1,5 +1,7 @@
 """The outbox in the admin, read-only: operators see the backlog (unsent rows, attempts, the
-last error) while Redis is down, and when it drained. Sent rows are pruned after a week."""
+last error) while Redis is down, and when it drained. Sent rows are pruned after a week.
+Beside it, the e-mails to organisations (Mailing): whom each was sent to, decided when sent, or
+why it was skipped (nobody left to tell)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from portal.admin_scale import ScaledAdmin
-from portal.models import OutboxMessage
+from portal.models import Mailing, OutboxMessage
 
 
 class SentFilter(admin.SimpleListFilter):
@@ -33,6 +35,27 @@ class OutboxMessageAdmin(ScaledAdmin):
     ordering = ["-pk"]
     # The arguments are never shown: e-mail rows hold whole messages, password-reset links among them.
     fields = readonly_fields = ["func", "queue", "created_at", "sent_at", "attempts", "last_error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Mailing)
+class MailingAdmin(ScaledAdmin):
+    list_display = ["pk", "template", "organisation", "status", "created_at", "done_at", "reason"]
+    list_filter = ["status", "template"]
+    list_select_related = ["organisation"]
+    ordering = ["-pk"]
+    fields = readonly_fields = [
+        "template", "audience", "organisation", "refs", "context", "status", "recipients", "reason", "created_at",
+        "done_at",
+    ]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

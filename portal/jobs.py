@@ -1,10 +1,16 @@
 """Background jobs of the portal app. Each takes plain values and is safe to retry."""
 
-from portal.mail import build_message
+from portal.mail import mail_send, mailing_send
 
 
 def send_email_job(payload: dict) -> int:
-    return build_message(payload).send()
+    """A rendered e-mail; none to a deactivated account (portal.mail.mail_send)."""
+    return mail_send(payload)
+
+
+def mailing_send_job(mailing_id: int) -> str:
+    """An e-mail whose recipients are decided now (portal.mail.mailing_send)."""
+    return mailing_send(mailing_id=mailing_id)
 
 
 def outbox_drain_job() -> int:

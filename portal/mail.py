@@ -4,15 +4,27 @@ is written to the outbox in the caller's transaction, so a Redis outage delays m
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from email.utils import parseaddr
+
+from allauth.account.models import EmailAddress
+from django.apps import apps
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.db import models, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
+from django.utils.module_loading import import_string
 
+from portal.models import Mailing, User
 from portal.outbox import outbox_enqueue
 
+log = logging.getLogger(__name__)
 # Enqueued by dotted path: portal.jobs imports this module, never the reverse.
 SEND_EMAIL_JOB = "portal.jobs.send_email_job"
+MAILING_JOB = "portal.jobs.mailing_send_job"
 
 
 def mail_enqueue(message: EmailMessage) -> None:
@@ -31,13 +43,145 @@ def mail_enqueue(message: EmailMessage) -> None:
     outbox_enqueue(SEND_EMAIL_JOB, payload)
 
 
-def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:
+def mail_render(*, template: str, to: str, context: dict, language: str | None = None) -> EmailMultiAlternatives:
     """Render `emails/<template>_subject.txt` and `_body.txt` in the recipient's language."""
     context = {"site_url": settings.SITE_URL, **context}
     with translation.override(language or translation.get_language()):
         subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
         body = render_to_string(f"emails/{template}_body.txt", context)
-    mail_enqueue(EmailMultiAlternatives(subject=subject, body=body, to=[to]))
+    return EmailMultiAlternatives(subject=subject, body=body, to=[to])
+
+
+def mail_render_and_enqueue(*, template: str, to: str, context: dict, language: str | None = None) -> None:
+    """A rendered message to one fixed address (an applicant, an invitee, the operators)."""
+    mail_enqueue(mail_render(template=template, to=to, context=context, language=language))
+
+
+# -- e-mails whose recipients are decided when they are sent -----------------------------------
+
+
+def _audience(path: str) -> Callable[..., Iterable]:
+    return import_string(path)
+
+
+def _who_is_looked_for(path: str) -> str:
+    """The audience's docstring, first line: what the skip reason tells staff was looked for."""
+    doc = (_audience(path).__doc__ or path).strip().splitlines()[0]
+    return doc.rstrip(".")
+
+
+def _people(path: str, objects: dict) -> list:
+    """The audience now, without deactivated accounts or addresses, each person once."""
+    seen, people = set(), []
+    for user in _audience(path)(**objects):
+        if user.is_active and user.email and user.pk not in seen:
+            seen.add(user.pk)
+            people.append(user)
+    return people
+
+
+def mailing_enqueue(
+    *,
+    template: str,
+    audience: str,
+    objects: dict[str, models.Model],
+    organisation_id: int | None = None,
+    context: dict | None = None,
+) -> Mailing:
+    """Queue an e-mail to whoever `audience` (dotted path of `f(**objects) -> users`) names when
+    it is SENT, in the caller's transaction. `objects` are reloaded then; `context` holds plain
+    values. When nobody qualifies even now the mailing is recorded as skipped, without a job."""
+    mailing = Mailing.objects.create(
+        template=template,
+        audience=audience,
+        organisation_id=organisation_id,
+        refs={name: [obj._meta.label_lower, obj.pk] for name, obj in objects.items()},
+        context=context or {},
+    )
+    if not _people(audience, objects):
+        _finish(mailing, Mailing.Status.SKIPPED, reason=f"nobody to tell when queued: {_who_is_looked_for(audience)}")
+        return mailing
+    outbox_enqueue(MAILING_JOB, mailing.pk)
+    return mailing
+
+
+def _finish(mailing: Mailing, new: str, *, reason: str = "", recipients: list[str] | None = None) -> None:
+    if not mailing.can_transition(new):
+        raise ValueError(f"mailing {mailing.pk} is {mailing.status}, not queued")
+    mailing.status = new
+    mailing.reason = reason
+    mailing.recipients = recipients or []
+    mailing.done_at = timezone.now()
+    mailing.save(update_fields=["status", "reason", "recipients", "done_at"])
+    if new == Mailing.Status.SKIPPED:
+        log.warning("mailing %s (%s) skipped: %s", mailing.pk, mailing.template, reason)
+
+
+def _load(refs: dict) -> tuple[dict, str]:
+    """The mailing's objects as they are now; the name of one that no longer exists, if any."""
+    objects = {}
+    for name, (label, pk) in refs.items():
+        obj = apps.get_model(label)._default_manager.filter(pk=pk).first()
+        if obj is None:
+            return {}, f"{label} {pk}"
+        objects[name] = obj
+    return objects, ""
+
+
+@transaction.atomic
+def mailing_send(*, mailing_id: int) -> str:
+    """Decide the recipients now (current memberships, roles, active accounts) and send each
+    their copy in their language. Sent or skipped once: the row is locked and a second run finds
+    it done. Nobody left to tell → skipped with the reason (no error, no retry). A mail server
+    failure rolls back and fails the job, which stays in RQ's failed registry for a retry; that
+    retry decides again and may repeat the copies sent before the failure (at least once)."""
+    mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+    if mailing is None:
+        return "gone"  # its organisation was deleted
+    if mailing.status != Mailing.Status.QUEUED:
+        return mailing.status
+    objects, missing = _load(mailing.refs)
+    if missing:
+        _finish(mailing, Mailing.Status.SKIPPED, reason=f"{missing} no longer exists")
+        return mailing.status
+    people = _people(mailing.audience, objects)
+    if not people:
+        _finish(mailing, Mailing.Status.SKIPPED, reason=f"nobody left to tell: {_who_is_looked_for(mailing.audience)}")
+        return mailing.status
+    context = {**objects, **mailing.context}
+    for user in people:
+        mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
+    _finish(mailing, Mailing.Status.SENT, recipients=[u.email for u in people])
+    return mailing.status
+
+
+ADDRESS_FIELDS = ("to", "cc", "bcc")
+
+
+def _address(value: str) -> str:
+    return parseaddr(value)[1].lower()
+
+
+def mail_send(payload: dict) -> int:
+    """Send a rendered message now, leaving out the addresses of deactivated accounts as they are
+    at this moment: a deactivated user receives nothing at all, whoever queued the e-mail and
+    when. Addresses of no account (the operators', an invitee's) are sent to as they are."""
+    addresses = {_address(a) for field in ADDRESS_FIELDS for a in payload[field]} - {""}
+    match = Q()
+    for address in addresses:
+        match |= Q(email__iexact=address)
+    inactive = set()
+    if addresses:
+        # The account's own address and any other address it added (allauth's EmailAddress).
+        own = User.objects.filter(match, is_active=False).values_list("email", flat=True)
+        added = EmailAddress.objects.filter(match, user__is_active=False).values_list("email", flat=True)
+        inactive = {e.lower() for e in own.union(added)}
+    if inactive:
+        payload = {**payload, **{f: [a for a in payload[f] if _address(a) not in inactive] for f in ADDRESS_FIELDS}}
+        log.warning("e-mail %r not sent to %s: deactivated", payload["subject"], ", ".join(sorted(inactive)))
+        if not any(payload[f] for f in ADDRESS_FIELDS):
+            return 0
+    return build_message(payload).send()
 
 
 def build_message(payload: dict) -> EmailMultiAlternatives:

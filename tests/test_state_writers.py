@@ -19,6 +19,7 @@ WRITERS = {
     "billing/services/invoices.py",  # Invoice
     "billing/services/payments.py",  # HourPack
     "billing/services/invoicing_runs.py",  # InvoicingRun
+    "portal/mail.py",  # Mailing
 }
 ASSIGNMENT = re.compile(r"\b\w+\.(status|state)\s*=(?!=)")
 BULK = re.compile(r"\.update\([^)]*\b(status|state)\s*=", re.S)
@@ -34,6 +35,7 @@ OWNER = {
     "Invoice": "billing/services/invoices.py",
     "HourPack": "billing/services/payments.py",
     "InvoicingRun": "billing/services/invoicing_runs.py",
+    "Mailing": "portal/mail.py",
 }
 OWNED_BULK = re.compile(r"\b(" + "|".join(OWNER) + r")\.objects[^\n]*\.update\([^)]*\b(status|state)=")
 

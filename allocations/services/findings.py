@@ -1,7 +1,8 @@
-"""Findings people act on: idle grants (a notice on the grant page and an e-mail to its members),
-processes on GPUs not lent to their user and nodes that stopped reporting (notices and e-mails to
-operators), and the weekly list of under-used grants. Each finding is made once (Notice.key);
-e-mails go through the outbox in the same transaction as the notice."""
+"""Findings people act on: idle grants (a notice on the grant page and an e-mail to its members
+as they are when it is sent), processes on GPUs not lent to their user and nodes that stopped
+reporting (notices and e-mails to operators), and the weekly list of under-used grants. Each
+finding is made once (Notice.key); e-mails go through the outbox in the same transaction as the
+notice."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.db.models import Count, Min, Q
 
 from allocations.models import Assignment, Gpu, Grant, Node, NodeAccount, Notice, SampleBatch, UsageHour
 from allocations.services.usage import hour_start
-from portal.mail import mail_render_and_enqueue
+from portal.mail import mail_render_and_enqueue, mailing_enqueue
 
 MISUSE_SQL = """
 SELECT s.gpu_id, s.node_id, p->>'user' AS username, (p->>'pid')::bigint AS pid, min(s.time) AS first_seen
@@ -24,6 +25,12 @@ WHERE s.batch_id IN (
   AND s.time >= %(oldest)s AND s.processes <> '[]'::jsonb AND p->>'user' IS NOT NULL
 GROUP BY 1, 2, 3, 4
 """
+IDLE_AUDIENCE = "allocations.services.findings.grant_members_audience"
+
+
+def grant_members_audience(*, grant: Grant) -> list:
+    """The grant's principal investigator and team who are still members of its organisation."""
+    return grant.members()
 
 
 def _notice(**fields) -> Notice | None:
@@ -71,11 +78,11 @@ def idle_grants_scan(*, now: datetime | None = None) -> list[Notice]:
         )  # fmt: skip
         if notice is None:
             continue
-        for member in grant.members():
-            mail_render_and_enqueue(
-                template="grant_idle", to=member.email, language=member.language,
-                context={"grant": grant, "hours": hours, "threshold": threshold},
-            )  # fmt: skip
+        # Its members as they are when the e-mail is sent (removed or deactivated: not told).
+        mailing_enqueue(
+            template="grant_idle", audience=IDLE_AUDIENCE, objects={"grant": grant},
+            organisation_id=grant.organisation_id, context={"hours": hours, "threshold": threshold},
+        )  # fmt: skip
         created.append(notice)
     return created
 

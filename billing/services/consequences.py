@@ -16,9 +16,9 @@ from allocations.services.grants import grant_resume, grant_suspend
 from billing import ledger
 from billing.models import BillingAccount, Invoice, InvoiceLine, SubsidyAlert
 from billing.policy import PastSubsidy
-from billing.services.recipients import billing_recipients
+from billing.services.recipients import SUBSIDY_AUDIENCE
 from billing.services.statements import grant_subsidy_used_minutes, organisation_statement, pack_minutes_left
-from portal.mail import mail_render_and_enqueue
+from portal.mail import mailing_enqueue
 
 log = logging.getLogger(__name__)
 G = Grant.Status
@@ -143,14 +143,14 @@ def grant_subsidy_check(*, grant_id: int, now: datetime | None = None) -> str:
 
 
 def _alert(grant: Grant, threshold: int) -> None:
-    people = {grant.application.principal_investigator, *billing_recipients(grant.organisation_id)}
-    for user in people:
-        mail_render_and_enqueue(
-            template="subsidy_threshold",
-            to=user.email,
-            context={"grant": grant, "percent": threshold, "grace_hours": settings.SUBSIDY_GRACE_HOURS},
-            language=user.language,
-        )
+    """The PI (while still a member) and the billing members, as they are when it is sent."""
+    mailing_enqueue(
+        template="subsidy_threshold",
+        audience=SUBSIDY_AUDIENCE,
+        objects={"grant": grant},
+        organisation_id=grant.organisation_id,
+        context={"percent": threshold, "grace_hours": settings.SUBSIDY_GRACE_HOURS},
+    )
 
 
 def grants_subsidy_check(*, now: datetime | None = None) -> dict[int, str]:

@@ -28,10 +28,10 @@ from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.numbering import next_number
-from billing.services.recipients import billing_recipients
+from billing.services.recipients import INVOICE_AUDIENCE
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
-from portal.mail import mail_render_and_enqueue
+from portal.mail import mailing_enqueue
 from portal.models import Organisation
 from portal.outbox import outbox_enqueue
 from portal.progress import elapsed_text
@@ -52,14 +52,15 @@ def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
 
 
 def _notify(invoice: Invoice, template: str, **context) -> None:
-    """Each recipient reads the e-mail in their own language (the last one they used here)."""
-    for user in billing_recipients(invoice.organisation_id):
-        mail_render_and_enqueue(
-            template=template,
-            to=user.email,
-            context={"invoice": invoice, "bank_account": settings.BILLING_BANK_ACCOUNT, **context},
-            language=user.language,
-        )
+    """The billing members (or owners) as they are when the e-mail is sent, each in their own
+    language (the last one they used here)."""
+    mailing_enqueue(
+        template=template,
+        audience=INVOICE_AUDIENCE,
+        objects={"invoice": invoice},
+        organisation_id=invoice.organisation_id,
+        context={"bank_account": settings.BILLING_BANK_ACCOUNT, **context},
+    )
 
 
 def month_statement(*, organisation: Organisation, month: date) -> tuple[ledger.Statement, int]:

@@ -45,6 +45,31 @@ def _require_payer(user, organisation: Organisation) -> None:
         raise PortalError(_("Only owners and billing members can pay for the organisation."), code="forbidden")
 
 
+def _checkout_error(exc: stripe_client.PaymentError, *, what: str, organisation_id: int) -> PortalError:
+    """What the user waiting for a Checkout page is told. No answer from Stripe (connection
+    refused, a timeout): not reachable, try again later (code "stripe", the 503 page). An answer
+    refusing the request (an invalid request, an amount out of range, a key Stripe rejects): the
+    payment could not be started, with what to do (code "stripe_refused"); the refusal is logged
+    with Stripe's request id, which the message also gives as the reference for finance."""
+    if exc.unreachable:
+        return PortalError(_("The payment service is not reachable; try again later."), code="stripe")
+    log.error(
+        "Stripe refused creating %s for organisation %s (Stripe request %s, code %s): %s",
+        what, organisation_id, exc.request_id or "unknown", exc.code or "none", exc,
+    )  # fmt: skip
+    if exc.request_id:
+        message = _(
+            "The payment could not be started: the payment service refused the request. Nothing was charged. "
+            "Try again later; if it happens again, contact the centre's finance team with the reference %(ref)s."
+        ) % {"ref": exc.request_id}
+    else:
+        message = _(
+            "The payment could not be started: the payment service refused the request. Nothing was charged. "
+            "Try again later; if it happens again, contact the centre's finance team."
+        )
+    return PortalError(message, code="stripe_refused")
+
+
 def billing_account_get_or_create(*, organisation: Organisation, email: str) -> BillingAccount:
     """The organisation's Stripe customer, created once (an idempotency key per organisation
     makes a retried creation return the same customer)."""
@@ -56,7 +81,7 @@ def billing_account_get_or_create(*, organisation: Organisation, email: str) -> 
             organisation_id=organisation.pk, name=organisation.name_ko, email=email
         )
     except stripe_client.PaymentError as exc:
-        raise PortalError(_("The payment service is not reachable; try again later."), code="stripe") from exc
+        raise _checkout_error(exc, what="the customer", organisation_id=organisation.pk) from exc
     try:
         with transaction.atomic():
             return BillingAccount.objects.create(organisation=organisation, stripe_customer_id=customer)
@@ -76,7 +101,7 @@ def card_checkout_start(*, organisation: Organisation, user, success_url: str, c
             metadata={"kind": "card", "organisation_id": str(organisation.pk)},
         )
     except stripe_client.PaymentError as exc:
-        raise PortalError(_("The payment service is not reachable; try again later."), code="stripe") from exc
+        raise _checkout_error(exc, what="a card-saving Checkout", organisation_id=organisation.pk) from exc
     return session.url
 
 
@@ -135,7 +160,9 @@ def hour_pack_checkout_start(
         )
     except stripe_client.PaymentError as exc:
         HourPack.objects.filter(pk=pack.pk, status=HourPack.Status.PENDING).update(status=HourPack.Status.CANCELLED)
-        raise PortalError(_("The payment service is not reachable; try again later."), code="stripe") from exc
+        raise _checkout_error(
+            exc, what=f"the Checkout of hour pack {pack.pk}", organisation_id=organisation.pk
+        ) from exc
     HourPack.objects.filter(pk=pack.pk).update(checkout_session_id=session.id)
     pack.checkout_session_id = session.id
     return pack, session.url
@@ -167,7 +194,9 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
         if exc.refused_for_amount:
             invoice_card_amount_refused(invoice_id=invoice.pk, code=exc.code, error=str(exc))
             raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer") from exc
-        raise PortalError(_("The payment service is not reachable; try again later."), code="stripe") from exc
+        raise _checkout_error(
+            exc, what=f"the Checkout of invoice {invoice.pk}", organisation_id=invoice.organisation_id
+        ) from exc
     return session.url
 
 

@@ -1,13 +1,40 @@
-"""Who hears about the organisation's money."""
+"""Who hears about the organisation's money and its grants' subsidies: decided when each e-mail
+is sent (portal.mail.mailing_send calls these audiences), from the memberships, roles and active
+accounts of that moment. A member removed from the organisation, or no longer its owner or
+billing member, hears nothing more about its money; a deactivated account hears nothing at all."""
 
 from __future__ import annotations
 
 from portal.models import Membership
 
+INVOICE_AUDIENCE = "billing.services.recipients.invoice_audience"
+SUBSIDY_AUDIENCE = "billing.services.recipients.subsidy_audience"
+R = Membership.Role
+
+
+def _active_members(organisation_id: int, roles: list[str]) -> list:
+    members = (
+        Membership.objects.filter(organisation_id=organisation_id, role__in=roles, user__is_active=True)
+        .select_related("user")
+        .order_by("pk")
+    )
+    return [m.user for m in members]
+
 
 def billing_recipients(organisation_id: int) -> list:
-    """Billing members get invoices and payment news; the owners when there are none. Read at
-    send time: someone who left the organisation hears nothing."""
-    members = Membership.objects.filter(organisation_id=organisation_id).select_related("user").order_by("pk")
-    billing = [m.user for m in members if m.role == Membership.Role.BILLING]
-    return billing or [m.user for m in members if m.role == Membership.Role.OWNER]
+    """Billing members get invoices and payment news; the owners when no active billing member
+    is left. Read at send time: someone who left the organisation hears nothing."""
+    return _active_members(organisation_id, [R.BILLING]) or _active_members(organisation_id, [R.OWNER])
+
+
+def invoice_audience(*, invoice) -> list:
+    """The organisation's active billing members, or its active owners when it has none."""
+    return billing_recipients(invoice.organisation_id)
+
+
+def subsidy_audience(*, grant) -> list:
+    """The grant's principal investigator while still an active member of its organisation, and
+    the organisation's active billing members (or owners when it has none)."""
+    pi = grant.application.principal_investigator
+    still_member = Membership.objects.filter(organisation_id=grant.organisation_id, user=pi).exists()
+    return ([pi] if still_member and pi.is_active else []) + billing_recipients(grant.organisation_id)

@@ -3,6 +3,7 @@
 from portal.models.applications import Application, ApplicationEvent, EligibilityResult, Review
 from portal.models.audit import OrganisationAuditLog, audit
 from portal.models.calls import Call, CallBudget
+from portal.models.mailings import Mailing
 from portal.models.organisations import (
     InstitutionalDomain,
     Invitation,
@@ -22,6 +23,7 @@ __all__ = [
     "EligibilityResult",
     "InstitutionalDomain",
     "Invitation",
+    "Mailing",
     "Membership",
     "Organisation",
     "OrganisationAuditLog",

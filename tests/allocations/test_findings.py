@@ -8,19 +8,29 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core import mail
 from django.test import Client
 
 from allocations.models import Node, NodeAccount, Notice
 from allocations.services.findings import idle_grants_scan, idle_report_send, misuse_scan, silent_nodes_scan
 from allocations.services.usage import usage_hour_build
-from portal.models import OutboxMessage
+from portal.mail import mailing_send
+from portal.models import Mailing, Membership, OutboxMessage
 from tests.allocations.metering_helpers import batch, metered_grant, node_with_gpus, post, samples_every_minute
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def mails() -> list[dict]:
     return [m.args[0] for m in OutboxMessage.objects.filter(func="portal.jobs.send_email_job").order_by("pk")]
+
+
+def idle_mails_sent() -> list:
+    """Send the queued idle e-mails now, as their job does (recipients decided at that moment)."""
+    for pk in Mailing.objects.filter(template="grant_idle", status=Mailing.Status.QUEUED).values_list("pk", flat=True):
+        mailing_send(mailing_id=pk)
+    return [m for m in mail.outbox if "/grants/" in m.body]
 
 
 def this_hour():
@@ -44,13 +54,33 @@ def test_a_grant_idle_for_n_hours_gets_a_notice_and_its_members_an_email(setting
     run_hours(node, token, gpus[:2], [now - timedelta(hours=h) for h in (3, 2, 1)], utilization=2)
     assert [n.grant_id for n in idle_grants_scan()] == [grant.pk]
     assert idle_grants_scan() == []  # once
-    idle_mails = [m for m in mails() if f"/grants/{grant.pk}/" in m["body"]]
-    assert [m["to"] for m in idle_mails] == [[grant.application.principal_investigator.email]]
-    assert "5%" in idle_mails[0]["body"] and f"#{grant.pk}" in idle_mails[0]["subject"]
+    idle_mails = [m for m in idle_mails_sent() if f"/grants/{grant.pk}/" in m.body]
+    assert [m.to for m in idle_mails] == [[grant.application.principal_investigator.email]]
+    assert "5%" in idle_mails[0].body and f"#{grant.pk}" in idle_mails[0].subject
     client = Client()
     client.force_login(grant.application.principal_investigator)
     page = client.get(f"/grants/{grant.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "below 5% utilisation for 3 hours" in page
+
+
+def test_members_removed_or_deactivated_after_the_idle_finding_are_not_told_when_it_is_sent(settings):
+    settings.METERING_IDLE_HOURS = 3
+    settings.METERING_IDLE_UTILIZATION = 5
+    node, token, gpus = node_with_gpus()
+    now = this_hour()
+    grant = metered_grant(gpus[:1], opened_at=now - timedelta(hours=10))
+    staying, leaving = UserFactory(email="staying@team.kr"), UserFactory(email="leaving@team.kr")
+    for user in (staying, leaving):
+        MembershipFactory(organisation=grant.organisation, user=user)
+        grant.application.team.add(user)
+    run_hours(node, token, gpus[:1], [now - timedelta(hours=h) for h in (3, 2, 1)], utilization=2)
+    assert [n.grant_id for n in idle_grants_scan()] == [grant.pk]
+    Membership.objects.filter(organisation=grant.organisation, user=leaving).delete()
+    pi = grant.application.principal_investigator
+    pi.is_active = False
+    pi.save(update_fields=["is_active"])
+    assert [m.to for m in idle_mails_sent()] == [["staying@team.kr"]]
+    assert Mailing.objects.get(template="grant_idle").recipients == ["staying@team.kr"]
 
 
 def test_a_grant_busy_in_one_of_the_hours_is_not_idle_and_working_again_resolves_the_notice(settings):

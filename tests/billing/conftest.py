@@ -75,6 +75,8 @@ class Recorder:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.checkout_url = ""  # where the canned Checkout session sends the browser
+        # Set to refuse Checkout sessions as Stripe does: (HTTP status, error object, request id).
+        self.checkout_refusal: tuple[int, dict, str] | None = None
 
     def find(self, path: str) -> list[dict]:
         return [r for r in self.requests if r["path"] == path]
@@ -88,14 +90,20 @@ def recorder(stripe_settings):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             rec.requests.append({"path": self.path, "headers": dict(self.headers), "form": dict(parse_qsl(body))})
-            if self.path == "/v1/customers":
+            status, headers = 200, {}
+            if self.path == "/v1/checkout/sessions" and rec.checkout_refusal:
+                status, error, request_id = rec.checkout_refusal
+                answer, headers = {"error": error}, {"Request-Id": request_id}
+            elif self.path == "/v1/customers":
                 answer = {"id": "cus_recorded", "object": "customer"}
             else:
                 n = len(rec.requests)
                 url = rec.checkout_url or f"https://pay.test/cs_test_{n}"
                 answer = {"id": f"cs_test_{n}", "object": "checkout.session", "url": url}
             data = json.dumps(answer).encode()
-            self.send_response(200)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

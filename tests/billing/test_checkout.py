@@ -90,3 +90,58 @@ def test_a_plain_member_cannot_buy_hours_and_nothing_is_sent(db, recorder):
             organisation=org, user=member, gpu_model="H100-80GB", gpu_hours=10, success_url=BACK, cancel_url=BACK
         )
     assert recorder.requests == [] and not HourPack.objects.exists()
+
+
+AMOUNT_REFUSED = (
+    400,
+    {
+        "type": "invalid_request_error",
+        "code": "amount_too_large",
+        "param": "line_items[0][price_data][unit_amount]",
+        "message": "Amount must be no more than ₩99,999,999.",
+    },
+    "req_refused_4711",
+)
+
+
+def test_a_checkout_stripe_refuses_says_the_payment_could_not_be_started_not_that_it_is_unreachable(
+    client, db, recorder, caplog
+):
+    rate_card("startup", 3000)
+    org, owner = startup()
+    recorder.checkout_refusal = AMOUNT_REFUSED
+    client.force_login(owner)
+    url = f"/billing/hour-packs/?organisation={org.pk}"
+    response = client.post(url, {"gpu_model": "H100-80GB", "gpu_hours": "37"}, HTTP_ACCEPT_LANGUAGE="en")
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "The payment could not be started" in page and "finance team" in page and "req_refused_4711" in page
+    assert "not reachable" not in page and 'value="37"' in page  # the form keeps what was typed
+    assert list(HourPack.objects.values_list("status", flat=True)) == [HourPack.Status.CANCELLED]
+    # Staff find the refusal, with Stripe's request id, in the log.
+    [logged] = [r for r in caplog.records if r.name == "billing.services.payments" and r.levelname == "ERROR"]
+    assert "req_refused_4711" in logged.getMessage() and "amount_too_large" in logged.getMessage()
+    korean = client.post(url, {"gpu_model": "H100-80GB", "gpu_hours": "37"}, HTTP_ACCEPT_LANGUAGE="ko")
+    assert korean.status_code == 400 and "결제를 시작하지 못했습니다" in korean.content.decode()
+
+
+def test_an_invoice_checkout_stripe_refuses_is_explained_on_the_invoices_page_not_as_an_outage(client, db, recorder):
+    from datetime import date
+
+    from billing.models import Invoice
+    from billing.services.invoices import invoice_issue
+    from tests.billing.helpers import at, grant_for
+
+    rate_card("startup", 3000)
+    org, owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
+    recorder.checkout_refusal = AMOUNT_REFUSED
+    client.force_login(owner)
+    response = client.post(f"/billing/invoices/{invoice.pk}/pay/", HTTP_ACCEPT_LANGUAGE="en", follow=True)
+    page = response.content.decode()
+    assert response.status_code == 200 and response.redirect_chain
+    assert "The payment could not be started" in page and "req_refused_4711" in page
+    assert "Payment service unavailable" not in page
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.OPEN

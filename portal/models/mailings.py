@@ -1,0 +1,52 @@
+"""E-mails about an organisation's money or grants, whose recipients are decided when they are
+sent. A Mailing names who is to be told (an audience: a function of the mail's objects that
+reads memberships, roles and `User.is_active` as they are then) instead of a list of addresses
+fixed when the change happened; a member removed, downgraded or deactivated while the mail
+waited in the outbox or in RQ hears nothing. A mailing that finds nobody left to tell is kept,
+skipped, with the reason, for staff to see."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Mailing(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        SKIPPED = "skipped", _("Skipped")
+
+    # status → statuses it may become (set only by portal.mail).
+    ALLOWED = {Status.QUEUED: {Status.SENT, Status.SKIPPED}, Status.SENT: set(), Status.SKIPPED: set()}
+
+    template = models.CharField(_("template"), max_length=100)
+    audience = models.CharField(
+        _("audience"),
+        max_length=200,
+        help_text=_("Dotted path of the function that names the recipients when the e-mail is sent."),
+    )
+    organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # The objects the template shows, reloaded when sent: {"invoice": ["billing.invoice", 12]}.
+    refs = models.JSONField(_("objects"), default=dict)
+    # Plain values the template shows besides them (a percentage, an error message).
+    context = models.JSONField(_("values"), default=dict)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    recipients = models.JSONField(_("recipients"), default=list, help_text=_("Whom it was sent to."))
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    done_at = models.DateTimeField(_("sent or skipped"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("e-mail to an organisation")
+        verbose_name_plural = _("e-mails to organisations")
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.template} ({self.status})"
+
+    def can_transition(self, new: str) -> bool:
+        return new in self.ALLOWED[self.Status(self.status)]

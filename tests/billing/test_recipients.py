@@ -1,0 +1,175 @@
+"""Who is told about an organisation's money and its grants' subsidies is decided when the e-mail
+is sent, not when it was queued: a billing member removed, an owner downgraded or an account
+deactivated while the mail waited hears nothing; a principal investigator who left the
+organisation gets no subsidy notice while the billing members (or owners) still do; with nobody
+left the e-mail is recorded as skipped, with the reason, for staff."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.core import mail
+from django.utils import timezone
+
+from billing.services.consequences import grant_subsidy_check
+from billing.services.invoices import invoice_issue, invoice_payment_failed
+from portal.models import Mailing, Membership
+from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.factories import MembershipFactory, UserFactory
+
+NOV = date(2026, 11, 1)
+R = Membership.Role
+
+
+def billing_member(org):
+    return org.memberships.get(role=R.BILLING).user
+
+
+def told() -> list[str]:
+    return sorted(address for m in mail.outbox for address in m.to)
+
+
+def queued_invoice(jobs, org):
+    """The organisation's November invoice, its e-mail queued (in RQ) but not yet sent."""
+    rate_card("startup", 3000)
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    with jobs.committed():
+        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    assert mail.outbox == []
+    return invoice
+
+
+def test_a_billing_member_removed_while_the_invoice_mail_waited_is_not_told(db, jobs):
+    org, owner = startup()
+    removed = billing_member(org)
+    queued_invoice(jobs, org)
+    Membership.objects.filter(organisation=org, user=removed).delete()
+    jobs.run()
+    # No billing member is left: the owners hear about the invoice instead; the removed one nothing.
+    assert told() == [owner.email]
+    assert Mailing.objects.get().recipients == [owner.email]
+
+
+def test_an_owner_downgraded_to_member_before_the_payment_news_is_sent_is_not_told(db, jobs):
+    org, owner = startup()
+    Membership.objects.filter(organisation=org, role=R.BILLING).delete()
+    other_owner = MembershipFactory(organisation=org, role=R.OWNER, user=UserFactory(email="second-owner@s.kr")).user
+    rate_card("startup", 3000)
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=date(2026, 12, 1))
+    with jobs.committed():
+        invoice_payment_failed(invoice_id=invoice.pk, error="card declined")
+    Membership.objects.filter(organisation=org, user=owner).update(role=R.MEMBER)
+    jobs.run()
+    assert told() == [other_owner.email]
+    assert "card declined" in mail.outbox[0].body
+
+
+def test_a_deactivated_billing_member_gets_nothing_and_the_owners_are_told(db, jobs):
+    org, owner = startup()
+    deactivated = billing_member(org)
+    queued_invoice(jobs, org)
+    deactivated.is_active = False
+    deactivated.save(update_fields=["is_active"])
+    jobs.run()
+    assert told() == [owner.email]
+
+
+def test_a_deactivated_account_is_not_told_even_when_it_is_the_only_billing_member_at_queueing(db, jobs):
+    org, owner = startup()
+    deactivated = billing_member(org)
+    deactivated.is_active = False
+    deactivated.save(update_fields=["is_active"])
+    queued_invoice(jobs, org)
+    jobs.run()
+    assert told() == [owner.email]
+
+
+def test_with_nobody_left_to_tell_the_mail_is_skipped_with_the_reason_shown_to_staff(client, db, jobs):
+    org, owner = startup()
+    queued_invoice(jobs, org)
+    Membership.objects.filter(organisation=org, role=R.BILLING).delete()
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    assert jobs.run() == 1  # the one queued mailing, which fails nothing
+    assert mail.outbox == []
+    mailing = Mailing.objects.get()
+    assert (mailing.status, mailing.recipients) == (Mailing.Status.SKIPPED, [])
+    assert mailing.reason.startswith("nobody left to tell: ") and "billing members" in mailing.reason
+    assert jobs.run() == 0  # not retried: skipped is final
+    staff = UserFactory(email="finance@centre.kr", is_staff=True, is_superuser=True)
+    TOTP.activate(staff, generate_totp_secret())
+    client.force_login(staff)
+    page = client.get("/admin/portal/mailing/?status=skipped").content.decode()
+    assert "nobody left to tell" in page and "invoice_issued" in page
+
+
+def test_an_organisation_with_nobody_to_tell_when_invoiced_records_a_skipped_mailing_and_queues_no_job(db, jobs):
+    org, owner = startup()
+    Membership.objects.filter(organisation=org, role=R.BILLING).delete()
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    queued_invoice(jobs, org)
+    assert jobs.run() == 0 and mail.outbox == []
+    assert Mailing.objects.get().reason.startswith("nobody to tell when queued: ")
+
+
+def subsidy_at_85_percent(jobs, org):
+    """Grant of the organisation (PI: its first owner) at 85 % of its 10 subsidised hours; the
+    80 % notice queued but not yet sent."""
+    now = timezone.now()
+    grant = grant_for(org, hours=10, intervals=[(now - timedelta(hours=8, minutes=30), None)])
+    with jobs.committed():
+        assert grant_subsidy_check(grant_id=grant.pk, now=now) == "85%"
+    assert mail.outbox == []
+    return grant
+
+
+def test_a_pi_who_left_the_organisation_gets_no_subsidy_notice_and_the_billing_members_do(db, jobs):
+    org, pi = startup()
+    MembershipFactory(organisation=org, role=R.OWNER, user=UserFactory(email="remaining-owner@s.kr"))
+    subsidy_at_85_percent(jobs, org)
+    Membership.objects.filter(organisation=org, user=pi).delete()
+    jobs.run()
+    assert told() == [billing_member(org).email]
+    assert "80 %" in mail.outbox[0].subject
+
+
+def test_without_billing_members_the_remaining_owners_get_the_subsidy_notice_the_pi_who_left_none(db, jobs):
+    org, pi = startup()
+    Membership.objects.filter(organisation=org, role=R.BILLING).delete()
+    remaining = MembershipFactory(organisation=org, role=R.OWNER, user=UserFactory(email="remaining@s.kr")).user
+    subsidy_at_85_percent(jobs, org)
+    Membership.objects.filter(organisation=org, user=pi).delete()
+    jobs.run()
+    assert told() == [remaining.email]
+
+
+def test_a_pi_still_in_the_organisation_and_the_billing_member_are_both_told(db, jobs):
+    org, pi = startup()
+    subsidy_at_85_percent(jobs, org)
+    jobs.run()
+    assert told() == sorted([pi.email, billing_member(org).email])
+
+
+def test_a_deactivated_pi_gets_no_subsidy_notice(db, jobs):
+    org, pi = startup()
+    subsidy_at_85_percent(jobs, org)
+    pi.is_active = False
+    pi.save(update_fields=["is_active"])
+    jobs.run()
+    assert told() == [billing_member(org).email]
+
+
+def test_when_the_pi_role_is_passed_on_and_the_old_pi_leaves_the_new_pi_gets_the_waiting_notice(db, jobs):
+    from portal.services.memberships import application_change_pi, membership_remove
+
+    org, old_pi = startup()
+    owner = MembershipFactory(organisation=org, role=R.OWNER, user=UserFactory(email="owner-b@s.kr")).user
+    new_pi = MembershipFactory(organisation=org, role=R.MEMBER, user=UserFactory(email="new-pi@s.kr")).user
+    grant = subsidy_at_85_percent(jobs, org)
+    application_change_pi(application=grant.application, new_pi=new_pi, actor=owner)
+    membership_remove(membership=Membership.objects.get(organisation=org, user=old_pi), actor=owner)
+    jobs.run()
+    assert told() == sorted([new_pi.email, billing_member(org).email])
