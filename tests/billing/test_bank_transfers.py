@@ -19,7 +19,7 @@ from billing.services.consequences import OVERDUE_REASON, invoices_enforce_overd
 from billing.services.invoices import invoice_issue
 from billing.services.transfers import bank_transfer_record, invoice_write_off
 from portal.errors import PortalError
-from portal.models import Membership, OutboxMessage
+from portal.models import Mailing, Membership, OutboxMessage
 from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.portal.test_review_admin import staff_user
 
@@ -93,8 +93,10 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
     assert event.actor == finance and "KB 20261210-0042" in event.reason
     # Paid like a card payment: the suspended grant comes back, the members are told.
     assert Grant.objects.get(pk=suspended).status == Grant.Status.PROVISIONING
-    sent = [m.args[0] for m in OutboxMessage.objects.filter(pk__gt=before) if m.func.endswith("send_email_job")]
-    assert any(invoice.number in m["subject"] for m in sent), sent
+    # Who is told is decided when the e-mail goes out (portal.mail.mailing_send): queued here.
+    queued = [m for m in OutboxMessage.objects.filter(pk__gt=before) if m.func.endswith("mailing_send_job")]
+    paid = Mailing.objects.get(template="invoice_paid", refs__invoice=["billing.invoice", invoice.pk])
+    assert any(m.args[0] == paid.pk for m in queued), queued
 
 
 def test_a_transfer_recorded_twice_does_no_harm_twice(db, finance):

@@ -92,6 +92,16 @@ def test_a_plain_member_cannot_buy_hours_and_nothing_is_sent(db, recorder):
     assert recorder.requests == [] and not HourPack.objects.exists()
 
 
+CUSTOMER_GONE = (
+    400,
+    {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "param": "customer",
+        "message": "No such customer: 'cus_recorded'",
+    },
+    "req_refused_4711",
+)
 AMOUNT_REFUSED = (
     400,
     {
@@ -136,7 +146,8 @@ def test_an_invoice_checkout_stripe_refuses_is_explained_on_the_invoices_page_no
     org, owner = startup()
     grant_for(org, intervals=[(at(2, 9), at(2, 19))])
     invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
-    recorder.checkout_refusal = AMOUNT_REFUSED
+    # Not the amount (that makes the invoice payable by transfer: tests/billing/test_small_amounts.py)
+    recorder.checkout_refusal = CUSTOMER_GONE
     client.force_login(owner)
     response = client.post(f"/billing/invoices/{invoice.pk}/pay/", HTTP_ACCEPT_LANGUAGE="en", follow=True)
     page = response.content.decode()
