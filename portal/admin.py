@@ -8,13 +8,12 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import OfferedGpuModelsMixin
 from portal import services
-from portal.admin_scale import ScaledAdmin, choice_display, readonly_table
+from portal.admin_scale import ScaledAdmin, choice_display, local_time, readonly_table
 from portal.models import (
     Call,
     CallBudget,
@@ -110,11 +109,6 @@ AUDIT_TITLE = _("audit log (the latest 50 rows; all of them in the audit log)")
 AUDIT_FIELDS = ("action", "actor", "user", "old_value", "new_value", "reason")  # after the time
 
 
-def _when(moment) -> str:
-    """A time as the admin shows a date-time field (localised, in the current time zone)."""
-    return formats.localize(timezone.template_localtime(moment))
-
-
 class MoveNumberForm(forms.Form):
     target = forms.ModelChoiceField(
         label=_("Move the number to"), queryset=Organisation.objects.filter(kind__in=Organisation.COMPANY_KINDS)
@@ -175,7 +169,7 @@ class OrganisationAdmin(ScaledAdmin):
         )
         role = choice_display(Membership, "role")
         headers = [_("user"), Membership._meta.get_field("role").verbose_name, _("joined")]
-        table = readonly_table(headers, ((m.user.email, role(m.role), _when(m.created_at)) for m in rows))
+        table = readonly_table(headers, ((m.user.email, role(m.role), local_time(m.created_at)) for m in rows))
         return format_html("{}{}", table, self._list_link(Membership, obj, _("All members of this organisation")))
 
     @admin.display(description=AUDIT_TITLE)
@@ -193,7 +187,7 @@ class OrganisationAdmin(ScaledAdmin):
         def cells(row: OrganisationAuditLog) -> tuple:
             people = [person.email if person else empty for person in (row.actor, row.user)]
             texts = [text or empty for text in (row.old_value, row.new_value, row.reason)]
-            return (_when(row.created_at), action(row.action), *people, *texts)
+            return (local_time(row.created_at), action(row.action), *people, *texts)
 
         headers = [OrganisationAuditLog._meta.get_field(f).verbose_name for f in ("created_at", *AUDIT_FIELDS)]
         link = self._list_link(OrganisationAuditLog, obj, _("All audit rows of this organisation"))

@@ -26,7 +26,7 @@ from allocations.models import Grant
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal import charts
-from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows, readonly_table
+from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows, local_time, readonly_table
 from portal.attachments import attachment_response
 from portal.errors import PortalError
 from portal.models import Application, ApplicationEvent, EligibilityResult, Review
@@ -398,7 +398,7 @@ class ApplicationAdmin(ScaledAdmin):
             "<p>{} · {} → {} · {}<br>{}</p>",
             (
                 (
-                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M %Z"),
+                    local_time(e.created_at),
                     old_status(e.old_status) or "–",
                     new_status(e.new_status),
                     e.actor or "–",

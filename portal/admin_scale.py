@@ -2,8 +2,10 @@
 
 A changelist costs one count of the filtered rows and one page of rows, never a count of the
 whole table (`show_full_result_count = False`), never date-hierarchy aggregates, and never one
-query per row (related objects shown in a column are joined). An inline shows the latest rows
-only: an organisation with a thousand members must not render a thousand forms.
+query per row (related objects shown in a column are joined, for the page's rows). An inline
+shows the latest rows only; rows nobody edits on a change page are a read-only table
+(`readonly_table`), not an inline of forms: an organisation with a thousand members must not
+render a thousand forms, nor fifty.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_str
 from django.utils.functional import Promise
 from django.utils.hashable import make_hashable
@@ -57,6 +60,12 @@ def readonly_table(headers: Iterable[Any], rows: Iterable[Iterable[Any]]) -> Saf
     head = format_rows("<th>{}</th>", ((capfirst(h),) for h in headers))
     body = format_rows("<tr>{}</tr>", ((format_rows("<td>{}</td>", ((cell,) for cell in row)),) for row in rows))
     return format_html('<table class="readonly-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
+
+
+def local_time(moment) -> str:
+    """A time as the change pages' tables write it: in the portal's time zone, with the zone
+    ("2026-11-29 17:38 KST"); `formats.localize` costs ten times more per cell."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def choice_display(model, field_name: str) -> Callable[[Any], Any]:
