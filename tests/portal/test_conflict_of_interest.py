@@ -146,7 +146,7 @@ def _grant(app: Application) -> Grant:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("order", ["", "?o=2", "?o=-4", "?status__exact=active"])
+@pytest.mark.parametrize("order", ["", "?o=2", "?o=-4", "?o=-5", "?status__exact=active"])
 def test_every_page_of_the_grant_list_leaves_out_the_grants_an_operator_has_a_conflict_with(
     client, db, monkeypatch, order
 ):
