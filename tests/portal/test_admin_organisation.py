@@ -107,3 +107,28 @@ def test_memberships_are_never_added_changed_or_deleted_through_the_admin(client
     membership.refresh_from_db()
     assert membership.role == Membership.Role.MEMBER
     assert client.get("/admin/portal/membership/add/").status_code == 403
+
+
+def test_staff_who_may_change_the_organisation_still_save_it_and_add_pages_show_no_tables(client, organisation):
+    """The tables are read-only parts of the page: saving the organisation's own fields works
+    as before, and the add page (no organisation yet) has neither table."""
+    editor = staff_user(
+        "editor@centre.kr", "portal.view_organisation", "portal.change_organisation", "portal.add_organisation",
+        "portal.view_membership", "portal.view_organisationauditlog",
+    )  # fmt: skip
+    client.force_login(editor)
+    url = f"/admin/portal/organisation/{organisation.pk}/change/"
+    response = client.post(
+        url,
+        {
+            "kind": organisation.kind, "name_ko": "더 큰 연구실", "name_en": "Bigger Lab", "founded_on": "",
+            "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
+            "domains-MAX_NUM_FORMS": "1000", "_save": "Save",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    organisation.refresh_from_db()
+    assert organisation.name_en == "Bigger Lab"
+    assert Membership.objects.filter(organisation=organisation).count() == 50 + EXTRA
+    add = client.get("/admin/portal/organisation/add/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "field-members" not in add and "field-audit_log" not in add
