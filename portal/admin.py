@@ -124,7 +124,7 @@ class OrganisationAdmin(ScaledAdmin):
     list_filter = ["kind", "brn_status"]
     search_fields = ["name_en", "name_ko", "business_registration_number", "domains__domain"]
     # Members and audit rows are read-only tables (`members`, `audit_log`), not inlines: 50 forms
-    # of each were nine tenths of the largest organisation's page (issue 13).
+    # of each were three quarters of the largest organisation's page CPU (issue 13).
     inlines = [OrganisationDomainInline]
     readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "certificate"]
     exclude = ["brn_document"]
