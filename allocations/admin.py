@@ -41,7 +41,7 @@ from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
 from portal.admin_progress import ProgressAdminMixin
-from portal.admin_scale import LatestRowsInline, ScaledAdmin
+from portal.admin_scale import JoinAfterLimitChangeList, LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
 from portal.progress import elapsed_text, stalled_note
 
@@ -430,11 +430,20 @@ class AssignmentInline(LatestRowsInline):
         return False
 
 
+class GrantChangeList(JoinAfterLimitChangeList):
+    """The grants are sorted, counted and limited alone (with the conflict-of-interest rule of
+    `GrantAdmin.get_queryset`); the page's 50 rows are joined to their organisation, application
+    and principal investigator afterwards."""
+
+    related = ("organisation", "application__principal_investigator")
+
+
 @admin.register(Grant)
 class GrantAdmin(ScaledAdmin):
     list_display = ["pk", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
     list_filter = ["status", GpuModelListFilter]
-    # One query for the page: the application and its PI joined, the node a subquery.
+    # Joined for the change page; the list joins them after its LIMIT (GrantChangeList). The node
+    # is a subquery, run for the page's rows only.
     list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
@@ -442,6 +451,9 @@ class GrantAdmin(ScaledAdmin):
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [f.name for f in Grant._meta.fields]
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[GrantChangeList]:
+        return GrantChangeList
 
     def get_queryset(self, request):
         """The conflict-of-interest rule of the review queue holds for grants too: staff who

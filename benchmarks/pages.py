@@ -15,6 +15,8 @@ from django.db.models import Count
 REFERENCE = "/bench/reference/"
 SIGNED_IN_FLOOR = "/bench/signed-in/"
 FLOOR_NAME = "signed-in floor: base layout, empty body"
+MEMBERSHIPS = "/admin/portal/membership/?organisation__id__exact="
+AUDIT_LOG = "/admin/portal/organisationauditlog/?organisation__id__exact="
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ def pages() -> list[Page]:
         Page("admin notices", "/admin/allocations/notice/", admin.pk, True),
         Page("admin organisation list", "/admin/portal/organisation/", admin.pk, True),
         Page("admin organisation change page", f"/admin/portal/organisation/{largest}/change/", admin.pk, True),
+        # The lists the organisation's page links to for all its members and audit rows.
+        Page("admin memberships of the largest organisation", f"{MEMBERSHIPS}{largest}", admin.pk, True),
+        Page("admin audit log of the largest organisation", f"{AUDIT_LOG}{largest}", admin.pk, True),
         Page("admin user list", "/admin/portal/user/", admin.pk, True),
         Page("admin audit log", "/admin/portal/organisationauditlog/", admin.pk, True),
         Page("admin review list", "/admin/portal/review/", admin.pk, True),

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import OfferedGpuModelsMixin
 from portal import services
-from portal.admin_scale import LatestRowsInline, ScaledAdmin
+from portal.admin_scale import ScaledAdmin, choice_display, local_time, readonly_table
 from portal.models import (
     Call,
     CallBudget,
@@ -80,30 +80,33 @@ class OrganisationDomainInline(admin.TabularInline):
         return False
 
 
-class MembershipInline(LatestRowsInline):
-    """Read-only: roles and removals go through the portal's services (audit rows, node access).
-    The latest members only; the organisation's page in the portal lists all, page by page."""
+LATEST_ROWS = 50  # members and audit rows shown on an organisation's page (all of them in their lists)
 
-    model = Membership
-    related = ("user", "organisation")  # a row's label names both
-    verbose_name_plural = _("members (the latest 50)")
-    fields = ["user", "role", "created_at"]
-    readonly_fields = fields
+
+@admin.register(Membership)
+class MembershipAdmin(ScaledAdmin):
+    """Every membership, to list an organisation's members (linked from its page, filtered by
+    organisation). Read-only: roles and removals go through the portal's services (audit rows,
+    node access), never a plain edit here."""
+
+    list_display = ["user", "organisation", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["user", "organisation"]
+    search_fields = ["user__email", "organisation__name_en", "organisation__name_ko"]
+    ordering = ["-pk"]  # newest first, from the primary key's index (no sort of the whole table)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
-class AuditLogInline(LatestRowsInline):
-    model = OrganisationAuditLog
-    fk_name = "organisation"
-    related = ("actor", "user")
-    fields = ["created_at", "action", "actor", "user", "old_value", "new_value", "reason"]
-    readonly_fields = fields
-    verbose_name_plural = _("audit log (the latest 50 rows; all of them in the audit log)")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+AUDIT_TITLE = _("audit log (the latest 50 rows; all of them in the audit log)")
+AUDIT_FIELDS = ("action", "actor", "user", "old_value", "new_value", "reason")  # after the time
 
 
 class MoveNumberForm(forms.Form):
@@ -120,10 +123,75 @@ class OrganisationAdmin(ScaledAdmin):
     ]  # fmt: skip
     list_filter = ["kind", "brn_status"]
     search_fields = ["name_en", "name_ko", "business_registration_number", "domains__domain"]
-    inlines = [OrganisationDomainInline, MembershipInline, AuditLogInline]
+    # Members and audit rows are read-only tables (`members`, `audit_log`), not inlines: 50 forms
+    # of each were three quarters of the largest organisation's page CPU (issue 13).
+    inlines = [OrganisationDomainInline]
     readonly_fields = ["created_at", "created_by", "business_registration_number", "brn_status", "certificate"]
     exclude = ["brn_document"]
     actions = ["confirm_business_numbers", "move_business_number"]
+    # Each table with the model whose view permission it needs (the permission of its own list).
+    row_tables = {"members": Membership, "audit_log": OrganisationAuditLog}
+
+    def _tables(self, request: HttpRequest) -> list[str]:
+        """The tables this user may see: the members to whoever may view memberships, the audit
+        rows to whoever may view the audit log, as the inlines they replace were shown."""
+        site = self.admin_site
+        return [
+            name for name, model in self.row_tables.items() if site.get_model_admin(model).has_view_permission(request)
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, *self._tables(request)]
+
+    def get_fieldsets(self, request: HttpRequest, obj=None) -> list:
+        """The organisation's fields, then a section per table the user may see."""
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        tables = self._tables(request)
+        fields = [f for f in self.get_fields(request, obj) if f not in self.row_tables]
+        titles = {"members": _("members (the latest 50)"), "audit_log": AUDIT_TITLE}
+        return [(None, {"fields": fields}), *((titles[name], {"fields": [name]}) for name in tables)]
+
+    def _list_link(self, model, obj: Organisation, text) -> str:
+        """A link to the admin list of `model` filtered by this organisation."""
+        url = reverse(f"admin:portal_{model._meta.model_name}_changelist", current_app=self.admin_site.name)
+        return format_html('<p><a href="{}?organisation__id__exact={}">{}</a></p>', url, obj.pk, text)
+
+    @admin.display(description=_("members (the latest 50)"))
+    def members(self, obj: Organisation) -> str:
+        """The latest members, newest first; the link lists all of them (the membership list)."""
+        rows = (
+            Membership.objects.filter(organisation=obj)
+            .select_related("user")
+            .only("role", "created_at", "user__email")
+            .order_by("-pk")[:LATEST_ROWS]
+        )
+        role = choice_display(Membership, "role")
+        headers = [_("user"), Membership._meta.get_field("role").verbose_name, _("joined")]
+        table = readonly_table(headers, ((m.user.email, role(m.role), local_time(m.created_at)) for m in rows))
+        return format_html("{}{}", table, self._list_link(Membership, obj, _("All members of this organisation")))
+
+    @admin.display(description=AUDIT_TITLE)
+    def audit_log(self, obj: Organisation) -> str:
+        """The latest audit rows, newest first; the link lists all of them (the audit log)."""
+        rows = (
+            OrganisationAuditLog.objects.filter(organisation=obj)
+            .select_related("actor", "user")
+            .only(*AUDIT_FIELDS, "created_at", "actor__email", "user__email")
+            .order_by("-created_at", "-pk")[:LATEST_ROWS]
+        )
+        action = choice_display(OrganisationAuditLog, "action")
+        empty = self.get_empty_value_display()  # as the admin shows an empty value
+
+        def cells(row: OrganisationAuditLog) -> tuple:
+            people = [person.email if person else empty for person in (row.actor, row.user)]
+            texts = [text or empty for text in (row.old_value, row.new_value, row.reason)]
+            return (local_time(row.created_at), action(row.action), *people, *texts)
+
+        headers = [OrganisationAuditLog._meta.get_field(f).verbose_name for f in ("created_at", *AUDIT_FIELDS)]
+        link = self._list_link(OrganisationAuditLog, obj, _("All audit rows of this organisation"))
+        return format_html("{}{}", readonly_table(headers, map(cells, rows)), link)
 
     @admin.display(description=_("business registration certificate (PDF)"))
     def certificate(self, obj: Organisation) -> str:

@@ -18,7 +18,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import GpuModelListFilter
@@ -27,7 +26,7 @@ from allocations.models import Grant
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal import charts
-from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows
+from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows, local_time, readonly_table
 from portal.attachments import attachment_response
 from portal.errors import PortalError
 from portal.models import Application, ApplicationEvent, EligibilityResult, Review
@@ -169,14 +168,6 @@ REVIEW_FIELDS = ("reviewer", *SCORES, "recommendation", "comment")
 REVIEWS_SHOWN = 50
 
 
-def _table(headers, rows) -> str:
-    """A read-only table (what an inline of read-only rows showed, without a form per row: the
-    two inlines were a third of the change page's CPU, issue 13)."""
-    head = format_rows("<th>{}</th>", ((capfirst(h),) for h in headers))
-    body = format_rows("<tr>{}</tr>", ((format_rows("<td>{}</td>", ((cell,) for cell in row)),) for row in rows))
-    return format_html('<table class="readonly-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
-
-
 @admin.register(Application)
 class ApplicationAdmin(ScaledAdmin):
     # Few columns: rendering 100 rows of 13 cells cost more than the queries (issue 13).
@@ -237,7 +228,7 @@ class ApplicationAdmin(ScaledAdmin):
         rows = EligibilityResult.objects.filter(application=obj).filter(~Exists(newer)).order_by("pk")
         headers = [_("rule"), EligibilityResult._meta.get_field("outcome").verbose_name, _("reason")]
         outcome = choice_display(EligibilityResult, "outcome")
-        return _table(headers, ((rule_label(r.rule), outcome(r.outcome), r.reason) for r in rows))
+        return readonly_table(headers, ((rule_label(r.rule), outcome(r.outcome), r.reason) for r in rows))
 
     @admin.display(description=_("reviews"))
     def reviews(self, obj: Application) -> str:
@@ -245,7 +236,7 @@ class ApplicationAdmin(ScaledAdmin):
         rows = obj.reviews.select_related("reviewer").order_by("-pk")[:REVIEWS_SHOWN]
         headers = [Review._meta.get_field(f).verbose_name for f in REVIEW_FIELDS]
         recommendation = choice_display(Review, "recommendation")
-        return _table(
+        return readonly_table(
             headers,
             (
                 (r.reviewer, *(getattr(r, f) for f in SCORES), recommendation(r.recommendation), r.comment or "–")
@@ -407,7 +398,7 @@ class ApplicationAdmin(ScaledAdmin):
             "<p>{} · {} → {} · {}<br>{}</p>",
             (
                 (
-                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M %Z"),
+                    local_time(e.created_at),
                     old_status(e.old_status) or "–",
                     new_status(e.new_status),
                     e.actor or "–",

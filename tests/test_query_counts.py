@@ -58,7 +58,10 @@ BUDGET = {
     "admin usage hours": 5,  # no date hierarchy (two aggregates), one count (ScaledAdmin)
     "admin notices": 6,  # one count (ScaledAdmin)
     "admin organisation list": 5,
+    # Its latest members and audit rows: one query each (read-only tables, not inline forms).
     "admin organisation change page": 7,
+    "admin memberships of the largest organisation": 5,
+    "admin audit log of the largest organisation": 5,
     "admin user list": 6,
     "admin audit log": 5,
     "admin review list": 6,

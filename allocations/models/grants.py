@@ -116,6 +116,9 @@ class Grant(models.Model):
             models.CheckConstraint(condition=models.Q(gpu_hours__lte=MAX_GPU_HOURS), name="grant_hours_max"),
             models.CheckConstraint(condition=models.Q(gpu_count__lte=MAX_GPUS), name="grant_gpus_max"),
         ]
+        # The admin's grant list, newest first: read from this index until a page is full
+        # instead of sorting every grant (issue 13).
+        indexes = [models.Index(fields=["created_at", "id"], name="grant_created_idx")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.gpu_count}× {self.gpu_model_id} ({self.get_status_display()})"

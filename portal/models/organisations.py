@@ -244,6 +244,9 @@ class Membership(models.Model):
         verbose_name_plural = _("memberships")
         ordering = ["organisation", "user__email"]
         constraints = [models.UniqueConstraint(fields=["user", "organisation"], name="membership_unique")]
+        # An organisation's latest members (its admin page and filtered membership list, newest
+        # first): without it PostgreSQL walked every membership backwards by primary key.
+        indexes = [models.Index(fields=["organisation", "id"], name="membership_org_latest_idx")]
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.organisation} ({self.role})"

@@ -1,6 +1,8 @@
 """Conflict of interest and award limits: nobody decides an application of an organisation they
 belong or belonged to, or that they work on, and the call's cap and budget hold at approval."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
@@ -135,6 +137,45 @@ def test_staff_who_belong_to_the_organisation_neither_see_nor_resume_its_grant_i
     other = staff_user("ops2@ministry.go.kr", "allocations.view_grant", "allocations.change_grant")
     client.force_login(other)
     assert client.get(f"/admin/allocations/grant/{grant.pk}/change/").status_code == 200
+
+
+def _grant(app: Application) -> Grant:
+    return Grant.objects.create(
+        organisation=app.organisation, application=app, gpu_model="H100-80GB", gpu_count=1, gpu_hours=10,
+        copay_percent=0, starts_on=app.starts_on, ends_on=app.ends_on, status="active",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("order", ["", "?o=2", "?o=-4", "?o=-5", "?status__exact=active"])
+def test_every_page_of_the_grant_list_leaves_out_the_grants_an_operator_has_a_conflict_with(
+    client, db, monkeypatch, order
+):
+    """The grant list sorts and limits the grants before joining their application, organisation
+    and investigator (issue 13): on every page, in every order, the conflict-of-interest rule
+    still holds, and each row shows its title, investigator and organisation."""
+    from allocations.admin import GrantAdmin
+
+    operator = staff_user("ops@ministry.go.kr", "allocations.view_grant")
+    mine = ApplicationFactory(status="approved", title="My own lab's project")
+    MembershipFactory(user=operator, organisation=mine.organisation)
+    left = ApplicationFactory(status="approved", title="My old lab's project")
+    membership_remove(membership=MembershipFactory(user=operator, organisation=left.organisation), actor=operator)
+    others = [ApplicationFactory(status="approved", title=f"Project {i}") for i in range(5)]
+    for app in (mine, left, *others):
+        _grant(app)
+    monkeypatch.setattr(GrantAdmin, "list_per_page", 2)  # several pages: the page's keys, then the joins
+    client.force_login(operator)
+    shown = ""
+    for number in (1, 2, 3):
+        separator = "&" if order else "?"
+        response = client.get(f"/admin/allocations/grant/{order}{separator}p={number}", HTTP_ACCEPT_LANGUAGE="en")
+        assert response.status_code == 200
+        shown += response.content.decode()
+    assert "My own lab" not in shown and "My old lab" not in shown
+    for app in others:
+        assert app.title in shown and app.principal_investigator.email in shown and app.organisation.name_en in shown
+    grants = {int(pk) for pk in re.findall(r'href="/admin/allocations/grant/(\d+)/change/', shown)}
+    assert grants == set(Grant.objects.filter(application__in=others).values_list("pk", flat=True))
 
 
 @pytest.fixture
