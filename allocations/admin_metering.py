@@ -10,18 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Notice, SampleBatch, UsageHour
-from portal.admin_scale import ScaledAdmin
-
-
-class ReadOnlyAdmin(ScaledAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+from portal.admin_scale import ReadOnlyAdmin
 
 
 @admin.register(Notice)

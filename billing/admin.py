@@ -29,6 +29,7 @@ from billing.services.invoices import invoice_reissue, invoice_void, month_state
 from billing.services.invoicing_runs import invoicing_run_queue
 from billing.services.transfers import bank_transfer_record, invoice_write_off
 from portal.admin_progress import ProgressAdminMixin
+from portal.admin_scale import ReadOnlyInline
 from portal.errors import PortalError
 from portal.progress import elapsed_text, stalled_note
 
@@ -83,10 +84,8 @@ class RateAdmin(OfferedGpuModelsMixin, admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    extra = 0
-    can_delete = False
     fields = [
         "grant",
         "kind",
@@ -100,30 +99,17 @@ class InvoiceLineInline(admin.TabularInline):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-
-class InvoiceEventInline(admin.TabularInline):
+class InvoiceEventInline(ReadOnlyInline):
     model = InvoiceEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "actor", "old_status", "new_status", "reason"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-
-class BankTransferInline(admin.TabularInline):
+class BankTransferInline(ReadOnlyInline):
     model = BankTransfer
-    extra = 0
-    can_delete = False
     fields = ["received_on", "amount_krw", "reference", "recorded_by", "created_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TransferForm(forms.Form):

@@ -6,10 +6,9 @@ why it was skipped (nobody left to tell)."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from portal.admin_scale import ScaledAdmin
+from portal.admin_scale import ReadOnlyAdmin
 from portal.models import Mailing, OutboxMessage
 
 
@@ -29,25 +28,16 @@ class SentFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ScaledAdmin):
+class OutboxMessageAdmin(ReadOnlyAdmin):
     list_display = ["pk", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
     list_filter = [SentFilter, "queue", "func"]
     ordering = ["-pk"]
     # The arguments are never shown: e-mail rows hold whole messages, password-reset links among them.
     fields = readonly_fields = ["func", "queue", "created_at", "sent_at", "attempts", "last_error"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
 
 @admin.register(Mailing)
-class MailingAdmin(ScaledAdmin):
+class MailingAdmin(ReadOnlyAdmin):
     list_display = ["pk", "template", "organisation", "status", "created_at", "done_at", "reason"]
     list_filter = ["status", "template"]
     list_select_related = ["organisation"]
@@ -56,12 +46,3 @@ class MailingAdmin(ScaledAdmin):
         "template", "audience", "organisation", "refs", "context", "status", "recipients", "reason", "created_at",
         "done_at",
     ]  # fmt: skip
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

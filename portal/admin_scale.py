@@ -171,6 +171,20 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class ReadOnlyAdmin(ScaledAdmin):
+    """A list staff read and never write (rows written by services and jobs only): no add,
+    change or delete for anyone; the view permission decides who sees it."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class LatestRowsInline(ReadOnlyInline):
     """An inline of the parent's latest `max_rows` rows (highest pk first), read-only, with
     `related` joined so that a read-only foreign key column costs no query per row."""
