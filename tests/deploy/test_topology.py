@@ -44,7 +44,7 @@ from allocations.devnode import node_bootstrap
 from allocations.models import Assignment, Grant, JupyterSession, Node, NodeAccount, ProvisioningTask, SampleBatch
 from allocations.services import grants as grant_services
 from billing.models import Invoice, InvoiceCounter
-from portal.models import OutboxMessage
+from portal.models import Mailing, OutboxMessage
 from tests.allocations.helpers import approved_grant, user_with_key
 from tests.allocations.metering_helpers import batch, node_with_gpus
 from tests.billing.helpers import at, grant_for, rate_card, startup
@@ -292,6 +292,15 @@ def test_ingest_through_nginx_reaches_both_web_processes_and_invoicing_on_three_
     assert numbers == [f"INV-2026-{n:06d}" for n in range(1, 5)]
     assert sorted(Invoice.objects.values_list("organisation_id", flat=True)) == sorted(o.pk for o in orgs)
     assert InvoiceCounter.objects.get(year=2026).last == 4
+
+    # Each invoice's e-mail goes out once, through the outbox drain and a worker, to the members
+    # of the moment (portal.mail.mailing_send). Waiting for it also leaves no job writing to the
+    # database when the test's data is flushed.
+    def mailed():
+        rows = list(Mailing.objects.filter(template="invoice_issued").values_list("status", "recipients"))
+        return rows if len(rows) == 4 and all(status == "sent" and len(to) == 1 for status, to in rows) else None
+
+    wait_for(mailed, 60, "the four invoices' e-mails", stack, 0.1)
 
 
 @pytest.mark.django_db(transaction=True)
