@@ -299,8 +299,9 @@ class Command(OperatorCommand):
         out = self.stdout
         out.write(self.style.SUCCESS(f"Demo world ready. Log in at {settings.SITE_URL}/accounts/login/"))
         out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
-        for email, _org, _role, groups, is_staff, is_superuser in USERS:
-            what = "superuser" if is_superuser else (", ".join(groups) or "applicant")
+        for email, org, role, groups, is_staff, is_superuser in USERS:
+            # As the README's table says it: the role in the organisation, or the staff groups.
+            what = "superuser" if is_superuser else (", ".join(groups) or f"{role} of {ORGANISATIONS[org][2]}")
             line = f"  {email:<32} {what}"
             if is_staff:
                 line += f"  TOTP secret: {secrets[email]}"
