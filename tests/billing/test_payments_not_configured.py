@@ -31,7 +31,7 @@ def test_without_a_stripe_key_saving_a_card_says_payments_are_not_configured(cli
     client.force_login(owner)
     response = client.post("/billing/card/", {"organisation": org.pk}, follow=True)
     assert response.status_code == 200
-    assert "Payments are not configured in this installation" in response.content.decode()
+    assert "결제가 설정되어 있지 않습니다" in response.content.decode()  # Korean by default
     assert not BillingAccount.objects.filter(organisation=org).exists()
 
 
@@ -43,7 +43,7 @@ def test_without_a_stripe_key_paying_an_invoice_says_payments_are_not_configured
     client.force_login(owner)
     response = client.post(f"/billing/invoices/{invoice.pk}/pay/", follow=True)
     assert response.status_code == 200
-    assert "Payments are not configured in this installation" in response.content.decode()
+    assert "결제가 설정되어 있지 않습니다" in response.content.decode()  # Korean by default
 
 
 def test_without_a_stripe_key_buying_hours_keeps_the_form_and_says_so_in_korean(client, db, no_stripe):

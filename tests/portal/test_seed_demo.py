@@ -109,8 +109,10 @@ def test_the_seeded_finance_user_opens_invoices_and_sees_the_actions_that_apply(
     assert listing.status_code == 200
     paid, open_ = Invoice.objects.order_by("month")
     assert open_.number in listing.content.decode()
+    assert open_.total_krw >= 1000 and f"{open_.total_krw:,}" in listing.content.decode()  # thousands separators
     page = client.get(f"/admin/billing/invoice/{open_.pk}/change/").content.decode()
     assert f"/admin/billing/invoice/{open_.pk}/void/" in page
+    assert f"{open_.total_krw:,}" in page and f"{open_.supply_krw:,}" in page
     assert f"/admin/billing/invoice/{open_.pk}/transfer/" in page
     page = client.get(f"/admin/billing/invoice/{paid.pk}/change/").content.decode()
     assert f"/admin/billing/invoice/{paid.pk}/credit/" in page
