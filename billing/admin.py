@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import GpuModelListFilter, OfferedGpuModelsMixin
@@ -82,6 +83,15 @@ class RateAdmin(OfferedGpuModelsMixin, admin.ModelAdmin):
         if obj is not None and obj.effective_from <= timezone.localdate():
             return False
         return super().has_delete_permission(request, obj)
+
+
+# Invoice money fields → the InvoiceAdmin display that shows them with thousands separators.
+INVOICE_MONEY = {"supply_krw": "supply", "vat_krw": "vat", "total_krw": "total", "carried_krw": "carried"}
+
+
+def won(amount: int) -> str:
+    """A KRW amount for the admin, grouped by thousands in every language (1,234,567)."""
+    return number_format(amount, force_grouping=True)
 
 
 class InvoiceLineInline(ReadOnlyInline):
@@ -163,9 +173,11 @@ class InvoiceAdmin(admin.ModelAdmin):
     a void invoice's month is corrected by a re-issue, a new invoice that names it."""
 
     list_display = [
-        "number", "organisation", "month", "total_krw", "amount_due", "status", "transfer_only", "due_on", "paid_at",
+        "number", "organisation", "month", "total", "amount_due", "status", "transfer_only", "due_on", "paid_at",
         "payment_attempts",
     ]  # fmt: skip
+    # Money fields are shown by the displays below (thousands separators in every language).
+    exclude = list(INVOICE_MONEY)
     list_filter = ["status", CollectionFilter, "transfer_only", "month"]
     search_fields = ["number", "organisation__name_ko", "organisation__name_en", "buyer_brn"]
     list_select_related = ["organisation"]
@@ -173,7 +185,23 @@ class InvoiceAdmin(admin.ModelAdmin):
     actions = ["export_csv"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
-        return [f.name for f in Invoice._meta.fields] + ["replaced_by_invoice"]
+        return [INVOICE_MONEY.get(f.name, f.name) for f in Invoice._meta.fields] + ["replaced_by_invoice"]
+
+    @admin.display(description=Invoice._meta.get_field("supply_krw").verbose_name, ordering="supply_krw")
+    def supply(self, obj: Invoice) -> str:
+        return won(obj.supply_krw)
+
+    @admin.display(description=Invoice._meta.get_field("vat_krw").verbose_name, ordering="vat_krw")
+    def vat(self, obj: Invoice) -> str:
+        return won(obj.vat_krw)
+
+    @admin.display(description=Invoice._meta.get_field("total_krw").verbose_name, ordering="total_krw")
+    def total(self, obj: Invoice) -> str:
+        return won(obj.total_krw)
+
+    @admin.display(description=Invoice._meta.get_field("carried_krw").verbose_name, ordering="carried_krw")
+    def carried(self, obj: Invoice) -> str:
+        return won(obj.carried_krw)
 
     @admin.display(description=_("replaced by"))
     def replaced_by_invoice(self, obj: Invoice) -> str:
@@ -211,8 +239,8 @@ class InvoiceAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("amount due (KRW)"))
-    def amount_due(self, obj: Invoice) -> int:
-        return obj.amount_due_krw
+    def amount_due(self, obj: Invoice) -> str:
+        return won(obj.amount_due_krw)
 
     def _page(self, request, invoice: Invoice, form, title, template: str) -> TemplateResponse:
         context = {

@@ -71,6 +71,12 @@ def payment_method_types(*, mode: str, amount_krw: int | None = None) -> list[st
     return types
 
 
+def is_configured() -> bool:
+    """A secret key is set (the real Stripe or an emulator at STRIPE_API_BASE). Without one,
+    nothing calls Stripe: the payment pages say payments are not configured (a development install)."""
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
 def _client(*, interactive: bool = False) -> stripe.StripeClient:
     """A client for a job (15 s, two retries) or, `interactive`, for a request where the user
     waits (STRIPE_CHECKOUT_TIMEOUT_SECONDS, one retry; the idempotency key makes it safe)."""

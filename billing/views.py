@@ -15,10 +15,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from allocations.gpu_models import gpu_model_labels
-from billing import ledger
+from billing import ledger, stripe_client
 from billing.forms import HourPackForm
 from billing.models import BillingAccount, CreditNote, HourPack, Invoice, InvoiceDocument, Rate
 from billing.pdf import invoice_document_store
@@ -29,6 +30,9 @@ from portal.models import Membership, Organisation
 
 log = logging.getLogger(__name__)
 PAYER_ROLES = [Membership.Role.OWNER, Membership.Role.BILLING]
+PAYMENTS_NOT_CONFIGURED = gettext_lazy(
+    "Payments are not configured in this installation (no Stripe key): nothing was sent to a payment service."
+)
 
 
 def rate_card(request: HttpRequest) -> HttpResponse:
@@ -161,6 +165,16 @@ def _back(request: HttpRequest, name: str, organisation: Organisation) -> str:
     return request.build_absolute_uri(reverse(name)) + f"?organisation={organisation.pk}"
 
 
+def _not_configured(request: HttpRequest, back: str) -> HttpResponse | None:
+    """No Stripe key (a development install, `make run`): say that payments are not configured
+    here, on the page we came from, instead of calling Stripe without a key and waiting for its
+    retries. None when payments are configured."""
+    if stripe_client.is_configured():
+        return None
+    messages.error(request, str(PAYMENTS_NOT_CONFIGURED))
+    return redirect(back)
+
+
 def _refused(request: HttpRequest, exc: PortalError, back: str) -> HttpResponse:
     """Stripe unreachable (or slower than STRIPE_CHECKOUT_TIMEOUT_SECONDS): a page that says so,
     with the way back, answered 503. Anything else, a request Stripe answered and refused among
@@ -177,6 +191,8 @@ def _refused(request: HttpRequest, exc: PortalError, back: str) -> HttpResponse:
 def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = get_invoice_for_user(request.user, pk)
     back = _back(request, "billing:invoice_list", invoice.organisation)
+    if off := _not_configured(request, back):
+        return off
     try:
         url = payments.invoice_checkout_start(invoice=invoice, user=request.user, success_url=back, cancel_url=back)
     except PortalError as exc:
@@ -189,6 +205,8 @@ def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
 def card_setup(request: HttpRequest) -> HttpResponse:
     organisation, _orgs = _organisation(request)
     back = _back(request, "billing:invoice_list", organisation)
+    if off := _not_configured(request, back):
+        return off
     try:
         url = payments.card_checkout_start(
             organisation=organisation, user=request.user, success_url=back, cancel_url=back
@@ -204,7 +222,11 @@ def hour_packs(request: HttpRequest) -> HttpResponse:
     rates = list(Rate.objects.in_effect().filter(price_tier=organisation.price_tier))
     form = HourPackForm(request.POST or None, rates=rates)
     status = 200
-    if request.method == "POST" and form.can_buy and form.is_valid():
+    if request.method == "POST" and not stripe_client.is_configured():
+        form.is_valid()  # the form keeps what was typed
+        form.add_error(None, str(PAYMENTS_NOT_CONFIGURED))
+        status = 503
+    elif request.method == "POST" and form.can_buy and form.is_valid():
         back = _back(request, "billing:hour_packs", organisation)
         try:
             _pack, url = payments.hour_pack_checkout_start(

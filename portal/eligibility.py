@@ -14,6 +14,7 @@ from datetime import date
 from django.core.exceptions import ValidationError
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from portal.validators import email_domain, validate_business_registration_number
 
@@ -229,7 +230,11 @@ MESSAGES = {
         "The start and end must lie inside the allocation window (%(window_start)s – %(window_end)s), "
         "the end after the start."
     ),
-    "count_fits": _("%(count)s GPUs fit on one node (%(per_node)s per node)."),
+    "count_fits": ngettext_lazy(
+        "%(count)s GPU fits on one node (%(per_node)s per node).",
+        "%(count)s GPUs fit on one node (%(per_node)s per node).",
+        "count",
+    ),
     "count_too_large": _("%(count)s GPUs do not fit on one node; a node has %(per_node)s. Request fewer GPUs."),
 }
 
@@ -248,7 +253,7 @@ def describe(code: str, params: dict) -> str:
 
         shown["kind"] = Organisation.Kind(shown["kind"]).label
     template = MESSAGES.get(code)
-    return str(template) % shown if template is not None else code
+    return str(template % shown) if template is not None else code
 
 
 def rule_label(rule: str) -> str:

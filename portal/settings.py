@@ -14,6 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
 
+from portal.validators import brn_is_issued_and_valid, normalise_business_registration_number
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -356,10 +358,18 @@ PAYMENT_MAX_ATTEMPTS = env_int("PAYMENT_MAX_ATTEMPTS", 4)
 # A company grant past its subsidy, without a saved card or prepaid hours, keeps running this long.
 SUBSIDY_GRACE_HOURS = env_int("SUBSIDY_GRACE_HOURS", 72)
 # The supplier printed on invoices (the centre: Korean and English name) and its business
-# registration number.
-BILLING_SUPPLIER_NAME = env_str("BILLING_SUPPLIER_NAME", "국가AI컴퓨팅센터")
+# registration number. Production requires the name and a number with a valid check digit: an
+# invoice never goes out with an empty or placeholder supplier (the development defaults are
+# a sample, never a buyer of the demo world).
+BILLING_SUPPLIER_NAME = required("BILLING_SUPPLIER_NAME", env_str("BILLING_SUPPLIER_NAME").strip(), "국가AI컴퓨팅센터")
 BILLING_SUPPLIER_NAME_EN = env_str("BILLING_SUPPLIER_NAME_EN", "National AI Computing Centre")
-BILLING_SUPPLIER_BRN = env_str("BILLING_SUPPLIER_BRN", "1208147521")
+BILLING_SUPPLIER_BRN = normalise_business_registration_number(
+    required("BILLING_SUPPLIER_BRN", env_str("BILLING_SUPPLIER_BRN").strip(), "1208147521")
+)
+if PRODUCTION and not brn_is_issued_and_valid(BILLING_SUPPLIER_BRN):
+    raise ImproperlyConfigured(
+        "BILLING_SUPPLIER_BRN must be the centre's business registration number (10 digits, valid check digit)"
+    )
 # The centre's bank account for invoices not collectable by card (printed on them and the page).
 BILLING_BANK_ACCOUNT = env_str("BILLING_BANK_ACCOUNT", "")
 # Stripe: the secret API key, the webhook signing secret, and (tests, emulators) another API base.

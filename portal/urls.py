@@ -45,6 +45,7 @@ urlpatterns = [
     path("rates/", billing_views.rate_card, name="rates"),
     path("billing/", include("billing.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("metrics", metrics_view, name="metrics"),  # Prometheus, not public (portal/metrics.py)
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -52,6 +52,15 @@ def validate_business_registration_number(value: str) -> None:
         )
 
 
+def brn_is_issued_and_valid(value: str) -> bool:
+    """What `validate_business_registration_number` accepts, as a boolean (settings checks)."""
+    try:
+        validate_business_registration_number(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def normalise_domain(value: str) -> str:
     return (value or "").strip().lower().lstrip("@").rstrip(".")
 

@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +43,21 @@ PY = sys.executable
 MANAGE = [PY, str(ROOT / "manage.py")]
 DB_NAME = "portal"
 PG_PORT = "5432"  # only names the unix socket inside the private socket folder
+
+
+def wait_for_portal(url: str, procs: list[subprocess.Popen], timeout: float = 90.0) -> bool:
+    """True once the development server answers `url` (any HTTP status): the address is printed
+    only when it works. False when a process died or it did not answer within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own http://127.0.0.1 address)
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered
+        except OSError:
+            time.sleep(0.3)
+    return False
 
 
 def say(msg: str) -> None:
@@ -438,7 +455,10 @@ def serve(stack: Stack) -> int:
                     ["rqworker", "default", "reconcile", "--with-scheduler"],
                     ["rqcron", "portal.cron"])  # fmt: skip
         procs = [subprocess.Popen([*MANAGE, *cmd], env=stack.env, cwd=ROOT, start_new_session=True) for cmd in commands]
-        say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        if wait_for_portal(f"http://127.0.0.1:{port}/healthz", procs):
+            say(f"the portal is at http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        else:
+            say(f"the portal did not answer at http://127.0.0.1:{port} yet (see the messages above)")
         if node_file:
             pusher = DemoPusher(node_file, stack.datadir / "demo-node" / "push.log")
         while all(p.poll() is None for p in procs):

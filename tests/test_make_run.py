@@ -49,7 +49,7 @@ GRANT = """
 import json
 from allocations.models import Grant, JupyterSession, NodeAccount
 from allocations.services import jupyter
-g = Grant.objects.get()
+g = Grant.objects.get(application__principal_investigator__email="researcher@demo-univ.ac.kr")
 a = NodeAccount.objects.filter(user=g.application.principal_investigator).first()
 s = JupyterSession.objects.filter(grant=g).first()
 print("RESULT" + json.dumps({"status": g.status, "reason": g.status_reason, "username": a and a.username,
@@ -62,7 +62,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from allocations.models import Grant, SampleBatch, UsageHour
 from allocations.services.usage import hour_start, usage_hour_build
-g = Grant.objects.get()
+g = Grant.objects.get(application__principal_investigator__email="researcher@demo-univ.ac.kr")
 batches = SampleBatch.objects.filter(node__hostname="gpu-demo-01").count()
 if batches:
     for hour in (hour_start(datetime.now(UTC)) - timedelta(hours=1), hour_start(datetime.now(UTC))):

@@ -23,10 +23,12 @@ class CreditNote(models.Model):
     supply_krw = models.BigIntegerField(_("supply value (KRW)"))
     vat_krw = models.BigIntegerField(_("VAT (KRW)"))
     total_krw = models.BigIntegerField(_("total (KRW)"))
-    document = models.BinaryField(editable=False)
-    document_sha256 = models.CharField(max_length=64, editable=False)
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
+    document = models.BinaryField(_("document (PDF)"), editable=False)
+    document_sha256 = models.CharField(_("document SHA-256"), max_length=64, editable=False)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("issued by")
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("credit note")

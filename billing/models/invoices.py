@@ -51,7 +51,7 @@ class Invoice(models.Model):
     organisation = models.ForeignKey(
         "portal.Organisation", on_delete=models.PROTECT, related_name="invoices", verbose_name=_("organisation")
     )
-    month = models.DateField(_("month"), help_text="The first day of the billed month.")
+    month = models.DateField(_("month"), help_text=_("The first day of the billed month."))
     # Empty (NULL) only for a ₩0 statement: numbers are for amounts owed.
     number = models.CharField(_("number"), max_length=16, unique=True, null=True, blank=True)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
@@ -63,14 +63,14 @@ class Invoice(models.Model):
     vat_percent = models.PositiveSmallIntegerField(_("VAT percent"))
     # What a Korean business needs for its books, frozen at issue time. The English names are
     # printed under the Korean ones on the bilingual PDF; empty on invoices issued before it.
-    supplier_name = models.CharField(max_length=200)
-    supplier_name_en = models.CharField(max_length=200, blank=True, default="")
-    supplier_brn = models.CharField(max_length=10)
-    buyer_name = models.CharField(max_length=200)
-    buyer_name_en = models.CharField(max_length=200, blank=True, default="")
-    buyer_brn = models.CharField(max_length=10, blank=True)
+    supplier_name = models.CharField(_("supplier name"), max_length=200)
+    supplier_name_en = models.CharField(_("supplier name (English)"), max_length=200, blank=True, default="")
+    supplier_brn = models.CharField(_("supplier business registration number"), max_length=10)
+    buyer_name = models.CharField(_("buyer name"), max_length=200)
+    buyer_name_en = models.CharField(_("buyer name (English)"), max_length=200, blank=True, default="")
+    buyer_brn = models.CharField(_("buyer business registration number"), max_length=10, blank=True)
     # Room for an electronic tax invoice adapter (국세청 전자세금계산서): its approval number.
-    tax_invoice_ref = models.CharField(max_length=64, blank=True)
+    tax_invoice_ref = models.CharField(_("electronic tax invoice number"), max_length=64, blank=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
     # Carried forward: the later invoice that collects this one's amount (empty while it waits).
     carried_into = models.ForeignKey(
@@ -81,9 +81,9 @@ class Invoice(models.Model):
     carried_krw = models.BigIntegerField(_("carried forward (KRW)"), default=0)
     # Above what Stripe takes in one payment: paid by bank transfer, never by card.
     transfer_only = models.BooleanField(_("by bank transfer"), default=False)
-    payment_attempts = models.PositiveSmallIntegerField(default=0)
-    last_payment_error = models.TextField(blank=True)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    payment_attempts = models.PositiveSmallIntegerField(_("payment attempts"), default=0)
+    last_payment_error = models.TextField(_("last payment error"), blank=True)
+    last_attempt_at = models.DateTimeField(_("last payment attempt"), null=True, blank=True)
     # A re-issue (billing.services.invoices.invoice_reissue) names the void invoice it corrects;
     # one-to-one: a void invoice is replaced at most once (a void re-issue is itself re-issued).
     replaces = models.OneToOneField(
@@ -94,7 +94,7 @@ class Invoice(models.Model):
         related_name="replaced_by",
         verbose_name=_("replaces"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = InvoiceQuerySet.as_manager()
 
@@ -170,8 +170,10 @@ class InvoiceLine(models.Model):
         PREPAID = "prepaid", _("Prepaid hours")
         BILLABLE = "billable", _("Billable hours")
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
-    grant = models.ForeignKey("allocations.Grant", on_delete=models.PROTECT, related_name="invoice_lines")
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines", verbose_name=_("invoice"))
+    grant = models.ForeignKey(
+        "allocations.Grant", on_delete=models.PROTECT, related_name="invoice_lines", verbose_name=_("grant")
+    )
     kind = models.CharField(pgettext_lazy("invoice line", "kind"), max_length=16, choices=Kind.choices)
     # A text snapshot of the GPU model's code, not a reference: a finalised invoice never changes.
     gpu_model = models.CharField(_("GPU model"), max_length=32)
@@ -183,11 +185,14 @@ class InvoiceLine(models.Model):
     amount_krw = models.BigIntegerField(_("amount (KRW)"))
     # The pack a prepaid line drew from (packs are drawn oldest first, each only after its purchase).
     hour_pack = models.ForeignKey(
-        "billing.HourPack", on_delete=models.PROTECT, null=True, blank=True, related_name="lines"
-    )
-    position = models.PositiveSmallIntegerField(default=0)
+        "billing.HourPack", on_delete=models.PROTECT, null=True, blank=True, related_name="lines",
+        verbose_name=_("hour pack"),
+    )  # fmt: skip
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
 
     class Meta:
+        verbose_name = _("invoice line")
+        verbose_name_plural = _("invoice lines")
         ordering = ["invoice", "position"]
 
     def __str__(self) -> str:
@@ -201,14 +206,20 @@ class InvoiceLine(models.Model):
 
 
 class InvoiceEvent(models.Model):
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    old_status = models.CharField(max_length=8, blank=True)
-    new_status = models.CharField(max_length=8)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    """One change of an invoice's status; the statuses are the invoice's (shown by their labels)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events", verbose_name=_("invoice"))
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("actor")
+    )
+    old_status = models.CharField(_("old status"), max_length=8, blank=True, choices=Invoice.Status.choices)
+    new_status = models.CharField(_("new status"), max_length=8, choices=Invoice.Status.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("invoice event")
+        verbose_name_plural = _("invoice events")
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from allocations.models.nodes import GpuModelField
 
@@ -14,10 +15,16 @@ from allocations.models.nodes import GpuModelField
 class BillingAccount(models.Model):
     """The organisation's Stripe customer and whether a card is saved for off-session charges."""
 
-    organisation = models.OneToOneField("portal.Organisation", on_delete=models.CASCADE, related_name="billing")
-    stripe_customer_id = models.CharField(max_length=64, unique=True)
-    default_payment_method = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    organisation = models.OneToOneField(
+        "portal.Organisation", on_delete=models.CASCADE, related_name="billing", verbose_name=_("organisation")
+    )
+    stripe_customer_id = models.CharField(_("Stripe customer"), max_length=64, unique=True)
+    default_payment_method = models.CharField(_("saved card (Stripe payment method)"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("billing account")
+        verbose_name_plural = _("billing accounts")
 
     def __str__(self) -> str:
         return f"{self.organisation_id}: {self.stripe_customer_id}"
@@ -36,7 +43,9 @@ class HourPack(models.Model):
         PAID = "paid", _("Paid")
         CANCELLED = "cancelled", _("Cancelled")
 
-    organisation = models.ForeignKey("portal.Organisation", on_delete=models.PROTECT, related_name="hour_packs")
+    organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.PROTECT, related_name="hour_packs", verbose_name=_("organisation")
+    )
     gpu_model = GpuModelField(db_column="gpu_model")
     gpu_hours = models.PositiveIntegerField(_("GPU-hours"), validators=[MinValueValidator(1)])
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
@@ -44,10 +53,12 @@ class HourPack(models.Model):
     vat_krw = models.BigIntegerField(_("VAT (KRW)"))
     total_krw = models.BigIntegerField(_("total (KRW)"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    checkout_session_id = models.CharField(max_length=255, blank=True)
-    bought_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    paid_at = models.DateTimeField(null=True, blank=True)
+    checkout_session_id = models.CharField(_("Stripe Checkout session"), max_length=255, blank=True)
+    bought_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("bought by")
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("hour pack")
@@ -62,15 +73,17 @@ class HourPack(models.Model):
 class StripeEvent(models.Model):
     """Every verified webhook event, stored once by its id: a replay finds the row and does nothing."""
 
-    event_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100)
-    created = models.DateTimeField(help_text="Stripe's creation time of the event.")
-    payload = models.JSONField()
-    received_at = models.DateTimeField(default=timezone.now)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=200, blank=True)
+    event_id = models.CharField(_("Stripe event"), max_length=255, unique=True)
+    type = models.CharField(pgettext_lazy("Stripe event", "type"), max_length=100)
+    created = models.DateTimeField(_("created at Stripe"), help_text=_("Stripe's creation time of the event."))
+    payload = models.JSONField(_("payload"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=200, blank=True)
 
     class Meta:
+        verbose_name = _("Stripe event")
+        verbose_name_plural = _("Stripe events")
         ordering = ["-received_at"]
         # /metrics: webhook lag, read without scanning processed events.
         indexes = [
@@ -112,7 +125,7 @@ class BankTransfer(models.Model):
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("bank transfer")

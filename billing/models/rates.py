@@ -33,10 +33,11 @@ class Rate(models.Model):
     price_tier = models.CharField(_("price tier"), max_length=16, choices=Organisation.PriceTier.choices)
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"), validators=[MinValueValidator(1)])
     effective_from = models.DateField(_("effective from"))
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("created by"),
+    )  # fmt: skip
 
     objects = RateQuerySet.as_manager()
 

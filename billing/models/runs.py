@@ -18,7 +18,7 @@ class InvoicingRun(models.Model):
 
     ALLOWED = {State.RUNNING: {State.SUCCEEDED, State.FAILED}, State.SUCCEEDED: set(), State.FAILED: set()}
 
-    month = models.DateField(_("month"), help_text="The first day of the invoiced month.")
+    month = models.DateField(_("month"), help_text=_("The first day of the invoiced month."))
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.RUNNING)
     total = models.PositiveIntegerField(_("organisations"), default=0)
     done = models.PositiveIntegerField(_("done"), default=0)

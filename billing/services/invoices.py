@@ -266,7 +266,7 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
     orgs = list(organisations_with_usage(start, end).values_list("pk", "name_ko"))
     counts = {"issued": 0, "existing": 0, "void": 0, "nothing": 0, "failed": 0}
     run = invoicing_run_start(month=month, total=len(orgs))
-    out(f"{month:%Y-%m}: {len(orgs)} organisations with GPU access")
+    out(f"{month:%Y-%m}: {len(orgs)} organisation{'' if len(orgs) == 1 else 's'} with GPU access")
     for n, (org_id, name) in enumerate(orgs, 1):
         who = f"{name} (organisation {org_id})"
         try:

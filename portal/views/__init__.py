@@ -10,6 +10,7 @@ from portal.views.applications import (
 from portal.views.organisations import (
     call_list,
     dashboard,
+    favicon,
     healthz,
     home,
     invitation_accept,
@@ -31,6 +32,7 @@ __all__ = [
     "application_withdraw",
     "call_list",
     "dashboard",
+    "favicon",
     "healthz",
     "home",
     "invitation_accept",

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -172,6 +173,12 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, _("You joined %(organisation)s.") % {"organisation": membership.organisation.name})
         return redirect("portal:organisation_detail", pk=membership.organisation_id)
     return render(request, "portal/invitation_accept.html", {"invitation": invitation})
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for before reading <link rel=icon>: the static icon."""
+    return redirect(static("favicon.svg"))
 
 
 @never_cache

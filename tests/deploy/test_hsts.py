@@ -39,6 +39,8 @@ def portal_hsts(extra: dict[str, str]) -> str:
         "DATABASE_URL": "postgres://portal@db.internal/portal",
         "REDIS_URL": "redis://redis.internal:6379/0",
         "SITE_URL": "https://gpu.example.go.kr",
+        "BILLING_SUPPLIER_NAME": "국가AI컴퓨팅센터",
+        "BILLING_SUPPLIER_BRN": "2208162517",
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         **extra,
     }

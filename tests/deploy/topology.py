@@ -111,6 +111,8 @@ class Stack:
             "DATABASE_URL": database_url,
             "REDIS_URL": self.redis_url,
             "SITE_URL": f"https://127.0.0.1:{self.https_port}",
+            "BILLING_SUPPLIER_NAME": "국가AI컴퓨팅센터",
+            "BILLING_SUPPLIER_BRN": "2208162517",
             "TRUSTED_PROXY_COUNT": "1",
             "METRICS_TOKEN": METRICS_TOKEN,
             "STATIC_ROOT": str(self.static),

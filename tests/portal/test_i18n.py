@@ -1,11 +1,13 @@
 """Korean and English: Korean by default, a switch on every page, a complete ko catalogue."""
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.utils import translation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,3 +57,43 @@ def test_every_marked_string_has_a_korean_translation(tmp_path):
     assert stats.returncode == 0, stats.stderr
     assert "untranslated" not in stats.stderr, stats.stderr
     assert "fuzzy" not in stats.stderr, stats.stderr
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def admin_models():
+    """The billing models finance reads in the admin (with the invoice's inlines) and the
+    organisation and membership pages."""
+    from django.contrib import admin
+
+    from billing.models import InvoiceEvent, InvoiceLine
+    from portal.models import Membership, Organisation
+
+    billing = [m for m in admin.site._registry if m._meta.app_label == "billing"]
+    return [*billing, InvoiceLine, InvoiceEvent, Membership, Organisation]
+
+
+def test_admin_labels_of_billing_memberships_and_organisations_are_translated_into_korean():
+    """Every field label, help text and model name the admin shows for these models reads in
+    Korean: an English-only verbose name (or none, Django's "supplier brn") fails here."""
+    untranslated = []
+    with translation.override("ko"):
+        for model in admin_models():
+            names = [model._meta.verbose_name, model._meta.verbose_name_plural]
+            untranslated += [f"{model._meta.label} Meta: {x}" for x in names if not HANGUL.search(str(x))]
+            for field in model._meta.get_fields():
+                if field.auto_created or not field.concrete:
+                    continue
+                texts = [field.verbose_name] + ([field.help_text] if field.help_text else [])
+                untranslated += [f"{model._meta.label}.{field.name}: {x}" for x in texts if not HANGUL.search(str(x))]
+    assert untranslated == []
+
+
+def test_invoice_events_show_the_invoices_status_labels_in_korean(db):
+    from billing.models import InvoiceEvent
+
+    with translation.override("ko"):
+        event = InvoiceEvent(old_status="open", new_status="paid")
+        assert (event.get_old_status_display(), event.get_new_status_display()) != ("open", "paid")
+        assert HANGUL.search(event.get_new_status_display())

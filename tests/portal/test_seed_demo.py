@@ -38,7 +38,7 @@ def test_seed_demo_builds_the_demo_world_and_a_second_run_changes_nothing(capsys
     assert User.objects.get(email="reviewer@demo-ministry.go.kr").groups.filter(name="reviewers").exists()
     assert User.objects.get(email="approver@demo-ministry.go.kr").groups.filter(name="approvers").exists()
     assert Call.objects.open().count() == 2
-    assert Application.objects.get().status == "submitted"  # something in the review queue
+    assert Application.objects.filter(status="submitted").count() == 1  # something in the review queue
     assert "portal-demo-2026" in first_out
     assert "TOTP secret" in first_out
 
@@ -63,3 +63,70 @@ def test_demo_totp_prints_the_code_the_approvers_sign_in_accepts(capsys):
     code = next(line for line in out.splitlines() if "approver@demo-ministry.go.kr" in line).split()[-1]
     totp = Authenticator.objects.get(user__email="approver@demo-ministry.go.kr", type="totp")
     assert TOTP(totp).validate_code(code)
+
+
+@pytest.mark.django_db
+def test_the_demo_startup_has_its_previous_two_months_invoiced_once_and_its_founder_reads_them(client, capsys):
+    from billing.models import Invoice, InvoicingRun
+    from portal.management.demo_billing import demo_invoiced_months
+
+    call_command("seed_demo")
+    call_command("seed_demo")  # a second `make run`: no second invoice, run or transfer
+    founder = User.objects.get(email="founder@demo-startup.kr")
+    invoices = list(Invoice.objects.filter(organisation__memberships__user=founder).order_by("month"))
+    assert [x.month for x in invoices] == demo_invoiced_months()
+    assert [x.status for x in invoices] == ["paid", "open"]  # the older one paid by a recorded transfer
+    assert all(x.total_krw > 0 and x.number.startswith("INV-") for x in invoices)
+    assert InvoicingRun.objects.count() == 2
+    client.force_login(founder)
+    page = client.get("/billing/invoices/").content.decode()
+    assert invoices[1].number in page and invoices[0].number in page
+    pdf = client.get(f"/billing/invoices/{invoices[1].pk}/pdf/")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+@pytest.mark.django_db
+def test_demo_supplier_and_buyer_have_different_valid_business_numbers(settings):
+    from billing.models import Invoice
+    from portal.validators import brn_is_issued_and_valid
+
+    call_command("seed_demo")
+    invoice = Invoice.objects.first()
+    assert invoice.supplier_brn == settings.BILLING_SUPPLIER_BRN
+    assert invoice.buyer_brn != invoice.supplier_brn
+    assert brn_is_issued_and_valid(invoice.buyer_brn)
+
+
+@pytest.mark.django_db
+def test_the_seeded_finance_user_opens_invoices_and_sees_the_actions_that_apply(client, capsys):
+    from billing.models import Invoice
+    from billing.services.invoices import invoice_void
+
+    call_command("seed_demo")
+    finance = User.objects.get(email="finance@demo-centre.kr")
+    client.force_login(finance)
+    listing = client.get("/admin/billing/invoice/")
+    assert listing.status_code == 200
+    paid, open_ = Invoice.objects.order_by("month")
+    assert open_.number in listing.content.decode()
+    assert open_.total_krw >= 1000 and f"{open_.total_krw:,}" in listing.content.decode()  # thousands separators
+    page = client.get(f"/admin/billing/invoice/{open_.pk}/change/").content.decode()
+    assert f"/admin/billing/invoice/{open_.pk}/void/" in page
+    assert f"{open_.total_krw:,}" in page and f"{open_.supply_krw:,}" in page
+    assert f"/admin/billing/invoice/{open_.pk}/transfer/" in page
+    page = client.get(f"/admin/billing/invoice/{paid.pk}/change/").content.decode()
+    assert f"/admin/billing/invoice/{paid.pk}/credit/" in page
+    for path in ("banktransfer", "creditnote", "hourpack", "billingaccount", "stripeevent", "invoicingrun"):
+        assert client.get(f"/admin/billing/{path}/").status_code == 200, path
+    invoice_void(invoice_id=open_.pk, actor=finance, reason="demo")
+    page = client.get(f"/admin/billing/invoice/{open_.pk}/change/").content.decode()
+    assert f"/admin/billing/invoice/{open_.pk}/reissue/" in page
+
+
+@pytest.mark.django_db
+def test_operators_see_memberships_and_the_audit_log_but_reviewers_do_not(client, capsys):
+    call_command("seed_demo")
+    for email, allowed in [("operator@demo-centre.kr", 200), ("reviewer@demo-ministry.go.kr", 403)]:
+        client.force_login(User.objects.get(email=email))
+        assert client.get("/admin/portal/membership/").status_code == allowed, email
+        assert client.get("/admin/portal/organisationauditlog/").status_code == allowed, email

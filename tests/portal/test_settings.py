@@ -16,6 +16,8 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://portal@db.internal:5432/portal",
     "REDIS_URL": "redis://redis.internal:6379/0",
     "SITE_URL": "https://gpu.example.go.kr",
+    "BILLING_SUPPLIER_NAME": "국가AI컴퓨팅센터",
+    "BILLING_SUPPLIER_BRN": "220-81-62517",
 }
 
 
@@ -33,12 +35,22 @@ def test_check_deploy_passes_in_a_production_like_environment():
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "SITE_URL"])
+@pytest.mark.parametrize(
+    "missing",
+    ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "SITE_URL", "BILLING_SUPPLIER_NAME", "BILLING_SUPPLIER_BRN"],
+)
 def test_production_refuses_to_start_without_a_required_setting(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     result = manage("check", env={**env, missing: ""})
     assert result.returncode != 0
     assert f"{missing} must be set" in result.stderr
+
+
+@pytest.mark.parametrize("number", ["1234567890", "000-00-00000", "2208162518", "TODO"])
+def test_production_refuses_to_issue_invoices_as_a_supplier_without_a_valid_business_number(number):
+    result = manage("check", env={**PRODUCTION_ENV, "BILLING_SUPPLIER_BRN": number})
+    assert result.returncode != 0
+    assert "BILLING_SUPPLIER_BRN must be the centre's business registration number" in result.stderr
 
 
 def test_secrets_can_come_from_files(tmp_path):

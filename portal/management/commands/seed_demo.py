@@ -20,13 +20,16 @@ from django.utils import timezone
 
 from allocations.models import Node
 from billing.models import Rate
+from portal.management.demo_billing import demo_invoiced_months, seed_demo_invoices
 from portal.management.operator import OperatorCommand
 from portal.models import Application, Call, CallBudget, Membership, Organisation, OrganisationDomain, User
 
 # (kind, name_ko, name_en, domains, business registration number, founded)
 ORGANISATIONS = {
     "univ": ("university", "데모국립대학교", "Demo National University", ["demo-univ.ac.kr"], None, None),
-    "startup": ("startup", "데모AI스타트업", "Demo AI Startup", ["demo-startup.kr"], "1208147521", date(2024, 3, 1)),
+    # The startup's number is not the development supplier's (BILLING_SUPPLIER_BRN, 1208147521):
+    # an invoice names two different companies.
+    "startup": ("startup", "데모AI스타트업", "Demo AI Startup", ["demo-startup.kr"], "2208162517", date(2024, 3, 1)),
     "ministry": ("public_agency", "데모부처", "Demo Ministry", ["demo-ministry.go.kr"], None, None),
     "centre": ("public_agency", "데모센터", "Demo Centre", ["demo-centre.kr"], None, None),
     "institute": ("research_institute", "데모연구원", "Demo Research Institute", ["demo-inst.re.kr"], None, None),
@@ -84,6 +87,10 @@ GROUP_PERMISSIONS = {
         "allocations.view_nodeaccount",
         "allocations.view_jupytersession",
         "portal.view_organisation",
+        # Operators act on organisations (domains, node access of members): they see members and
+        # the audit log. Reviewers and approvers do not (docs/operations.md, "Demo groups").
+        "portal.view_membership",
+        "portal.view_organisationauditlog",
     ],
     "finance": [
         "billing.add_rate",
@@ -91,6 +98,20 @@ GROUP_PERMISSIONS = {
         "billing.view_rate",
         "allocations.view_gpumodel",
         "portal.view_organisation",
+        # docs/billing.md: what finance reads and does in the admin.
+        "billing.view_invoice",
+        "billing.view_invoiceline",
+        "billing.view_invoiceevent",
+        "billing.view_creditnote",
+        "billing.view_banktransfer",
+        "billing.view_hourpack",
+        "billing.view_billingaccount",
+        "billing.view_stripeevent",
+        "billing.view_invoicingrun",
+        "billing.void_invoice",
+        "billing.issue_credit_note",
+        "billing.reissue_invoice",
+        "billing.record_transfer",
     ],
 }
 
@@ -127,6 +148,8 @@ class Command(OperatorCommand):
             self.remove_placeholder_nodes()
             self.seed_rates()
             self.seed_applications(orgs)
+        # The monthly run commits each organisation on its own: after the world it prices.
+        seed_demo_invoices(orgs["startup"])
         self.print_logins(secrets)
         if options.get("demo_node"):
             from portal.management.demo_node import seed_demo_node
@@ -147,6 +170,10 @@ class Command(OperatorCommand):
                     "founded_on": founded,
                 },
             )
+            if org.business_registration_number == settings.BILLING_SUPPLIER_BRN and brn:
+                # Demo worlds seeded before the startup had a number of its own.
+                Organisation.objects.filter(pk=org.pk).update(business_registration_number=brn)
+                org.business_registration_number = brn
             for domain in domains:
                 OrganisationDomain.objects.get_or_create(organisation=org, domain=domain, defaults={"verified": True})
             orgs[key] = org
@@ -231,7 +258,8 @@ class Command(OperatorCommand):
                     node.delete()
 
     def seed_rates(self) -> None:
-        effective = date(timezone.localdate().year, 1, 1)
+        # From January of the earliest month the demo invoices (the previous year's in January).
+        effective = date(demo_invoiced_months()[0].year, 1, 1)
         for model, tiers in RATES.items():
             for tier, krw in tiers.items():
                 Rate.objects.get_or_create(
@@ -271,8 +299,9 @@ class Command(OperatorCommand):
         out = self.stdout
         out.write(self.style.SUCCESS(f"Demo world ready. Log in at {settings.SITE_URL}/accounts/login/"))
         out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
-        for email, _org, _role, groups, is_staff, is_superuser in USERS:
-            what = "superuser" if is_superuser else (", ".join(groups) or "applicant")
+        for email, org, role, groups, is_staff, is_superuser in USERS:
+            # As the README's table says it: the role in the organisation, or the staff groups.
+            what = "superuser" if is_superuser else (", ".join(groups) or f"{role} of {ORGANISATIONS[org][2]}")
             line = f"  {email:<32} {what}"
             if is_staff:
                 line += f"  TOTP secret: {secrets[email]}"
