@@ -113,8 +113,9 @@ def seed_past_grant(startup: Organisation) -> Grant:
 def seed_demo_invoices(startup: Organisation) -> list[Invoice]:
     """Invoice each month of the past grant's access that has no invoice of the startup yet, with
     the service the monthly run uses (one InvoicingRun per month, as finance sees it), issued
-    today; the older month is then paid by a bank transfer that finance recorded (so the startup
-    is not overdue and the admin shows a transfer), the newer one stays open for the founder."""
+    today; the older month is then paid by a bank transfer that finance recorded (the admin shows
+    a transfer), the newer one stays open for the founder until its due date has passed, when the
+    next run records its transfer too (the demo startup never stays overdue)."""
     grant = seed_past_grant(startup)
     opened = grant.access_intervals.values_list("opened_at", flat=True)
     months = sorted({timezone.localtime(x, SEOUL).date().replace(day=1) for x in opened})
@@ -122,14 +123,19 @@ def seed_demo_invoices(startup: Organisation) -> list[Invoice]:
         if not Invoice.objects.filter(organisation=startup, month=month).exists():
             invoices_run(month=month, out=lambda line: None)
     invoices = list(Invoice.objects.filter(organisation=startup).order_by("month"))
-    older = invoices[0] if len(invoices) > 1 else None
-    if older is not None and older.status == Invoice.Status.OPEN and not older.transfers.exists():
-        finance = User.objects.get(email=FINANCE)
-        bank_transfer_record(
-            invoice_id=older.pk,
-            actor=finance,
-            amount_krw=older.amount_due_krw,
-            received_on=older.issued_on,
-            reference="DEMO-TRANSFER-1",
-        )
+    today = timezone.localdate()
+    finance = User.objects.get(email=FINANCE)
+    for n, invoice in enumerate(invoices, start=1):
+        # Every month but the newest is paid, and so is the newest once past its due date: a
+        # `make run` weeks later must not find the demo startup overdue (blocked from applying,
+        # with no card payment configured to settle it).
+        settle = invoice is not invoices[-1] or invoice.due_on < today
+        if settle and invoice.status == Invoice.Status.OPEN and not invoice.transfers.exists():
+            bank_transfer_record(
+                invoice_id=invoice.pk,
+                actor=finance,
+                amount_krw=invoice.amount_due_krw,
+                received_on=min(today, invoice.due_on),
+                reference=f"DEMO-TRANSFER-{n}",
+            )
     return list(Invoice.objects.filter(organisation=startup).order_by("month"))

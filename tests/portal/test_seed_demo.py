@@ -86,6 +86,26 @@ def test_the_demo_startup_has_its_previous_two_months_invoiced_once_and_its_foun
 
 
 @pytest.mark.django_db
+def test_a_make_run_after_the_demo_invoice_fell_due_pays_it_so_the_startup_can_still_apply():
+    """The demo has no card payment configured: an open demo invoice past its due date would
+    leave the startup overdue (new applications blocked) with no way to pay."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import Invoice
+    from billing.services.invoices import organisation_has_overdue_invoice
+
+    call_command("seed_demo")
+    newest = Invoice.objects.order_by("month").last()
+    Invoice.objects.filter(pk=newest.pk).update(due_on=timezone.localdate() - timedelta(days=1))
+    call_command("seed_demo")
+    newest.refresh_from_db()
+    assert newest.status == Invoice.Status.PAID
+    assert not organisation_has_overdue_invoice(newest.organisation_id)
+
+
+@pytest.mark.django_db
 def test_demo_supplier_and_buyer_have_different_valid_business_numbers(settings):
     from billing.models import Invoice
     from portal.validators import brn_is_issued_and_valid
