@@ -1,0 +1,207 @@
+"""ATTACK FINDINGS (review of carried-forward amounts, bank transfers, re-issues and mailings).
+
+Each test reproduces one defect found by the attacker/reviewer branch `attack1` and FAILS on the
+code as merged: it states the behaviour a user (finance, an owner, the operators) should see. The
+integrator fixes the production code and keeps the test."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from allocations.models import Grant
+from billing.models import Invoice
+from billing.services.consequences import OVERDUE_REASON, invoices_enforce_overdue
+from billing.services.invoices import (
+    invoice_issue,
+    invoice_mark_paid,
+    invoice_payment_failed,
+    organisation_has_overdue_invoice,
+)
+from billing.services.transfers import bank_transfer_record
+from portal.errors import PortalError
+from portal.mail import mailing_send
+from portal.models import Mailing
+from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.portal.test_review_admin import staff_user
+
+NOV, DEC, JAN = date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
+I = Invoice.Status  # noqa: E741
+G = Grant.Status
+AMOUNT_TOO_SMALL = (
+    400,
+    {
+        "type": "invalid_request_error",
+        "code": "amount_too_small",
+        "param": "line_items[0][price_data][unit_amount]",
+        "message": "Amount must convert to at least 50 cents.",
+    },
+    "req_too_small_1",
+)
+
+
+def carried_then_collected():
+    """November ₩55 (5 minutes at a 20 % co-payment) carried forward, December ₩6,600 (10 h)
+    collecting it: December's amount due is ₩6,655."""
+    rate_card("startup", 3000)
+    org, owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 19, month=12))])
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
+    nov.refresh_from_db()
+    assert (nov.status, nov.carried_into_id, dec.status, dec.amount_due_krw) == (I.CARRIED, dec.pk, I.OPEN, 6655)
+    return org, owner, nov, dec
+
+
+def _gauge(name: str) -> float:
+    from portal.metrics import PortalCollector
+
+    for family in PortalCollector()._invoices(timezone.now()):
+        if family.name == name:
+            return family.samples[0].value
+    raise AssertionError(name)
+
+
+# -- /metrics ------------------------------------------------------------------------------------
+
+
+def test_the_overdue_krw_metric_counts_the_carried_amounts_an_overdue_invoice_collects(db):
+    # December is overdue: the organisation owes ₩6,655 past due (its ₩6,600 and November's ₩55,
+    # which is not due on its own and so is counted nowhere else). The gauge says ₩6,600.
+    _org, _owner, _nov, dec = carried_then_collected()
+    Invoice.objects.filter(pk=dec.pk).update(due_on=timezone.localdate() - timedelta(days=20))
+    assert _gauge("gpu_portal_invoices_overdue") == 1
+    assert _gauge("gpu_portal_invoices_overdue_krw") == 6655
+
+
+# -- bank transfers ------------------------------------------------------------------------------
+
+
+def test_one_bank_transfer_recorded_on_two_invoices_of_the_same_amount_does_not_pay_both(db):
+    # Two months of ₩6,600 each. The clerk records the bank's transfer TX-20270105-001 on
+    # November, then (wrong month, or a second clerk working from the same statement line)
+    # records the very same transfer (same reference, day and amount) on December. One receipt of
+    # ₩6,600 must not settle ₩13,200; a paid invoice cannot be voided to undo it.
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19)), (at(2, 9, month=12), at(2, 19, month=12))])
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
+    assert (nov.amount_due_krw, dec.amount_due_krw) == (6600, 6600)
+    finance = staff_user("finance@centre.kr", "billing.record_transfer")
+    first = {"actor": finance, "amount_krw": 6600, "received_on": date(2027, 1, 5), "reference": "TX-20270105-001"}
+    bank_transfer_record(invoice_id=nov.pk, **first)
+    with pytest.raises(PortalError):
+        bank_transfer_record(invoice_id=dec.pk, **first)
+    dec.refresh_from_db()
+    assert dec.status == I.OPEN
+
+
+# -- CSV export ----------------------------------------------------------------------------------
+
+
+def test_the_invoice_csv_shows_the_amount_due_and_which_invoice_collected_a_carried_one(client, db):
+    # Finance reconciles Stripe's payout (one charge of ₩6,655 described INV-2027-000001) with the
+    # export: the collecting invoice's row must show the ₩6,655 charged, and November's row the
+    # invoice that collected it; today the export has neither (total 6600; "carried", no link).
+    _org, _owner, nov, dec = carried_then_collected()
+    client.force_login(staff_user("finance@centre.kr", "billing.view_invoice", "billing.change_invoice"))
+    export = client.post("/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [nov.pk, dec.pk]})
+    rows = list(csv.reader(io.StringIO(export.content.decode().lstrip("\ufeff"))))
+    header, body = rows[0], {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert "amount_due_krw" in header
+    assert body[dec.number]["amount_due_krw"] == "6655"
+    assert dec.number in body[nov.number].values()
+
+
+# -- Stripe refusing the amount of an overdue invoice ---------------------------------------------
+
+
+def overdue_and_suspended(settings):
+    """A ₩1,100 invoice (100 minutes at a 20 % co-payment), 20 days overdue: the grant is
+    suspended for it."""
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    rate_card("startup", 3000)
+    org, owner = startup()
+    grant = grant_for(org, intervals=[(at(2, 9), at(2, 10, 40))], node=True)
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    assert (invoice.status, invoice.amount_due_krw) == (I.OPEN, 1100)
+    Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=20))
+    assert invoices_enforce_overdue() == [grant.pk]
+    grant.refresh_from_db()
+    assert (grant.status, grant.status_reason) == (G.SUSPENDED, OVERDUE_REASON)
+    return org, owner, grant, invoice
+
+
+def test_an_owner_paying_an_overdue_invoice_stripe_finds_too_small_is_not_told_to_pay_by_bank_transfer(
+    client, db, recorder, settings
+):
+    # Stripe's effective minimum rose with the exchange rate (docs/billing.md: "raise it if Stripe
+    # starts refusing amounts above it"): the owner clicks Pay, Stripe answers amount_too_small.
+    # The invoice becomes carried forward (not due, added to the next invoice), yet the page
+    # says "This invoice is paid by bank transfer, not by card."
+    _org, owner, _grant, invoice = overdue_and_suspended(settings)
+    recorder.checkout_refusal = AMOUNT_TOO_SMALL
+    client.force_login(owner)
+    response = client.post(f"/billing/invoices/{invoice.pk}/pay/", HTTP_ACCEPT_LANGUAGE="en", follow=True)
+    invoice.refresh_from_db()
+    assert invoice.status == I.CARRIED
+    assert "paid by bank transfer" not in response.content.decode()
+
+
+def test_grants_suspended_for_an_overdue_invoice_come_back_when_stripe_refuses_it_as_too_small(
+    client, db, recorder, settings
+):
+    # Same refusal: the invoice is now carried forward, "never overdue, suspends nothing", and it
+    # has no Pay button any more. Nothing is overdue (eligibility passes), but the grant stays
+    # suspended for an overdue invoice; a suspended grant has no usage, so no next invoice comes to
+    # collect the amount and bring it back: the organisation is locked out with nothing to pay.
+    org, owner, grant, invoice = overdue_and_suspended(settings)
+    recorder.checkout_refusal = AMOUNT_TOO_SMALL
+    client.force_login(owner)
+    client.post(f"/billing/invoices/{invoice.pk}/pay/", HTTP_ACCEPT_LANGUAGE="en")
+    invoice.refresh_from_db()
+    assert invoice.status == I.CARRIED and not organisation_has_overdue_invoice(org.pk)
+    grant.refresh_from_db()
+    assert grant.status != G.SUSPENDED
+
+
+def test_grants_suspended_for_an_overdue_invoice_come_back_when_a_too_large_refusal_gives_it_a_new_due_date(
+    db, settings
+):
+    # A refusal for the amount (amount_too_large) moves the due date INVOICE_DUE_DAYS ahead "so
+    # the refusal itself never makes it overdue": the invoice is no longer overdue, yet the grant
+    # suspended for it stays suspended until the transfer arrives.
+    from billing.services.invoices import invoice_card_amount_refused
+
+    org, _owner, grant, invoice = overdue_and_suspended(settings)
+    invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_large", error="Amount must be no more than")
+    invoice.refresh_from_db()
+    assert invoice.transfer_only and not organisation_has_overdue_invoice(org.pk)
+    grant.refresh_from_db()
+    assert grant.status != G.SUSPENDED
+
+
+# -- mail decided when sent, content stale ---------------------------------------------------------
+
+
+def test_a_payment_failed_mail_sent_after_the_invoice_was_paid_does_not_tell_the_members_it_is_still_open(db):
+    # The decline's e-mail waited (mail server down: the job is retried later, docs/operations);
+    # meanwhile the billing member paid through Checkout. The mailing decides its recipients when
+    # sent, but still sends "We could not charge ₩6,600 ... The invoice stays open; we will try
+    # again" for an invoice that is paid (right after "Invoice ... is paid").
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    invoice_payment_failed(invoice_id=invoice.pk, error="Your card was declined.")
+    failed = Mailing.objects.get(template="invoice_payment_failed")
+    invoice_mark_paid(invoice_id=invoice.pk, reason="paid through Checkout", payment_ref="pi_later")
+    mail.outbox.clear()
+    mailing_send(mailing_id=failed.pk)
+    assert not [m for m in mail.outbox if "stays open" in m.body or "미납" in m.body]
