@@ -205,3 +205,56 @@ def test_a_payment_failed_mail_sent_after_the_invoice_was_paid_does_not_tell_the
     mail.outbox.clear()
     mailing_send(mailing_id=failed.pk)
     assert not [m for m in mail.outbox if "stays open" in m.body or "미납" in m.body]
+
+
+# -- the minimum raised after issue ----------------------------------------------------------------
+
+
+def test_an_open_invoice_below_a_raised_minimum_is_carried_forward_with_or_without_a_saved_card(db, settings):
+    # docs/billing.md: raise STRIPE_MIN_CHARGE_KRW "if Stripe starts refusing amounts above it";
+    # below the minimum an invoice is "carried forward: not charged, not due, never overdue,
+    # suspends nothing", and invoice_charge does carry an open invoice forward when the minimum
+    # was raised after issue. Without a saved card nothing ever calls invoice_charge: the same
+    # ₩1,100 invoice stays open, loses its Pay button (card_payable is false), becomes overdue
+    # and suspends the grant, where an organisation with a card would owe nothing now.
+    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant = grant_for(org, intervals=[(at(2, 9), at(2, 10, 40))], node=True)
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    assert (invoice.status, invoice.amount_due_krw) == (I.OPEN, 1100)
+    settings.STRIPE_MIN_CHARGE_KRW = 1500
+    Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=20))
+    invoices_enforce_overdue()
+    grant.refresh_from_db()
+    assert grant.status != G.SUSPENDED
+
+
+# -- what finance and the customer are shown -------------------------------------------------------
+
+
+def test_the_reissue_page_shows_the_carried_amounts_the_reissue_will_collect(client, db):
+    # December (₩6,600) collected November's ₩55; finance voids December and opens "Re-issue the
+    # month": the page compares ₩6,600 (void) with ₩6,600 (now) but the re-issue it makes asks
+    # ₩6,655 (it collects November again). The amount due is not on the page.
+    from billing.services.invoices import invoice_void
+
+    _org, _owner, _nov, dec = carried_then_collected()
+    finance = staff_user("f@centre.kr", "billing.view_invoice", "billing.void_invoice", "billing.reissue_invoice")
+    invoice_void(invoice_id=dec.pk, actor=finance, reason="wrong buyer name")
+    client.force_login(finance)
+    page = client.get(f"/admin/billing/invoice/{dec.pk}/reissue/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "6,655" in page
+
+
+def test_a_void_invoice_is_not_listed_to_the_customer_as_an_amount_due(client, db):
+    # After December (collecting November's ₩55) is voided, the invoices page still prints
+    # "+ ₩55 carried forward = ₩6,655 due" on the void row, while November says it will be added
+    # to the next invoice: the customer reads ₩55 owed twice and a void invoice as due.
+    from billing.services.invoices import invoice_void
+
+    org, owner, _nov, dec = carried_then_collected()
+    invoice_void(invoice_id=dec.pk, actor=staff_user("f@centre.kr", "billing.void_invoice"), reason="duplicate")
+    client.force_login(owner)
+    page = client.get(f"/billing/invoices/?organisation={org.pk}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "₩6,655 due" not in page
