@@ -258,3 +258,22 @@ def test_a_void_invoice_is_not_listed_to_the_customer_as_an_amount_due(client, d
     client.force_login(owner)
     page = client.get(f"/billing/invoices/?organisation={org.pk}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "₩6,655 due" not in page
+
+
+def test_the_members_are_told_when_a_refusal_makes_their_invoice_payable_only_by_bank_transfer(db):
+    # The invoice e-mail said "Due on …: a saved card is charged automatically". Stripe then
+    # refuses the charge for its amount (amount_too_large): the invoice becomes payable by bank
+    # transfer only, with a new due date, and will be overdue (and suspend the grants) if no
+    # transfer arrives; but no e-mail tells the billing members to transfer, nor to which account.
+    from billing.services.invoices import invoice_card_amount_refused
+
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    mailing_send(mailing_id=Mailing.objects.get(organisation=org, template="invoice_issued").pk)  # sent, card text
+    before = Mailing.objects.filter(organisation=org).count()
+    invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_large", error="Amount must be no more than")
+    invoice.refresh_from_db()
+    assert invoice.transfer_only and invoice.status == I.OPEN
+    assert Mailing.objects.filter(organisation=org).count() > before
