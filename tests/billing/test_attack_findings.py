@@ -277,3 +277,109 @@ def test_the_members_are_told_when_a_refusal_makes_their_invoice_payable_only_by
     invoice.refresh_from_db()
     assert invoice.transfer_only and invoice.status == I.OPEN
     assert Mailing.objects.filter(organisation=org).count() > before
+
+
+# -- lock order: the run locks the organisation, then invoices; payments lock the invoice first ---
+
+
+def _slowed(monkeypatch, name: str, *, hold: float = 1.5):
+    """Make `billing.services.invoices.<name>` (called by invoice_issue once it holds the
+    organisation's row lock: pricing the month, or storing an existing invoice's PDF) take `hold`
+    seconds, as a slow ledger does; the returned Event is set when invoice_issue gets there."""
+    import threading
+    import time
+
+    import billing.services.invoices as invoices
+
+    started = threading.Event()
+    original = getattr(invoices, name)
+
+    def slow(*args, **kwargs):
+        started.set()
+        time.sleep(hold)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(invoices, name, slow)
+    return started
+
+
+def _at_once(first, second, started) -> list[str]:
+    """`first` in one thread; `second` in another once `started` is set. Outcomes: 'done', a
+    PortalError code, or the exception's repr."""
+    import threading
+
+    from django.db import connection
+
+    outcomes: list[str] = []
+
+    def run(call):
+        try:
+            call()
+            outcomes.append("done")
+        except PortalError as exc:
+            outcomes.append(exc.code)
+        except BaseException as exc:  # noqa: BLE001
+            outcomes.append(repr(exc))
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=run, args=(first,))
+    a.start()
+    assert started.wait(10)
+    b = threading.Thread(target=run, args=(second,))
+    b.start()
+    a.join()
+    b.join()
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transfer_for_a_waiting_small_amount_while_the_run_invoices_the_organisation_does_not_deadlock(
+    monkeypatch,
+):
+    # The run (invoice_issue) locks the organisation, prices December, then locks the carried
+    # invoices waiting to be collected. Finance records the transfer for November's waiting ₩110
+    # meanwhile: bank_transfer_record locks November, pays it, and the 'paid' Mailing it inserts
+    # references the organisation (FOR KEY SHARE, which waits for the run's FOR UPDATE). The run
+    # then waits for November: PostgreSQL's deadlock detector kills one of them (the run reports
+    # the organisation FAILED for the month, or finance gets a server error).
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(
+        org,
+        intervals=[
+            (at(2, 9, month=10), at(2, 9, 5, month=10)),
+            (at(2, 9, month=11), at(2, 9, 5, month=11)),
+            (at(2, 9, month=12), at(2, 19, month=12)),
+        ],
+    )
+    finance = staff_user("finance@centre.kr", "billing.record_transfer")
+    invoice_issue(organisation_id=org.pk, month=date(2026, 10, 1), today=NOV)
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    assert (nov.status, nov.amount_due_krw) == (I.CARRIED, 110)
+    started = _slowed(monkeypatch, "month_statement")
+    outcomes = _at_once(
+        lambda: invoice_issue(organisation_id=org.pk, month=DEC, today=JAN),
+        lambda: bank_transfer_record(invoice_id=nov.pk, actor=finance, amount_krw=110, received_on=DEC, reference="T1"),
+        started,
+    )
+    assert outcomes == ["done", "done"] or sorted(outcomes) == ["collected", "done"], outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_payment_confirmed_while_the_month_is_rerun_does_not_deadlock(monkeypatch):
+    # A rerun of the month (run_invoicing, or the admin's "resume") locks the organisation, then
+    # each existing invoice (invoice_document_store). The webhook job confirming the card payment
+    # of that invoice locks it first, then inserts the 'paid' Mailing (a key-share lock on the
+    # organisation): one of the two is killed as a deadlock.
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    started = _slowed(monkeypatch, "invoice_document_store")
+    outcomes = _at_once(
+        lambda: invoice_issue(organisation_id=org.pk, month=NOV, today=DEC),
+        lambda: invoice_mark_paid(invoice_id=invoice.pk, reason="payment succeeded", payment_ref="pi_1"),
+        started,
+    )
+    assert outcomes == ["done", "done"], outcomes

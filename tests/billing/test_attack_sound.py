@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -114,3 +115,53 @@ def test_a_late_payment_of_the_void_invoice_and_a_bare_total_pay_nothing_after_a
     assert new_nov.status == I.OPEN
     assert stripe_event_process(event_pk=_event("evt_due", new_nov, 6655)) == "invoice paid"
     assert set(Invoice.objects.filter(organisation=org).exclude(pk=nov.pk).values_list("status", flat=True)) == {I.PAID}
+
+
+def _race(*calls) -> list[str]:
+    """Run the calls at once, each in its own thread and database connection."""
+    import threading
+
+    from django.db import connection
+
+    from portal.errors import PortalError
+
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call):
+        try:
+            barrier.wait()
+            call()
+            outcomes.append("done")
+        except PortalError as exc:
+            outcomes.append(exc.code)
+        except BaseException as exc:  # noqa: BLE001
+            outcomes.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("attempt", range(3))
+def test_voiding_the_collecting_invoice_while_the_next_month_is_invoiced_collects_the_small_amount_once(attempt):
+    rate_card("startup", 3000)
+    org, _ = startup()
+    three_months(org)
+    grant_for(org, intervals=[(at(2, 9, month=1, year=2027), at(2, 19, month=1, year=2027))])
+    finance = staff_user(f"v{attempt}@centre.kr", *FINANCE)
+    invoice_issue(organisation_id=org.pk, month=OCT, today=NOV)
+    nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)  # collects October
+    invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
+    outcomes = _race(
+        lambda: invoice_void(invoice_id=nov.pk, actor=finance, reason="wrong"),
+        lambda: invoice_issue(organisation_id=org.pk, month=JAN, today=date(2027, 2, 1)),
+    )
+    assert outcomes == ["done", "done"]
+    invariant(org)
