@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -28,7 +29,7 @@ from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.numbering import next_number
-from billing.services.recipients import INVOICE_AUDIENCE
+from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_STILL_OPEN
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
 from portal.mail import mailing_enqueue
@@ -51,16 +52,27 @@ def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
     return list(Invoice.objects.filter(organisation_id=organisation_id, status=I.OPEN).order_by("month"))
 
 
-def _notify(invoice: Invoice, template: str, **context) -> None:
+def _notify(invoice: Invoice, template: str, *, while_open: bool = False, **context) -> None:
     """The billing members (or owners) as they are when the e-mail is sent, each in their own
-    language (the last one they used here)."""
+    language (the last one they used here). `while_open`: an e-mail about the invoice being open
+    (a failed charge, payable by transfer) is skipped if it was settled before it went out."""
     mailing_enqueue(
         template=template,
         audience=INVOICE_AUDIENCE,
         objects={"invoice": invoice},
         organisation_id=invoice.organisation_id,
         context={"bank_account": settings.BILLING_BANK_ACCOUNT, **context},
+        condition=INVOICE_STILL_OPEN if while_open else "",
     )
+
+
+def _lock_organisation(organisation_id: int) -> Organisation:
+    """The organisation's row, locked against another run or re-issue of its invoices (they wait
+    for each other) but not against rows that merely reference it: FOR NO KEY UPDATE. A payment
+    locks its invoice first and then inserts a Mailing or an event naming the organisation (a
+    key-share lock); with FOR UPDATE here the run (organisation, then invoices) and the payment
+    (invoice, then organisation) would deadlock."""
+    return Organisation.objects.select_for_update(no_key=True).get(pk=organisation_id)
 
 
 def month_statement(*, organisation: Organisation, month: date) -> tuple[ledger.Statement, int]:
@@ -161,7 +173,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     its live invoice or, when finance voided it and has not re-issued it, the void one: the run
     never issues a voided month again by itself (finance re-issues it: `invoice_reissue`)."""
     month = month.replace(day=1)
-    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    organisation = _lock_organisation(organisation_id)
     invoices = Invoice.objects.filter(organisation=organisation, month=month)
     existing = min(invoices, key=lambda x: (x.status == I.VOID, -x.pk), default=None)  # live first, then newest
     if existing is not None:
@@ -191,7 +203,7 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     if not reason:
         raise PortalError(_("Say why the month is re-issued."), code="reason")
     organisation_id = Invoice.objects.values_list("organisation_id", flat=True).get(pk=invoice_id)
-    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    organisation = _lock_organisation(organisation_id)
     void = Invoice.objects.select_for_update().get(pk=invoice_id)
     if void.status != I.VOID:
         raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
@@ -393,13 +405,17 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
     """Stripe refused the card payment because of its amount (`amount_too_small`,
     `amount_too_large`): not a decline. No attempt is counted and nobody is told their card
     failed; too small, the invoice is carried forward (not due, never overdue); too large, it is
-    payable by bank transfer, with a fresh due date, so the refusal itself never makes it overdue."""
+    payable by bank transfer, with a fresh due date, so the refusal itself never makes it overdue,
+    and the billing members are told to transfer (with the account). Either way the invoice is no
+    longer overdue: grants suspended for it come back (none is left suspended with nothing due)."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status != I.OPEN:
         return invoice
     log.warning("Stripe refused invoice %s for its amount (%s): %s", invoice.pk, code, error)
     if code == "amount_too_small":
-        return _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+        _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+        grants_resume_after_payment(organisation_id=invoice.organisation_id)
+        return invoice
     invoice.transfer_only = True
     invoice.due_on = max(invoice.due_on, timezone.localdate() + timedelta(days=settings.INVOICE_DUE_DAYS))
     invoice.save(update_fields=["transfer_only", "due_on"])
@@ -407,7 +423,21 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
         invoice=invoice, old_status=I.OPEN, new_status=I.OPEN,
         reason=f"card payment refused for the amount ({code}): payable by bank transfer until {invoice.due_on}",
     )  # fmt: skip
+    _notify(invoice, "invoice_transfer_only", while_open=True)
+    grants_resume_after_payment(organisation_id=invoice.organisation_id)
     return invoice
+
+
+def invoices_carry_below_minimum() -> list[int]:
+    """Open invoices whose amount due is below STRIPE_MIN_CHARGE_KRW (raised after they were
+    issued) are carried forward, as issuing them now would, whether or not the organisation has
+    a saved card (`invoice_charge` does the same for one it is about to charge). Each in its own
+    transaction; returns their ids."""
+    below = Invoice.objects.filter(status=I.OPEN).alias(due=F("total_krw") + F("carried_krw"))
+    ids = list(below.filter(due__lt=settings.STRIPE_MIN_CHARGE_KRW).values_list("pk", flat=True))
+    for pk in ids:
+        invoice_card_amount_refused(invoice_id=pk, code="amount_too_small", error="below the minimum card charge")
+    return ids
 
 
 @transaction.atomic
@@ -434,5 +464,5 @@ def invoice_payment_failed(*, invoice_id: int, error: str) -> Invoice:
     InvoiceEvent.objects.create(
         invoice=invoice, old_status=I.OPEN, new_status=I.OPEN, reason=f"payment failed: {error}"
     )
-    _notify(invoice, "invoice_payment_failed", error=error)
+    _notify(invoice, "invoice_payment_failed", while_open=True, error=error)
     return invoice

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.models import BankTransfer, CreditNote, Invoice
@@ -32,6 +33,33 @@ def _settleable(invoice: Invoice) -> None:
                           code="settled")  # fmt: skip
 
 
+def _not_recorded_elsewhere(*, amount_krw: int, received_on: date, reference: str) -> None:
+    """One receipt pays one invoice: the same transfer (bank reference, day and amount) already
+    recorded on another invoice is refused (the constraint `bank_transfer_pays_one_invoice` holds
+    it when two clerks record it at once). A paid invoice cannot be voided, so finance chooses the
+    right invoice before recording, never after."""
+    other = (
+        BankTransfer.objects.filter(reference=reference, received_on=received_on, amount_krw=amount_krw)
+        .select_related("invoice")
+        .first()
+    )
+    if other is not None:
+        raise PortalError(
+            _(
+                "This transfer (reference %(reference)s, received %(day)s, ₩%(amount)s) is already recorded on "
+                "invoice %(number)s: one transfer pays one invoice. Check the bank statement for the transfer "
+                "that pays this invoice."
+            )
+            % {
+                "reference": reference,
+                "day": f"{received_on:%Y-%m-%d}",
+                "amount": f"{amount_krw:,}",
+                "number": other.invoice.number or other.invoice_id,
+            },
+            code="recorded_elsewhere",
+        )
+
+
 @transaction.atomic
 def bank_transfer_record(
     *, invoice_id: int, actor, amount_krw: int, received_on: date, reference: str
@@ -46,6 +74,12 @@ def bank_transfer_record(
     reference = (reference or "").strip()
     if not reference:
         raise PortalError(_("Give the bank's reference of the transfer."), code="reference")
+    if received_on > timezone.localdate():
+        raise PortalError(
+            _("A transfer cannot be received after today (%(today)s, Seoul): check the date.")
+            % {"today": f"{timezone.localdate():%Y-%m-%d}"},
+            code="future",
+        )
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     existing = BankTransfer.objects.filter(invoice=invoice, reference=reference).first()
     if existing is not None:
@@ -57,13 +91,18 @@ def bank_transfer_record(
             % {"due": f"{invoice.amount_due_krw:,}"},
             code="amount",
         )
+    _not_recorded_elsewhere(amount_krw=amount_krw, received_on=received_on, reference=reference)
     try:
         with transaction.atomic():
             transfer = BankTransfer.objects.create(
                 invoice=invoice, amount_krw=amount_krw, received_on=received_on, reference=reference, recorded_by=actor
             )
-    except IntegrityError:  # recorded at the same moment by someone else
-        return BankTransfer.objects.get(invoice=invoice, reference=reference), False
+    except IntegrityError:  # recorded at the same moment by someone else (here, or on another invoice)
+        same = BankTransfer.objects.filter(invoice=invoice, reference=reference).first()
+        if same is None:
+            _not_recorded_elsewhere(amount_krw=amount_krw, received_on=received_on, reference=reference)
+            raise
+        return same, False
     invoice_mark_paid(
         invoice_id=invoice.pk,
         actor=actor,

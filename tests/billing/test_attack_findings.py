@@ -83,7 +83,7 @@ def test_the_overdue_krw_metric_counts_the_carried_amounts_an_overdue_invoice_co
 
 
 def test_one_bank_transfer_recorded_on_two_invoices_of_the_same_amount_does_not_pay_both(db):
-    # Two months of ₩6,600 each. The clerk records the bank's transfer TX-20270105-001 on
+    # Two months of ₩6,600 each. The clerk records the bank's transfer TX-20261105-001 on
     # November, then (wrong month, or a second clerk working from the same statement line)
     # records the very same transfer (same reference, day and amount) on December. One receipt of
     # ₩6,600 must not settle ₩13,200; a paid invoice cannot be voided to undo it.
@@ -94,7 +94,7 @@ def test_one_bank_transfer_recorded_on_two_invoices_of_the_same_amount_does_not_
     dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
     assert (nov.amount_due_krw, dec.amount_due_krw) == (6600, 6600)
     finance = staff_user("finance@centre.kr", "billing.record_transfer")
-    first = {"actor": finance, "amount_krw": 6600, "received_on": date(2027, 1, 5), "reference": "TX-20270105-001"}
+    first = {"actor": finance, "amount_krw": 6600, "received_on": date(2026, 11, 5), "reference": "TX-20261105-001"}
     bank_transfer_record(invoice_id=nov.pk, **first)
     with pytest.raises(PortalError):
         bank_transfer_record(invoice_id=dec.pk, **first)
@@ -360,7 +360,7 @@ def test_a_transfer_for_a_waiting_small_amount_while_the_run_invoices_the_organi
     started = _slowed(monkeypatch, "month_statement")
     outcomes = _at_once(
         lambda: invoice_issue(organisation_id=org.pk, month=DEC, today=JAN),
-        lambda: bank_transfer_record(invoice_id=nov.pk, actor=finance, amount_krw=110, received_on=DEC, reference="T1"),
+        lambda: bank_transfer_record(invoice_id=nov.pk, actor=finance, amount_krw=110, received_on=NOV, reference="T1"),
         started,
     )
     assert outcomes == ["done", "done"] or sorted(outcomes) == ["collected", "done"], outcomes

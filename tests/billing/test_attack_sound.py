@@ -18,6 +18,7 @@ from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.portal.test_review_admin import staff_user
 
 OCT, NOV, DEC, JAN = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
+PAID_ON = date(2026, 11, 20)  # a transfer is never recorded as received after today (no frozen clock)
 I = Invoice.Status  # noqa: E741
 FINANCE = ("billing.void_invoice", "billing.reissue_invoice", "billing.record_transfer")
 
@@ -58,7 +59,7 @@ def test_voiding_the_collecting_invoice_then_a_later_month_then_the_reissue_bill
     invariant(org)
     for inv in (new_nov, dec):
         bank_transfer_record(
-            invoice_id=inv.pk, actor=finance, amount_krw=inv.amount_due_krw, received_on=JAN, reference=f"T{inv.pk}"
+            invoice_id=inv.pk, actor=finance, amount_krw=inv.amount_due_krw, received_on=PAID_ON, reference=f"T{inv.pk}"
         )
     octo.refresh_from_db()
     assert octo.status == I.PAID and octo.carried_into_id == dec.pk
@@ -80,7 +81,7 @@ def test_a_carried_chain_voided_and_reissued_is_collected_once_by_the_next_invoi
     dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
     assert dec.amount_due_krw == 6710
     invariant(org)
-    bank_transfer_record(invoice_id=dec.pk, actor=finance, amount_krw=6710, received_on=JAN, reference="T1")
+    bank_transfer_record(invoice_id=dec.pk, actor=finance, amount_krw=6710, received_on=PAID_ON, reference="T1")
     statuses = dict(Invoice.objects.filter(organisation=org).values_list("pk", "status"))
     assert statuses.pop(nov.pk) == I.VOID and set(statuses.values()) == {I.PAID}
     assert not organisation_has_overdue_invoice(org.pk)
