@@ -99,26 +99,21 @@ def _invoice_create(
     supply = result.supply_krw
     # Earlier months carried forward (below the minimum card charge), collected once: by the first
     # invoice with an amount issued after them (a ₩0 statement collects nothing).
-    waiting = list(
-        Invoice.objects.select_for_update()
-        .filter(organisation=organisation, status=I.CARRIED, carried_into__isnull=True, month__lt=month)
-        .order_by("month", "pk")
-        if supply + vat > 0
-        else []
-    )
+    waiting = carried_waiting(organisation_id=organisation.pk, month=month, lock=True) if supply + vat > 0 else []
     carried = sum(x.amount_due_krw for x in waiting)
     due = supply + vat + carried
+    status = _status_at_issue(supply + vat, due)
     invoice = Invoice.objects.create(
         organisation=organisation,
         month=month,
         # A ₩0 statement takes no number: the series counts only amounts owed, without gaps.
         number=next_number(InvoiceCounter, "INV", today.year) if supply + vat > 0 else None,
-        status=_status_at_issue(supply + vat, due),
+        status=status,
         paid_at=None if supply + vat > 0 else timezone.now(),
         carried_krw=carried,
         transfer_only=due > stripe_client.MAX_CHARGE_KRW,
         issued_on=today,
-        due_on=today + timedelta(days=settings.INVOICE_DUE_DAYS),
+        due_on=None if status == I.CARRIED else today + timedelta(days=settings.INVOICE_DUE_DAYS),
         supply_krw=supply,
         vat_krw=vat,
         total_krw=supply + vat,
@@ -205,19 +200,7 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     organisation_id = Invoice.objects.values_list("organisation_id", flat=True).get(pk=invoice_id)
     organisation = _lock_organisation(organisation_id)
     void = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if void.status != I.VOID:
-        raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
-    live = Invoice.objects.filter(organisation=organisation, month=void.month).exclude(status=I.VOID).first()
-    if live is not None:
-        raise PortalError(
-            _("%(number)s is this month's invoice: void it first if it is wrong.") % {"number": live}, code="live"
-        )
-    replacement = Invoice.objects.filter(replaces=void).first()
-    if replacement is not None:
-        raise PortalError(
-            _("This invoice was re-issued as %(number)s already: re-issue that one.") % {"number": replacement},
-            code="replaced",
-        )
+    invoice_reissue_check(void)
     try:
         invoice = _invoice_create(
             organisation=organisation,
@@ -239,6 +222,36 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     )
     log.info("invoice %s re-issued as %s by %s", void, invoice, actor.pk)
     return invoice
+
+
+def invoice_reissue_check(void: Invoice) -> None:
+    """Raises the reason `invoice_reissue` refuses the invoice's month now (the admin's page says
+    it before asking for a reason; the service asks again under the locks)."""
+    if void.status != I.VOID:
+        raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
+    live = Invoice.objects.filter(organisation_id=void.organisation_id, month=void.month).exclude(status=I.VOID)
+    if live.exists():
+        raise PortalError(
+            _("%(number)s is this month's invoice: void it first if it is wrong.") % {"number": live.first()},
+            code="live",
+        )
+    replacement = Invoice.objects.filter(replaces=void).first()
+    if replacement is not None:
+        raise PortalError(
+            _("This invoice was re-issued as %(number)s already: re-issue that one.") % {"number": replacement},
+            code="replaced",
+        )
+
+
+def carried_waiting(*, organisation_id: int, month: date, lock: bool = False) -> list[Invoice]:
+    """Earlier months carried forward (below the minimum card charge) that no invoice collects
+    yet: what the next invoice with an amount for `month` collects (and the re-issue page shows)."""
+    qs = Invoice.objects.select_for_update() if lock else Invoice.objects.all()
+    return list(
+        qs.filter(
+            organisation_id=organisation_id, status=I.CARRIED, carried_into__isnull=True, month__lt=month
+        ).order_by("month", "pk")
+    )
 
 
 def _collect_carried(waiting: list[Invoice], *, into: Invoice) -> None:
@@ -372,6 +385,12 @@ def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None, payment_ref: 
     return invoice
 
 
+def invoice_void_check(invoice: Invoice) -> None:
+    """Raises why `invoice_void` refuses the invoice now: only an unpaid one can be voided."""
+    if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
+        raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
+
+
 @transaction.atomic
 def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
     """Finance (permission `billing.void_invoice`) voids an unpaid invoice, with a reason kept in
@@ -385,8 +404,7 @@ def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
     if not reason:
         raise PortalError(_("Say why the invoice is void."), code="reason")
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
-        raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
+    invoice_void_check(invoice)
     _transition(invoice, I.VOID, actor=actor, reason=f"void: {reason}")
     # What it collected from earlier months is owed still: the next invoice collects it again.
     for earlier in Invoice.objects.select_for_update().filter(carried_into=invoice, status=I.CARRIED):
@@ -414,6 +432,8 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
     log.warning("Stripe refused invoice %s for its amount (%s): %s", invoice.pk, code, error)
     if code == "amount_too_small":
         _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+        invoice.due_on = None  # never due by itself from now on
+        invoice.save(update_fields=["due_on"])
         grants_resume_after_payment(organisation_id=invoice.organisation_id)
         return invoice
     invoice.transfer_only = True

@@ -221,7 +221,9 @@ def test_an_amount_already_collected_by_a_later_invoice_cannot_be_settled_on_its
     with pytest.raises(PortalError):
         invoice_write_off(invoice_id=nov.pk, actor=finance, reason="no")
     # Paying December by transfer settles both, for the amount due (6,600 + 55).
-    bank_transfer_record(invoice_id=dec.pk, actor=finance, amount_krw=6655, received_on=date(2026, 11, 5), reference="z")
+    bank_transfer_record(
+        invoice_id=dec.pk, actor=finance, amount_krw=6655, received_on=date(2026, 11, 5), reference="z"
+    )
     assert set(Invoice.objects.filter(organisation=org).values_list("status", flat=True)) == {I.PAID}
 
 
