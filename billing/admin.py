@@ -189,6 +189,9 @@ class InvoiceAdmin(admin.ModelAdmin):
         fields = [{"due_on": "due"}.get(f.name, f.name) for f in Invoice._meta.fields]
         return [*fields, "amount_due", "replaced_by_invoice"]
 
+    def get_fields(self, request, obj=None) -> list[str]:
+        return self.get_readonly_fields(request, obj)  # nothing editable: due_on shows as `due`
+
     @admin.display(description=_("replaced by"))
     def replaced_by_invoice(self, obj: Invoice) -> str:
         replacement = Invoice.objects.filter(replaces=obj).first()
