@@ -371,8 +371,9 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:
         """One row per invoice: its own total, the carried amounts it collects and the amount due
-        (what Stripe or the bank received for it), the invoice that collected a carried one
-        (`collected_with`), and the void invoice a re-issue replaces."""
+        (what Stripe or the bank received for it; 0 for a void one, whose carried amounts were handed
+        back), the invoice that collected a carried one (`collected_with`), and the void invoice a
+        re-issue replaces."""
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
         response.write("\ufeff")  # a byte order mark: Excel then reads UTF-8, not CP949
@@ -383,9 +384,10 @@ class InvoiceAdmin(admin.ModelAdmin):
         )  # fmt: skip
         invoices = queryset.select_related("organisation", "carried_into", "replaces").order_by("number")
         for inv in invoices:
+            due = 0 if inv.status == Invoice.Status.VOID else inv.amount_due_krw
             writer.writerow(
                 [inv.number, f"{inv.month:%Y-%m}", _cell(inv.buyer_name), inv.buyer_brn, inv.supply_krw, inv.vat_krw,
-                 inv.total_krw, inv.carried_krw, inv.amount_due_krw, inv.status,
+                 inv.total_krw, inv.carried_krw, due, inv.status,
                  inv.carried_into.number if inv.carried_into else "", "yes" if inv.transfer_only else "no",
                  inv.replaces.number if inv.replaces else "", inv.paid_at.isoformat() if inv.paid_at else ""]
             )  # fmt: skip

@@ -4,6 +4,8 @@ saw and states what they should see instead."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, timedelta
 
 import pytest
@@ -13,7 +15,7 @@ from django.utils import timezone, translation
 
 from billing.models import CreditNote, Invoice
 from billing.pdf import invoice_pdf_html
-from billing.services.invoices import invoice_card_amount_refused, invoice_issue
+from billing.services.invoices import invoice_card_amount_refused, invoice_issue, invoice_reissue, invoice_void
 from billing.services.transfers import bank_transfer_record, invoice_write_off
 from portal.errors import PortalError
 from portal.mail import mailing_send
@@ -164,3 +166,23 @@ def test_a_transfer_only_mail_sent_after_the_invoice_was_paid_is_skipped_with_th
     assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SKIPPED
     mailing.refresh_from_db()
     assert "is paid now" in mailing.reason
+
+
+def test_the_csv_names_the_replaced_invoice_and_a_void_invoice_owes_nothing_in_the_csv_and_the_admin(
+    db, client, finance
+):
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 9, 5)), (at(2, 9, month=12), at(2, 19, month=12))])
+    invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
+    invoice_void(invoice_id=dec.pk, actor=finance, reason="wrong buyer name")
+    again = invoice_reissue(invoice_id=dec.pk, actor=finance, reason="fixed", today=date(2027, 1, 2))
+    client.force_login(finance)
+    listing = client.get("/admin/billing/invoice/?status=void", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "– (void)" in listing and "6,655" not in listing
+    export = client.post("/admin/billing/invoice/", {"action": "export_csv", "_selected_action": [dec.pk, again.pk]})
+    rows = {r["number"]: r for r in csv.DictReader(io.StringIO(export.content.decode().lstrip("\ufeff")))}
+    assert (rows[dec.number]["amount_due_krw"], rows[dec.number]["status"]) == ("0", "void")
+    assert (rows[again.number]["replaces"], rows[again.number]["amount_due_krw"]) == (dec.number, "6655")
+    assert rows[again.number]["carried_krw"] == "55" and rows[again.number]["transfer_only"] == "no"
