@@ -456,7 +456,10 @@ def invoices_carry_below_minimum() -> list[int]:
     below = Invoice.objects.filter(status=I.OPEN).alias(due=F("total_krw") + F("carried_krw"))
     ids = list(below.filter(due__lt=settings.STRIPE_MIN_CHARGE_KRW).values_list("pk", flat=True))
     for pk in ids:
-        invoice_card_amount_refused(invoice_id=pk, code="amount_too_small", error="below the minimum card charge")
+        try:
+            invoice_card_amount_refused(invoice_id=pk, code="amount_too_small", error="below the minimum card charge")
+        except Exception:
+            log.exception("carrying forward invoice %s below the minimum failed", pk)
     return ids
 
 
