@@ -25,10 +25,22 @@ from billing.models import (
     Rate,
     StripeEvent,
 )
-from billing.services.credit_notes import credit_note_issue
-from billing.services.invoices import invoice_reissue, invoice_void, month_statement
+from billing.services.credit_notes import credit_note_check, credit_note_issue
+from billing.services.invoices import (
+    carried_waiting,
+    invoice_reissue,
+    invoice_reissue_check,
+    invoice_void,
+    invoice_void_check,
+    month_statement,
+)
 from billing.services.invoicing_runs import invoicing_run_queue
-from billing.services.transfers import bank_transfer_record, invoice_write_off
+from billing.services.transfers import (
+    bank_transfer_check,
+    bank_transfer_record,
+    invoice_write_off,
+    invoice_write_off_check,
+)
 from portal.admin_progress import ProgressAdminMixin
 from portal.admin_scale import ReadOnlyInline
 from portal.errors import PortalError
@@ -173,7 +185,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     a void invoice's month is corrected by a re-issue, a new invoice that names it."""
 
     list_display = [
-        "number", "organisation", "month", "total", "amount_due", "status", "transfer_only", "due_on", "paid_at",
+        "number", "organisation", "month", "total", "amount_due", "status", "transfer_only", "due", "paid_at",
         "payment_attempts",
     ]  # fmt: skip
     # Money fields are shown by the displays below (thousands separators in every language).
@@ -185,7 +197,13 @@ class InvoiceAdmin(admin.ModelAdmin):
     actions = ["export_csv"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
-        return [INVOICE_MONEY.get(f.name, f.name) for f in Invoice._meta.fields] + ["replaced_by_invoice"]
+        # Money through the displays below (thousands separators), the due date and amount due
+        # through theirs (a dash for a carried amount, a void one).
+        shown = {**INVOICE_MONEY, "due_on": "due"}
+        return [*(shown.get(f.name, f.name) for f in Invoice._meta.fields), "amount_due", "replaced_by_invoice"]
+
+    def get_fields(self, request, obj=None) -> list[str]:
+        return self.get_readonly_fields(request, obj)  # nothing editable: due_on shows as `due`
 
     @admin.display(description=Invoice._meta.get_field("supply_krw").verbose_name, ordering="supply_krw")
     def supply(self, obj: Invoice) -> str:
@@ -240,15 +258,35 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("amount due (KRW)"))
     def amount_due(self, obj: Invoice) -> str:
+        """A void invoice owes nothing: what it had collected from earlier months was handed back
+        (the next invoice collects it), so it shows no amount due."""
+        if obj.status == Invoice.Status.VOID:
+            return str(_("– (void)"))
         return won(obj.amount_due_krw)
 
-    def _page(self, request, invoice: Invoice, form, title, template: str) -> TemplateResponse:
+    @admin.display(description=_("due on"), ordering="due_on")
+    def due(self, obj: Invoice) -> str:
+        """An amount carried forward has no due date (it never is due by itself): a dash."""
+        return f"{obj.due_on:%Y-%m-%d}" if obj.due_on else "–"
+
+    def _page(self, request, invoice: Invoice, form, title, template: str, *, check, **extra) -> TemplateResponse:
+        """An action's page. Opened (GET) for an invoice the action's service would refuse now
+        (`check`, the same test the service makes again under its lock), it says why instead of
+        showing the form; a POST still goes to the service, which checks again."""
+        refusal = ""
+        if request.method != "POST":
+            try:
+                check(invoice)
+            except PortalError as exc:
+                refusal = exc.message
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": title,
             "invoice": invoice,
-            "form": form,
+            "form": None if refusal else form,
+            "refusal": refusal,
+            **extra,
         }
         return TemplateResponse(request, template, context)
 
@@ -272,7 +310,9 @@ class InvoiceAdmin(admin.ModelAdmin):
                     messages.info(request, _("This transfer was already recorded; nothing changed."))
                 return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
         title = _("Record a bank transfer for invoice %(number)s") % {"number": invoice}
-        return self._page(request, invoice, form, title, "admin/billing/invoice_transfer.html")
+        return self._page(
+            request, invoice, form, title, "admin/billing/invoice_transfer.html", check=bank_transfer_check
+        )
 
     def write_off_view(self, request, pk: int):
         """Write off a carried-forward amount no invoice will collect (permission
@@ -291,7 +331,9 @@ class InvoiceAdmin(admin.ModelAdmin):
                 messages.success(request, _("Written off with credit note %(number)s.") % {"number": numbers})
                 return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
         title = _("Write off invoice %(number)s") % {"number": invoice}
-        return self._page(request, invoice, form, title, "admin/billing/invoice_write_off.html")
+        return self._page(
+            request, invoice, form, title, "admin/billing/invoice_write_off.html", check=invoice_write_off_check
+        )
 
     def void_view(self, request, pk: int):
         """Void an unpaid invoice with a reason (permission `billing.void_invoice`)."""
@@ -307,14 +349,8 @@ class InvoiceAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, _("The invoice is void."))
                 return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Void invoice %(number)s") % {"number": invoice},
-            "invoice": invoice,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/billing/invoice_void.html", context)
+        title = _("Void invoice %(number)s") % {"number": invoice}
+        return self._page(request, invoice, form, title, "admin/billing/invoice_void.html", check=invoice_void_check)
 
     def reissue_view(self, request, pk: int):
         """Re-issue the month of a void invoice (permission `billing.reissue_invoice`): the page
@@ -333,20 +369,11 @@ class InvoiceAdmin(admin.ModelAdmin):
                     request, _("%(new)s issued; it replaces %(old)s.") % {"new": new, "old": invoice.number}
                 )
                 return redirect(reverse("admin:billing_invoice_change", args=[new.pk]))
-        try:
-            result, vat = month_statement(organisation=invoice.organisation, month=invoice.month)
-            preview = {"supply": result.supply_krw, "vat": vat, "total": result.supply_krw + vat}
-        except ledger.LedgerError as exc:
-            preview = {"error": str(exc)}
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Re-issue the month of invoice %(number)s") % {"number": invoice},
-            "invoice": invoice,
-            "preview": preview,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/billing/invoice_reissue.html", context)
+        title = _("Re-issue the month of invoice %(number)s") % {"number": invoice}
+        return self._page(
+            request, invoice, form, title, "admin/billing/invoice_reissue.html",
+            check=invoice_reissue_check, preview=_reissue_preview(invoice),
+        )  # fmt: skip
 
     def credit_view(self, request, pk: int):
         """Issue a credit note for a paid invoice (permission `billing.issue_credit_note`)."""
@@ -367,30 +394,50 @@ class InvoiceAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, _("Credit note %(number)s issued.") % {"number": note.number})
                 return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Credit note for invoice %(number)s") % {"number": invoice},
-            "invoice": invoice,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/billing/invoice_credit.html", context)
+        title = _("Credit note for invoice %(number)s") % {"number": invoice}
+        return self._page(request, invoice, form, title, "admin/billing/invoice_credit.html", check=credit_note_check)
 
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:
+        """One row per invoice: its own total, the carried amounts it collects and the amount due
+        (what Stripe or the bank received for it; 0 for a void one, whose carried amounts were handed
+        back), the invoice that collected a carried one (`collected_with`), and the void invoice a
+        re-issue replaces."""
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
         response.write("\ufeff")  # a byte order mark: Excel then reads UTF-8, not CP949
         writer = csv.writer(response)
         writer.writerow(
-            ["number", "month", "organisation", "buyer_brn", "supply_krw", "vat_krw", "total_krw", "status", "paid_at"]
-        )
-        for inv in queryset.select_related("organisation").order_by("number"):
+            ["number", "month", "organisation", "buyer_brn", "supply_krw", "vat_krw", "total_krw", "carried_krw",
+             "amount_due_krw", "status", "collected_with", "transfer_only", "replaces", "paid_at"]
+        )  # fmt: skip
+        invoices = queryset.select_related("organisation", "carried_into", "replaces").order_by("number")
+        for inv in invoices:
+            due = 0 if inv.status == Invoice.Status.VOID else inv.amount_due_krw
             writer.writerow(
                 [inv.number, f"{inv.month:%Y-%m}", _cell(inv.buyer_name), inv.buyer_brn, inv.supply_krw, inv.vat_krw,
-                 inv.total_krw, inv.status, inv.paid_at.isoformat() if inv.paid_at else ""]
+                 inv.total_krw, inv.carried_krw, due, inv.status,
+                 inv.carried_into.number if inv.carried_into else "", "yes" if inv.transfer_only else "no",
+                 inv.replaces.number if inv.replaces else "", inv.paid_at.isoformat() if inv.paid_at else ""]
             )  # fmt: skip
         return response
+
+
+def _reissue_preview(void: Invoice) -> dict:
+    """What re-issuing the void invoice's month would bill now: the month priced as the ledger
+    is now, the earlier carried-forward amounts it would collect (handed back by the void), and
+    the resulting amount due, as `invoice_reissue` computes them."""
+    try:
+        result, vat = month_statement(organisation=void.organisation, month=void.month)
+    except ledger.LedgerError as exc:
+        return {"error": str(exc)}
+    total = result.supply_krw + vat
+    carried = carried_waiting(organisation_id=void.organisation_id, month=void.month) if total > 0 else []
+    carried_krw = sum(x.amount_due_krw for x in carried)
+    return {
+        "supply": result.supply_krw, "vat": vat, "total": total,
+        "carried": carried, "carried_krw": carried_krw, "due": total + carried_krw,
+    }  # fmt: skip
 
 
 def _cell(text: str) -> str:

@@ -21,9 +21,8 @@ from django.utils import translation
 from billing.models import CreditNote, Invoice, InvoiceDocument
 
 
-def invoice_pdf(invoice: Invoice) -> bytes:
-    from weasyprint import HTML  # heavy import (pango): only when a PDF is rendered
-
+def invoice_pdf_html(invoice: Invoice) -> str:
+    """The invoice's document as HTML, in both languages (what `invoice_pdf` prints)."""
     context = {
         "invoice": invoice,
         "lines": invoice.lines.select_related("grant").order_by("position"),
@@ -33,8 +32,13 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         "bank_account": settings.BILLING_BANK_ACCOUNT,
     }
     with translation.override("ko"):
-        html = render_to_string("billing/invoice_pdf.html", context)
-    return HTML(string=html).write_pdf()
+        return render_to_string("billing/invoice_pdf.html", context)
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    from weasyprint import HTML  # heavy import (pango): only when a PDF is rendered
+
+    return HTML(string=invoice_pdf_html(invoice)).write_pdf()
 
 
 def credit_note_pdf(note: CreditNote) -> bytes:

@@ -87,16 +87,20 @@ def mailing_enqueue(
     objects: dict[str, models.Model],
     organisation_id: int | None = None,
     context: dict | None = None,
+    condition: str = "",
 ) -> Mailing:
     """Queue an e-mail to whoever `audience` (dotted path of `f(**objects) -> users`) names when
     it is SENT, in the caller's transaction. `objects` are reloaded then; `context` holds plain
-    values. When nobody qualifies even now the mailing is recorded as skipped, without a job."""
+    values. When nobody qualifies even now the mailing is recorded as skipped, without a job.
+    `condition` (dotted path of `f(**objects) -> str`) is asked again when it is sent: a reason
+    it returns (the e-mail no longer applies) skips it with that reason."""
     mailing = Mailing.objects.create(
         template=template,
         audience=audience,
         organisation_id=organisation_id,
         refs={name: [obj._meta.label_lower, obj.pk] for name, obj in objects.items()},
         context=context or {},
+        condition=condition,
     )
     if not _people(audience, objects):
         _finish(mailing, Mailing.Status.SKIPPED, reason=f"nobody to tell when queued: {_who_is_looked_for(audience)}")
@@ -143,6 +147,10 @@ def mailing_send(*, mailing_id: int) -> str:
     objects, missing = _load(mailing.refs)
     if missing:
         _finish(mailing, Mailing.Status.SKIPPED, reason=f"{missing} no longer exists")
+        return mailing.status
+    stale = import_string(mailing.condition)(**objects) if mailing.condition else ""
+    if stale:
+        _finish(mailing, Mailing.Status.SKIPPED, reason=f"no longer applies: {stale}")
         return mailing.status
     people = _people(mailing.audience, objects)
     if not people:

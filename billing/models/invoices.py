@@ -56,7 +56,9 @@ class Invoice(models.Model):
     number = models.CharField(_("number"), max_length=16, unique=True, null=True, blank=True)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
     issued_on = models.DateField(_("issued on"))
-    due_on = models.DateField(_("due on"))
+    # Empty (NULL) for an amount carried forward, from then on: it is never due by itself (the
+    # invoice that collects it, or finance, settles it), whatever it becomes later.
+    due_on = models.DateField(_("due on"), null=True, blank=True)
     supply_krw = models.BigIntegerField(_("supply value (KRW)"))
     vat_krw = models.BigIntegerField(_("VAT (KRW)"))
     total_krw = models.BigIntegerField(_("total (KRW)"))
@@ -122,6 +124,9 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(total_krw=models.F("supply_krw") + models.F("vat_krw")), name="invoice_total"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="open") | models.Q(due_on__isnull=False), name="invoice_open_has_due_date"
             ),
         ]
         # /metrics: open and overdue invoices, read without scanning paid ones.

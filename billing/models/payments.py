@@ -114,7 +114,8 @@ class SubsidyAlert(models.Model):
 
 class BankTransfer(models.Model):
     """A bank transfer finance received for an invoice (one not collectable by card, or any other),
-    recorded once per invoice and bank reference: recording it again finds this row."""
+    recorded once per invoice and bank reference: recording it again finds this row. One transfer
+    (the same bank reference, day and amount) pays one invoice only."""
 
     invoice = models.ForeignKey(
         "billing.Invoice", on_delete=models.PROTECT, related_name="transfers", verbose_name=_("invoice")
@@ -133,6 +134,9 @@ class BankTransfer(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["invoice", "reference"], name="bank_transfer_once_per_reference"),
+            models.UniqueConstraint(
+                fields=["reference", "received_on", "amount_krw"], name="bank_transfer_pays_one_invoice"
+            ),
             models.CheckConstraint(condition=models.Q(amount_krw__gt=0), name="bank_transfer_amount_positive"),
         ]
 

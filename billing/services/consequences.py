@@ -42,7 +42,13 @@ def paying_grants(organisation_id: int):
 
 def invoices_enforce_overdue(*, today=None) -> list[int]:
     """Suspend the paying grants of organisations with an invoice overdue by more than
-    INVOICE_OVERDUE_SUSPEND_DAYS. Each grant in its own transaction; returns their ids."""
+    INVOICE_OVERDUE_SUSPEND_DAYS. Each grant in its own transaction; returns their ids. Open
+    invoices whose amount due is below the card minimum (STRIPE_MIN_CHARGE_KRW raised since they
+    were issued) are carried forward first, with or without a saved card: below the minimum an
+    invoice is never due, so it never suspends anything."""
+    from billing.services.invoices import invoices_carry_below_minimum  # invoices imports this module
+
+    invoices_carry_below_minimum()
     suspended = []
     org_ids = set(_seriously_overdue(today=today).values_list("organisation_id", flat=True))
     for org_id in sorted(org_ids):

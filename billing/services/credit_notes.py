@@ -28,6 +28,15 @@ def creditable_krw(invoice: Invoice) -> tuple[int, int]:
     return invoice.supply_krw + (done["s"] or 0), invoice.vat_krw + (done["v"] or 0)
 
 
+def credit_note_check(invoice: Invoice) -> None:
+    """Raises why `credit_note_issue` refuses the invoice now: only a paid invoice with an amount
+    not yet wholly credited."""
+    if invoice.status != Invoice.Status.PAID or invoice.is_statement or invoice.total_krw <= 0:
+        raise PortalError(_("A credit note is only for a paid invoice with an amount."), code="not_paid")
+    if creditable_krw(invoice)[0] <= 0:
+        raise PortalError(_("This invoice is wholly credited already."), code="credited")
+
+
 @transaction.atomic
 def credit_note_issue(
     *, invoice_id: int, actor, reason: str, supply_krw: int | None = None, today: date | None = None
@@ -40,8 +49,7 @@ def credit_note_issue(
     if not reason:
         raise PortalError(_("Say why the credit note is issued."), code="reason")
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if invoice.status != Invoice.Status.PAID or invoice.is_statement or invoice.total_krw <= 0:
-        raise PortalError(_("A credit note is only for a paid invoice with an amount."), code="not_paid")
+    credit_note_check(invoice)
     supply_left, _vat_left = creditable_krw(invoice)
     amount = supply_left if supply_krw is None else supply_krw
     if not 1 <= amount <= supply_left:

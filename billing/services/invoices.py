@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -28,7 +29,7 @@ from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.numbering import next_number
-from billing.services.recipients import INVOICE_AUDIENCE
+from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_STILL_OPEN
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
 from portal.mail import mailing_enqueue
@@ -51,16 +52,27 @@ def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
     return list(Invoice.objects.filter(organisation_id=organisation_id, status=I.OPEN).order_by("month"))
 
 
-def _notify(invoice: Invoice, template: str, **context) -> None:
+def _notify(invoice: Invoice, template: str, *, while_open: bool = False, **context) -> None:
     """The billing members (or owners) as they are when the e-mail is sent, each in their own
-    language (the last one they used here)."""
+    language (the last one they used here). `while_open`: an e-mail about the invoice being open
+    (a failed charge, payable by transfer) is skipped if it was settled before it went out."""
     mailing_enqueue(
         template=template,
         audience=INVOICE_AUDIENCE,
         objects={"invoice": invoice},
         organisation_id=invoice.organisation_id,
         context={"bank_account": settings.BILLING_BANK_ACCOUNT, **context},
+        condition=INVOICE_STILL_OPEN if while_open else "",
     )
+
+
+def _lock_organisation(organisation_id: int) -> Organisation:
+    """The organisation's row, locked against another run or re-issue of its invoices (they wait
+    for each other) but not against rows that merely reference it: FOR NO KEY UPDATE. A payment
+    locks its invoice first and then inserts a Mailing or an event naming the organisation (a
+    key-share lock); with FOR UPDATE here the run (organisation, then invoices) and the payment
+    (invoice, then organisation) would deadlock."""
+    return Organisation.objects.select_for_update(no_key=True).get(pk=organisation_id)
 
 
 def month_statement(*, organisation: Organisation, month: date) -> tuple[ledger.Statement, int]:
@@ -87,26 +99,21 @@ def _invoice_create(
     supply = result.supply_krw
     # Earlier months carried forward (below the minimum card charge), collected once: by the first
     # invoice with an amount issued after them (a ₩0 statement collects nothing).
-    waiting = list(
-        Invoice.objects.select_for_update()
-        .filter(organisation=organisation, status=I.CARRIED, carried_into__isnull=True, month__lt=month)
-        .order_by("month", "pk")
-        if supply + vat > 0
-        else []
-    )
+    waiting = carried_waiting(organisation_id=organisation.pk, month=month, lock=True) if supply + vat > 0 else []
     carried = sum(x.amount_due_krw for x in waiting)
     due = supply + vat + carried
+    status = _status_at_issue(supply + vat, due)
     invoice = Invoice.objects.create(
         organisation=organisation,
         month=month,
         # A ₩0 statement takes no number: the series counts only amounts owed, without gaps.
         number=next_number(InvoiceCounter, "INV", today.year) if supply + vat > 0 else None,
-        status=_status_at_issue(supply + vat, due),
+        status=status,
         paid_at=None if supply + vat > 0 else timezone.now(),
         carried_krw=carried,
         transfer_only=due > stripe_client.MAX_CHARGE_KRW,
         issued_on=today,
-        due_on=today + timedelta(days=settings.INVOICE_DUE_DAYS),
+        due_on=None if status == I.CARRIED else today + timedelta(days=settings.INVOICE_DUE_DAYS),
         supply_krw=supply,
         vat_krw=vat,
         total_krw=supply + vat,
@@ -161,7 +168,7 @@ def invoice_issue(*, organisation_id: int, month: date, today: date | None = Non
     its live invoice or, when finance voided it and has not re-issued it, the void one: the run
     never issues a voided month again by itself (finance re-issues it: `invoice_reissue`)."""
     month = month.replace(day=1)
-    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    organisation = _lock_organisation(organisation_id)
     invoices = Invoice.objects.filter(organisation=organisation, month=month)
     existing = min(invoices, key=lambda x: (x.status == I.VOID, -x.pk), default=None)  # live first, then newest
     if existing is not None:
@@ -191,21 +198,9 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     if not reason:
         raise PortalError(_("Say why the month is re-issued."), code="reason")
     organisation_id = Invoice.objects.values_list("organisation_id", flat=True).get(pk=invoice_id)
-    organisation = Organisation.objects.select_for_update().get(pk=organisation_id)
+    organisation = _lock_organisation(organisation_id)
     void = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if void.status != I.VOID:
-        raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
-    live = Invoice.objects.filter(organisation=organisation, month=void.month).exclude(status=I.VOID).first()
-    if live is not None:
-        raise PortalError(
-            _("%(number)s is this month's invoice: void it first if it is wrong.") % {"number": live}, code="live"
-        )
-    replacement = Invoice.objects.filter(replaces=void).first()
-    if replacement is not None:
-        raise PortalError(
-            _("This invoice was re-issued as %(number)s already: re-issue that one.") % {"number": replacement},
-            code="replaced",
-        )
+    invoice_reissue_check(void)
     try:
         invoice = _invoice_create(
             organisation=organisation,
@@ -227,6 +222,36 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
     )
     log.info("invoice %s re-issued as %s by %s", void, invoice, actor.pk)
     return invoice
+
+
+def invoice_reissue_check(void: Invoice) -> None:
+    """Raises the reason `invoice_reissue` refuses the invoice's month now (the admin's page says
+    it before asking for a reason; the service asks again under the locks)."""
+    if void.status != I.VOID:
+        raise PortalError(_("Only a void invoice can be re-issued: void it first."), code="not_void")
+    live = Invoice.objects.filter(organisation_id=void.organisation_id, month=void.month).exclude(status=I.VOID)
+    if live.exists():
+        raise PortalError(
+            _("%(number)s is this month's invoice: void it first if it is wrong.") % {"number": live.first()},
+            code="live",
+        )
+    replacement = Invoice.objects.filter(replaces=void).first()
+    if replacement is not None:
+        raise PortalError(
+            _("This invoice was re-issued as %(number)s already: re-issue that one.") % {"number": replacement},
+            code="replaced",
+        )
+
+
+def carried_waiting(*, organisation_id: int, month: date, lock: bool = False) -> list[Invoice]:
+    """Earlier months carried forward (below the minimum card charge) that no invoice collects
+    yet: what the next invoice with an amount for `month` collects (and the re-issue page shows)."""
+    qs = Invoice.objects.select_for_update() if lock else Invoice.objects.all()
+    return list(
+        qs.filter(
+            organisation_id=organisation_id, status=I.CARRIED, carried_into__isnull=True, month__lt=month
+        ).order_by("month", "pk")
+    )
 
 
 def _collect_carried(waiting: list[Invoice], *, into: Invoice) -> None:
@@ -360,6 +385,12 @@ def invoice_mark_paid(*, invoice_id: int, reason: str, actor=None, payment_ref: 
     return invoice
 
 
+def invoice_void_check(invoice: Invoice) -> None:
+    """Raises why `invoice_void` refuses the invoice now: only an unpaid one can be voided."""
+    if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
+        raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
+
+
 @transaction.atomic
 def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
     """Finance (permission `billing.void_invoice`) voids an unpaid invoice, with a reason kept in
@@ -373,8 +404,7 @@ def invoice_void(*, invoice_id: int, actor, reason: str) -> Invoice:
     if not reason:
         raise PortalError(_("Say why the invoice is void."), code="reason")
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-    if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
-        raise PortalError(_("Only an unpaid invoice can be voided."), code="not_open")
+    invoice_void_check(invoice)
     _transition(invoice, I.VOID, actor=actor, reason=f"void: {reason}")
     # What it collected from earlier months is owed still: the next invoice collects it again.
     for earlier in Invoice.objects.select_for_update().filter(carried_into=invoice, status=I.CARRIED):
@@ -393,13 +423,19 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
     """Stripe refused the card payment because of its amount (`amount_too_small`,
     `amount_too_large`): not a decline. No attempt is counted and nobody is told their card
     failed; too small, the invoice is carried forward (not due, never overdue); too large, it is
-    payable by bank transfer, with a fresh due date, so the refusal itself never makes it overdue."""
+    payable by bank transfer, with a fresh due date, so the refusal itself never makes it overdue,
+    and the billing members are told to transfer (with the account). Either way the invoice is no
+    longer overdue: grants suspended for it come back (none is left suspended with nothing due)."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status != I.OPEN:
         return invoice
     log.warning("Stripe refused invoice %s for its amount (%s): %s", invoice.pk, code, error)
     if code == "amount_too_small":
-        return _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+        _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
+        invoice.due_on = None  # never due by itself from now on
+        invoice.save(update_fields=["due_on"])
+        grants_resume_after_payment(organisation_id=invoice.organisation_id)
+        return invoice
     invoice.transfer_only = True
     invoice.due_on = max(invoice.due_on, timezone.localdate() + timedelta(days=settings.INVOICE_DUE_DAYS))
     invoice.save(update_fields=["transfer_only", "due_on"])
@@ -407,7 +443,24 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
         invoice=invoice, old_status=I.OPEN, new_status=I.OPEN,
         reason=f"card payment refused for the amount ({code}): payable by bank transfer until {invoice.due_on}",
     )  # fmt: skip
+    _notify(invoice, "invoice_transfer_only", while_open=True)
+    grants_resume_after_payment(organisation_id=invoice.organisation_id)
     return invoice
+
+
+def invoices_carry_below_minimum() -> list[int]:
+    """Open invoices whose amount due is below STRIPE_MIN_CHARGE_KRW (raised after they were
+    issued) are carried forward, as issuing them now would, whether or not the organisation has
+    a saved card (`invoice_charge` does the same for one it is about to charge). Each in its own
+    transaction; returns their ids."""
+    below = Invoice.objects.filter(status=I.OPEN).alias(due=F("total_krw") + F("carried_krw"))
+    ids = list(below.filter(due__lt=settings.STRIPE_MIN_CHARGE_KRW).values_list("pk", flat=True))
+    for pk in ids:
+        try:
+            invoice_card_amount_refused(invoice_id=pk, code="amount_too_small", error="below the minimum card charge")
+        except Exception:
+            log.exception("carrying forward invoice %s below the minimum failed", pk)
+    return ids
 
 
 @transaction.atomic
@@ -434,5 +487,5 @@ def invoice_payment_failed(*, invoice_id: int, error: str) -> Invoice:
     InvoiceEvent.objects.create(
         invoice=invoice, old_status=I.OPEN, new_status=I.OPEN, reason=f"payment failed: {error}"
     )
-    _notify(invoice, "invoice_payment_failed", error=error)
+    _notify(invoice, "invoice_payment_failed", while_open=True, error=error)
     return invoice

@@ -193,6 +193,14 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
     except stripe_client.PaymentError as exc:
         if exc.refused_for_amount:
             invoice_card_amount_refused(invoice_id=invoice.pk, code=exc.code, error=str(exc))
+            if exc.code == "amount_too_small":
+                raise PortalError(
+                    _(
+                        "The payment service cannot take an amount this small by card: nothing was charged. "
+                        "The invoice is carried forward and added to your next invoice."
+                    ),
+                    code="carried",
+                ) from exc
             raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer") from exc
         raise _checkout_error(
             exc, what=f"the Checkout of invoice {invoice.pk}", organisation_id=invoice.organisation_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 from portal.models import Membership
 
 INVOICE_AUDIENCE = "billing.services.recipients.invoice_audience"
+INVOICE_STILL_OPEN = "billing.services.recipients.invoice_no_longer_open"
 SUBSIDY_AUDIENCE = "billing.services.recipients.subsidy_audience"
 R = Membership.Role
 
@@ -38,3 +39,11 @@ def subsidy_audience(*, grant) -> list:
     pi = grant.application.principal_investigator
     still_member = Membership.objects.filter(organisation_id=grant.organisation_id, user=pi).exists()
     return ([pi] if still_member and pi.is_active else []) + billing_recipients(grant.organisation_id)
+
+
+def invoice_no_longer_open(*, invoice) -> str:
+    """Why an e-mail about an open invoice (a failed charge, payable by transfer only) no longer
+    applies when it is sent: the invoice was paid, voided or carried forward since; "" while open."""
+    if invoice.status == invoice.Status.OPEN:
+        return ""
+    return f"invoice {invoice} is {invoice.status} now"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from billing.models import BankTransfer, CreditNote, Invoice
@@ -19,8 +20,9 @@ from portal.errors import PortalError
 I = Invoice.Status  # noqa: E741
 
 
-def _settleable(invoice: Invoice) -> None:
-    """Open, or carried forward and not yet on a later invoice (then that invoice is paid)."""
+def bank_transfer_check(invoice: Invoice) -> None:
+    """Raises why a transfer cannot pay the invoice now: it must be open, or carried forward and
+    not yet on a later invoice (then that invoice is paid)."""
     if invoice.status == I.CARRIED and invoice.carried_into_id is not None:
         raise PortalError(
             _("This amount is collected with invoice %(number)s: settle that invoice.")
@@ -30,6 +32,33 @@ def _settleable(invoice: Invoice) -> None:
     if not (invoice.status == I.OPEN or invoice.waits_to_be_collected):
         raise PortalError(_("This invoice is already settled (%(status)s).") % {"status": invoice.get_status_display()},
                           code="settled")  # fmt: skip
+
+
+def _not_recorded_elsewhere(*, amount_krw: int, received_on: date, reference: str) -> None:
+    """One receipt pays one invoice: the same transfer (bank reference, day and amount) already
+    recorded on another invoice is refused (the constraint `bank_transfer_pays_one_invoice` holds
+    it when two clerks record it at once). A paid invoice cannot be voided, so finance chooses the
+    right invoice before recording, never after."""
+    other = (
+        BankTransfer.objects.filter(reference=reference, received_on=received_on, amount_krw=amount_krw)
+        .select_related("invoice")
+        .first()
+    )
+    if other is not None:
+        raise PortalError(
+            _(
+                "This transfer (reference %(reference)s, received %(day)s, ₩%(amount)s) is already recorded on "
+                "invoice %(number)s: one transfer pays one invoice. Check the bank statement for the transfer "
+                "that pays this invoice."
+            )
+            % {
+                "reference": reference,
+                "day": f"{received_on:%Y-%m-%d}",
+                "amount": f"{amount_krw:,}",
+                "number": other.invoice.number or other.invoice_id,
+            },
+            code="recorded_elsewhere",
+        )
 
 
 @transaction.atomic
@@ -46,24 +75,35 @@ def bank_transfer_record(
     reference = (reference or "").strip()
     if not reference:
         raise PortalError(_("Give the bank's reference of the transfer."), code="reference")
+    if received_on > timezone.localdate():
+        raise PortalError(
+            _("A transfer cannot be received after today (%(today)s, Seoul): check the date.")
+            % {"today": f"{timezone.localdate():%Y-%m-%d}"},
+            code="future",
+        )
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     existing = BankTransfer.objects.filter(invoice=invoice, reference=reference).first()
     if existing is not None:
         return existing, False
-    _settleable(invoice)
+    bank_transfer_check(invoice)
     if amount_krw != invoice.amount_due_krw:
         raise PortalError(
             _("The amount due is ₩%(due)s: record a transfer of exactly that amount.")
             % {"due": f"{invoice.amount_due_krw:,}"},
             code="amount",
         )
+    _not_recorded_elsewhere(amount_krw=amount_krw, received_on=received_on, reference=reference)
     try:
         with transaction.atomic():
             transfer = BankTransfer.objects.create(
                 invoice=invoice, amount_krw=amount_krw, received_on=received_on, reference=reference, recorded_by=actor
             )
-    except IntegrityError:  # recorded at the same moment by someone else
-        return BankTransfer.objects.get(invoice=invoice, reference=reference), False
+    except IntegrityError:  # recorded at the same moment by someone else (here, or on another invoice)
+        same = BankTransfer.objects.filter(invoice=invoice, reference=reference).first()
+        if same is None:
+            _not_recorded_elsewhere(amount_krw=amount_krw, received_on=received_on, reference=reference)
+            raise
+        return same, False
     invoice_mark_paid(
         invoice_id=invoice.pk,
         actor=actor,
@@ -71,6 +111,16 @@ def bank_transfer_record(
         payment_ref=f"transfer {reference}",
     )
     return transfer, True
+
+
+def _written_off_label() -> str:
+    """ "대손 처리 / Written off": the part of a write-off credit note's reason the portal writes,
+    in both languages like the rest of the bilingual PDF (the reason finance typed follows as is)."""
+    with translation.override("ko"):
+        korean = str(Invoice.Status.WRITTEN_OFF.label)
+    with translation.override("en"):
+        english = str(Invoice.Status.WRITTEN_OFF.label)
+    return f"{korean} / {english}"
 
 
 def _carried_chain(invoice: Invoice) -> list[Invoice]:
@@ -81,6 +131,14 @@ def _carried_chain(invoice: Invoice) -> list[Invoice]:
         chain.append(current)
         todo.extend(Invoice.objects.select_for_update().filter(carried_into=current, status=I.CARRIED).order_by("pk"))
     return chain
+
+
+def invoice_write_off_check(invoice: Invoice) -> None:
+    """Raises why `invoice_write_off` refuses the invoice now: only a carried-forward amount that
+    no later invoice collects."""
+    bank_transfer_check(invoice)
+    if invoice.status != I.CARRIED:
+        raise PortalError(_("Only a carried-forward amount can be written off; void an open invoice."), code="open")
 
 
 @transaction.atomic
@@ -95,15 +153,15 @@ def invoice_write_off(*, invoice_id: int, actor, reason: str) -> list[CreditNote
     if not reason:
         raise PortalError(_("Say why the amount is written off."), code="reason")
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-    _settleable(invoice)
-    if invoice.status != I.CARRIED:
-        raise PortalError(_("Only a carried-forward amount can be written off; void an open invoice."), code="open")
+    invoice_write_off_check(invoice)
     notes = []
     for each in _carried_chain(invoice):
         supply_left, _vat_left = creditable_krw(each)
         if supply_left > 0:
             notes.append(
-                credit_note_create(invoice=each, actor=actor, reason=f"written off: {reason}", supply_krw=supply_left)
+                credit_note_create(
+                    invoice=each, actor=actor, reason=f"{_written_off_label()}: {reason}", supply_krw=supply_left
+                )
             )
     invoice_mark_written_off(invoice_id=invoice.pk, actor=actor, reason=reason)
     return notes

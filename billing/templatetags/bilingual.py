@@ -1,6 +1,7 @@
 """Documents every reader gets the same (the invoice and credit note PDFs, rendered once and
 stored): `{% both %}…{% endboth %}` renders its content in Korean and then in English, side by
-side; `won` and `brn` print amounts and business numbers the same way in both languages."""
+side; `won`, `gpu_time` and `brn` print amounts, GPU time and business numbers the same way in both
+languages."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def won(value: int | None) -> str:
         return ""
     amount = int(value)
     return f"{'-' if amount < 0 else ''}₩{abs(amount):,}"
+
+
+@register.filter
+def gpu_time(minutes: int | None) -> str:
+    """GPU time as hours and minutes, exactly (amounts are priced per minute): 0:05, 1,234:30.
+    Five minutes at ₩3,600 per GPU-hour is 0:05 times ₩3,600 = ₩300, where 0.08 hours would not
+    multiply to the amount."""
+    if minutes is None:
+        return ""
+    hours, rest = divmod(int(minutes), 60)
+    return f"{hours:,}:{rest:02d}"
 
 
 @register.filter

@@ -3,7 +3,8 @@ sent. A Mailing names who is to be told (an audience: a function of the mail's o
 reads memberships, roles and `User.is_active` as they are then) instead of a list of addresses
 fixed when the change happened; a member removed, downgraded or deactivated while the mail
 waited in the outbox or in RQ hears nothing. A mailing that finds nobody left to tell is kept,
-skipped, with the reason, for staff to see."""
+skipped, with the reason, for staff to see; so is one whose condition (a function of the same
+objects) says it no longer applies (a "payment failed" e-mail for an invoice paid since)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ class Mailing(models.Model):
         _("audience"),
         max_length=200,
         help_text=_("Dotted path of the function that names the recipients when the e-mail is sent."),
+    )
+    condition = models.CharField(
+        _("condition"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "Dotted path of the function that says, when the e-mail is sent, why it no longer applies "
+            "(then it is skipped with that reason)."
+        ),
     )
     organisation = models.ForeignKey(
         "portal.Organisation", on_delete=models.CASCADE, null=True, blank=True, related_name="+"

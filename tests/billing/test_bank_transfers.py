@@ -80,14 +80,14 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
     before = OutboxMessage.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     response = client.post(
         f"/admin/billing/invoice/{invoice.pk}/transfer/",
-        {"amount_krw": "132000000", "received_on": "2026-12-10", "reference": "KB 20261210-0042"},
+        {"amount_krw": "132000000", "received_on": "2026-11-10", "reference": "KB 20261210-0042"},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     invoice.refresh_from_db()
     assert invoice.status == I.PAID
     transfer = BankTransfer.objects.get()
     assert (transfer.invoice_id, transfer.amount_krw, transfer.received_on, transfer.recorded_by) == (
-        invoice.pk, 132_000_000, date(2026, 12, 10), finance,
+        invoice.pk, 132_000_000, date(2026, 11, 10), finance,
     )  # fmt: skip
     event = invoice.events.get(new_status=I.PAID)
     assert event.actor == finance and "KB 20261210-0042" in event.reason
@@ -101,7 +101,7 @@ def test_a_120_million_won_invoice_is_payable_by_transfer_and_recorded_by_financ
 
 def test_a_transfer_recorded_twice_does_no_harm_twice(db, finance):
     invoice = huge_invoice()
-    args = {"invoice_id": invoice.pk, "actor": finance, "amount_krw": 132_000_000, "received_on": date(2026, 12, 10)}
+    args = {"invoice_id": invoice.pk, "actor": finance, "amount_krw": 132_000_000, "received_on": date(2026, 11, 10)}
     first, created = bank_transfer_record(**args, reference="KB-0042")
     again, created_again = bank_transfer_record(**args, reference="KB-0042")
     assert (created, created_again, first.pk) == (True, False, again.pk)
@@ -119,7 +119,7 @@ def test_a_transfer_for_another_amount_is_refused_and_the_form_keeps_what_was_ty
     client.force_login(finance)
     response = client.post(
         f"/admin/billing/invoice/{invoice.pk}/transfer/",
-        {"amount_krw": "100000000", "received_on": "2026-12-10", "reference": "KB-0042"},
+        {"amount_krw": "100000000", "received_on": "2026-11-10", "reference": "KB-0042"},
         HTTP_ACCEPT_LANGUAGE="en",
     )
     assert response.status_code == 200
@@ -138,12 +138,12 @@ def test_someone_without_the_finance_permission_cannot_record_a_transfer(db, cli
         not in client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
     )
     url = f"/admin/billing/invoice/{invoice.pk}/transfer/"
-    data = {"amount_krw": "132000000", "received_on": "2026-12-10", "reference": "KB-0042"}
+    data = {"amount_krw": "132000000", "received_on": "2026-11-10", "reference": "KB-0042"}
     assert client.get(url).status_code == 403
     assert client.post(url, data).status_code == 403
     with pytest.raises(PortalError):
         bank_transfer_record(
-            invoice_id=invoice.pk, actor=viewer, amount_krw=132_000_000, received_on=date(2026, 12, 10), reference="x"
+            invoice_id=invoice.pk, actor=viewer, amount_krw=132_000_000, received_on=date(2026, 11, 10), reference="x"
         )
     invoice.refresh_from_db()
     assert invoice.status == I.OPEN and not BankTransfer.objects.exists()
@@ -169,7 +169,7 @@ def test_finance_sees_carried_amounts_waiting_and_settles_the_last_one_by_transf
     assert (
         client.post(
             f"/admin/billing/invoice/{invoice.pk}/transfer/",
-            {"amount_krw": "55", "received_on": "2027-01-05", "reference": "IBK-77"},
+            {"amount_krw": "55", "received_on": "2026-11-05", "reference": "IBK-77"},
         ).status_code
         == 302
     )
@@ -204,7 +204,7 @@ def test_finance_writes_the_last_small_amount_off_with_a_credit_note_and_a_reaso
         invoice_write_off(invoice_id=invoice.pk, actor=finance, reason="again")
     with pytest.raises(PortalError):
         bank_transfer_record(
-            invoice_id=invoice.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="y"
+            invoice_id=invoice.pk, actor=finance, amount_krw=55, received_on=date(2026, 11, 5), reference="y"
         )
 
 
@@ -216,12 +216,14 @@ def test_an_amount_already_collected_by_a_later_invoice_cannot_be_settled_on_its
     dec, _ = invoice_issue(organisation_id=org.pk, month=DEC, today=date(2027, 1, 1))
     with pytest.raises(PortalError):
         bank_transfer_record(
-            invoice_id=nov.pk, actor=finance, amount_krw=55, received_on=date(2027, 1, 5), reference="z"
+            invoice_id=nov.pk, actor=finance, amount_krw=55, received_on=date(2026, 11, 5), reference="z"
         )
     with pytest.raises(PortalError):
         invoice_write_off(invoice_id=nov.pk, actor=finance, reason="no")
     # Paying December by transfer settles both, for the amount due (6,600 + 55).
-    bank_transfer_record(invoice_id=dec.pk, actor=finance, amount_krw=6655, received_on=date(2027, 1, 5), reference="z")
+    bank_transfer_record(
+        invoice_id=dec.pk, actor=finance, amount_krw=6655, received_on=date(2026, 11, 5), reference="z"
+    )
     assert set(Invoice.objects.filter(organisation=org).values_list("status", flat=True)) == {I.PAID}
 
 
