@@ -155,16 +155,28 @@ class Connection:
             self.client.close()
             raise SshError(f"authentication as {target.username} refused: {exc}", permanent=True, code="auth") from exc
         except paramiko.SSHException as exc:
+            keys_exchanged = self._keys_exchanged()
             self.client.close()
             permanent = "not found in known_hosts" in str(exc)
             error = SshError(str(exc), permanent=permanent, code="host_key_mismatch" if permanent else "ssh")
-            error.cut_short = "protocol banner" in str(exc)
+            # The banner cut off (closed or reset), not one that never came (a timeout: waiting
+            # again would only wait again).
+            error.cut_short = (
+                not keys_exchanged and "protocol banner" in str(exc) and _cut_short(exc.__context__ or exc)
+            )
             raise error from exc
         except (OSError, EOFError) as exc:
+            keys_exchanged = self._keys_exchanged()
             self.client.close()
             error = SshError(f"cannot reach {target.address}:{target.port}: {exc}", permanent=False, code="unreachable")
-            error.cut_short = _cut_short(exc)
+            error.cut_short = not keys_exchanged and _cut_short(exc)
             raise error from exc
+
+    def _keys_exchanged(self) -> bool:
+        """Whether the node got as far as proving its pinned host key: a connection lost after
+        that (during authentication) is not a reloading sshd, and the key is not offered again."""
+        transport = self.client.get_transport()
+        return transport is not None and transport.host_key is not None
 
     def __enter__(self) -> Connection:
         return self

@@ -251,6 +251,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             "can_credit": request.user.has_perm("billing.issue_credit_note"),
             # A void invoice not yet re-issued: its month may be re-issued (the service checks again).
             "can_reissue": request.user.has_perm("billing.reissue_invoice")
+            and str(object_id).isdigit()  # any other address is Django's "doesn't exist", not a 500
             and Invoice.objects.filter(pk=object_id, status=Invoice.Status.VOID, replaced_by__isnull=True).exists(),
             "can_record_transfer": request.user.has_perm("billing.record_transfer"),
         }
@@ -400,9 +401,9 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:
         """One row per invoice: its own total, the carried amounts it collects and the amount due
-        (what Stripe or the bank received for it; 0 for a void one, whose carried amounts were handed
-        back), the invoice that collected a carried one (`collected_with`), and the void invoice a
-        re-issue replaces."""
+        (what Stripe or the bank received for it; 0 for a void one, whose carried amounts were
+        handed back, and for a carried one collected with a later invoice), the invoice that
+        collected a carried one (`collected_with`), and the void invoice a re-issue replaces."""
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
         response.write("\ufeff")  # a byte order mark: Excel then reads UTF-8, not CP949
@@ -413,7 +414,10 @@ class InvoiceAdmin(admin.ModelAdmin):
         )  # fmt: skip
         invoices = queryset.select_related("organisation", "carried_into", "replaces").order_by("number")
         for inv in invoices:
-            due = 0 if inv.status == Invoice.Status.VOID else inv.amount_due_krw
+            # Nothing is due on a void invoice (its carried amounts were handed back), nor on a
+            # carried one another invoice collected (its amount is in that invoice's): the column
+            # adds up to what was asked for, each won once.
+            due = 0 if inv.status == Invoice.Status.VOID or inv.carried_into_id else inv.amount_due_krw
             writer.writerow(
                 [inv.number, f"{inv.month:%Y-%m}", _cell(inv.buyer_name), inv.buyer_brn, inv.supply_krw, inv.vat_krw,
                  inv.total_krw, inv.carried_krw, due, inv.status,

@@ -154,6 +154,14 @@ class Invoice(models.Model):
         return self.status == self.Status.OPEN and not self.transfer_only and card_can_collect(self.amount_due_krw)
 
     @property
+    def pays_by_transfer(self) -> bool:
+        """Open and collected only by bank transfer: marked so, or above what one card payment
+        takes. (An amount below the minimum is carried forward instead, never transferred.)"""
+        from billing.stripe_client import MAX_CHARGE_KRW
+
+        return self.status == self.Status.OPEN and (self.transfer_only or self.amount_due_krw > MAX_CHARGE_KRW)
+
+    @property
     def waits_to_be_collected(self) -> bool:
         """Carried forward and not yet on a later invoice: settled by the next invoice, or by
         finance (a bank transfer or a write-off) when none comes."""

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from billing import ledger, stripe_client
 from billing.models import BillingAccount, HourPack, Invoice, Rate, StripeEvent
@@ -168,11 +169,22 @@ def hour_pack_checkout_start(
     return pack, session.url
 
 
+_CARRIED_MESSAGE = gettext_lazy(
+    "The payment service cannot take an amount this small by card: nothing was charged. "
+    "The invoice is carried forward and added to your next invoice."
+)
+
+
 def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_url: str) -> str:
     """A Checkout page paying one open invoice."""
     _require_payer(user, invoice.organisation)
     if invoice.status != Invoice.Status.OPEN:
         raise PortalError(_("This invoice is not open."), code="not_open")
+    if invoice.amount_due_krw < settings.STRIPE_MIN_CHARGE_KRW:
+        # The minimum was raised after the invoice was issued: carried forward, as the charge job
+        # and the daily pass do, never sent to Stripe nor turned into a bank transfer.
+        invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_small", error="below the minimum")
+        raise PortalError(str(_CARRIED_MESSAGE), code="carried")
     if not invoice.card_payable:
         raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer")
     account = billing_account_get_or_create(organisation=invoice.organisation, email=user.email)
@@ -194,13 +206,7 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
         if exc.refused_for_amount:
             invoice_card_amount_refused(invoice_id=invoice.pk, code=exc.code, error=str(exc))
             if exc.code == "amount_too_small":
-                raise PortalError(
-                    _(
-                        "The payment service cannot take an amount this small by card: nothing was charged. "
-                        "The invoice is carried forward and added to your next invoice."
-                    ),
-                    code="carried",
-                ) from exc
+                raise PortalError(str(_CARRIED_MESSAGE), code="carried") from exc
             raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer") from exc
         raise _checkout_error(
             exc, what=f"the Checkout of invoice {invoice.pk}", organisation_id=invoice.organisation_id

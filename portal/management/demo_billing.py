@@ -129,7 +129,7 @@ def seed_demo_invoices(startup: Organisation) -> list[Invoice]:
         # Every month but the newest is paid, and so is the newest once past its due date: a
         # `make run` weeks later must not find the demo startup overdue (blocked from applying,
         # with no card payment configured to settle it).
-        settle = invoice is not invoices[-1] or invoice.due_on < today
+        settle = invoice is not invoices[-1] or (invoice.due_on is not None and invoice.due_on < today)
         if settle and invoice.status == Invoice.Status.OPEN and not invoice.transfers.exists():
             bank_transfer_record(
                 invoice_id=invoice.pk,
