@@ -121,7 +121,7 @@ def test_a_founder_registers_applies_is_approved_buys_hours_and_downloads_an_inv
         invoice.number,
         "지원 시간",
         "Subsidised hours",
-        "10.00",
+        "10:00",  # GPU time as h:mm, so that time times rate is the amount
         "₩6,000",
         "부가가치세",
         "VAT",
