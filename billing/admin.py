@@ -106,6 +106,16 @@ def won(amount: int) -> str:
     return number_format(amount, force_grouping=True)
 
 
+def money_display(field: str):
+    """An admin column or read-only field showing the invoice's amount `field` with `won`."""
+
+    @admin.display(description=Invoice._meta.get_field(field).verbose_name, ordering=field)
+    def show(self, obj: Invoice) -> str:
+        return won(getattr(obj, field))
+
+    return show
+
+
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
     fields = [
@@ -205,21 +215,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None) -> list[str]:
         return self.get_readonly_fields(request, obj)  # nothing editable: due_on shows as `due`
 
-    @admin.display(description=Invoice._meta.get_field("supply_krw").verbose_name, ordering="supply_krw")
-    def supply(self, obj: Invoice) -> str:
-        return won(obj.supply_krw)
-
-    @admin.display(description=Invoice._meta.get_field("vat_krw").verbose_name, ordering="vat_krw")
-    def vat(self, obj: Invoice) -> str:
-        return won(obj.vat_krw)
-
-    @admin.display(description=Invoice._meta.get_field("total_krw").verbose_name, ordering="total_krw")
-    def total(self, obj: Invoice) -> str:
-        return won(obj.total_krw)
-
-    @admin.display(description=Invoice._meta.get_field("carried_krw").verbose_name, ordering="carried_krw")
-    def carried(self, obj: Invoice) -> str:
-        return won(obj.carried_krw)
+    supply, vat, total, carried = (money_display(field) for field in INVOICE_MONEY)
 
     @admin.display(description=_("replaced by"))
     def replaced_by_invoice(self, obj: Invoice) -> str:
