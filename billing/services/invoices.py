@@ -29,7 +29,7 @@ from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.numbering import next_number
-from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_STILL_OPEN
+from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_NOT_VOID, INVOICE_STILL_OPEN
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
 from portal.mail import mailing_enqueue
@@ -52,17 +52,18 @@ def organisation_unpaid_invoices(organisation_id: int) -> list[Invoice]:
     return list(Invoice.objects.filter(organisation_id=organisation_id, status=I.OPEN).order_by("month"))
 
 
-def _notify(invoice: Invoice, template: str, *, while_open: bool = False, **context) -> None:
+def _notify(invoice: Invoice, template: str, *, while_open: bool = False, condition: str = "", **context) -> None:
     """The billing members (or owners) as they are when the e-mail is sent, each in their own
     language (the last one they used here). `while_open`: an e-mail about the invoice being open
-    (a failed charge, payable by transfer) is skipped if it was settled before it went out."""
+    (a failed charge, payable by transfer) is skipped if it was settled before it went out;
+    `condition`: another such check (the issue's e-mail is skipped for an invoice voided since)."""
     mailing_enqueue(
         template=template,
         audience=INVOICE_AUDIENCE,
         objects={"invoice": invoice},
         organisation_id=invoice.organisation_id,
         context={"bank_account": settings.BILLING_BANK_ACCOUNT, **context},
-        condition=INVOICE_STILL_OPEN if while_open else "",
+        condition=INVOICE_STILL_OPEN if while_open else condition,
     )
 
 
@@ -154,7 +155,7 @@ def _invoice_create(
     invoice_document_store(invoice_id=invoice.pk)  # the PDF, frozen with the invoice
     if invoice.is_statement:
         return invoice  # nothing to pay: no e-mail, no charge
-    _notify(invoice, "invoice_issued")
+    _notify(invoice, "invoice_issued", condition=INVOICE_NOT_VOID)
     account = BillingAccount.objects.filter(organisation=organisation).first()
     if invoice.card_payable and account is not None and account.has_card:
         outbox_enqueue(CHARGE_JOB, invoice.pk)

@@ -9,6 +9,7 @@ from portal.models import Membership
 
 INVOICE_AUDIENCE = "billing.services.recipients.invoice_audience"
 INVOICE_STILL_OPEN = "billing.services.recipients.invoice_no_longer_open"
+INVOICE_NOT_VOID = "billing.services.recipients.invoice_voided"
 SUBSIDY_AUDIENCE = "billing.services.recipients.subsidy_audience"
 R = Membership.Role
 
@@ -39,6 +40,12 @@ def subsidy_audience(*, grant) -> list:
     pi = grant.application.principal_investigator
     still_member = Membership.objects.filter(organisation_id=grant.organisation_id, user=pi).exists()
     return ([pi] if still_member and pi.is_active else []) + billing_recipients(grant.organisation_id)
+
+
+def invoice_voided(*, invoice) -> str:
+    """Why the e-mail announcing an invoice no longer applies when it is sent: finance voided
+    the invoice before it went out (its "due on" would be wrong); "" otherwise."""
+    return f"invoice {invoice} is void now" if invoice.status == invoice.Status.VOID else ""
 
 
 def invoice_no_longer_open(*, invoice) -> str:

@@ -173,3 +173,18 @@ def test_when_the_pi_role_is_passed_on_and_the_old_pi_leaves_the_new_pi_gets_the
     membership_remove(membership=Membership.objects.get(organisation=org, user=old_pi), actor=owner)
     jobs.run()
     assert told() == sorted([new_pi.email, billing_member(org).email])
+
+
+def test_an_invoice_voided_before_its_e_mail_went_out_is_not_announced(db, jobs):
+    """Finance voided a wrong invoice while its e-mail waited (a slow queue, a mail server down):
+    the members were told "due on …" for an invoice they no longer owe."""
+    from billing.services.invoices import invoice_void
+    from tests.portal.test_review_admin import staff_user
+
+    org, _owner = startup()
+    invoice = queued_invoice(jobs, org)
+    invoice_void(invoice_id=invoice.pk, actor=staff_user("f@centre.kr", "billing.void_invoice"), reason="wrong buyer")
+    jobs.run()
+    assert not [m for m in mail.outbox if invoice.number in m.subject]
+    issued = Mailing.objects.get(template="invoice_issued")
+    assert issued.status == Mailing.Status.SKIPPED and "void" in issued.reason
