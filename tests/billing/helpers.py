@@ -91,3 +91,41 @@ def hour_pack(organisation: Organisation, owner, *, hours: int = 10, krw_per_gpu
         organisation=organisation, gpu_model="H100-80GB", gpu_hours=hours, krw_per_gpu_hour=krw_per_gpu_hour,
         supply_krw=supply, vat_krw=supply // 10, total_krw=supply + supply // 10, bought_by=owner, **extra,
     )  # fmt: skip
+
+
+def run_recording(call, outcomes: list[str], *, before=None) -> None:
+    """Run `call` as a thread's body and append its outcome: "done", the PortalError's code, or
+    the exception's repr; `before` (a barrier's wait) runs first. The thread's connection is
+    closed afterwards (a transactional test's flush would otherwise wait for it)."""
+    from django.db import connection
+
+    from portal.errors import PortalError
+
+    try:
+        if before is not None:
+            before()
+        call()
+        outcomes.append("done")
+    except PortalError as exc:
+        outcomes.append(exc.code)
+    except BaseException as exc:  # noqa: BLE001 - any failure is an outcome to assert on
+        outcomes.append(repr(exc))
+    finally:
+        connection.close()
+
+
+def race(*calls) -> list[str]:
+    """Run the calls at once (a barrier), each in its own thread and database connection; their
+    outcomes as `run_recording` writes them, in the order they finished."""
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+    threads = [
+        threading.Thread(target=run_recording, args=(c, outcomes), kwargs={"before": barrier.wait}) for c in calls
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes

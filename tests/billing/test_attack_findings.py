@@ -27,7 +27,7 @@ from billing.services.transfers import bank_transfer_record
 from portal.errors import PortalError
 from portal.mail import mailing_send
 from portal.models import Mailing
-from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.helpers import at, grant_for, rate_card, run_recording, startup
 from tests.portal.test_review_admin import staff_user
 
 NOV, DEC, JAN = date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
@@ -304,29 +304,15 @@ def _slowed(monkeypatch, name: str, *, hold: float = 1.5):
 
 
 def _at_once(first, second, started) -> list[str]:
-    """`first` in one thread; `second` in another once `started` is set. Outcomes: 'done', a
-    PortalError code, or the exception's repr."""
+    """`first` in one thread; `second` in another once `started` is set. Outcomes as
+    `run_recording` writes them: 'done', a PortalError code, or the exception's repr."""
     import threading
 
-    from django.db import connection
-
     outcomes: list[str] = []
-
-    def run(call):
-        try:
-            call()
-            outcomes.append("done")
-        except PortalError as exc:
-            outcomes.append(exc.code)
-        except BaseException as exc:  # noqa: BLE001
-            outcomes.append(repr(exc))
-        finally:
-            connection.close()
-
-    a = threading.Thread(target=run, args=(first,))
+    a = threading.Thread(target=run_recording, args=(first, outcomes))
     a.start()
     assert started.wait(10)
-    b = threading.Thread(target=run, args=(second,))
+    b = threading.Thread(target=run_recording, args=(second, outcomes))
     b.start()
     a.join()
     b.join()

@@ -14,7 +14,7 @@ from billing.models import BankTransfer, Invoice, StripeEvent
 from billing.services.invoices import invoice_issue, invoice_reissue, invoice_void, organisation_has_overdue_invoice
 from billing.services.payments import stripe_event_process
 from billing.services.transfers import bank_transfer_record
-from tests.billing.helpers import at, grant_for, rate_card, startup
+from tests.billing.helpers import at, grant_for, race, rate_card, startup
 from tests.portal.test_review_admin import staff_user
 
 OCT, NOV, DEC, JAN = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
@@ -118,37 +118,6 @@ def test_a_late_payment_of_the_void_invoice_and_a_bare_total_pay_nothing_after_a
     assert set(Invoice.objects.filter(organisation=org).exclude(pk=nov.pk).values_list("status", flat=True)) == {I.PAID}
 
 
-def _race(*calls) -> list[str]:
-    """Run the calls at once, each in its own thread and database connection."""
-    import threading
-
-    from django.db import connection
-
-    from portal.errors import PortalError
-
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[str] = []
-
-    def run(call):
-        try:
-            barrier.wait()
-            call()
-            outcomes.append("done")
-        except PortalError as exc:
-            outcomes.append(exc.code)
-        except BaseException as exc:  # noqa: BLE001
-            outcomes.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("attempt", range(3))
 def test_voiding_the_collecting_invoice_while_the_next_month_is_invoiced_collects_the_small_amount_once(attempt):
@@ -160,7 +129,7 @@ def test_voiding_the_collecting_invoice_while_the_next_month_is_invoiced_collect
     invoice_issue(organisation_id=org.pk, month=OCT, today=NOV)
     nov, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)  # collects October
     invoice_issue(organisation_id=org.pk, month=DEC, today=JAN)
-    outcomes = _race(
+    outcomes = race(
         lambda: invoice_void(invoice_id=nov.pk, actor=finance, reason="wrong"),
         lambda: invoice_issue(organisation_id=org.pk, month=JAN, today=date(2027, 2, 1)),
     )
