@@ -432,10 +432,7 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
         return invoice
     log.warning("Stripe refused invoice %s for its amount (%s): %s", invoice.pk, code, error)
     if code == "amount_too_small":
-        _transition(invoice, I.CARRIED, reason=f"card payment refused for the amount ({code}): carried forward")
-        invoice.due_on = None  # never due by itself from now on
-        invoice.save(update_fields=["due_on"])
-        grants_resume_after_payment(organisation_id=invoice.organisation_id)
+        _carry_forward(invoice, reason=f"card payment refused for the amount ({code}): carried forward")
         return invoice
     invoice.transfer_only = True
     invoice.due_on = max(invoice.due_on, timezone.localdate() + timedelta(days=settings.INVOICE_DUE_DAYS))
@@ -449,16 +446,39 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
     return invoice
 
 
+def _carry_forward(invoice: Invoice, *, reason: str) -> None:
+    """The open, locked `invoice` is carried forward: not due from now on, collected by the next
+    invoice with an amount; grants suspended for it come back (nothing of it is overdue now)."""
+    _transition(invoice, I.CARRIED, reason=reason)
+    invoice.due_on = None  # never due by itself from now on
+    invoice.save(update_fields=["due_on"])
+    grants_resume_after_payment(organisation_id=invoice.organisation_id)
+
+
+@transaction.atomic
+def invoice_carry_below_minimum(*, invoice_id: int) -> bool:
+    """An open invoice whose amount due is below STRIPE_MIN_CHARGE_KRW (raised after it was
+    issued) is carried forward, as issuing it now would: never sent to Stripe, never turned into
+    a bank transfer. The one rule for the charge job, the Pay button and the daily pass. True
+    when it was carried; an invoice no longer open, or not below the minimum, is left as it is."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    minimum = settings.STRIPE_MIN_CHARGE_KRW
+    if invoice.status != I.OPEN or invoice.amount_due_krw >= minimum:
+        return False
+    _carry_forward(
+        invoice, reason=f"₩{invoice.amount_due_krw:,} is below the minimum card charge ₩{minimum:,}: carried forward"
+    )
+    return True
+
+
 def invoices_carry_below_minimum() -> list[int]:
-    """Open invoices whose amount due is below STRIPE_MIN_CHARGE_KRW (raised after they were
-    issued) are carried forward, as issuing them now would, whether or not the organisation has
-    a saved card (`invoice_charge` does the same for one it is about to charge). Each in its own
-    transaction; returns their ids."""
+    """Every open invoice below the minimum card charge carried forward (`invoice_carry_below_minimum`),
+    whether or not the organisation has a saved card. Each in its own transaction; returns their ids."""
     below = Invoice.objects.filter(status=I.OPEN).alias(due=F("total_krw") + F("carried_krw"))
     ids = list(below.filter(due__lt=settings.STRIPE_MIN_CHARGE_KRW).values_list("pk", flat=True))
     for pk in ids:
         try:
-            invoice_card_amount_refused(invoice_id=pk, code="amount_too_small", error="below the minimum card charge")
+            invoice_carry_below_minimum(invoice_id=pk)
         except Exception:
             log.exception("carrying forward invoice %s below the minimum failed", pk)
     return ids

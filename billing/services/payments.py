@@ -22,6 +22,7 @@ from billing.models import BillingAccount, HourPack, Invoice, Rate, StripeEvent
 from billing.services.consequences import grants_resume_after_funding
 from billing.services.invoices import (
     invoice_card_amount_refused,
+    invoice_carry_below_minimum,
     invoice_mark_paid,
     invoice_payment_failed,
 )
@@ -180,10 +181,7 @@ def invoice_checkout_start(*, invoice: Invoice, user, success_url: str, cancel_u
     _require_payer(user, invoice.organisation)
     if invoice.status != Invoice.Status.OPEN:
         raise PortalError(_("This invoice is not open."), code="not_open")
-    if invoice.amount_due_krw < settings.STRIPE_MIN_CHARGE_KRW:
-        # The minimum was raised after the invoice was issued: carried forward, as the charge job
-        # and the daily pass do, never sent to Stripe nor turned into a bank transfer.
-        invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_small", error="below the minimum")
+    if invoice_carry_below_minimum(invoice_id=invoice.pk):  # the minimum was raised since it was issued
         raise PortalError(str(_CARRIED_MESSAGE), code="carried")
     if not invoice.card_payable:
         raise PortalError(_("This invoice is paid by bank transfer, not by card."), code="transfer")
@@ -223,9 +221,7 @@ def invoice_charge(*, invoice_id: int) -> str:
         invoice = Invoice.objects.select_for_update().select_related("organisation").get(pk=invoice_id)
         if invoice.status != Invoice.Status.OPEN:
             return "not open"
-        if invoice.amount_due_krw < settings.STRIPE_MIN_CHARGE_KRW:
-            # The minimum was raised after the invoice was issued: carry it forward like any other.
-            invoice_card_amount_refused(invoice_id=invoice.pk, code="amount_too_small", error="below the minimum")
+        if invoice_carry_below_minimum(invoice_id=invoice.pk):  # the minimum was raised since it was issued
             return "carried forward"
         if not invoice.card_payable:
             return "by bank transfer"
