@@ -9,6 +9,8 @@ from django import template
 from django.utils import translation
 from django.utils.html import format_html
 
+from portal.templatetags.humanize_krw import won_sign
+
 register = template.Library()
 
 
@@ -39,10 +41,7 @@ def do_both(parser, token) -> BothNode:
 @register.filter
 def won(value: int | None) -> str:
     """Whole won with the won sign and thousands separators, in any language: ₩6,600, -₩5,000."""
-    if value is None:
-        return ""
-    amount = int(value)
-    return f"{'-' if amount < 0 else ''}₩{abs(amount):,}"
+    return "" if value is None else won_sign(int(value))
 
 
 @register.filter

@@ -12,6 +12,12 @@ def krw(value: int | None) -> str:
     if value is None:
         return ""
     number = int(value)
-    amount = f"{abs(number):,}"
-    sign = "-" if number < 0 else ""
-    return f"{sign}{amount}원" if (get_language() or "ko").startswith("ko") else f"{sign}₩{amount}"
+    if not (get_language() or "ko").startswith("ko"):
+        return won_sign(number)
+    return f"{'-' if number < 0 else ''}{abs(number):,}원"
+
+
+def won_sign(number: int) -> str:
+    """Whole won after the won sign, the minus before it: ₩6,600, -₩330 (English pages, and
+    both languages of the stored PDFs)."""
+    return f"{'-' if number < 0 else ''}₩{abs(number):,}"
