@@ -26,7 +26,7 @@ from datetime import UTC, timedelta
 import django_rq
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -188,14 +188,14 @@ class PortalCollector(Collector):
 
     def _invoices(self, now) -> Iterator[Metric]:
         from billing.models import Invoice
+        from billing.models.invoices import AMOUNT_DUE_KRW
 
         today = timezone.localdate(now)
         overdue = Q(due_on__lt=today)
-        # The amount due: an overdue invoice's own total and the carried amounts it collects.
         row = Invoice.objects.filter(status=Invoice.Status.OPEN).aggregate(
             unpaid=Count("id"),
             overdue=Count("id", filter=overdue),
-            overdue_krw=Sum(F("total_krw") + F("carried_krw"), filter=overdue),
+            overdue_krw=Sum(AMOUNT_DUE_KRW, filter=overdue),  # carried amounts it collects included
         )
         yield _gauge("gpu_portal_invoices_unpaid", "Open (unpaid) invoices.", row["unpaid"])
         yield _gauge("gpu_portal_invoices_overdue", "Open invoices past their due date.", row["overdue"])

@@ -28,6 +28,11 @@ class InvoiceQuerySet(models.QuerySet):
         return self.filter(status=Invoice.Status.OPEN, due_on__lt=today or timezone.localdate())
 
 
+# `Invoice.amount_due_krw` in SQL: what paying the invoice settles (its own total and the carried
+# amounts it collects), for queries that filter or sum by it.
+AMOUNT_DUE_KRW = models.F("total_krw") + models.F("carried_krw")
+
+
 class Invoice(models.Model):
     """Only billing.services.invoices sets `status`, following ALLOWED, with an InvoiceEvent."""
 

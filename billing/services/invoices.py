@@ -19,12 +19,12 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from billing import ledger, stripe_client
 from billing.models import BillingAccount, Invoice, InvoiceCounter, InvoiceEvent, InvoiceLine
+from billing.models.invoices import AMOUNT_DUE_KRW
 from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
@@ -474,7 +474,7 @@ def invoice_carry_below_minimum(*, invoice_id: int) -> bool:
 def invoices_carry_below_minimum() -> list[int]:
     """Every open invoice below the minimum card charge carried forward (`invoice_carry_below_minimum`),
     whether or not the organisation has a saved card. Each in its own transaction; returns their ids."""
-    below = Invoice.objects.filter(status=I.OPEN).alias(due=F("total_krw") + F("carried_krw"))
+    below = Invoice.objects.filter(status=I.OPEN).alias(due=AMOUNT_DUE_KRW)
     ids = list(below.filter(due__lt=settings.STRIPE_MIN_CHARGE_KRW).values_list("pk", flat=True))
     for pk in ids:
         try:
