@@ -287,112 +287,103 @@ class InvoiceAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, template, context)
 
-    def transfer_view(self, request, pk: int):
-        """Record a bank transfer paying the invoice (permission `billing.record_transfer`)."""
-        if not request.user.has_perm("billing.record_transfer"):
+    def _action(
+        self, request, pk: int, *, perm: str, form_class, act, title, template: str, check, initial=None, preview=None
+    ):
+        """Every invoice action page has this shape: the permission first (403 without it), the
+        invoice among those this staff user sees (404), the form (`initial(invoice)`); a valid POST
+        runs `act(invoice, cleaned_data)`, which returns (message level, message, id of the invoice
+        to show next) or raises the service's PortalError, shown on the form with what was typed
+        kept. `preview(invoice)`: what the page shows beside the form."""
+        if not request.user.has_perm(perm):
             raise PermissionDenied
-        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = TransferForm(request.POST or None, initial={"amount_krw": invoice.amount_due_krw})
+        invoice = get_object_or_404(self.get_queryset(request).select_related("organisation"), pk=pk)
+        form = form_class(request.POST or None, initial=initial(invoice) if initial else None)
         if request.method == "POST" and form.is_valid():
             try:
-                _transfer, created = bank_transfer_record(
-                    invoice_id=invoice.pk, actor=request.user, **form.cleaned_data
-                )
+                level, message, shown = act(invoice, form.cleaned_data)
             except PortalError as exc:
                 form.add_error(None, exc.message)
             else:
-                if created:
-                    messages.success(request, _("The transfer is recorded and the invoice is paid."))
-                else:
-                    messages.info(request, _("This transfer was already recorded; nothing changed."))
-                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        title = _("Record a bank transfer for invoice %(number)s") % {"number": invoice}
-        return self._page(
-            request, invoice, form, title, "admin/billing/invoice_transfer.html", check=bank_transfer_check
-        )
+                messages.add_message(request, level, message)
+                return redirect(reverse("admin:billing_invoice_change", args=[shown]))
+        extra = {"preview": preview(invoice)} if preview else {}
+        return self._page(request, invoice, form, title % {"number": invoice}, template, check=check, **extra)
+
+    def transfer_view(self, request, pk: int):
+        """Record a bank transfer paying the invoice (permission `billing.record_transfer`)."""
+
+        def act(invoice, data):
+            _transfer, created = bank_transfer_record(invoice_id=invoice.pk, actor=request.user, **data)
+            if created:
+                return messages.SUCCESS, _("The transfer is recorded and the invoice is paid."), invoice.pk
+            return messages.INFO, _("This transfer was already recorded; nothing changed."), invoice.pk
+
+        return self._action(
+            request, pk, perm="billing.record_transfer", form_class=TransferForm, act=act,
+            title=_("Record a bank transfer for invoice %(number)s"), template="admin/billing/invoice_transfer.html",
+            check=bank_transfer_check, initial=lambda invoice: {"amount_krw": invoice.amount_due_krw},
+        )  # fmt: skip
 
     def write_off_view(self, request, pk: int):
         """Write off a carried-forward amount no invoice will collect (permission
         `billing.issue_credit_note`: it issues a credit note)."""
-        if not request.user.has_perm("billing.issue_credit_note"):
-            raise PermissionDenied
-        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = ReasonForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                notes = invoice_write_off(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
-            except PortalError as exc:
-                form.add_error(None, exc.message)
-            else:
-                numbers = ", ".join(n.number for n in notes)
-                messages.success(request, _("Written off with credit note %(number)s.") % {"number": numbers})
-                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        title = _("Write off invoice %(number)s") % {"number": invoice}
-        return self._page(
-            request, invoice, form, title, "admin/billing/invoice_write_off.html", check=invoice_write_off_check
-        )
+
+        def act(invoice, data):
+            notes = invoice_write_off(invoice_id=invoice.pk, actor=request.user, reason=data["reason"])
+            numbers = ", ".join(n.number for n in notes)
+            return messages.SUCCESS, _("Written off with credit note %(number)s.") % {"number": numbers}, invoice.pk
+
+        return self._action(
+            request, pk, perm="billing.issue_credit_note", form_class=ReasonForm, act=act,
+            title=_("Write off invoice %(number)s"), template="admin/billing/invoice_write_off.html",
+            check=invoice_write_off_check,
+        )  # fmt: skip
 
     def void_view(self, request, pk: int):
         """Void an unpaid invoice with a reason (permission `billing.void_invoice`)."""
-        if not request.user.has_perm("billing.void_invoice"):
-            raise PermissionDenied
-        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = ReasonForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                invoice_void(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
-            except PortalError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("The invoice is void."))
-                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        title = _("Void invoice %(number)s") % {"number": invoice}
-        return self._page(request, invoice, form, title, "admin/billing/invoice_void.html", check=invoice_void_check)
+
+        def act(invoice, data):
+            invoice_void(invoice_id=invoice.pk, actor=request.user, reason=data["reason"])
+            return messages.SUCCESS, _("The invoice is void."), invoice.pk
+
+        return self._action(
+            request, pk, perm="billing.void_invoice", form_class=ReasonForm, act=act,
+            title=_("Void invoice %(number)s"), template="admin/billing/invoice_void.html", check=invoice_void_check,
+        )  # fmt: skip
 
     def reissue_view(self, request, pk: int):
         """Re-issue the month of a void invoice (permission `billing.reissue_invoice`): the page
         shows what the month comes to now beside the void invoice, and asks for a reason."""
-        if not request.user.has_perm("billing.reissue_invoice"):
-            raise PermissionDenied
-        invoice = get_object_or_404(self.get_queryset(request).select_related("organisation"), pk=pk)
-        form = ReasonForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                new = invoice_reissue(invoice_id=invoice.pk, actor=request.user, reason=form.cleaned_data["reason"])
-            except PortalError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(
-                    request, _("%(new)s issued; it replaces %(old)s.") % {"new": new, "old": invoice.number}
-                )
-                return redirect(reverse("admin:billing_invoice_change", args=[new.pk]))
-        title = _("Re-issue the month of invoice %(number)s") % {"number": invoice}
-        return self._page(
-            request, invoice, form, title, "admin/billing/invoice_reissue.html",
-            check=invoice_reissue_check, preview=_reissue_preview(invoice),
+
+        def act(invoice, data):
+            new = invoice_reissue(invoice_id=invoice.pk, actor=request.user, reason=data["reason"])
+            return (
+                messages.SUCCESS,
+                _("%(new)s issued; it replaces %(old)s.") % {"new": new, "old": invoice.number},
+                new.pk,
+            )
+
+        return self._action(
+            request, pk, perm="billing.reissue_invoice", form_class=ReasonForm, act=act,
+            title=_("Re-issue the month of invoice %(number)s"), template="admin/billing/invoice_reissue.html",
+            check=invoice_reissue_check, preview=_reissue_preview,
         )  # fmt: skip
 
     def credit_view(self, request, pk: int):
         """Issue a credit note for a paid invoice (permission `billing.issue_credit_note`)."""
-        if not request.user.has_perm("billing.issue_credit_note"):
-            raise PermissionDenied
-        invoice = get_object_or_404(self.get_queryset(request), pk=pk)
-        form = CreditForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                note = credit_note_issue(
-                    invoice_id=invoice.pk,
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                    supply_krw=form.cleaned_data["supply_krw"],
-                )
-            except PortalError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("Credit note %(number)s issued.") % {"number": note.number})
-                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        title = _("Credit note for invoice %(number)s") % {"number": invoice}
-        return self._page(request, invoice, form, title, "admin/billing/invoice_credit.html", check=credit_note_check)
+
+        def act(invoice, data):
+            note = credit_note_issue(
+                invoice_id=invoice.pk, actor=request.user, reason=data["reason"], supply_krw=data["supply_krw"]
+            )
+            return messages.SUCCESS, _("Credit note %(number)s issued.") % {"number": note.number}, invoice.pk
+
+        return self._action(
+            request, pk, perm="billing.issue_credit_note", form_class=CreditForm, act=act,
+            title=_("Credit note for invoice %(number)s"), template="admin/billing/invoice_credit.html",
+            check=credit_note_check,
+        )  # fmt: skip
 
     @admin.action(description=_("Export the selected invoices as CSV"))
     def export_csv(self, request, queryset) -> HttpResponse:
