@@ -109,14 +109,13 @@ def mailing_enqueue(
     return mailing
 
 
-def _finish(mailing: Mailing, new: str, *, reason: str = "", recipients: list[str] | None = None) -> None:
+def _finish(mailing: Mailing, new: str, *, reason: str = "") -> None:
     if not mailing.can_transition(new):
         raise ValueError(f"mailing {mailing.pk} is {mailing.status}, not queued")
     mailing.status = new
     mailing.reason = reason
-    mailing.recipients = recipients or []
     mailing.done_at = timezone.now()
-    mailing.save(update_fields=["status", "reason", "recipients", "done_at"])
+    mailing.save(update_fields=["status", "reason", "done_at"])
     if new == Mailing.Status.SKIPPED:
         log.warning("mailing %s (%s) skipped: %s", mailing.pk, mailing.template, reason)
 
@@ -132,35 +131,56 @@ def _load(refs: dict) -> tuple[dict, str]:
     return objects, ""
 
 
-@transaction.atomic
 def mailing_send(*, mailing_id: int) -> str:
     """Decide the recipients now (current memberships, roles, active accounts) and send each
     their copy in their language. Sent or skipped once: the row is locked and a second run finds
-    it done. Nobody left to tell → skipped with the reason (no error, no retry). A mail server
-    failure rolls back and fails the job, which stays in RQ's failed registry for a retry; that
-    retry decides again and may repeat the copies sent before the failure (at least once)."""
-    mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
-    if mailing is None:
-        return "gone"  # its organisation was deleted
-    if mailing.status != Mailing.Status.QUEUED:
-        return mailing.status
-    objects, missing = _load(mailing.refs)
-    if missing:
-        _finish(mailing, Mailing.Status.SKIPPED, reason=f"{missing} no longer exists")
-        return mailing.status
-    stale = import_string(mailing.condition)(**objects) if mailing.condition else ""
-    if stale:
-        _finish(mailing, Mailing.Status.SKIPPED, reason=f"no longer applies: {stale}")
-        return mailing.status
-    people = _people(mailing.audience, objects)
-    if not people:
-        _finish(mailing, Mailing.Status.SKIPPED, reason=f"nobody left to tell: {_who_is_looked_for(mailing.audience)}")
-        return mailing.status
+    it done. Nobody left to tell → skipped with the reason (no error, no retry). Each copy is
+    recorded as sent in its own transaction, under the row's lock: a mail server failure fails
+    the job (kept in RQ's failed registry for a retry) and the retry sends only the copies still
+    owed, to whoever qualifies then, never a second copy to someone already told."""
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+        if mailing is None:
+            return "gone"  # its organisation was deleted
+        if mailing.status != Mailing.Status.QUEUED:
+            return mailing.status
+        objects, missing = _load(mailing.refs)
+        if missing:
+            _finish(mailing, Mailing.Status.SKIPPED, reason=f"{missing} no longer exists")
+            return mailing.status
+        stale = import_string(mailing.condition)(**objects) if mailing.condition else ""
+        if stale:
+            _finish(mailing, Mailing.Status.SKIPPED, reason=f"no longer applies: {stale}")
+            return mailing.status
+        people = _people(mailing.audience, objects)
+        if not people and not mailing.recipients:
+            reason = f"nobody left to tell: {_who_is_looked_for(mailing.audience)}"
+            _finish(mailing, Mailing.Status.SKIPPED, reason=reason)
+            return mailing.status
     context = {**objects, **mailing.context}
     for user in people:
-        mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
-    _finish(mailing, Mailing.Status.SENT, recipients=[u.email for u in people])
+        if not _send_copy(mailing_id, user, context):
+            return Mailing.Status.SENT  # another run finished it meanwhile
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        if mailing.status == Mailing.Status.QUEUED:
+            _finish(mailing, Mailing.Status.SENT)
     return mailing.status
+
+
+def _send_copy(mailing_id: int, user: User, context: dict) -> bool:
+    """One person's copy, unless this mailing already reached their address; False when the
+    mailing is no longer queued (a concurrent run sent it)."""
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
+        if mailing.status != Mailing.Status.QUEUED:
+            return False
+        if user.email in mailing.recipients:
+            return True
+        mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
+        mailing.recipients = [*mailing.recipients, user.email]
+        mailing.save(update_fields=["recipients"])
+    return True
 
 
 ADDRESS_FIELDS = ("to", "cc", "bcc")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.allocations.conftest import free_port, wait_for_port
+from tests.processes import stop_process
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -91,8 +92,7 @@ def ssh_tunnel(node, username: str, key: Path, socket_path: str, tmp_path: Path)
         wait_for_port(port, timeout=20)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 class WebSocket:

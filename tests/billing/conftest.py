@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
+from tests.processes import stop_process
+
 WEBHOOK_SECRET = "whsec_test_portal"
 
 
@@ -51,8 +53,7 @@ def localstripe_url():
         proc.kill()
         pytest.fail("localstripe did not start")
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_process(proc)
 
 
 @pytest.fixture

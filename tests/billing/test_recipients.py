@@ -6,14 +6,18 @@ left the e-mail is recorded as skipped, with the reason, for staff."""
 
 from __future__ import annotations
 
+import smtplib
 from datetime import date, timedelta
 
+import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
 from billing.services.consequences import grant_subsidy_check
 from billing.services.invoices import invoice_issue, invoice_payment_failed
+from portal.mail import mailing_send
 from portal.models import Mailing, Membership
 from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.factories import MembershipFactory, UserFactory
@@ -188,3 +192,54 @@ def test_an_invoice_voided_before_its_e_mail_went_out_is_not_announced(db, jobs)
     assert not [m for m in mail.outbox if invoice.number in m.subject]
     issued = Mailing.objects.get(template="invoice_issued")
     assert issued.status == Mailing.Status.SKIPPED and "void" in issued.reason
+
+
+class MailServerFailingOnce(locmem.EmailBackend):
+    """The mail server refuses the first message to one address, then takes everything."""
+
+    refuse = set()
+
+    def send_messages(self, messages):
+        for message in messages:
+            refused = self.refuse & set(message.to)
+            if refused:
+                self.refuse -= refused
+                raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+def test_a_mailing_retried_after_the_mail_server_failed_half_way_sends_each_member_one_copy(db, jobs, settings):
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.MailServerFailingOnce"}}
+    org, _owner = startup()
+    first = billing_member(org)
+    second = MembershipFactory(organisation=org, role=R.BILLING, user=UserFactory(email="zz-second@s.kr")).user
+    queued_invoice(jobs, org)
+    mailing = Mailing.objects.get(template="invoice_issued")
+    MailServerFailingOnce.refuse = {second.email}
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        mailing_send(mailing_id=mailing.pk)
+    assert told() == [first.email]
+    mailing.refresh_from_db()
+    assert (mailing.status, mailing.recipients) == (Mailing.Status.QUEUED, [first.email])
+    # The retry (RQ's failed registry, requeued by an operator) sends only the copy still owed.
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    assert told() == sorted([first.email, second.email])
+    mailing.refresh_from_db()
+    assert (mailing.status, sorted(mailing.recipients)) == (Mailing.Status.SENT, sorted([first.email, second.email]))
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT and len(mail.outbox) == 2
+
+
+def test_a_member_removed_before_the_retry_does_not_get_the_copy_the_failure_held_back(db, jobs, settings):
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.MailServerFailingOnce"}}
+    org, _owner = startup()
+    first = billing_member(org)
+    second = MembershipFactory(organisation=org, role=R.BILLING, user=UserFactory(email="zz-second@s.kr")).user
+    queued_invoice(jobs, org)
+    mailing = Mailing.objects.get(template="invoice_issued")
+    MailServerFailingOnce.refuse = {second.email}
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        mailing_send(mailing_id=mailing.pk)
+    Membership.objects.filter(organisation=org, user=second).delete()
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    assert told() == [first.email]
+    assert Mailing.objects.get(pk=mailing.pk).recipients == [first.email]
