@@ -29,7 +29,7 @@ from billing.pdf import invoice_document_store
 from billing.services.consequences import grants_resume_after_payment
 from billing.services.invoicing_runs import invoicing_run_finish, invoicing_run_start, invoicing_run_step
 from billing.services.numbering import next_number
-from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_NOT_VOID, INVOICE_STILL_OPEN
+from billing.services.recipients import INVOICE_AUDIENCE, INVOICE_NOT_VOID, INVOICE_STILL_CARRIED, INVOICE_STILL_OPEN
 from billing.services.statements import organisation_statement, organisations_with_usage
 from portal.errors import PortalError
 from portal.mail import mailing_enqueue
@@ -448,10 +448,12 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
 
 def _carry_forward(invoice: Invoice, *, reason: str) -> None:
     """The open, locked `invoice` is carried forward: not due from now on, collected by the next
-    invoice with an amount; grants suspended for it come back (nothing of it is overdue now)."""
+    invoice with an amount; grants suspended for it come back (nothing of it is overdue now). The
+    billing members were told "due on …" when it was issued: they are told it is not due now."""
     _transition(invoice, I.CARRIED, reason=reason)
     invoice.due_on = None  # never due by itself from now on
     invoice.save(update_fields=["due_on"])
+    _notify(invoice, "invoice_carried", condition=INVOICE_STILL_CARRIED)
     grants_resume_after_payment(organisation_id=invoice.organisation_id)
 
 

@@ -10,6 +10,7 @@ from portal.models import Membership
 INVOICE_AUDIENCE = "billing.services.recipients.invoice_audience"
 INVOICE_STILL_OPEN = "billing.services.recipients.invoice_no_longer_open"
 INVOICE_NOT_VOID = "billing.services.recipients.invoice_voided"
+INVOICE_STILL_CARRIED = "billing.services.recipients.invoice_no_longer_carried"
 SUBSIDY_AUDIENCE = "billing.services.recipients.subsidy_audience"
 R = Membership.Role
 
@@ -52,5 +53,14 @@ def invoice_no_longer_open(*, invoice) -> str:
     """Why an e-mail about an open invoice (a failed charge, payable by transfer only) no longer
     applies when it is sent: the invoice was paid, voided or carried forward since; "" while open."""
     if invoice.status == invoice.Status.OPEN:
+        return ""
+    return f"invoice {invoice} is {invoice.status} now"
+
+
+def invoice_no_longer_carried(*, invoice) -> str:
+    """Why the e-mail saying an invoice is carried forward no longer applies when it is sent:
+    finance voided or wrote it off since; "" while it is carried (collected by a later invoice or
+    not yet: either way it is added to one)."""
+    if invoice.status == invoice.Status.CARRIED:
         return ""
     return f"invoice {invoice} is {invoice.status} now"

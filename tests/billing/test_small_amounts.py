@@ -229,3 +229,63 @@ def test_an_hour_pack_below_the_minimum_charge_is_refused_on_the_form(db, client
     )  # fmt: skip
     assert response.status_code == 400 and "5,000" in response.content.decode()
     assert recorder.requests == []
+
+
+def test_members_told_an_invoice_is_due_hear_when_it_is_carried_forward_instead(db, jobs, settings):
+    """Issued as due on the 15th (₩6,600); the minimum card charge then raised to ₩10,000 and the
+    daily pass carries the invoice forward: the billing member, told "due on …", now hears in
+    their language that nothing is due for it and that it is added to the next invoice."""
+    from billing.services.invoices import invoices_carry_below_minimum
+
+    rate_card("startup", 3000)
+    org, owner = startup()
+    member = billing_member(org)
+    member.language = "en"
+    member.save(update_fields=["language"])
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    with jobs.committed():
+        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    jobs.run()
+    assert [m.to for m in mail.outbox] == [[member.email]] and "Due on 2026-12-15" in mail.outbox[0].body
+    settings.STRIPE_MIN_CHARGE_KRW = 10_000
+    with jobs.committed():
+        assert invoices_carry_below_minimum() == [invoice.pk]
+    jobs.run()
+    carried = mail.outbox[1]
+    assert carried.to == [member.email]
+    assert carried.subject == f"Invoice {invoice.number} is carried forward to your next invoice"
+    assert "₩6,600 is below the smallest card payment" in carried.body
+    assert "Nothing is due for this invoice now." in carried.body
+    # In Korean for a Korean reader, and said once: the next daily pass finds nothing to carry.
+    Membership.objects.filter(organisation=org, role=Membership.Role.BILLING).delete()
+    owner.language = "ko"
+    owner.save(update_fields=["language"])
+    with jobs.committed():
+        assert invoices_carry_below_minimum() == []
+    assert jobs.run() == 0 and len(mail.outbox) == 2
+
+
+def test_the_carried_forward_notice_is_in_korean_and_skipped_once_the_invoice_is_void(db, jobs, settings):
+    from billing.services.invoices import invoice_void, invoices_carry_below_minimum
+    from portal.models import Mailing
+    from tests.portal.test_review_admin import staff_user
+
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    other, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    grant_for(other, intervals=[(at(3, 9), at(3, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    second, _ = invoice_issue(organisation_id=other.pk, month=NOV, today=DEC)
+    settings.STRIPE_MIN_CHARGE_KRW = 10_000
+    with jobs.committed():
+        assert sorted(invoices_carry_below_minimum()) == sorted([invoice.pk, second.pk])
+    # Finance voids the second before its notice went out: its members are not told.
+    invoice_void(invoice_id=second.pk, actor=staff_user("f@centre.kr", "billing.void_invoice"), reason="wrong buyer")
+    jobs.run()
+    (carried,) = [m for m in mail.outbox if "이월" in m.subject]
+    assert carried.subject == f"청구서 {invoice.number}의 금액이 다음 청구서로 이월됩니다"
+    assert carried.to == [billing_member(org).email]
+    assert "지금 이 청구서로 납부할 금액은 없습니다." in carried.body
+    notice = Mailing.objects.get(template="invoice_carried", organisation=other)
+    assert notice.status == Mailing.Status.SKIPPED and "void" in notice.reason
