@@ -67,6 +67,14 @@ def test_the_dashboard_speaks_korean_with_localised_numbers(client, grant):
     assert "지원 GPU 시간" in body
 
 
+def test_the_dashboard_says_why_its_hours_used_and_its_month_can_differ(client, grant):
+    """The usage columns come from hourly usage rows, "This month" from access up to this
+    minute: a reader seeing two numbers of hours is told which is which, in their language."""
+    pi = grant.application.principal_investigator
+    assert "counted up to the last full hour" in dashboard(client, pi)
+    assert "마지막 정각까지 집계합니다" in dashboard(client, pi, "ko")
+
+
 def test_an_idle_notice_and_a_due_invoice_are_shown_as_open_notices(client, grant):
     Notice.objects.create(
         kind=Notice.Kind.IDLE, key=f"idle:{grant.pk}", grant=grant, details={"hours": 6, "threshold": 5}
