@@ -16,6 +16,7 @@ from django.conf import settings
 from PIL import Image
 
 from allocations.models import AccessInterval, Grant, UsageHour
+from allocations.services.usage import usage_hour_build
 from billing.services.invoices import invoice_issue
 from portal.services import applications as svc
 from tests.billing.helpers import at, grant_for
@@ -48,7 +49,7 @@ def three_weeks_of_use(grant: Grant) -> None:
     rng = random.Random(grant.pk)  # noqa: S311 - made-up numbers for pictures
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rows = []
-    for h in range(3, 21 * 24):
+    for h in range(1, 21 * 24):
         hour = now - timedelta(hours=h)
         quiet = rng.random() < 0.25  # nights and weekends: assigned all the same, hardly used
         util = max(0.0, min(100.0, rng.gauss(4 if quiet else 70, 3 if quiet else 15)))
@@ -72,6 +73,9 @@ def test_screenshots(browser, live_server, main_pages, tmp_path):
     older = grant_for(org, intervals=[(at(2, 9, month=10), at(12, 19, month=10))], copay=20, hours=500)
     older.application.title = "Climate downscaling with diffusion models"
     older.application.save(update_fields=["title"])
+    for day in range(2, 13):  # its usage hours, built as the hourly job builds them
+        for hour in range(24):
+            usage_hour_build(hour=datetime(2026, 10, day, hour, tzinfo=UTC))
     app = ApplicationFactory(organisation=org, title="Korean speech foundation model")
     pending = svc.application_submit(application=app, actor=app.principal_investigator)
     # Issued after the submission: an overdue invoice would have made the application ineligible.
