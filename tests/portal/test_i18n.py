@@ -36,6 +36,35 @@ def test_allauth_pages_follow_the_language(client):
     assert "Password" in client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
 
+@pytest.mark.django_db
+def test_a_select_s_empty_choice_is_in_korean(client):
+    """Django 6.1's "- Select an option -" has no Korean in Django's own catalogue: the
+    reviewers' and operators' admin forms showed it in English (portal.django_strings)."""
+    from tests.portal.test_review_admin import staff_user
+
+    client.force_login(staff_user("operator@centre.kr", "portal.add_organisation", "portal.view_organisation"))
+    body = client.get("/admin/portal/organisation/add/").content.decode()
+    assert "- 선택하세요 -" in body and "Select an option" not in body
+    english = client.get("/admin/portal/organisation/add/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "- Select an option -" in english
+
+
+@pytest.mark.django_db
+def test_the_admin_s_logout_page_date_filter_and_calendar_speak_korean(client):
+    """Strings of Django 6.1's admin that its Korean catalogues leave empty (portal.django_strings,
+    locale/ko/LC_MESSAGES/djangojs.po): the calendar of every date field, its time-zone note."""
+    from tests.portal.test_review_admin import staff_user
+
+    with translation.override("ko"):
+        assert translation.gettext("Logout") == "로그아웃"
+        assert translation.gettext("Filter by %(field_name)s") % {"field_name": "x"} == "x(으)로 필터"
+    client.force_login(staff_user("operator@centre.kr", "portal.view_organisation"))
+    catalog = client.get("/admin/jsi18n/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    # The catalogue is JSON with \\u escapes: "오늘 (%(date)s)" and "%(year)s년 %(month)s %(day)s일".
+    assert "\\uc624\\ub298 (%(date)s)" in catalog
+    assert "%(year)s\\ub144 %(month)s %(day)s\\uc77c" in catalog
+
+
 def test_every_marked_string_has_a_korean_translation(tmp_path):
     """makemessages over a copy of the sources: any new or changed string without a Korean
     translation (or marked fuzzy) fails here, naming it."""
