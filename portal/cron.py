@@ -16,6 +16,7 @@ cron.register(clear_expired_sessions_job, queue_name="default", cron="15 4 * * *
 # Jobs and e-mails written while Redis was down (portal/outbox.py).
 cron.register(portal_jobs.outbox_drain_job, queue_name="default", interval=60)
 cron.register(portal_jobs.outbox_prune_job, queue_name="default", cron="25 4 * * *")
+cron.register(portal_jobs.mailings_prune_job, queue_name="default", cron="35 4 * * *")
 # One reconcile job per node, spread over the workers (docs/deployment.md, sizing), on its own
 # queue, which the workers serve after `default`.
 cron.register(allocation_jobs.reconcile_nodes_fanout_job, queue_name=allocation_jobs.RECONCILE_QUEUE, interval=300)

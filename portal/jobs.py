@@ -1,6 +1,6 @@
 """Background jobs of the portal app. Each takes plain values and is safe to retry."""
 
-from portal.mail import mail_send, mailing_send
+from portal.mail import mail_send, mailing_send, mailings_prune
 
 
 def send_email_job(payload: dict) -> int:
@@ -18,6 +18,11 @@ def outbox_drain_job() -> int:
     from portal.outbox import outbox_drain
 
     return outbox_drain()
+
+
+def mailings_prune_job() -> int:
+    """E-mails to organisations done more than MAILING_RETENTION_DAYS ago (portal.mail.mailings_prune)."""
+    return mailings_prune()
 
 
 def outbox_prune_job() -> int:

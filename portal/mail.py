@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from email.utils import parseaddr
 
 from allauth.account.models import EmailAddress
@@ -181,6 +182,15 @@ def _send_copy(mailing_id: int, user: User, context: dict) -> bool:
         mailing.recipients = [*mailing.recipients, user.email]
         mailing.save(update_fields=["recipients"])
     return True
+
+
+def mailings_prune(*, now=None) -> int:
+    """Delete e-mails to organisations sent or skipped more than MAILING_RETENTION_DAYS ago
+    (the admin's record of who was told); queued ones stay until they are sent."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.MAILING_RETENTION_DAYS)
+    done = [Mailing.Status.SENT, Mailing.Status.SKIPPED]
+    deleted, _ = Mailing.objects.filter(status__in=done, done_at__lt=cutoff).delete()
+    return deleted
 
 
 ADDRESS_FIELDS = ("to", "cc", "bcc")

@@ -265,6 +265,10 @@ MAILERS = {
     }
 }
 
+# E-mails to organisations (who was told about an invoice, a payment, a subsidy) stay in the
+# admin this many days after they were sent or skipped; queued ones are never deleted.
+MAILING_RETENTION_DAYS = env_int("MAILING_RETENTION_DAYS", 400)
+
 # One Redis for jobs, cache, allauth's rate limits and used-TOTP-code markers: they must be
 # shared by every process.
 # The cache holds allauth's login and password-reset rate limits and the used-TOTP-code markers:

@@ -243,3 +243,20 @@ def test_a_member_removed_before_the_retry_does_not_get_the_copy_the_failure_hel
     assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
     assert told() == [first.email]
     assert Mailing.objects.get(pk=mailing.pk).recipients == [first.email]
+
+
+def test_e_mails_to_organisations_are_kept_for_the_retention_then_deleted_but_never_while_queued(db, jobs, settings):
+    from portal.mail import mailings_prune
+
+    settings.MAILING_RETENTION_DAYS = 400
+    org, _owner = startup()
+    queued_invoice(jobs, org)
+    jobs.run()
+    sent = Mailing.objects.get(template="invoice_issued")
+    assert sent.status == Mailing.Status.SENT
+    waiting = Mailing.objects.create(template="invoice_paid", audience=sent.audience, refs=sent.refs)
+    old = sent.done_at + timedelta(days=400)
+    Mailing.objects.filter(pk=waiting.pk).update(created_at=sent.done_at - timedelta(days=500))
+    assert mailings_prune(now=old - timedelta(minutes=1)) == 0  # not yet 400 days
+    assert mailings_prune(now=old + timedelta(minutes=1)) == 1
+    assert list(Mailing.objects.values_list("pk", flat=True)) == [waiting.pk]  # queued: kept
