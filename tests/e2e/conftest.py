@@ -48,6 +48,9 @@ def page(browser, live_server):
     context.close()
 
 
+_USED_STEPS: dict[str, int] = {}  # TOTP secret → the last 30-second step whose code was entered
+
+
 def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> None:
     """Sign in through the portal's login form (the admin's too), with the authenticator code of
     `totp_secret` when the account has one (staff)."""
@@ -59,9 +62,13 @@ def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> 
     page.click("main form[action^='/accounts/login/'] button[type=submit]")
     if totp_secret:
         page.wait_for_url("**/2fa/authenticate/**")
-        while 30 - time.time() % 30 < 1:  # a code about to expire may reach the server too late
+        # A code about to expire may reach the server too late, and one already used is refused
+        # (allauth remembers it): a second sign-in within the same 30 s waits for the next code.
+        while 30 - time.time() % 30 < 1 or _USED_STEPS.get(totp_secret) == int(time.time()) // 30:
             time.sleep(0.1)
-        page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, int(time.time()) // 30)))
+        step = int(time.time()) // 30
+        _USED_STEPS[totp_secret] = step
+        page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, step)))
         page.click("main form button[type=submit]")
         page.wait_for_url(lambda url: "/2fa/" not in url)
     page.wait_for_load_state()
