@@ -54,16 +54,36 @@ def provision(grant: Grant) -> Grant:
     return grant
 
 
+# A handshake the node's sshd cut short before authentication (reset, closed: what it does while
+# it reloads, or for a moment under load) is tried again after these pauses, as the portal's own
+# connection does (allocations/ssh.py); an authentication or host-key failure never is.
+HANDSHAKE_RETRY_PAUSES = (0.2, 0.5, 1.2)
+
+
+def _connect(client: paramiko.SSHClient, node, username: str, key: Path) -> None:
+    for pause in (*HANDSHAKE_RETRY_PAUSES, None):
+        try:
+            client.connect(
+                node.address, port=node.ssh_port, username=username, key_filename=str(key),
+                timeout=10, allow_agent=False, look_for_keys=False,
+            )  # fmt: skip
+            return
+        except (paramiko.AuthenticationException, paramiko.BadHostKeyException):
+            raise
+        except (paramiko.SSHException, ConnectionError, EOFError):
+            if pause is None:
+                raise
+            client.close()
+            time.sleep(pause)
+
+
 def ssh_as(node, username: str, key: Path, command: str) -> tuple[int, str]:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     key_type, key_b64 = node.host_key.split()[:2]
     host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
     client.get_host_keys().add(f"[{node.address}]:{node.ssh_port}", key_type, host_key)
-    client.connect(
-        node.address, port=node.ssh_port, username=username, key_filename=str(key),
-        timeout=10, allow_agent=False, look_for_keys=False,
-    )  # fmt: skip
+    _connect(client, node, username, key)
     try:
         _stdin, stdout, _stderr = client.exec_command(command, timeout=20)
         out = stdout.read().decode()
