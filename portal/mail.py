@@ -133,63 +133,63 @@ def _load(refs: dict) -> tuple[dict, str]:
 
 
 def mailing_send(*, mailing_id: int) -> str:
-    """Decide the recipients now (current memberships, roles, active accounts) and send each
-    their copy in their language. Sent or skipped once: the row is locked and a second run finds
-    it done. Nobody left to tell → skipped with the reason (no error, no retry). Each copy is
-    recorded as sent in its own transaction, under the row's lock: a mail server failure fails
-    the job (kept in RQ's failed registry for a retry) and the retry sends only the copies still
-    owed, to whoever qualifies then, never a second copy to someone already told."""
-    with transaction.atomic():
-        mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
-        if mailing is None:
-            return "gone"  # its organisation was deleted
-        if mailing.status != Mailing.Status.QUEUED:
-            return mailing.status
-        objects, missing = _load(mailing.refs)
-        if missing:
-            _finish(mailing, Mailing.Status.SKIPPED, reason=f"{missing} no longer exists")
-            return mailing.status
-        stale = import_string(mailing.condition)(**objects) if mailing.condition else ""
-        if stale:
-            _finish(mailing, Mailing.Status.SKIPPED, reason=f"no longer applies: {stale}")
-            return mailing.status
-        people = _people(mailing.audience, objects)
-        if not people and not mailing.recipients:
-            reason = f"nobody left to tell: {_who_is_looked_for(mailing.audience)}"
-            _finish(mailing, Mailing.Status.SKIPPED, reason=reason)
-            return mailing.status
-    context = {**objects, **mailing.context}
-    for user in people:
-        if not _send_copy(mailing_id, user, context):
-            return Mailing.Status.SENT  # another run finished it meanwhile
-    with transaction.atomic():
-        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
-        if mailing.status == Mailing.Status.QUEUED:
-            _finish(mailing, Mailing.Status.SENT)
+    """Send each person the audience names their copy, in their language, one copy per
+    transaction: under the mailing's row lock the condition and the audience are read again
+    (current memberships, roles, active accounts), the first person still owed a copy is sent
+    it and recorded (`recipients`, `recipient_ids`), and the lock is released. So a member removed
+    or deactivated while earlier copies went out gets none, two runs at once never send one
+    person two copies, and a run that failed (a mail server error: the job stays in RQ's failed
+    registry with its error) sends on retry only the copies still owed, never a second one to a
+    person already told, even at a changed address. Nobody to tell at all → skipped with the
+    reason; told some, then the rest no longer qualify or the e-mail no longer applies → sent,
+    with the reason the others were not. Outside any transaction, as the job runs it: inside one,
+    a failure would roll back the record of copies already delivered."""
+    while True:
+        with transaction.atomic():
+            mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+            if mailing is None:
+                return "gone"  # its organisation was deleted
+            if mailing.status != Mailing.Status.QUEUED:
+                return mailing.status
+            objects, missing = _load(mailing.refs)
+            if missing:
+                return _stop(mailing, f"{missing} no longer exists")
+            stale = import_string(mailing.condition)(**objects) if mailing.condition else ""
+            if stale:
+                return _stop(mailing, f"no longer applies: {stale}")
+            owed = [user for user in _people(mailing.audience, objects) if not _told(mailing, user)]
+            if not owed:
+                return _stop(mailing, f"nobody left to tell: {_who_is_looked_for(mailing.audience)}")
+            user = owed[0]
+            context = {**objects, **mailing.context}
+            mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
+            mailing.recipients = [*mailing.recipients, user.email]
+            mailing.recipient_ids = [*mailing.recipient_ids, user.pk]
+            mailing.save(update_fields=["recipients", "recipient_ids"])
+
+
+def _told(mailing: Mailing, user: User) -> bool:
+    """This person already has their copy (by account, or by address for rows sent before
+    accounts were recorded)."""
+    return user.pk in mailing.recipient_ids or user.email.lower() in {a.lower() for a in mailing.recipients}
+
+
+def _stop(mailing: Mailing, reason: str) -> str:
+    """No copy is owed any more: sent if anyone was told (with why the others were not, unless
+    everybody was), skipped with the reason if nobody was."""
+    if not mailing.recipients:
+        _finish(mailing, Mailing.Status.SKIPPED, reason=reason)
+    else:
+        everyone = reason.startswith("nobody left to tell")
+        _finish(mailing, Mailing.Status.SENT, reason="" if everyone else f"the others not told: {reason}")
     return mailing.status
-
-
-def _send_copy(mailing_id: int, user: User, context: dict) -> bool:
-    """One person's copy, unless this mailing already reached their address; False when the
-    mailing is no longer queued (a concurrent run sent it)."""
-    with transaction.atomic():
-        mailing = Mailing.objects.select_for_update().get(pk=mailing_id)
-        if mailing.status != Mailing.Status.QUEUED:
-            return False
-        if user.email in mailing.recipients:
-            return True
-        mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
-        mailing.recipients = [*mailing.recipients, user.email]
-        mailing.save(update_fields=["recipients"])
-    return True
 
 
 def mailings_prune(*, now=None) -> int:
     """Delete e-mails to organisations sent or skipped more than MAILING_RETENTION_DAYS ago
     (the admin's record of who was told); queued ones stay until they are sent."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.MAILING_RETENTION_DAYS)
-    done = [Mailing.Status.SENT, Mailing.Status.SKIPPED]
-    deleted, _ = Mailing.objects.filter(status__in=done, done_at__lt=cutoff).delete()
+    deleted, _ = Mailing.objects.filter(done_at__lt=cutoff).delete()  # queued ones have no done_at
     return deleted
 
 

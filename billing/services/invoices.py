@@ -449,7 +449,8 @@ def invoice_card_amount_refused(*, invoice_id: int, code: str, error: str) -> In
 def _carry_forward(invoice: Invoice, *, reason: str) -> None:
     """The open, locked `invoice` is carried forward: not due from now on, collected by the next
     invoice with an amount; grants suspended for it come back (nothing of it is overdue now). The
-    billing members were told "due on …" when it was issued: they are told it is not due now."""
+    billing members, told "due on …" by the e-mail announcing it, are told it is not due now
+    (unless that e-mail has not gone out yet: then it says so itself)."""
     _transition(invoice, I.CARRIED, reason=reason)
     invoice.due_on = None  # never due by itself from now on
     invoice.save(update_fields=["due_on"])

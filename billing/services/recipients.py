@@ -5,7 +5,7 @@ billing member, hears nothing more about its money; a deactivated account hears 
 
 from __future__ import annotations
 
-from portal.models import Membership
+from portal.models import Mailing, Membership
 
 INVOICE_AUDIENCE = "billing.services.recipients.invoice_audience"
 INVOICE_STILL_OPEN = "billing.services.recipients.invoice_no_longer_open"
@@ -59,8 +59,21 @@ def invoice_no_longer_open(*, invoice) -> str:
 
 def invoice_no_longer_carried(*, invoice) -> str:
     """Why the e-mail saying an invoice is carried forward no longer applies when it is sent:
-    finance voided or wrote it off since; "" while it is carried (collected by a later invoice or
-    not yet: either way it is added to one)."""
-    if invoice.status == invoice.Status.CARRIED:
-        return ""
-    return f"invoice {invoice} is {invoice.status} now"
+    finance voided or wrote it off since, or the e-mail announcing the invoice is still to go
+    out or went out after the invoice was carried (it is read when sent, so it said so itself:
+    one e-mail, not two); "" while it is carried (collected by a later invoice or not yet:
+    either way it is added to one)."""
+    if invoice.status != invoice.Status.CARRIED:
+        return f"invoice {invoice} is {invoice.status} now"
+    carried = invoice.events.filter(old_status=invoice.Status.OPEN, new_status=invoice.Status.CARRIED)
+    carried_at = carried.order_by("-created_at").values_list("created_at", flat=True).first()
+    ref = [invoice._meta.label_lower, invoice.pk]
+    announcements = Mailing.objects.filter(organisation_id=invoice.organisation_id, template="invoice_issued")
+    for mailing in announcements.exclude(status=Mailing.Status.SKIPPED):
+        if mailing.refs.get("invoice") != ref:
+            continue
+        if mailing.status == Mailing.Status.QUEUED:
+            return f"the e-mail announcing invoice {invoice} is still to go out and says it is carried forward"
+        if carried_at and mailing.done_at and mailing.done_at >= carried_at:
+            return f"the e-mail announcing invoice {invoice} went out after it was carried forward and said so"
+    return ""

@@ -46,6 +46,9 @@ class Mailing(models.Model):
     context = models.JSONField(_("values"), default=dict)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     recipients = models.JSONField(_("recipients"), default=list, help_text=_("Whom it was sent to."))
+    # The accounts of those addresses: a retry never sends a person a second copy, even at an
+    # address changed since (portal.mail.mailing_send).
+    recipient_ids = models.JSONField(_("recipient accounts"), default=list)
     reason = models.TextField(_("reason"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     done_at = models.DateTimeField(_("sent or skipped"), null=True, blank=True)

@@ -36,12 +36,14 @@ def localstripe_url():
     port = _free_port()
     tmp = tempfile.mkdtemp(prefix="localstripe-")
     script = Path(__file__).with_name("localstripe_server.py")
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(port)],
-        env={**os.environ, "TMPDIR": tmp},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = Path(tmp) / "localstripe.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(port)],
+            env={**os.environ, "TMPDIR": tmp},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60  # a loaded CI machine imports aiohttp slowly
     while time.monotonic() < deadline and proc.poll() is None:
@@ -51,8 +53,8 @@ def localstripe_url():
         except requests.RequestException:
             time.sleep(0.1)
     else:
-        proc.kill()
-        pytest.fail("localstripe did not start")
+        stop_process(proc, grace=0)
+        pytest.fail(f"localstripe did not start:\n{log.read_text(errors='replace')[-2000:]}")
     yield url
     stop_process(proc)
 

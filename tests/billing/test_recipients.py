@@ -195,9 +195,11 @@ def test_an_invoice_voided_before_its_e_mail_went_out_is_not_announced(db, jobs)
 
 
 class MailServerFailingOnce(locmem.EmailBackend):
-    """The mail server refuses the first message to one address, then takes everything."""
+    """The mail server refuses the first message to one address, then takes everything;
+    `meanwhile` runs once, while the first message is being delivered (another request's work)."""
 
     refuse = set()
+    meanwhile = None
 
     def send_messages(self, messages):
         for message in messages:
@@ -205,17 +207,32 @@ class MailServerFailingOnce(locmem.EmailBackend):
             if refused:
                 self.refuse -= refused
                 raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        if MailServerFailingOnce.meanwhile:
+            work, MailServerFailingOnce.meanwhile = MailServerFailingOnce.meanwhile, None
+            work()
         return super().send_messages(messages)
 
 
-def test_a_mailing_retried_after_the_mail_server_failed_half_way_sends_each_member_one_copy(db, jobs, settings):
+@pytest.fixture
+def flaky_mail_server(settings):
     settings.MAILERS = {"default": {"BACKEND": f"{__name__}.MailServerFailingOnce"}}
+    yield MailServerFailingOnce
+    MailServerFailingOnce.refuse, MailServerFailingOnce.meanwhile = set(), None
+
+
+def two_billing_members_and_a_waiting_invoice_mail(jobs):
     org, _owner = startup()
     first = billing_member(org)
     second = MembershipFactory(organisation=org, role=R.BILLING, user=UserFactory(email="zz-second@s.kr")).user
-    queued_invoice(jobs, org)
-    mailing = Mailing.objects.get(template="invoice_issued")
-    MailServerFailingOnce.refuse = {second.email}
+    invoice = queued_invoice(jobs, org)
+    return org, first, second, invoice, Mailing.objects.get(template="invoice_issued")
+
+
+def test_a_mailing_retried_after_the_mail_server_failed_half_way_sends_each_member_one_copy(
+    db, jobs, flaky_mail_server
+):
+    _org, first, second, _invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    flaky_mail_server.refuse = {second.email}
     with pytest.raises(smtplib.SMTPServerDisconnected):
         mailing_send(mailing_id=mailing.pk)
     assert told() == [first.email]
@@ -226,23 +243,55 @@ def test_a_mailing_retried_after_the_mail_server_failed_half_way_sends_each_memb
     assert told() == sorted([first.email, second.email])
     mailing.refresh_from_db()
     assert (mailing.status, sorted(mailing.recipients)) == (Mailing.Status.SENT, sorted([first.email, second.email]))
+    assert mailing.reason == ""
     assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT and len(mail.outbox) == 2
 
 
-def test_a_member_removed_before_the_retry_does_not_get_the_copy_the_failure_held_back(db, jobs, settings):
-    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.MailServerFailingOnce"}}
-    org, _owner = startup()
-    first = billing_member(org)
-    second = MembershipFactory(organisation=org, role=R.BILLING, user=UserFactory(email="zz-second@s.kr")).user
-    queued_invoice(jobs, org)
-    mailing = Mailing.objects.get(template="invoice_issued")
-    MailServerFailingOnce.refuse = {second.email}
+def test_a_member_removed_before_the_retry_does_not_get_the_copy_the_failure_held_back(db, jobs, flaky_mail_server):
+    org, first, second, _invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    flaky_mail_server.refuse = {second.email}
     with pytest.raises(smtplib.SMTPServerDisconnected):
         mailing_send(mailing_id=mailing.pk)
     Membership.objects.filter(organisation=org, user=second).delete()
     assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
     assert told() == [first.email]
     assert Mailing.objects.get(pk=mailing.pk).recipients == [first.email]
+
+
+def test_a_member_removed_while_the_first_copy_goes_out_gets_none(db, jobs, flaky_mail_server):
+    org, first, second, _invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    flaky_mail_server.meanwhile = lambda: Membership.objects.filter(organisation=org, user=second).delete()
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    assert told() == [first.email]
+
+
+def test_a_member_who_changed_address_before_the_retry_is_not_sent_a_second_copy(db, jobs, flaky_mail_server):
+    _org, first, second, _invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    flaky_mail_server.refuse = {second.email}
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        mailing_send(mailing_id=mailing.pk)
+    old_address = first.email
+    first.email = "first.new@s.kr"
+    first.save(update_fields=["email"])
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    assert [m.to for m in mail.outbox] == [[old_address], [second.email]]
+
+
+def test_an_invoice_voided_between_the_copies_ends_the_mailing_as_sent_with_why_the_others_were_not(
+    db, jobs, flaky_mail_server
+):
+    from billing.services.invoices import invoice_void
+    from tests.portal.test_review_admin import staff_user
+
+    _org, first, second, invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    flaky_mail_server.refuse = {second.email}
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        mailing_send(mailing_id=mailing.pk)
+    invoice_void(invoice_id=invoice.pk, actor=staff_user("f@centre.kr", "billing.void_invoice"), reason="wrong buyer")
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    mailing.refresh_from_db()
+    assert mailing.recipients == [first.email] and told() == [first.email]
+    assert mailing.reason.startswith("the others not told: no longer applies: ") and "void" in mailing.reason
 
 
 def test_e_mails_to_organisations_are_kept_for_the_retention_then_deleted_but_never_while_queued(db, jobs, settings):
