@@ -5,6 +5,7 @@ is written to the outbox in the caller's transaction, so a Redis outage delays m
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from email.utils import parseaddr
@@ -162,10 +163,26 @@ def mailing_send(*, mailing_id: int) -> str:
                 return _stop(mailing, f"nobody left to tell: {_who_is_looked_for(mailing.audience)}")
             user = owed[0]
             context = {**objects, **mailing.context}
-            mail_render(template=mailing.template, to=user.email, context=context, language=user.language).send()
-            mailing.recipients = [*mailing.recipients, user.email]
+            message = mail_render(template=mailing.template, to=user.email, context=context, language=user.language)
+            if _delivered(message):
+                mailing.recipients = [*mailing.recipients, user.email]
             mailing.recipient_ids = [*mailing.recipient_ids, user.pk]
             mailing.save(update_fields=["recipients", "recipient_ids"])
+
+
+def _delivered(message: EmailMessage) -> bool:
+    """Send one copy. An address the mail server refuses for good (5xx: no such mailbox) is not
+    delivered, logged, and not tried again, so it never holds back the copies after it; any
+    other failure (a temporary refusal, the server away) fails the job for a retry."""
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _text in exc.recipients.values()]
+        if not codes or min(codes) < 500:
+            raise
+        log.warning("e-mail %r refused for good for %s: %s", message.subject, ", ".join(exc.recipients), codes)
+        return False
+    return True
 
 
 def _told(mailing: Mailing, user: User) -> bool:
@@ -175,13 +192,18 @@ def _told(mailing: Mailing, user: User) -> bool:
 
 
 def _stop(mailing: Mailing, reason: str) -> str:
-    """No copy is owed any more: sent if anyone was told (with why the others were not, unless
-    everybody was), skipped with the reason if nobody was."""
-    if not mailing.recipients:
-        _finish(mailing, Mailing.Status.SKIPPED, reason=reason)
+    """No copy is owed any more: sent if anyone was told, with what kept the others from it
+    (addresses the mail server refused for good, or the reason given), skipped if nobody was."""
+    notes = []
+    refused = len(mailing.recipient_ids) - len(mailing.recipients)
+    if refused:
+        notes.append(f"the mail server refused {refused} address(es) for good")
+    if not reason.startswith("nobody left to tell"):  # else every person still qualifying was served
+        notes.append(f"the others not told: {reason}")
+    if mailing.recipients:
+        _finish(mailing, Mailing.Status.SENT, reason="; ".join(notes))
     else:
-        everyone = reason.startswith("nobody left to tell")
-        _finish(mailing, Mailing.Status.SENT, reason="" if everyone else f"the others not told: {reason}")
+        _finish(mailing, Mailing.Status.SKIPPED, reason="; ".join(notes) or reason)
     return mailing.status
 
 

@@ -309,3 +309,26 @@ def test_e_mails_to_organisations_are_kept_for_the_retention_then_deleted_but_ne
     assert mailings_prune(now=old - timedelta(minutes=1)) == 0  # not yet 400 days
     assert mailings_prune(now=old + timedelta(minutes=1)) == 1
     assert list(Mailing.objects.values_list("pk", flat=True)) == [waiting.pk]  # queued: kept
+
+
+class MailServerRefusingAnAddress(locmem.EmailBackend):
+    """The mail server answers 550 (no such mailbox) for one address."""
+
+    refused = ""
+
+    def send_messages(self, messages):
+        for message in messages:
+            if self.refused in message.to:
+                raise smtplib.SMTPRecipientsRefused({self.refused: (550, b"5.1.1 no such mailbox")})
+        return super().send_messages(messages)
+
+
+def test_an_address_refused_for_good_does_not_hold_back_the_copies_after_it(db, jobs, settings):
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.MailServerRefusingAnAddress"}}
+    _org, first, second, _invoice, mailing = two_billing_members_and_a_waiting_invoice_mail(jobs)
+    MailServerRefusingAnAddress.refused = first.email
+    assert mailing_send(mailing_id=mailing.pk) == Mailing.Status.SENT
+    assert told() == [second.email]
+    mailing.refresh_from_db()
+    assert mailing.recipients == [second.email]
+    assert mailing.reason == "the mail server refused 1 address(es) for good"
