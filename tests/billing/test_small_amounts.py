@@ -46,6 +46,18 @@ def pdf_text(client, invoice, tmp_path) -> str:
     return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True).stdout
 
 
+def issued_then_below_a_raised_minimum(jobs, settings):
+    """A startup's ₩6,600 November invoice, issued with its announcement queued; then the minimum
+    card charge raised to ₩10,000."""
+    rate_card("startup", 3000)
+    org, _owner = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    with jobs.committed():
+        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
+    settings.STRIPE_MIN_CHARGE_KRW = 10_000
+    return org, invoice
+
+
 def billing_member(org):
     return org.memberships.get(role=Membership.Role.BILLING).user
 
@@ -269,12 +281,7 @@ def test_an_invoice_carried_before_its_announcement_went_out_is_announced_once_a
     from billing.services.invoices import invoices_carry_below_minimum
     from portal.models import Mailing
 
-    rate_card("startup", 3000)
-    org, _owner = startup()
-    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
-    with jobs.committed():
-        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
-    settings.STRIPE_MIN_CHARGE_KRW = 10_000
+    org, invoice = issued_then_below_a_raised_minimum(jobs, settings)
     with jobs.committed():
         assert invoices_carry_below_minimum() == [invoice.pk]
     jobs.run()
@@ -324,12 +331,7 @@ def test_a_carried_notice_sent_before_the_waiting_announcement_is_skipped_and_th
     from portal.mail import mailing_send
     from portal.models import Mailing
 
-    rate_card("startup", 3000)
-    org, _owner = startup()
-    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
-    with jobs.committed():
-        invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
-    settings.STRIPE_MIN_CHARGE_KRW = 10_000
+    _org, invoice = issued_then_below_a_raised_minimum(jobs, settings)
     invoices_carry_below_minimum()
     notice = Mailing.objects.get(template="invoice_carried")
     assert mailing_send(mailing_id=notice.pk) == Mailing.Status.SKIPPED  # a second worker took it first
