@@ -138,6 +138,21 @@ def managed_user(config: dict, username: str, must_exist: bool = True):
     return entry
 
 
+def nvml_started():
+    """pynvml, initialised: the caller shuts it down (nvmlShutdown) in a `finally`. Optional
+    (nvidia-ml-py): a node without it answers nvml_missing, one without a driver
+    nvml_unavailable."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise AgentError("nvml_missing", "pynvml (nvidia-ml-py) is not installed") from exc
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise AgentError("nvml_unavailable", str(exc)) from exc
+    return pynvml
+
+
 def state_dir(config: dict) -> str:
     path = config["state_dir"]
     os.makedirs(path, mode=0o700, exist_ok=True)

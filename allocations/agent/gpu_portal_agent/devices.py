@@ -6,12 +6,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import signal
 import stat
 import struct
 
-from .common import GPU_ID_RE, MIN_UID, AgentError, _managed_name, _read_record, managed_user, state_dir
+from .common import GPU_ID_RE, MIN_UID, AgentError, _managed_name, _read_record, managed_user, nvml_started, state_dir
+from .userland import real_uid
 
 
 def verb_inventory(data: dict, config: dict) -> dict:
@@ -22,14 +22,7 @@ def verb_inventory(data: dict, config: dict) -> dict:
             recorded = json.load(f)
         devices, driver = recorded["devices"], recorded.get("driver_version", "")
     else:
-        try:
-            import pynvml
-        except ImportError as exc:
-            raise AgentError("nvml_missing", "pynvml (nvidia-ml-py) is not installed") from exc
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            raise AgentError("nvml_unavailable", str(exc)) from exc
+        pynvml = nvml_started()
         try:
             driver = pynvml.nvmlSystemGetDriverVersion()
             devices = []
@@ -218,15 +211,6 @@ def managed_uids(config: dict) -> set:
     return found
 
 
-def _real_uid(pid: str):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            found = re.search(r"^Uid:\s+(\d+)", f.read(), re.M)
-    except OSError:
-        return None
-    return int(found.group(1)) if found else None
-
-
 def kill_device_holders(path: str, allowed: set, managed: set) -> list:
     """Kill the processes of managed accounts not in `allowed` that hold the device open, by
     whatever path they opened it (a bind mount in their own namespace, a copy of the device
@@ -239,7 +223,7 @@ def kill_device_holders(path: str, allowed: set, managed: set) -> list:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        uid = _real_uid(name)
+        uid = real_uid(name)
         if uid is None or uid not in managed or uid in allowed:
             continue
         try:

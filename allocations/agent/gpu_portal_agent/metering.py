@@ -7,30 +7,26 @@ import hashlib
 import json
 import os
 import pwd
-import re
 import time
 
-from .common import SAMPLE_MAX_PROCESSES, SAMPLE_USER_RE, VERSION, AgentError, state_dir
+from .common import SAMPLE_MAX_PROCESSES, SAMPLE_USER_RE, VERSION, AgentError, nvml_started, state_dir
+from .userland import real_uid
 
 # -- metering: samples of every GPU, pushed to the portal ------------------------------------
 
 
 def process_user(pid: int):
     """The unix user a process runs as (real uid), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            found = re.search(r"^Uid:\s+(\d+)", f.read(), re.M)
-    except OSError:
-        return None
-    if not found:
+    uid = real_uid(pid)
+    if uid is None:
         return None
     try:
-        name = pwd.getpwuid(int(found.group(1))).pw_name
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        return found.group(1)
+        return str(uid)
     # The portal refuses a batch naming a user outside its rule (a directory name such as
     # 'LAB\\alice'): such a user is named by uid, so the batch, and the finding, still arrive.
-    return name if SAMPLE_USER_RE.match(name) else found.group(1)
+    return name if SAMPLE_USER_RE.match(name) else str(uid)
 
 
 def _sample_device(device: dict) -> dict:
@@ -82,14 +78,7 @@ def _nvml_optional(call, *args):
 
 
 def _nvml_live_devices() -> list:
-    try:
-        import pynvml
-    except ImportError as exc:
-        raise AgentError("nvml_missing", "pynvml (nvidia-ml-py) is not installed") from exc
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        raise AgentError("nvml_unavailable", str(exc)) from exc
+    pynvml = nvml_started()
     try:
         devices = []
         for i in range(pynvml.nvmlDeviceGetCount()):

@@ -138,6 +138,16 @@ def user_processes(uid: int) -> dict:
     return found
 
 
+def real_uid(pid) -> int | None:
+    """The real uid a process runs as, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            found = re.search(r"^Uid:\s+(\d+)", f.read(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
 def user_pids(uid: int) -> list:
     return sorted(user_processes(uid))
 
