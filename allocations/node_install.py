@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,16 @@ from django.conf import settings
 from allocations import ssh
 
 AGENT_DIR = Path(__file__).with_name("agent")
-AGENT_FILE = AGENT_DIR / "gpu_portal_agent.py"
+AGENT_PACKAGE = AGENT_DIR / "gpu_portal_agent"
+# The module that defines VERSION and CONFIG_PATH (the line install_agent rewrites).
+AGENT_COMMON = AGENT_PACKAGE / "common.py"
+# The node's system python3, isolated (-I): no user site, no PYTHON* variables, no script or
+# working directory on sys.path; only the zip itself (sys.path[0]), the stdlib and the system's
+# root-owned site-packages (pynvml) are importable.
+AGENT_INTERPRETER = b"#!/usr/bin/python3 -I\n"
+# What the zip runs: the package inside it, found through sys.path[0] (the zip) first.
+AGENT_ZIP_MAIN = "import sys\n\nfrom gpu_portal_agent.cli import main\n\nsys.exit(main(sys.argv))\n"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 INSTALLER_FILE = AGENT_DIR / "gpu_portal_install.py"
 DEFAULT_CONFIG_PATH = "/etc/gpu-portal/agent.json"
 PLAIN_PATH = re.compile(r"/[A-Za-z0-9/._-]+")
@@ -38,19 +49,45 @@ class SshdSettings:
     pid_file: str = "/run/sshd.pid"
 
 
-def render_agent(config_path: str = DEFAULT_CONFIG_PATH) -> bytes:
-    """The agent with the node's configuration path baked in, so sudo's digest covers it."""
+def agent_sources(config_path: str = DEFAULT_CONFIG_PATH) -> dict[str, bytes]:
+    """Name in the zip → bytes: the package's modules under `gpu_portal_agent/`, with the node's
+    configuration path on the CONFIG_PATH line, and the zip's `__main__.py`."""
     if not PLAIN_PATH.fullmatch(config_path):
         raise ValueError("config path must be an absolute path of plain characters")
-    source = AGENT_FILE.read_text()
-    rendered, count = re.subn(r'^CONFIG_PATH = "[^"]*"$', f'CONFIG_PATH = "{config_path}"', source, count=1, flags=re.M)
-    if count != 1:
-        raise ValueError("the agent lost its CONFIG_PATH line")
-    return rendered.encode()
+    sources = {}
+    for path in sorted(AGENT_PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if path == AGENT_COMMON:
+            text, count = re.subn(
+                r'^CONFIG_PATH = "[^"]*"$', f'CONFIG_PATH = "{config_path}"', text, count=1, flags=re.M
+            )
+            if count != 1:
+                raise ValueError("the agent lost its CONFIG_PATH line")
+        sources[f"gpu_portal_agent/{path.name}"] = text.encode()
+    sources["__main__.py"] = AGENT_ZIP_MAIN.encode()
+    return sources
+
+
+def render_agent(config_path: str = DEFAULT_CONFIG_PATH) -> bytes:
+    """The agent as one file with the node's configuration path baked in, so sudo's digest
+    covers every module: the interpreter line, then a zip (Python runs a zip with a
+    `__main__.py` directly). Deterministic: the same sources give the same bytes and digest,
+    whenever and wherever rendered (sorted names, fixed dates and modes, stored uncompressed, so
+    no zlib version changes a byte)."""
+    buffer = io.BytesIO()
+    buffer.write(AGENT_INTERPRETER)  # offsets in the zip then count from the file's first byte
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in sorted(agent_sources(config_path).items()):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # unix, so external_attr carries the mode
+            info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+            archive.writestr(info, data)
+    return buffer.getvalue()
 
 
 def agent_version() -> str:
-    found = re.search(r'^VERSION = "([^"]+)"$', AGENT_FILE.read_text(), flags=re.M)
+    found = re.search(r'^VERSION = "([^"]+)"$', AGENT_COMMON.read_text(), flags=re.M)
     return found.group(1) if found else ""
 
 

@@ -3,7 +3,6 @@ NVML replayed) against the live test server: real HTTP, the node's real token.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -14,21 +13,14 @@ from pathlib import Path
 import pytest
 
 from allocations import ssh
+from allocations.agent import gpu_portal_agent as agent
 from allocations.models import GpuSample, Node, SampleBatch
-from allocations.node_install import AGENT_FILE
 from allocations.services import nodes as node_services
 from allocations.services.sample_partitions import forget_known_partitions
 from allocations.services.sample_tokens import node_samples_token_revoke
 from tests.allocations.conftest import bootstrap_node
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def load_agent():
-    spec = importlib.util.spec_from_file_location("gpu_portal_agent_under_test", AGENT_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -114,7 +106,6 @@ def test_a_node_offline_for_an_hour_catches_up_in_order(pushing_node, node_host)
     node, _install = pushing_node
     push_file = Path(node_host.agent_config()["push_config"])
     good = push_file.read_text()
-    agent = load_agent()
     config = {**agent.DEFAULT_CONFIG, **node_host.agent_config()}
     sample = agent.verb_sample({}, config)
     start = time.time() - 3600
@@ -151,7 +142,6 @@ def test_a_revoked_token_keeps_batches_on_the_node(pushing_node, node_host):
 
 
 def test_the_spool_is_bounded_and_counts_what_it_dropped(tmp_path):
-    agent = load_agent()
     config = {**agent.DEFAULT_CONFIG, "state_dir": str(tmp_path / "state"), "spool_max": 5}
     for minute in range(8):
         agent.spool_batch(

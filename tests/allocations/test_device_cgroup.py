@@ -3,14 +3,8 @@ user's GPUs (and the driver's shared files), whatever the device files say. Thes
 no systemd, so the rule the agent would apply is checked as a command line; on the sshd test
 node the agent says it could not set one."""
 
-import importlib.util
-
-from allocations.node_install import AGENT_FILE
+from allocations.agent import gpu_portal_agent as agent
 from tests.allocations.test_node_boundary import researcher  # noqa: F401 - the fixture
-
-spec = importlib.util.spec_from_file_location("gpu_portal_agent", AGENT_FILE)
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
 
 
 def test_the_slice_allows_the_users_gpus_and_the_shared_driver_files_only():

@@ -3,26 +3,18 @@ researcher on a node, an operator's edits. Each test reproduced a finding before
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
 
+from allocations.agent.gpu_portal_agent import metering
 from allocations.models import GpuSample, Node, SampleBatch
-from allocations.node_install import AGENT_FILE
 from allocations.services.findings import misuse_scan
 from tests.allocations.metering_helpers import batch, metered_grant, node_with_gpus, post
 
 pytestmark = pytest.mark.django_db
-
-
-def agent_module():
-    spec = importlib.util.spec_from_file_location("gpu_portal_agent_findings", AGENT_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("field", ["utilization", "power_w", "memory_used_mib", "time", "pid"])
@@ -74,11 +66,10 @@ def test_a_researcher_running_hundreds_of_gpu_processes_does_not_blind_the_node(
     batch of the whole node refused (no utilisation, energy, idle or misuse findings for any
     grant on it). The agent keeps the 256 processes using the most memory, and names a user
     the portal cannot take by its uid (next test)."""
-    agent = agent_module()
     processes = [{"pid": 4_190_000 + i, "usedGpuMemory": (i % 7) * 2**20, "user": "gp1001"} for i in range(300)]
     processes.append({"pid": 99999, "usedGpuMemory": 40 * 2**30, "user": "gp2002"})
     device = {"uuid": "GPU-x", "index": 0, "utilization": {"gpu": 1, "memory": 1}, "compute_processes": processes}
-    sample = agent._sample_device(device)
+    sample = metering._sample_device(device)
     assert len(sample["processes"]) == 256
     assert {"pid": 99999, "user": "gp2002", "memory_mib": 40 * 1024} in sample["processes"]
     assert sample["processes_dropped"] == 45
@@ -94,11 +85,10 @@ def test_a_researcher_running_hundreds_of_gpu_processes_does_not_blind_the_node(
 
 def test_a_process_user_name_the_portal_cannot_take_is_sent_as_its_uid(monkeypatch):
     """A directory user such as 'LAB\\alice' running on a GPU made the batch refused whole."""
-    agent = agent_module()
     import os
 
-    monkeypatch.setattr(agent.pwd, "getpwuid", lambda uid: type("E", (), {"pw_name": "LAB\\alice x"})())
-    assert agent.process_user(os.getpid()) == str(os.getuid())
+    monkeypatch.setattr(metering.pwd, "getpwuid", lambda uid: type("E", (), {"pw_name": "LAB\\alice x"})())
+    assert metering.process_user(os.getpid()) == str(os.getuid())
 
 
 def test_a_node_reporting_another_nodes_lent_gpu_in_its_inventory_does_not_take_it_over():
@@ -297,7 +287,7 @@ def test_a_process_naming_itself_like_a_status_line_is_still_reported_as_its_own
         assert child.stdout.readline() == b"ready\n"
         with open(f"/proc/{child.pid}/status") as f:
             assert "Uid" in f.readline()  # the rename happened: "Name:\tx\\nUid:..." on one line
-        assert agent_module().process_user(child.pid) == "nobody"
+        assert metering.process_user(child.pid) == "nobody"
     finally:
         child.kill()
         child.wait()

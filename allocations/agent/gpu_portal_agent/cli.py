@@ -1,0 +1,64 @@
+"""The verbs sudo lets the provisioning account run, and `main`: one JSON object in on stdin,
+one JSON object out on stdout, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+from .accounts import verb_ensure_account, verb_revoke, verb_set_gpus, verb_set_keys, verb_status
+from .common import VERB_TIMEOUT, VERSION, AgentError, load_config
+from .devices import verb_grant_gpus, verb_inventory, verb_release_gpus
+from .jupyter import verb_start_jupyter, verb_stop_jupyter
+from .metering import verb_push, verb_sample
+
+
+def verb_version(data: dict, config: dict) -> dict:
+    return {"version": VERSION}
+
+
+VERBS = {
+    "version": verb_version,
+    "sample": verb_sample,
+    "push": verb_push,
+    "inventory": verb_inventory,
+    "status": verb_status,
+    "ensure-account": verb_ensure_account,
+    "set-keys": verb_set_keys,
+    "set-gpus": verb_set_gpus,
+    "start-jupyter": verb_start_jupyter,
+    "stop-jupyter": verb_stop_jupyter,
+    "revoke": verb_revoke,
+    "grant-gpus": verb_grant_gpus,
+    "release-gpus": verb_release_gpus,
+}
+
+
+def main(argv: list) -> int:
+    def answer(obj: dict, code: int) -> int:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+        return code
+
+    if len(argv) != 2 or argv[1] not in VERBS:
+        return answer({"ok": False, "error": "bad_verb", "message": f"verbs: {', '.join(sorted(VERBS))}"}, 2)
+
+    def too_long(_signum, _frame):
+        raise AgentError("timeout", f"{argv[1]} did not finish in {VERB_TIMEOUT} s")
+
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(VERB_TIMEOUT)
+    try:
+        raw = sys.stdin.read()
+        data = json.loads(raw) if raw.strip() else {}
+        if not isinstance(data, dict):
+            raise AgentError("bad_input", "input must be a JSON object")
+        result = VERBS[argv[1]](data, load_config())
+    except AgentError as exc:
+        return answer({"ok": False, "error": exc.code, "message": exc.message}, 2)
+    except ValueError as exc:
+        return answer({"ok": False, "error": "bad_input", "message": str(exc)}, 2)
+    except Exception as exc:  # noqa: BLE001 - answer in JSON whatever happens
+        return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
+    return answer({"ok": True, **result}, 0)

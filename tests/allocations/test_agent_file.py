@@ -1,0 +1,109 @@
+"""The agent travels to a node as ONE file that sudo's digest pins: a zipapp of the
+`gpu_portal_agent` package behind the interpreter line. The same sources must give the same
+bytes (else every render would change the digest and an upgrade check could never match), the
+file must run as `./agent` and `python3 agent`, and nothing outside the zip and the stdlib may
+be imported from it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from allocations import node_install
+from allocations.agent import gpu_portal_agent
+from allocations.node_install import AGENT_PACKAGE, agent_version, render_agent
+
+ROOT = Path(__file__).resolve().parents[2]
+REPLAY = ROOT / "tests/fixtures/nvml/h100-sxm-8.json"
+
+
+def installed(tmp_path: Path) -> Path:
+    """The rendered agent written as the installer writes it (0755), with its configuration at
+    a path baked into it."""
+    config_path = tmp_path / "agent.json"
+    config_path.write_text(json.dumps({"nvml_replay": str(REPLAY), "state_dir": str(tmp_path / "state")}))
+    agent = tmp_path / "gpu-portal-agent"
+    agent.write_bytes(render_agent(str(config_path)))
+    agent.chmod(0o755)
+    return agent
+
+
+def run_agent(command: list, *, env: dict | None = None, cwd: Path | None = None) -> tuple[int, dict]:
+    result = subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_the_same_sources_render_the_same_bytes_and_digest_whatever_the_files_dates(tmp_path, monkeypatch):
+    first = render_agent("/etc/gpu-portal/agent.json")
+    copy = tmp_path / "gpu_portal_agent"
+    shutil.copytree(AGENT_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in copy.iterdir():
+        os.utime(path, (2_000_000_000, 2_000_000_000))  # other dates, as a fresh checkout has
+    monkeypatch.setattr(node_install, "AGENT_PACKAGE", copy)
+    monkeypatch.setattr(node_install, "AGENT_COMMON", copy / "common.py")
+    second = render_agent("/etc/gpu-portal/agent.json")
+    assert second == first
+    assert hashlib.sha256(second).hexdigest() == hashlib.sha256(first).hexdigest()
+    (copy / "common.py").write_text((copy / "common.py").read_text() + "\n# a changed line\n")
+    assert hashlib.sha256(render_agent("/etc/gpu-portal/agent.json")).digest() != hashlib.sha256(first).digest()
+
+
+def test_the_file_is_the_interpreter_line_then_a_zip_of_the_package_with_fixed_metadata():
+    rendered = render_agent("/srv/node/agent.json")
+    assert rendered.startswith(b"#!/usr/bin/python3 -I\n")
+    with zipfile.ZipFile(io.BytesIO(rendered)) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        common = archive.read("gpu_portal_agent/common.py").decode()
+    expected = ["__main__.py", *sorted(f"gpu_portal_agent/{p.name}" for p in AGENT_PACKAGE.glob("*.py"))]
+    assert names == sorted(names) == expected
+    assert {(i.date_time, i.compress_type, i.external_attr >> 16) for i in infos} == {
+        ((1980, 1, 1, 0, 0, 0), zipfile.ZIP_STORED, 0o100644)
+    }
+    # The node's configuration path is baked into the one line that defines it.
+    assert 'CONFIG_PATH = "/srv/node/agent.json"\n' in common
+    assert common.count("CONFIG_PATH = ") == 1
+    assert render_agent("/etc/gpu-portal/agent.json") != rendered
+
+
+def test_a_configuration_path_with_other_characters_is_refused():
+    for bad in ("relative/agent.json", '/etc/x" ; import os #', "/etc/agent.json\nVERSION = 9"):
+        with pytest.raises(ValueError):
+            render_agent(bad)
+
+
+def test_the_installed_file_runs_directly_and_through_python3_with_its_baked_configuration(tmp_path):
+    agent = installed(tmp_path)
+    for command in ([str(agent), "version"], ["/usr/bin/python3", str(agent), "version"]):
+        code, answer = run_agent(command)
+        assert (code, answer) == (0, {"ok": True, "version": agent_version()})
+    code, answer = run_agent([str(agent), "inventory"])  # reads the replay named in the baked config
+    assert code == 0 and len(answer["gpus"]) == 8
+    code, answer = run_agent([str(agent), "bogus"])
+    assert code == 2 and answer["error"] == "bad_verb"
+
+
+def test_modules_planted_by_the_caller_are_never_imported_by_the_agent(tmp_path):
+    """PYTHONPATH, the working directory and a package of the agent's own name: with `-I` the
+    zip itself and the stdlib answer every import."""
+    agent = installed(tmp_path)
+    planted = tmp_path / "planted"
+    (planted / "gpu_portal_agent").mkdir(parents=True)
+    for module in ("json.py", "sitecustomize.py", "usercustomize.py", "gpu_portal_agent/__init__.py"):
+        (planted / module).write_text("raise SystemExit('planted module imported')\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py"),
+           "PYTHONINSPECT": "1", "HOME": str(planted)}  # fmt: skip
+    code, answer = run_agent([str(agent), "version"], env=env, cwd=planted)
+    assert (code, answer) == (0, {"ok": True, "version": agent_version()})
+
+
+def test_the_version_the_portal_records_is_the_one_the_package_answers():
+    assert agent_version() == gpu_portal_agent.VERSION != ""
