@@ -122,16 +122,26 @@ def test_the_invoice_csv_shows_the_amount_due_and_which_invoice_collected_a_carr
 # -- Stripe refusing the amount of an overdue invoice ---------------------------------------------
 
 
-def overdue_and_suspended(settings):
-    """A ₩1,100 invoice (100 minutes at a 20 % co-payment), 20 days overdue: the grant is
-    suspended for it."""
+def open_1100_won_invoice(settings):
+    """A startup's open ₩1,100 invoice (100 minutes at a 20 % co-payment) for its grant on a
+    node; overdue invoices suspend after 14 days."""
     settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
     rate_card("startup", 3000)
     org, owner = startup()
     grant = grant_for(org, intervals=[(at(2, 9), at(2, 10, 40))], node=True)
     invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
     assert (invoice.status, invoice.amount_due_krw) == (I.OPEN, 1100)
+    return org, owner, grant, invoice
+
+
+def twenty_days_overdue(invoice) -> None:
     Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=20))
+
+
+def overdue_and_suspended(settings):
+    """The ₩1,100 invoice 20 days overdue: the grant is suspended for it."""
+    org, owner, grant, invoice = open_1100_won_invoice(settings)
+    twenty_days_overdue(invoice)
     assert invoices_enforce_overdue() == [grant.pk]
     grant.refresh_from_db()
     assert (grant.status, grant.status_reason) == (G.SUSPENDED, OVERDUE_REASON)
@@ -217,14 +227,9 @@ def test_an_open_invoice_below_a_raised_minimum_is_carried_forward_with_or_witho
     # was raised after issue. Without a saved card nothing ever calls invoice_charge: the same
     # ₩1,100 invoice stays open, loses its Pay button (card_payable is false), becomes overdue
     # and suspends the grant, where an organisation with a card would owe nothing now.
-    settings.INVOICE_OVERDUE_SUSPEND_DAYS = 14
-    rate_card("startup", 3000)
-    org, _owner = startup()
-    grant = grant_for(org, intervals=[(at(2, 9), at(2, 10, 40))], node=True)
-    invoice, _ = invoice_issue(organisation_id=org.pk, month=NOV, today=DEC)
-    assert (invoice.status, invoice.amount_due_krw) == (I.OPEN, 1100)
+    _org, _owner, grant, invoice = open_1100_won_invoice(settings)
     settings.STRIPE_MIN_CHARGE_KRW = 1500
-    Invoice.objects.filter(pk=invoice.pk).update(due_on=timezone.localdate() - timedelta(days=20))
+    twenty_days_overdue(invoice)
     invoices_enforce_overdue()
     grant.refresh_from_db()
     assert grant.status != G.SUSPENDED
