@@ -56,7 +56,7 @@ def agent_sources(config_path: str = DEFAULT_CONFIG_PATH) -> dict[str, bytes]:
         raise ValueError("config path must be an absolute path of plain characters")
     sources = {}
     for path in sorted(AGENT_PACKAGE.glob("*.py")):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         if path == AGENT_COMMON:
             text, count = re.subn(
                 r'^CONFIG_PATH = "[^"]*"$', f'CONFIG_PATH = "{config_path}"', text, count=1, flags=re.M
@@ -87,7 +87,7 @@ def render_agent(config_path: str = DEFAULT_CONFIG_PATH) -> bytes:
 
 
 def agent_version() -> str:
-    found = re.search(r'^VERSION = "([^"]+)"$', AGENT_COMMON.read_text(), flags=re.M)
+    found = re.search(r'^VERSION = "([^"]+)"$', AGENT_COMMON.read_text(encoding="utf-8"), flags=re.M)
     return found.group(1) if found else ""
 
 
@@ -126,5 +126,5 @@ def installer_program(
         "sshd": {"config": sshd.config, "dropin": sshd.dropin, "pid_file": sshd.pid_file},
     }
     encoded = base64.b64encode(json.dumps(payload).encode()).decode()
-    program = INSTALLER_FILE.read_text() + f'\n\nsys.exit(main("{encoded}"))\n'
+    program = INSTALLER_FILE.read_text(encoding="utf-8") + f'\n\nsys.exit(main("{encoded}"))\n'
     return program.encode(), digest

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -107,3 +108,16 @@ def test_modules_planted_by_the_caller_are_never_imported_by_the_agent(tmp_path)
 
 def test_the_version_the_portal_records_is_the_one_the_package_answers():
     assert agent_version() == gpu_portal_agent.VERSION != ""
+
+
+def test_the_digest_is_the_same_under_a_c_locale_without_utf_8_mode():
+    """An operator's shell or a worker under LANG=C with UTF-8 mode off (PYTHONUTF8=0): the
+    sources hold non-ASCII text (→, °), read as UTF-8 whatever the locale, the same bytes."""
+    code = (
+        "import hashlib; from allocations.node_install import render_agent; "
+        "print(hashlib.sha256(render_agent('/etc/gpu-portal/agent.json')).hexdigest())"
+    )
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == hashlib.sha256(render_agent("/etc/gpu-portal/agent.json")).hexdigest()
