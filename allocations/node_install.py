@@ -21,10 +21,12 @@ AGENT_DIR = Path(__file__).with_name("agent")
 AGENT_PACKAGE = AGENT_DIR / "gpu_portal_agent"
 # The module that defines VERSION and CONFIG_PATH (the line install_agent rewrites).
 AGENT_COMMON = AGENT_PACKAGE / "common.py"
-# The node's system python3, isolated (-I): no user site, no PYTHON* variables, no script or
-# working directory on sys.path; only the zip itself (sys.path[0]), the stdlib and the system's
-# root-owned site-packages (pynvml) are importable.
-AGENT_INTERPRETER = b"#!/usr/bin/python3 -I\n"
+# The node's system python3, isolated (-I: no user site, no PYTHON* variables, no script or
+# working directory on sys.path) and without `site` (-S: no `.pth` file of a site-packages folder
+# runs as root); only the zip itself (sys.path[0]) and the stdlib are importable, and pynvml from
+# a system site-packages folder only root can write (common.system_site_packages). One argument:
+# the kernel passes everything after the interpreter as one.
+AGENT_INTERPRETER = b"#!/usr/bin/python3 -IS\n"
 # What the zip runs: the package inside it, found through sys.path[0] (the zip) first.
 AGENT_ZIP_MAIN = "import sys\n\nfrom gpu_portal_agent.cli import main\n\nsys.exit(main(sys.argv))\n"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -210,7 +210,7 @@ class Connection:
     def run_python_as_root(self, program: bytes, *, use_sudo: bool, what: str) -> dict:
         """Installation only, with an operator credential: run `program` (read from stdin, so
         nothing is staged on the node's disk) as root and return its JSON answer."""
-        command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 -I -"
+        command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 -I -S -"
         status, out, err = self._exec(command, program, COMMAND_TIMEOUT)
         return _agent_answer(what, status, out, err)
 

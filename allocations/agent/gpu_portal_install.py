@@ -1,7 +1,7 @@
 """gpu-portal node installer: run once per node (and again for upgrades) as root, with the
 operator's credential, never through the provisioning account's sudo rule.
 
-The portal sends this program over SSH to `python3 -I -` (as root, or through the operator's
+The portal sends this program over SSH to `python3 -I -S -` (as root, or through the operator's
 own `sudo -n`), with its input appended as one `main(...)` call. Nothing is uploaded to a place
 a node user could write to: the agent's bytes travel inside this program, their SHA-256 is
 checked before anything is written, and every file is written by root into root-owned

@@ -6,6 +6,7 @@ be imported from it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -59,7 +60,7 @@ def test_the_same_sources_render_the_same_bytes_and_digest_whatever_the_files_da
 
 def test_the_file_is_the_interpreter_line_then_a_zip_of_the_package_with_fixed_metadata():
     rendered = render_agent("/srv/node/agent.json")
-    assert rendered.startswith(b"#!/usr/bin/python3 -I\n")
+    assert rendered.startswith(b"#!/usr/bin/python3 -IS\n")
     with zipfile.ZipFile(io.BytesIO(rendered)) as archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
@@ -121,3 +122,66 @@ def test_the_digest_is_the_same_under_a_c_locale_without_utf_8_mode():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == hashlib.sha256(render_agent("/etc/gpu-portal/agent.json")).hexdigest()
+
+
+@contextlib.contextmanager
+def planted_in_system_site_packages(files: dict[str, str]):
+    """Files put into the node python's first system site-packages folder (as someone who can
+    write there would), removed afterwards with the folder if it had to be made."""
+    folder = Path(
+        subprocess.run(
+            ["/usr/bin/python3", "-c", "import site; print(site.getsitepackages()[0])"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    made, cache = not folder.exists(), folder / "__pycache__"
+    cache_made = not cache.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in files]
+    try:
+        for path, text in zip(paths, files.values(), strict=True):
+            path.write_text(text)
+        yield folder
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+            for compiled in cache.glob(f"{path.stem}.*.pyc"):
+                compiled.unlink()
+        if cache_made:
+            shutil.rmtree(cache, ignore_errors=True)
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_pth_file_in_a_system_site_packages_folder_never_runs_as_root(tmp_path):
+    """`python3 -IS`: the site module is off, so a `.pth` file (run by `site` at every start) is
+    not executed by the root agent, whoever could write that folder."""
+    agent = installed(tmp_path)
+    marker = tmp_path / "pth-ran"
+    name = f"zz-gpu-portal-test-{os.getpid()}"
+    with planted_in_system_site_packages({f"{name}.pth": f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"}):
+        code, answer = run_agent([str(agent), "version"])
+    assert (code, answer) == (0, {"ok": True, "version": agent_version()})
+    assert not marker.exists()
+
+
+def test_pynvml_is_found_only_in_a_system_site_packages_folder_that_root_alone_can_write(tmp_path):
+    """The agent's one optional import: from a root-only folder it is used (here a stand-in
+    whose start fails: nvml_unavailable); once the folder is group-writable it is ignored
+    (nvml_missing), so no one but root decides what the root agent imports."""
+    config_path = tmp_path / "agent.json"
+    config_path.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))  # no replay: real NVML
+    agent = tmp_path / "gpu-portal-agent"
+    agent.write_bytes(render_agent(str(config_path)))
+    agent.chmod(0o755)
+    fake = "class NVMLError(Exception):\n    pass\n\ndef nvmlInit():\n    raise NVMLError('stand-in: no driver')\n"
+    with planted_in_system_site_packages({"pynvml.py": fake}) as folder:
+        mode = folder.stat().st_mode
+        code, answer = run_agent([str(agent), "inventory"])
+        assert (code, answer["error"]) == (2, "nvml_unavailable"), answer
+        try:
+            folder.chmod(mode | 0o020)
+            code, answer = run_agent([str(agent), "inventory"])
+        finally:
+            folder.chmod(mode)
+    assert (code, answer["error"]) == (2, "nvml_missing"), answer

@@ -13,8 +13,9 @@ sudo rules or touch any other account: installation is `gpu_portal_install.py`, 
 the operator's credential, and sudo allows the provisioning account only the verbs in `cli`.
 
 A node gets this package as ONE file: `allocations.node_install.render_agent` packs it into a
-deterministic zipapp run by `/usr/bin/python3 -I` (isolated: only the zip and the stdlib, plus
-the system's pynvml, are importable), so sudo's sha256 digest covers every module. Modules:
+deterministic zipapp run by `/usr/bin/python3 -IS` (isolated, without `site`: only the zip and
+the stdlib are importable, plus pynvml from a root-only system folder), so sudo's sha256 digest
+covers every module. Modules:
 `common` (configuration, limits, AgentError, managed names and records), `userland` (a user's
 ~/.ssh files and processes), `accounts`, `jupyter`, `devices` (inventory and GPU isolation),
 `metering` (sample, push) and `cli` (the verbs and main). Relative imports only: the package

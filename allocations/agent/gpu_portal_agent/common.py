@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 
 VERSION = "2.2"
 # Replaced when the portal installs the agent (install_agent), so the configuration lives where
@@ -138,10 +139,39 @@ def managed_user(config: dict, username: str, must_exist: bool = True):
     return entry
 
 
+def root_only(path: str) -> bool:
+    """`path` and every folder above it are owned by root and writable by root alone: nothing
+    found there can have been put there by anyone else."""
+    path = os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def system_site_packages() -> None:
+    """The agent runs without the `site` module (`python3 -IS`: no `.pth` file of any
+    site-packages folder runs as root); its one optional import, pynvml, is looked for in the
+    system's site-packages folders that only root can write."""
+    import site
+
+    for folder in site.getsitepackages():
+        if folder not in sys.path and root_only(folder):
+            sys.path.append(folder)
+
+
 def nvml_started():
     """pynvml, initialised: the caller shuts it down (nvmlShutdown) in a `finally`. Optional
-    (nvidia-ml-py): a node without it answers nvml_missing, one without a driver
-    nvml_unavailable."""
+    (nvidia-ml-py, in a root-only system site-packages folder): a node without it answers
+    nvml_missing, one without a driver nvml_unavailable."""
+    system_site_packages()
     try:
         import pynvml
     except ImportError as exc:
