@@ -138,6 +138,8 @@ def test_the_seeded_finance_user_opens_invoices_and_sees_the_actions_that_apply(
     assert f"/admin/billing/invoice/{paid.pk}/credit/" in page
     for path in ("banktransfer", "creditnote", "hourpack", "billingaccount", "stripeevent", "invoicingrun"):
         assert client.get(f"/admin/billing/{path}/").status_code == 200, path
+    assert client.get("/admin/billing/invoicingrun/start/").status_code == 200  # "Invoice a month"
+    assert client.get("/admin/portal/mailing/").status_code == 200  # did the invoice e-mails go out?
     invoice_void(invoice_id=open_.pk, actor=finance, reason="demo")
     page = client.get(f"/admin/billing/invoice/{open_.pk}/change/").content.decode()
     assert f"/admin/billing/invoice/{open_.pk}/reissue/" in page
@@ -150,3 +152,13 @@ def test_operators_see_memberships_and_the_audit_log_but_reviewers_do_not(client
         client.force_login(User.objects.get(email=email))
         assert client.get("/admin/portal/membership/").status_code == allowed, email
         assert client.get("/admin/portal/organisationauditlog/").status_code == allowed, email
+
+
+@pytest.mark.django_db
+def test_the_demo_operator_verifies_domains_and_keeps_the_institutional_list(client, capsys):
+    call_command("seed_demo")
+    client.force_login(User.objects.get(email="operator@demo-centre.kr"))
+    for path in ("organisationdomain", "institutionaldomain", "mailing"):
+        assert client.get(f"/admin/portal/{path}/").status_code == 200, path
+    assert client.get("/admin/portal/institutionaldomain/add/").status_code == 200
+    assert "verify_domains" in client.get("/admin/portal/organisationdomain/").content.decode()

@@ -91,6 +91,15 @@ GROUP_PERMISSIONS = {
         # the audit log. Reviewers and approvers do not (docs/operations.md, "Demo groups").
         "portal.view_membership",
         "portal.view_organisationauditlog",
+        # docs/operations.md, "Organisations and e-mail domains": operators verify domains and
+        # keep the institutional domain list.
+        "portal.view_organisationdomain",
+        "portal.change_organisationdomain",
+        "portal.add_institutionaldomain",
+        "portal.change_institutionaldomain",
+        "portal.delete_institutionaldomain",
+        "portal.view_institutionaldomain",
+        "portal.view_mailing",
     ],
     "finance": [
         "billing.add_rate",
@@ -112,6 +121,8 @@ GROUP_PERMISSIONS = {
         "billing.issue_credit_note",
         "billing.reissue_invoice",
         "billing.record_transfer",
+        "billing.add_invoicingrun",  # "Invoice a month"
+        "portal.view_mailing",  # whether the invoice e-mails went out, and to whom
     ],
 }
 
