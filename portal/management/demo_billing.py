@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from django.utils import timezone
 
 from allocations.models import AccessInterval, Grant
+from allocations.services.usage import hour_start, usage_hour_build
 from billing.ledger import SEOUL
 from billing.models import Invoice
 from billing.services.invoices import invoices_run
@@ -100,13 +101,19 @@ def seed_past_grant(startup: Organisation) -> Grant:
     )
     for month in (first, last):
         for (d1, h1), (d2, h2) in INTERVALS:
-            AccessInterval.objects.create(
+            interval = AccessInterval.objects.create(
                 grant=grant,
                 gpu_count=GPUS,
                 opened_at=datetime(month.year, month.month, d1, h1, tzinfo=SEOUL),
                 closed_at=datetime(month.year, month.month, d2, h2, tzinfo=SEOUL),
                 close_reason=Grant.Status.SUSPENDED,
             )
+            # Its usage hours, as the hourly job built them at the time (it looks back only as
+            # far as raw samples are kept): the dashboard's "GPU-hours used" agrees with the bill.
+            hour = hour_start(interval.opened_at)
+            while hour < interval.closed_at:
+                usage_hour_build(hour=hour)
+                hour += timedelta(hours=1)
     return grant
 
 

@@ -162,3 +162,18 @@ def test_the_demo_operator_verifies_domains_and_keeps_the_institutional_list(cli
         assert client.get(f"/admin/portal/{path}/").status_code == 200, path
     assert client.get("/admin/portal/institutionaldomain/add/").status_code == 200
     assert "verify_domains" in client.get("/admin/portal/organisationdomain/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_demo_pilot_grant_s_usage_hours_count_what_its_invoices_bill(client, capsys):
+    """The founder's dashboard: "GPU-hours used" (usage hours) and the subsidised hours used
+    (access intervals, what is billed) are the same 432 hours of the ended pilot."""
+    from allocations.models import Grant
+
+    call_command("seed_demo")
+    pilot = Grant.objects.get(application__title="Korean speech model fine-tuning (pilot)")
+    billed = sum((i.closed_at - i.opened_at).total_seconds() / 60 * i.gpu_count for i in pilot.access_intervals.all())
+    assert sum(pilot.usage_hours.values_list("gpu_minutes", flat=True)) == billed == 432 * 60
+    client.force_login(pilot.application.principal_investigator)
+    page = client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "432.0 / 500 (86.4%)" in page  # the grants table, from usage hours
