@@ -1,6 +1,7 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy
 
 from allocations.admin_fleet import fleet_view
 from billing import views as billing_views
@@ -9,7 +10,8 @@ from portal.metrics import metrics_view
 
 # The admin signs in through allauth, so MFA applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
-admin.site.site_header = "GPU Portal"
+admin.site.site_header = gettext_lazy("GPU Portal")
+admin.site.site_title = gettext_lazy("GPU Portal administration")  # the browser tab, not "Django site admin"
 
 portal_patterns = [
     path("", views.home, name="home"),

@@ -59,6 +59,8 @@ def test_the_admin_s_logout_page_date_filter_and_calendar_speak_korean(client):
         assert translation.gettext("Logout") == "로그아웃"
         assert translation.gettext("Filter by %(field_name)s") % {"field_name": "x"} == "x(으)로 필터"
     client.force_login(staff_user("operator@centre.kr", "portal.view_organisation"))
+    index = client.get("/admin/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "<title>사이트 관리 | GPU 포털 관리</title>" in index and "GPU 포털" in index and "Django" not in index
     catalog = client.get("/admin/jsi18n/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     # The catalogue is JSON with \\u escapes: "오늘 (%(date)s)" and "%(year)s년 %(month)s %(day)s일".
     assert "\\uc624\\ub298 (%(date)s)" in catalog
