@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.totp import wait_out_a_closing_step
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--headless",
@@ -64,9 +66,10 @@ def sign_in(page, email: str, password: str, totp_secret: str | None = None) -> 
         page.wait_for_url("**/2fa/authenticate/**")
         # A code about to expire may reach the server too late, and one already used is refused
         # (allauth remembers it): a second sign-in within the same 30 s waits for the next code.
-        while 30 - time.time() % 30 < 1 or _USED_STEPS.get(totp_secret) == int(time.time()) // 30:
+        step = wait_out_a_closing_step()
+        while _USED_STEPS.get(totp_secret) == step:
             time.sleep(0.1)
-        step = int(time.time()) // 30
+            step = wait_out_a_closing_step()
         _USED_STEPS[totp_secret] = step
         page.fill("input[name=code]", format_hotp_value(hotp_value(totp_secret, step)))
         page.click("main form button[type=submit]")

@@ -12,7 +12,7 @@ from django.core import mail
 from portal.middleware import SEEN_KEY, STARTED_KEY
 from portal.services.organisations import invitation_token
 from tests.factories import InvitationFactory, UserFactory
-from tests.portal.test_staff_mfa import current_code
+from tests.totp import current_code
 
 PASSWORD = settings.DEMO_PASSWORD
 NEW_PASSWORD = "a-new-staff-passphrase-2026"
