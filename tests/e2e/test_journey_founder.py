@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from allocations.models import AccessInterval, Grant
 from billing.models import HourPack, Invoice
@@ -69,9 +70,11 @@ def test_a_founder_registers_applies_is_approved_buys_hours_and_downloads_an_inv
     page.select_option("select[name=gpu_model]", "H100-80GB")
     page.fill("input[name=gpu_hours]", "8000")
     preview = page.locator("#cost-preview")
-    assert preview.locator("[data-out=copay]").inner_text() == "₩4,800,000"
-    assert preview.locator("[data-out=vat]").inner_text() == "₩480,000"
-    assert preview.locator("[data-out=value]").inner_text() == "₩24,000,000"
+    # Written by static/js/cost-preview.js (a deferred script, which may run after the typing on
+    # a busy machine): waited for, as the applicant would see it appear.
+    expect(preview.locator("[data-out=copay]")).to_have_text("₩4,800,000", timeout=15_000)
+    expect(preview.locator("[data-out=vat]")).to_have_text("₩480,000", timeout=15_000)
+    expect(preview.locator("[data-out=value]")).to_have_text("₩24,000,000", timeout=15_000)
     application_save(page)
     application_fill_and_submit(page, call, gpu_hours=8000, gpu_count=1)
     assert "was submitted" in page.content()
