@@ -15,6 +15,7 @@ from django.db.models import Count
 REFERENCE = "/bench/reference/"
 SIGNED_IN_FLOOR = "/bench/signed-in/"
 FLOOR_NAME = "signed-in floor: base layout, empty body"
+SIGNED_IN_REFERENCE = "reference page, asked for with a session cookie"
 MEMBERSHIPS = "/admin/portal/membership/?organisation__id__exact="
 AUDIT_LOG = "/admin/portal/organisationauditlog/?organisation__id__exact="
 
@@ -81,6 +82,8 @@ def pages() -> list[Page]:
     return [
         Page("reference: one indexed 20-row query", REFERENCE, None),
         Page(FLOOR_NAME, SIGNED_IN_FLOOR, researcher),
+        # The bare page asked for with a session: the session and the user read, no layout.
+        Page(SIGNED_IN_REFERENCE, REFERENCE, researcher),
         Page("/dashboard/", "/dashboard/", researcher),
         Page("/applications/ (largest organisation's owner)", "/applications/", owner),
         Page("/applications/<id>/", f"/applications/{application.pk}/", researcher),

@@ -23,6 +23,7 @@ SMALL, LARGE = 0.001, 0.005
 BUDGET = {
     "reference: one indexed 20-row query": 1,
     "signed-in floor: base layout, empty body": 2,  # session, user
+    "reference page, asked for with a session cookie": 3,  # session, user, the page's query
     # Session, user, memberships, applications, grants with their use, their access intervals, and
     # the month so far priced for those grants: prepaid hours bought, rates (portal/dashboard.py;
     # an organisation sharing prepaid hours between grants costs its whole statement instead);
