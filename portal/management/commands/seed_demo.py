@@ -319,5 +319,5 @@ class Command(OperatorCommand):
             out.write(line)
         out.write(
             "Staff must enter a TOTP code: `make manage ARGS=demo_totp` prints the current ones"
-            " (or add the secret to an authenticator app, or `oathtool --totp -b SECRET`)."
+            " (or add the secret to an authenticator app)."
         )
