@@ -2,8 +2,9 @@
 
 Django logs a refused request (PermissionDenied → 403, a bad request → 400) with the exception
 attached, so every 403 printed a whole Python traceback although nothing went wrong in the
-portal. A client error is one line (method-independent: "Forbidden (Permission denied): /path");
-a server error (5xx) keeps its traceback, which is what the operator needs to act on it.
+portal. A client error (4xx) is one line ("Forbidden (Permission denied): /path"); a server
+error (5xx) keeps its traceback, which is what the operator needs to act on it. The filter sits
+on the console handler that `django.request` and `django.security` write to (settings.LOGGING).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import io
 import logging
 
 import pytest
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.test import Client, override_settings
 from django.urls import include, path
 
@@ -16,12 +16,21 @@ def refused(request):
     raise PermissionDenied("not yours")
 
 
+def suspicious(request):
+    raise SuspiciousOperation("a forged header")
+
+
 def crashed(request):
     raise ZeroDivisionError("a bug")
 
 
 # The portal's own pages too: the 403 and 500 pages link to them.
-urlpatterns = [path("refused/", refused), path("crashed/", crashed), path("", include("portal.urls"))]
+urlpatterns = [
+    path("refused/", refused),
+    path("crashed/", crashed),
+    path("suspicious/", suspicious),
+    path("", include("portal.urls")),
+]
 
 
 @pytest.fixture
@@ -50,3 +59,11 @@ def test_a_500_is_still_logged_with_its_traceback(console):
     out = console.getvalue()
     assert out.startswith("Internal Server Error: /crashed/")
     assert "Traceback (most recent call last)" in out and "ZeroDivisionError: a bug" in out
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_400_for_a_suspicious_request_is_one_line_too(console):
+    response = Client(raise_request_exception=False).get("/suspicious/")
+    assert response.status_code == 400
+    assert console.getvalue().splitlines() == ["a forged header"]
