@@ -15,6 +15,7 @@ from allocations.models import Grant, JupyterSession, NodeAccount, Notice, Provi
 from allocations.services import jupyter as jupyter_services
 from allocations.services import placement
 from allocations.services.keys import sshkey_add, sshkey_remove
+from allocations.services.provisioning import grant_steps
 from allocations.services.usage import grant_usage_summary
 from allocations.services.usage_charts import grant_usage_panel
 from portal.errors import PortalError
@@ -79,7 +80,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if is_member
         else None
     )
-    tasks = list(grant.tasks.select_related("account").order_by("created_at", "pk"))  # no query per task
+    tasks = grant_steps(grant=grant)  # each step once, its latest run; no query per task
     usage = grant_usage_summary(grant)
     # The dashboard's charts for this grant: one query (its usage per day), none per day.
     charts = grant_usage_panel(grant=grant, usage=usage) if grant.status != Grant.Status.PENDING else None

@@ -446,11 +446,20 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request (403, 400) is one line; a 500 keeps its traceback (portal/logs.py).
+    "filters": {"client_errors_on_one_line": {"()": "portal.logs.ClientErrorsOnOneLine"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_errors_on_one_line"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # paramiko logs every connection at INFO ("Connected (version 2.0 …)"): only its warnings.
-    # weasyprint logs every rendering step of every invoice PDF at INFO.
-    "loggers": {"paramiko": {"level": "WARNING"}, "weasyprint": {"level": "WARNING"}},
+    "loggers": {
+        # paramiko logs every connection at INFO ("Connected (version 2.0 …)"): only its warnings.
+        # weasyprint logs every rendering step of every invoice PDF at INFO.
+        "paramiko": {"level": "WARNING"},
+        "weasyprint": {"level": "WARNING"},
+        # Request errors go to the console handler above only: through "django" they were
+        # printed a second time, traceback and all, by Django's own (DEBUG) console handler.
+        "django.request": {"handlers": ["console"], "propagate": False},
+        "django.security": {"handlers": ["console"], "propagate": False},
+    },
 }
 
 # Demo world (never in production): the shared password of every demo user.

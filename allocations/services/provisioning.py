@@ -70,6 +70,18 @@ def runnable_tasks(node: Node):
     return node.tasks.filter(state__in=ProvisioningTask.OPEN).order_by("created_at", "pk")
 
 
+def grant_steps(*, grant: Grant) -> list[ProvisioningTask]:
+    """The grant's provisioning steps as its members follow them: each step (an action for one
+    account, or for the grant, on one node) once, as its latest run. A node rebuilt or brought
+    back in line (`make clean-demo` then `make run`, a reinstalled node, a key change) runs the
+    same steps again as new tasks; the old, finished runs stay for the operators (admin →
+    Provisioning tasks) but are not listed twice. Steps keep the order they first ran in."""
+    latest: dict[tuple[int, int | None, str], ProvisioningTask] = {}
+    for task in grant.tasks.select_related("account").order_by("created_at", "pk"):  # one query
+        latest[(task.node_id, task.account_id, task.kind)] = task  # a key keeps its first position
+    return list(latest.values())
+
+
 def node_run_tasks(*, node_id: int) -> dict:
     """Run the node's open tasks. Returns {"ran": n, "retry_in": seconds or None, "busy": bool}."""
     with node_lock(node_id) as acquired:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from allocations import devnode, ssh
 from allocations.jobs import grants_place_pending_job
@@ -43,12 +45,17 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
     host = devnode.NodeHost.from_json(node_file.read_text())
     if settings.NODE_ACCOUNT_PREFIX != host.prefix:
         raise CommandError(
-            f"NODE_ACCOUNT_PREFIX is {settings.NODE_ACCOUNT_PREFIX!r} but the demo node manages {host.prefix!r}"
+            _("NODE_ACCOUNT_PREFIX is %(setting)r but the demo node manages %(prefix)r")
+            % {"setting": settings.NODE_ACCOUNT_PREFIX, "prefix": host.prefix}
         )
     if (settings.NODE_UNIX_ID_BASE, settings.NODE_UNIX_ID_MAX) != (host.unix_id_base, host.id_max):
         raise CommandError(
-            f"NODE_UNIX_ID_BASE and NODE_UNIX_ID_MAX are {settings.NODE_UNIX_ID_BASE} and"
-            f" {settings.NODE_UNIX_ID_MAX} but the demo node's uids are {host.unix_id_base + 1}-{host.id_max}"
+            _("NODE_UNIX_ID_BASE and NODE_UNIX_ID_MAX are %(base)s and %(max)s but the demo node's uids are %(uids)s")
+            % {
+                "base": settings.NODE_UNIX_ID_BASE,
+                "max": settings.NODE_UNIX_ID_MAX,
+                "uids": f"{host.unix_id_base + 1}-{host.id_max}",
+            }
         )
     try:
         # Samples go to the running portal, as a real node's push timer sends them (make run
@@ -59,29 +66,50 @@ def seed_demo_node(node_file: Path, out, style) -> Node:
         # Repairs first: a key change queues key updates, which must come after a missing account.
         repairs = reconcile_node(node=node)
     except (ssh.SshError, PortalError) as exc:
-        raise CommandError(f"the demo node could not be set up: {exc.message}") from exc
+        raise CommandError(_("the demo node could not be set up: %(reason)s") % {"reason": exc.message}) from exc
     key_path = demo_researcher_key(host)
     placed = grants_place_pending_job()
     out.write(
         style.SUCCESS(
-            f"Demo GPU node {node.hostname}: {node.gpus.count()} × {node.gpu_model_id}"
-            f" at {node.address}:{node.ssh_port},"
-            f" status {node.status}, host key {node.host_key_fingerprint} (pinned)."
+            _(
+                "Demo GPU node %(host)s: %(count)s × %(model)s at %(address)s, status %(status)s,"
+                " host key %(fingerprint)s (pinned)."
+            )
+            % {
+                "host": node.hostname,
+                "count": node.gpus.count(),
+                "model": node.gpu_model_id,
+                "address": f"{node.address}:{node.ssh_port}",
+                "status": node.status,
+                "fingerprint": node.host_key_fingerprint,
+            }
         )
     )
     if node.status_reason:
         out.write(style.WARNING(f"  {node.status_reason}"))
     if repairs or placed:
-        out.write(f"  Brought in line with the database: {len(repairs)} repairs queued, {len(placed)} grants placed.")
+        queued = ngettext("%(count)d repair queued", "%(count)d repairs queued", len(repairs)) % {"count": len(repairs)}
+        grants = ngettext("%(count)d grant placed", "%(count)d grants placed", len(placed)) % {"count": len(placed)}
+        out.write(
+            "  "
+            + _("Brought in line with the database: %(repairs)s, %(grants)s.") % {"repairs": queued, "grants": grants}
+        )
     out.write(
-        f"  {DEMO_RESEARCHER} has the SSH key {key_path} (registered in the portal). Once a grant is"
-        f" active, its page shows the login; from this machine:\n"
-        f"    ssh -i {key_path} -p {node.ssh_port} {settings.NODE_ACCOUNT_PREFIX}<number>@{node.address}"
+        "  "
+        + _(
+            "%(user)s has the SSH key %(key)s (registered in the portal). Once a grant is active, its page"
+            " shows the login; from this machine:"
+        )
+        % {"user": DEMO_RESEARCHER, "key": key_path}
+        + f"\n    ssh -i {key_path} -p {node.ssh_port} {settings.NODE_ACCOUNT_PREFIX}<number>@{node.address}"
     )
     again = devnode.install_agent_args(host, node.hostname, portal_url=settings.SITE_URL)
     out.write(
-        "  The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again"
-        " (exactly as above: its push file stays in the node's config folder):\n"
-        f'    make manage ARGS="{" ".join(again)}"'
+        "  "
+        + _(
+            "The operator's commands work on it too (docs/nodes.md), e.g. installing the agent again"
+            " (exactly as above: its push file stays in the node's config folder):"
+        )
+        + f'\n    make manage ARGS="{" ".join(again)}"'
     )
     return node

@@ -1,7 +1,11 @@
 """Management commands speak the operator's language, consistently: English unless the
 operator's locale (LANGUAGE, then LC_ALL, LC_MESSAGES, LANG, as gettext reads them) names a
 language the portal has. Without this, a command printed the portal's default language (Korean)
-for messages that come from services and English for its own lines."""
+for messages that come from services and English for its own lines.
+
+Django itself leaves commands in settings.LANGUAGE_CODE (Korean) whatever the locale says, so
+every command of ours derives from OperatorCommand, and writes its own lines with gettext /
+ngettext (named placeholders), translated in locale/ko like the pages."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from portal.progress import elapsed_text
 
@@ -46,6 +51,10 @@ class OperatorCommand(BaseCommand):
     def progress(self, n: int, total: int, text: str) -> None:
         """`[n/N] text (elapsed)`: a command doing long work says how far it has gone."""
         self.stdout.write(f"[{n}/{total}] {text} ({self.elapsed()})")
+
+    def done(self) -> str:
+        """`Done in 4.2 s.`: a command's last line."""
+        return _("Done in %(elapsed)s.") % {"elapsed": self.elapsed()}
 
     def elapsed(self) -> str:
         return elapsed_text(time.monotonic() - (self._began or time.monotonic()))

@@ -133,3 +133,17 @@ def device_acl_uids(path: str):
     except OSError:
         return []
     return agent.acl_uids(value)
+
+
+def wipe_node(node_host, grant: Grant, username: str) -> list[str]:
+    """What a reinstalled node (or `make clean-demo` on the demo node) leaves of a provisioned
+    grant: no account, no keys file, fresh device files without an ACL. Returns the devices."""
+    subprocess.run(["pkill", "-KILL", "-u", username], check=False)
+    time.sleep(0.5)
+    subprocess.run(["userdel", "-r", "-f", username], check=True, capture_output=True)
+    devices = [node_host.device(a.gpu.index) for a in grant.assignments.all()]
+    for device in devices:  # a fresh driver's device files: closed, no ACL
+        os.removexattr(device, "system.posix_acl_access")
+        os.chmod(device, 0o600)
+    Path(node_host.keys_dir, username).unlink(missing_ok=True)
+    return devices

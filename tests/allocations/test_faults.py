@@ -20,7 +20,7 @@ from allocations.services import grants as grant_services
 from allocations.services.jupyter import session_token
 from allocations.services.unix_ids import unix_uid_for
 from tests.allocations.conftest import bootstrap_node, free_port, keygen
-from tests.allocations.helpers import approved_grant, device_acl_uids, provision, ssh_as, user_with_key
+from tests.allocations.helpers import approved_grant, device_acl_uids, provision, ssh_as, user_with_key, wipe_node
 from tests.allocations.jupyter_client import socket_status
 
 T = ProvisioningTask.State
@@ -149,14 +149,7 @@ def test_reconcile_rebuilds_a_node_that_lost_every_account_and_gpu_acl(gpu_node,
     grant = provision(grant)
     account = NodeAccount.objects.get(user=grant.application.principal_investigator)
     session = JupyterSession.objects.get(grant=grant)
-    subprocess.run(["pkill", "-KILL", "-u", account.username], check=False)
-    time.sleep(0.5)
-    subprocess.run(["userdel", "-r", "-f", account.username], check=True, capture_output=True)
-    devices = [node_host.device(a.gpu.index) for a in grant.assignments.all()]
-    for device in devices:  # a fresh driver's device files: closed, no ACL
-        os.removexattr(device, "system.posix_acl_access")
-        os.chmod(device, 0o600)
-    Path(node_host.keys_dir, account.username).unlink(missing_ok=True)
+    devices = wipe_node(node_host, grant, account.username)
 
     created = grant_services.reconcile_node(node=gpu_node)
     assert [t.kind for t in created][:2] == ["ensure-account", "grant-gpus"]

@@ -227,4 +227,4 @@ def test_the_reconcile_command_prints_each_node_as_n_of_n_with_the_elapsed_time(
     line = next(x for x in out.splitlines() if x.startswith("[1/1]"))
     assert gpu_node.hostname in line and line.endswith(" s)")
     assert f"{gpu_node.hostname}: 0 repairs queued" in line  # 0 of what, not a bare number
-    assert "Reconciling 1 nodes." in out and "Done in" in out
+    assert "Reconciling 1 node." in out and "Done in" in out  # one node, not "1 nodes"

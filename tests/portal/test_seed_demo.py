@@ -177,3 +177,31 @@ def test_the_demo_pilot_grant_s_usage_hours_count_what_its_invoices_bill(client,
     client.force_login(pilot.application.principal_investigator)
     page = client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "432.0 / 500 (86.4%)" in page  # the grants table, from usage hours
+
+
+@pytest.mark.django_db
+def test_every_totp_command_the_demo_suggests_runs_here_and_prints_a_valid_code_for_each_staff_user(capsys):
+    """The start-up output suggested `oathtool`, which this machine does not have (nor does
+    scripts/bootstrap.sh install it): each command it names must work with what is installed."""
+    import shlex
+    import shutil
+
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    call_command("seed_demo")
+    hint = next(line for line in capsys.readouterr().out.splitlines() if "demo_totp" in line)
+    commands = hint.split("`")[1::2]
+    assert commands
+    for command in commands:
+        words = shlex.split(command)
+        if words[:2] != ["make", "manage"]:
+            assert shutil.which(words[0]), f"{words[0]} is not installed: {hint}"
+            continue
+        assert shutil.which("make")
+        args = shlex.split(next(w for w in words if w.startswith("ARGS=")).removeprefix("ARGS="))
+        call_command(*args)
+        printed = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines() if "@" in line)
+        staff = Authenticator.objects.filter(user__is_staff=True, type="totp").select_related("user")
+        assert len(staff) == 5
+        for totp in staff:
+            assert TOTP(totp).validate_code(printed[totp.user.email]), totp.user.email

@@ -1,12 +1,18 @@
-"""Register a GPU node and pin its SSH host key after the operator confirms the fingerprint."""
+"""Register a GPU node and pin its SSH host key after the operator confirms the fingerprint.
+Prints in the operator's language (OperatorCommand)."""
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
 
 from allocations import ssh
 from allocations.models import GpuModel, Node
 from allocations.services import nodes
 from portal.errors import PortalError
 from portal.management.operator import OperatorCommand
+
+
+def where(node: Node) -> str:
+    return f"{node.address}:{node.ssh_port}"
 
 
 class Command(OperatorCommand):
@@ -28,9 +34,10 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **opts) -> None:
         if not GpuModel.objects.filter(pk=opts["gpu_model"]).exists():
-            codes = ", ".join(GpuModel.objects.values_list("code", flat=True)) or "none yet"
+            codes = ", ".join(GpuModel.objects.values_list("code", flat=True)) or _("none yet")
             raise CommandError(
-                f"no GPU model {opts['gpu_model']!r} (known: {codes}); add it in the admin (GPU models) first"
+                _("no GPU model %(model)r (known: %(codes)s); add it in the admin (GPU models) first")
+                % {"model": opts["gpu_model"], "codes": codes}
             )
         node = Node.objects.filter(hostname=opts["hostname"]).first()
         if node is None:
@@ -44,29 +51,43 @@ class Command(OperatorCommand):
                     agent_path=opts["agent_path"],
                 )
             except Exception as exc:
-                raise CommandError(f"cannot register {opts['hostname']}: {exc}") from exc
-            self.stdout.write(f"Registered {node.hostname} ({node.address}:{node.ssh_port}).")
+                raise CommandError(
+                    _("cannot register %(host)s: %(error)s") % {"host": opts["hostname"], "error": exc}
+                ) from exc
+            self.stdout.write(_("Registered %(host)s (%(address)s).") % {"host": node.hostname, "address": where(node)})
         else:
             self.refuse_changes(node, opts)
-        self.progress(1, 2, f"{node.hostname}: fetching the host key from {node.address}:{node.ssh_port}")
+        self.progress(
+            1,
+            2,
+            _("%(host)s: fetching the host key from %(address)s") % {"host": node.hostname, "address": where(node)},
+        )
         try:
             key_line = nodes.node_fetch_host_key(node=node)
         except ssh.SshError as exc:
             raise CommandError(exc.message) from exc
         fp = ssh.fingerprint(key_line)
-        self.stdout.write(f"The node presents host key {key_line.split()[0]} {fp}")
+        self.stdout.write(
+            _("The node presents host key %(type)s %(fingerprint)s") % {"type": key_line.split()[0], "fingerprint": fp}
+        )
         if node.host_key and node.host_key_fingerprint == fp:
-            self.stdout.write(self.style.SUCCESS("This key is already pinned."))
+            self.stdout.write(self.style.SUCCESS(_("This key is already pinned.")))
             return
         if node.host_key:
-            self.stdout.write(self.style.WARNING(f"A different key is pinned: {node.host_key_fingerprint}"))
-        confirmed = opts["fingerprint"] or input("Type the fingerprint you verified on the node to pin it: ")
-        self.progress(2, 2, f"{node.hostname}: pinning {fp}")
+            self.stdout.write(
+                self.style.WARNING(
+                    _("A different key is pinned: %(fingerprint)s") % {"fingerprint": node.host_key_fingerprint}
+                )
+            )
+        confirmed = opts["fingerprint"] or input(_("Type the fingerprint you verified on the node to pin it: "))
+        self.progress(2, 2, _("%(host)s: pinning %(fingerprint)s") % {"host": node.hostname, "fingerprint": fp})
         try:
             nodes.node_pin_host_key(node=node, key_line=key_line, confirmed_fingerprint=confirmed)
         except PortalError as exc:
-            raise CommandError(f"not pinned: {exc.message}") from exc
-        self.stdout.write(self.style.SUCCESS(f"Pinned {fp} for {node.hostname}."))
+            raise CommandError(_("not pinned: %(reason)s") % {"reason": exc.message}) from exc
+        self.stdout.write(
+            self.style.SUCCESS(_("Pinned %(fingerprint)s for %(host)s.") % {"fingerprint": fp, "host": node.hostname})
+        )
 
     def refuse_changes(self, node: Node, opts: dict) -> None:
         """A registered hostname with other settings: say which differ instead of quietly
@@ -78,9 +99,16 @@ class Command(OperatorCommand):
             "--gpu-model": (node.gpu_model_id, opts["gpu_model"]),
             "--agent-path": (node.agent_path, opts["agent_path"] or node.agent_path),
         }
-        differ = [f"{name} {old} (you typed {new})" for name, (old, new) in typed.items() if str(old) != str(new)]
+        differ = [
+            _("%(option)s %(old)s (you typed %(new)s)") % {"option": name, "old": old, "new": new}
+            for name, (old, new) in typed.items()
+            if str(old) != str(new)
+        ]
         if differ:
             raise CommandError(
-                f"{node.hostname} is already registered with {', '.join(differ)}. Nothing was changed: "
-                "change the node in the admin (Nodes), or register the new machine under another hostname."
+                _(
+                    "%(host)s is already registered with %(settings)s. Nothing was changed: change the node in"
+                    " the admin (Nodes), or register the new machine under another hostname."
+                )
+                % {"host": node.hostname, "settings": ", ".join(differ)}
             )

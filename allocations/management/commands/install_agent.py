@@ -1,8 +1,10 @@
 """Install (or upgrade) the node agent with an operator credential, then read the GPU inventory
-through the restricted provisioning account."""
+through the restricted provisioning account. Prints in the operator's language (OperatorCommand)."""
 
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from allocations import ssh
 from allocations.models import Node
@@ -12,7 +14,7 @@ from allocations.services.node_status import node_report_inventory
 from portal.management.operator import OperatorCommand
 
 NVML_ERRORS = {"nvml_missing", "nvml_unavailable"}
-NO_NVML = (
+NO_NVML = gettext_lazy(
     "The agent is installed on %(node)s but cannot read its GPUs (%(error)s); the node stays offline with"
     " that reason. Install the NVIDIA driver and nvidia-ml-py for the node's system python3 (docs/nodes.md,"
     " step 1) and run install_agent again. A test or demo machine without GPUs can replay a recorded NVML"
@@ -49,12 +51,17 @@ class Command(OperatorCommand):
     def handle(self, *args, **opts) -> None:
         node = Node.objects.filter(hostname=opts["hostname"]).first()
         if node is None:
-            raise CommandError(f"unknown node {opts['hostname']}: register it with add_node first")
+            raise CommandError(_("unknown node %(host)s: register it with add_node first") % {"host": opts["hostname"]})
         if not node.host_key:
-            raise CommandError(f"{node.hostname} has no pinned host key: run add_node first")
+            raise CommandError(_("%(host)s has no pinned host key: run add_node first") % {"host": node.hostname})
         try:
             public_key = ssh.ensure_key_pair(settings.PROVISIONING_SSH_KEY)
-            self.progress(1, 2, f"{node.hostname}: installing the agent as {opts['operator_user']}")
+            self.progress(
+                1,
+                2,
+                _("%(host)s: installing the agent as %(user)s")
+                % {"host": node.hostname, "user": opts["operator_user"]},
+            )
             answer = nodes.node_install_agent(
                 node=node,
                 operator_user=opts["operator_user"],
@@ -80,9 +87,14 @@ class Command(OperatorCommand):
                     config=opts["sshd_config"], dropin=opts["sshd_dropin"], pid_file=opts["sshd_pid_file"]
                 ),
             )
-            self.stdout.write(f"Agent {answer['version']} installed (sha256 {answer['sha256']}).")
-            self.stdout.write(f"Samples: {answer.get('push') or 'not configured'}.")
-            self.progress(2, 2, f"{node.hostname}: reading the GPUs as {node.ssh_username}")
+            self.stdout.write(
+                _("Agent %(version)s installed (sha256 %(sha256)s).")
+                % {"version": answer["version"], "sha256": answer["sha256"]}
+            )
+            self.stdout.write(_("Samples: %(push)s.") % {"push": answer.get("push") or _("not configured")})
+            self.progress(
+                2, 2, _("%(host)s: reading the GPUs as %(user)s") % {"host": node.hostname, "user": node.ssh_username}
+            )
             gpus = nodes.node_inventory(node=node)
         except ssh.SshError as exc:
             if exc.code in NVML_ERRORS:
@@ -90,7 +102,12 @@ class Command(OperatorCommand):
                 raise CommandError(NO_NVML % {"node": node.hostname, "error": exc.message}) from exc
             raise CommandError(exc.message) from exc
         node.refresh_from_db()
-        self.stdout.write(self.style.SUCCESS(f"{node.hostname}: {len(gpus)} GPUs, status {node.status}."))
+        found = ngettext(
+            "%(host)s: %(count)d GPU, status %(status)s.", "%(host)s: %(count)d GPUs, status %(status)s.", len(gpus)
+        )
+        self.stdout.write(
+            self.style.SUCCESS(found % {"host": node.hostname, "count": len(gpus), "status": node.status})
+        )
         if node.status_reason:
             self.stdout.write(self.style.WARNING(node.status_reason))
-        self.stdout.write(f"Done in {self.elapsed()}.")
+        self.stdout.write(self.done())

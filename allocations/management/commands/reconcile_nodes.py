@@ -1,4 +1,8 @@
-"""Compare every node with what the database wants and repair drift now (also run periodically)."""
+"""Compare every node with what the database wants and repair drift now (also run periodically).
+Prints in the operator's language (OperatorCommand)."""
+
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from allocations.jobs import node_tasks_job, reconcile_node_job
 from allocations.models import Node, ProvisioningTask
@@ -8,19 +12,20 @@ from portal.management.operator import OperatorCommand
 def reconciled(outcome: int | str | None) -> str:
     """What `reconcile_node_job` found: repairs queued, why the node could not be asked, or gone."""
     if outcome is None:
-        return "no longer registered"
+        return _("no longer registered")
     if isinstance(outcome, str):
         return outcome
-    return f"{outcome} repair{'' if outcome == 1 else 's'} queued"
+    return ngettext("%(count)d repair queued", "%(count)d repairs queued", outcome) % {"count": outcome}
 
 
 def repairs_run(outcome: dict) -> str:
     """What `node_tasks_job` did: tasks run, and when the rest is tried again."""
-    text = f"{outcome['ran']} task{'' if outcome['ran'] == 1 else 's'} run"
+    ran = outcome["ran"]
+    text = ngettext("%(count)d task run", "%(count)d tasks run", ran) % {"count": ran}
     if outcome.get("busy"):
-        text += ", another worker holds the node"
+        text += _(", another worker holds the node")
     if outcome.get("retry_in"):
-        text += f", the rest again in {outcome['retry_in']} s"
+        text += _(", the rest again in %(seconds)s s") % {"seconds": outcome["retry_in"]}
     return text
 
 
@@ -29,7 +34,9 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **opts) -> None:
         nodes = list(Node.objects.exclude(host_key="").order_by("hostname").values_list("pk", "hostname"))
-        self.stdout.write(f"Reconciling {len(nodes)} nodes.")
+        self.stdout.write(
+            ngettext("Reconciling %(count)d node.", "Reconciling %(count)d nodes.", len(nodes)) % {"count": len(nodes)}
+        )
         for n, (pk, hostname) in enumerate(nodes, 1):
             self.progress(n, len(nodes), f"{hostname}: {reconciled(reconcile_node_job(pk))}")
         busy = list(
@@ -39,7 +46,10 @@ class Command(OperatorCommand):
             .values_list("pk", "hostname")
         )
         if busy:
-            self.stdout.write(f"Running the repairs on {len(busy)} nodes.")
+            self.stdout.write(
+                ngettext("Running the repairs on %(count)d node.", "Running the repairs on %(count)d nodes.", len(busy))
+                % {"count": len(busy)}
+            )
         for n, (pk, hostname) in enumerate(busy, 1):
             self.progress(n, len(busy), f"{hostname}: {repairs_run(node_tasks_job(pk))}")
-        self.stdout.write(self.style.SUCCESS(f"Done in {self.elapsed()}."))
+        self.stdout.write(self.style.SUCCESS(self.done()))

@@ -1,9 +1,14 @@
-"""Issue the monthly invoices now (the periodic job does the same on the 1st at 03:00 Seoul)."""
+"""Issue the monthly invoices now (the periodic job does the same on the 1st at 03:00 Seoul).
+The command's own messages are in the operator's language (OperatorCommand); the progress lines
+come from `invoices_run`, which also records them on the invoicing run the admin shows, in English
+whoever starts the run (the monthly job has no operator)."""
 
 from datetime import date
 
 from django.core.management.base import CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from billing.services.invoices import invoices_run
 from portal.management.operator import OperatorCommand
@@ -14,7 +19,7 @@ def parse_month(value: str) -> date:
         year, month = (int(p) for p in value.split("-"))
         return date(year, month, 1)
     except ValueError as exc:
-        raise CommandError(f"--month must be YYYY-MM, not {value!r}") from exc
+        raise CommandError(_("--month must be YYYY-MM, not %(value)r") % {"value": value}) from exc
 
 
 class Command(OperatorCommand):
@@ -26,7 +31,15 @@ class Command(OperatorCommand):
     def handle(self, *args, month: str, **opts) -> None:
         wanted = parse_month(month)
         if wanted >= timezone.localdate().replace(day=1):
-            raise CommandError("only a month that has ended can be invoiced")
+            raise CommandError(_("only a month that has ended can be invoiced"))
         counts = invoices_run(month=wanted, out=self.stdout.write)
         if counts["failed"]:
-            raise CommandError(f"{counts['failed']} organisations could not be invoiced (see above)")
+            failed = counts["failed"]
+            raise CommandError(
+                ngettext(
+                    "%(count)d organisation could not be invoiced (see above)",
+                    "%(count)d organisations could not be invoiced (see above)",
+                    failed,
+                )
+                % {"count": failed}
+            )

@@ -1,5 +1,6 @@
 """The current TOTP code of each demo staff user, for signing in to the admin during a demo
-without an authenticator app. Refuses production, like seed_demo."""
+without an authenticator app. Refuses production, like seed_demo. Prints in the operator's
+language (OperatorCommand)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from allauth.mfa.utils import decrypt
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from portal.management.commands.seed_demo import USERS
 from portal.management.operator import OperatorCommand
@@ -21,7 +24,7 @@ class Command(OperatorCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         if settings.PRODUCTION:
-            raise CommandError("demo_totp never runs in production (PORTAL_ENV=production).")
+            raise CommandError(_("demo_totp never runs in production (PORTAL_ENV=production)."))
         now = time.time()
         counter = int(now) // app_settings.TOTP_PERIOD
         left = app_settings.TOTP_PERIOD - int(now) % app_settings.TOTP_PERIOD
@@ -32,4 +35,11 @@ class Command(OperatorCommand):
         for totp in sorted(found, key=lambda a: emails.index(a.user.email)):
             code = format_hotp_value(hotp_value(decrypt(totp.data["secret"]), counter))
             self.stdout.write(f"  {totp.user.email:<32} {code}")
-        self.stdout.write(f"Valid for {left} more seconds; each code works once.")
+        self.stdout.write(
+            ngettext(
+                "Valid for %(count)d more second; each code works once.",
+                "Valid for %(count)d more seconds; each code works once.",
+                left,
+            )
+            % {"count": left}
+        )

@@ -1,4 +1,7 @@
-"""Send the outbox's unsent jobs and e-mails to RQ now (the cron does it every minute)."""
+"""Send the outbox's unsent jobs and e-mails to RQ now (the cron does it every minute).
+Prints in the operator's language (OperatorCommand)."""
+
+from django.utils.translation import gettext as _
 
 from portal.management.operator import OperatorCommand
 from portal.outbox import outbox_backlog, outbox_drain
@@ -9,4 +12,5 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **options) -> None:
         sent = outbox_drain()
-        self.stdout.write(f"sent {sent}, still unsent {outbox_backlog()}")
+        left = outbox_backlog()
+        self.stdout.write(_("Sent: %(sent)d. Still unsent: %(left)d.") % {"sent": sent, "left": left})

@@ -17,6 +17,8 @@ from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from allocations.models import Node
 from billing.models import Rate
@@ -150,7 +152,7 @@ class Command(OperatorCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         if settings.PRODUCTION:
-            raise CommandError("seed_demo never runs in production (PORTAL_ENV=production).")
+            raise CommandError(_("seed_demo never runs in production (PORTAL_ENV=production)."))
         with transaction.atomic():
             orgs = self.seed_organisations()
             self.seed_groups()
@@ -170,7 +172,7 @@ class Command(OperatorCommand):
     def seed_organisations(self) -> dict[str, Organisation]:
         orgs = {}
         for key, (kind, name_ko, name_en, domains, brn, founded) in ORGANISATIONS.items():
-            org, _ = Organisation.objects.get_or_create(
+            org, _created = Organisation.objects.get_or_create(
                 name_en=name_en,
                 defaults={
                     "kind": kind,
@@ -192,7 +194,7 @@ class Command(OperatorCommand):
 
     def seed_groups(self) -> None:
         for name, codenames in GROUP_PERMISSIONS.items():
-            group, _ = Group.objects.get_or_create(name=name)
+            group, _created = Group.objects.get_or_create(name=name)
             perms = []
             for full in codenames:
                 app_label, codename = full.split(".")
@@ -308,16 +310,28 @@ class Command(OperatorCommand):
 
     def print_logins(self, secrets: dict[str, str]) -> None:
         out = self.stdout
-        out.write(self.style.SUCCESS(f"Demo world ready. Log in at {settings.SITE_URL}/accounts/login/"))
-        out.write(f"Password for every demo user: {settings.DEMO_PASSWORD}")
-        for email, org, role, groups, is_staff, is_superuser in USERS:
-            # As the README's table says it: the role in the organisation, or the staff groups.
-            what = "superuser" if is_superuser else (", ".join(groups) or f"{role} of {ORGANISATIONS[org][2]}")
+        out.write(
+            self.style.SUCCESS(
+                _("Demo world ready. Log in at %(url)s") % {"url": f"{settings.SITE_URL}/accounts/login/"}
+            )
+        )
+        out.write(_("Password for every demo user: %(password)s") % {"password": settings.DEMO_PASSWORD})
+        korean = get_language() == "ko"
+        for email, org, _role, groups, is_staff, is_superuser in USERS:
+            # As the README's table says it: the owner of an organisation, or the staff groups.
+            name = ORGANISATIONS[org][1 if korean else 2]
+            what = (
+                _("superuser")
+                if is_superuser
+                else (", ".join(groups) or _("owner of %(organisation)s") % {"organisation": name})
+            )
             line = f"  {email:<32} {what}"
             if is_staff:
-                line += f"  TOTP secret: {secrets[email]}"
+                line += "  " + _("TOTP secret: %(secret)s") % {"secret": secrets[email]}
             out.write(line)
         out.write(
-            "Staff must enter a TOTP code: `make manage ARGS=demo_totp` prints the current ones"
-            " (or add the secret to an authenticator app, or `oathtool --totp -b SECRET`)."
+            _(
+                "Staff must enter a TOTP code: `make manage ARGS=demo_totp` prints the current ones"
+                " (or add the secret to an authenticator app)."
+            )
         )
