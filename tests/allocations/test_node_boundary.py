@@ -244,6 +244,22 @@ def test_a_link_in_the_home_is_not_followed(researcher, gpu_node):
     assert seen["cuda_visible_devices"] is None  # not root's /etc/shadow
 
 
+def test_a_file_size_limit_set_by_the_provisioning_account_does_not_cut_a_users_file_short(
+    researcher, gpu_node, node_host
+):
+    """sudo passes the caller's limits on: under `prlimit --fsize=16` the agent wrote the first
+    16 bytes of ~/.ssh/environment and answered ok, leaving the user a cut-off
+    CUDA_VISIBLE_DEVICES. The agent lifts the limit for its own run."""
+    grant, username, _key = researcher
+    gpus = grant.gpu_uuids()
+    status, output = as_provisioning(
+        gpu_node, f"prlimit --fsize=16 sudo -n {node_host.agent_path} set-gpus", {"username": username, "gpus": gpus}
+    )
+    assert status == 0 and '"ok": true' in output, output
+    expected = f"CUDA_VISIBLE_DEVICES={','.join(gpus)}\n"
+    assert Path(f"/home/{username}/.ssh/environment").read_text() == expected
+
+
 # -- 12 and 6. GPUs let in their grant's members' uids ---------------------------------------
 
 

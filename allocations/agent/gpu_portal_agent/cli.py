@@ -4,6 +4,7 @@ one JSON object out on stdout, whatever happens."""
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import sys
 
@@ -35,6 +36,16 @@ VERBS = {
 }
 
 
+def lift_file_size_limit() -> None:
+    """sudo passes on the caller's limits: a file-size limit set by the provisioning account
+    would cut the agent's records and users' files short. Root lifts it for this run (run
+    without root, as in a test, the limit stays and a write cut short is an error)."""
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
+
+
 def main(argv: list) -> int:
     def answer(obj: dict, code: int) -> int:
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -50,6 +61,9 @@ def main(argv: list) -> int:
     signal.signal(signal.SIGALRM, too_long)
     signal.alarm(VERB_TIMEOUT)
     try:
+        lift_file_size_limit()
+        if sys.stdin is None:  # started with its standard input closed
+            raise AgentError("bad_input", "no input: standard input is closed")
         raw = sys.stdin.read()
         data = json.loads(raw) if raw.strip() else {}
         if not isinstance(data, dict):
