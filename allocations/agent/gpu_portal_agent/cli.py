@@ -3,6 +3,7 @@ one JSON object out on stdout, whatever happens."""
 
 from __future__ import annotations
 
+import errno
 import json
 import resource
 import signal
@@ -38,8 +39,9 @@ VERBS = {
 
 def lift_file_size_limit() -> None:
     """sudo passes on the caller's limits: a file-size limit set by the provisioning account
-    would cut the agent's records and users' files short. Root lifts it for this run (run
-    without root, as in a test, the limit stays and a write cut short is an error)."""
+    would stop the agent's writes half-way. Root lifts it for this run. Where it cannot (no
+    CAP_SYS_RESOURCE, as in some containers) a write the limit stops is an error
+    (file_too_large) and, written to a temporary file first, replaces nothing."""
     try:
         resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     except (ValueError, OSError):
@@ -73,6 +75,10 @@ def main(argv: list) -> int:
         return answer({"ok": False, "error": exc.code, "message": exc.message}, 2)
     except ValueError as exc:
         return answer({"ok": False, "error": "bad_input", "message": str(exc)}, 2)
+    except OSError as exc:
+        if exc.errno not in (errno.EFBIG, errno.ENOSPC):
+            return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
+        return answer({"ok": False, "error": "file_too_large", "message": str(exc)}, 2)
     except Exception as exc:  # noqa: BLE001 - answer in JSON whatever happens
         return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
     return answer({"ok": True, **result}, 0)

@@ -87,12 +87,13 @@ def load_config() -> dict:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """All of `data` or an error: os.write may write less (a full disk, a file-size limit)."""
+    """All of `data` or an error, never a file cut short: os.write may write less than asked
+    (a full disk, a file-size limit) and say so only by its count."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = os.write(fd, view)  # the next call raises ENOSPC / EFBIG where the last stopped
         if written <= 0:
-            raise AgentError("short_write", "the file could not be written in full")
+            raise AgentError("file_too_large", "the file could not be written in full")
         view = view[written:]
 
 

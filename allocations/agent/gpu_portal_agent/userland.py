@@ -54,6 +54,9 @@ def write_user_file(entry, name: str, content: str) -> None:
             os.fchown(fd, entry.pw_uid, entry.pw_gid)
             os.fchmod(fd, 0o600)
             os.fsync(fd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dfd)  # the file it was to replace stays as it was
+            raise
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
