@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-VERSION = "2.2"
+VERSION = "2.3"
 # Replaced when the portal installs the agent (install_agent), so the configuration lives where
 # the node's operator put it; sudo's digest pinning then covers this line too.
 CONFIG_PATH = "/etc/gpu-portal/agent.json"
