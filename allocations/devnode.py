@@ -132,19 +132,35 @@ def keygen(path: Path, comment: str = "test") -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
+# Root's own folder for the stand-in node's JupyterLab (root-owned, 0755 down to the venv):
+# the agent refuses a Jupyter that anyone but root could change, and no one else can make a
+# folder here for the next run to trust.
+NODE_JUPYTER_BASE = Path("/var/lib/gpu-portal-devnode")
+
+
 def node_jupyter_bin() -> str:
     """A JupyterLab venv made from the system's /usr/bin/python3, in a world-readable place
-    (accounts cannot reach anything under /root), cached by its pinned requirements."""
+    (accounts cannot reach anything under /root) that root alone can write, cached by its
+    pinned requirements. A venv found there that someone other than root could change is
+    built again."""
     digest = hashlib.sha256(JUPYTER_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = Path(f"/var/tmp/gpu-portal-node-jupyter-{digest}")
+    venv = NODE_JUPYTER_BASE / f"jupyter-{digest}"
     jupyter = venv / "bin/jupyter"
-    if not (venv / ".complete").exists():  # venvs hard-code their path: build in place
+    if not (venv / ".complete").exists() or writable_by_others(jupyter):  # venvs hard-code their path
+        NODE_JUPYTER_BASE.mkdir(mode=0o755, exist_ok=True)
+        os.chown(NODE_JUPYTER_BASE, 0, 0)
+        os.chmod(NODE_JUPYTER_BASE, 0o755)  # noqa: S103 - node accounts must run this jupyter
         shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(JUPYTER_REQUIREMENTS)],
-            check=True,
-        )
+        old_umask = os.umask(0o022)
+        try:
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r",
+                 str(JUPYTER_REQUIREMENTS)],
+                check=True,
+            )  # fmt: skip
+        finally:
+            os.umask(old_umask)
         os.chmod(venv, 0o755)  # noqa: S103 - node accounts must run this jupyter
         (venv / ".complete").touch()
     return str(jupyter)

@@ -188,3 +188,51 @@ def test_pynvml_is_found_only_in_a_system_site_packages_folder_that_root_alone_c
         finally:
             folder.chmod(mode)
     assert (code, answer["error"]) == (2, "nvml_missing"), answer
+
+
+def installed_with(tmp_path: Path, settings: dict) -> Path:
+    config_path = tmp_path / "agent.json"
+    config_path.write_text(json.dumps({"nvml_replay": str(REPLAY), "state_dir": str(tmp_path / "state"), **settings}))
+    agent = tmp_path / "gpu-portal-agent"
+    agent.write_bytes(render_agent(str(config_path)))
+    agent.chmod(0o755)
+    return agent
+
+
+def test_a_relative_path_in_the_configuration_is_refused_for_every_verb(tmp_path):
+    """A relative path would be looked up in the working directory of whoever runs sudo (the
+    provisioning account chooses it): the agent answers bad_config and does nothing."""
+    for setting, value in (("state_dir", "state"), ("jupyter_bin", "venv/bin/jupyter"), ("nvml_replay", "gpus.json"),
+                           ("gpu_device_pattern", "dev/nvidia{minor}"), ("shell", "")):  # fmt: skip
+        agent = installed_with(tmp_path, {setting: value})
+        for verb in ("version", "inventory", "status"):
+            code, answer = run_agent([str(agent), verb], cwd=tmp_path)
+            assert (code, answer["error"]) == (2, "bad_config"), (setting, verb, answer)
+            assert setting in answer["message"]
+    assert not (tmp_path / "state").exists()
+
+
+def test_an_agent_started_with_its_input_closed_answers_bad_input(tmp_path):
+    agent = installed(tmp_path)
+    result = subprocess.run(["/bin/sh", "-c", 'exec "$0" version <&-', str(agent)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (result.returncode, json.loads(result.stdout)["error"]) == (2, "bad_input"), result.stdout
+
+
+def test_start_jupyter_refuses_a_jupyter_that_someone_other_than_root_can_change(tmp_path):
+    """A venv under a folder others can write (here the test's folder under /tmp, mode 1777):
+    whoever can change it would run code as every user who starts a server. Refused before
+    anything is looked up or started."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "lib/python3.11/site-packages").mkdir(parents=True)
+    jupyter = venv / "bin/jupyter"
+    marker = tmp_path / "jupyter-ran"
+    jupyter.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    jupyter.chmod(0o755)
+    agent = installed_with(tmp_path, {"jupyter_bin": str(jupyter)})
+    result = subprocess.run([str(agent), "start-jupyter"], input=json.dumps({"username": "gp1", "session": "g1",
+                            "token": "t" * 40, "gpus": []}), capture_output=True, text=True, timeout=60)  # fmt: skip
+    answer = json.loads(result.stdout)
+    assert (result.returncode, answer["error"]) == (2, "unsafe_jupyter"), answer
+    assert not marker.exists()

@@ -244,6 +244,38 @@ def test_a_link_in_the_home_is_not_followed(researcher, gpu_node):
     assert seen["cuda_visible_devices"] is None  # not root's /etc/shadow
 
 
+def can_lift_limits() -> bool:
+    """CAP_SYS_RESOURCE (bit 24) in this process's effective set: what lets root raise a hard
+    limit. Containers often drop it; the agent, run by sudo here, has what we have."""
+    caps = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff:"))
+    return bool(int(caps.split()[1], 16) & (1 << 24))
+
+
+def test_a_file_size_limit_set_by_the_provisioning_account_never_leaves_a_users_file_cut_short(
+    researcher, gpu_node, node_host
+):
+    """sudo passes the caller's limits on: under `prlimit --fsize=16` the agent wrote the first
+    16 bytes of ~/.ssh/environment and answered ok, leaving the user a cut-off
+    CUDA_VISIBLE_DEVICES. The agent lifts the limit for its run; where root cannot (no
+    CAP_SYS_RESOURCE) it answers file_too_large and the user's file stays as it was."""
+    grant, username, _key = researcher
+    gpus = grant.gpu_uuids()
+    environment = Path(f"/home/{username}/.ssh/environment")
+    expected = f"CUDA_VISIBLE_DEVICES={','.join(gpus)}\n"
+    assert environment.read_text() == expected  # written by provisioning
+    environment.write_text("CUDA_VISIBLE_DEVICES=\n")  # to see whether the agent writes it again
+    status, output = as_provisioning(
+        gpu_node, f"prlimit --fsize=16 sudo -n {node_host.agent_path} set-gpus", {"username": username, "gpus": gpus}
+    )
+    if can_lift_limits():
+        assert status == 0 and '"ok": true' in output, output
+        assert environment.read_text() == expected
+    else:
+        assert status != 0 and '"error": "file_too_large"' in output, output
+        assert environment.read_text() == "CUDA_VISIBLE_DEVICES=\n"
+    assert not list(environment.parent.glob(".*.gpu-portal.tmp"))  # nothing half-written left
+
+
 # -- 12 and 6. GPUs let in their grant's members' uids ---------------------------------------
 
 

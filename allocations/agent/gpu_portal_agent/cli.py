@@ -3,7 +3,9 @@ one JSON object out on stdout, whatever happens."""
 
 from __future__ import annotations
 
+import errno
 import json
+import resource
 import signal
 import sys
 
@@ -35,6 +37,17 @@ VERBS = {
 }
 
 
+def lift_file_size_limit() -> None:
+    """sudo passes on the caller's limits: a file-size limit set by the provisioning account
+    would stop the agent's writes half-way. Root lifts it for this run. Where it cannot (no
+    CAP_SYS_RESOURCE, as in some containers) a write the limit stops is an error
+    (file_too_large) and, written to a temporary file first, replaces nothing."""
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
+
+
 def main(argv: list) -> int:
     def answer(obj: dict, code: int) -> int:
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -50,6 +63,9 @@ def main(argv: list) -> int:
     signal.signal(signal.SIGALRM, too_long)
     signal.alarm(VERB_TIMEOUT)
     try:
+        lift_file_size_limit()
+        if sys.stdin is None:  # started with its standard input closed
+            raise AgentError("bad_input", "no input: standard input is closed")
         raw = sys.stdin.read()
         data = json.loads(raw) if raw.strip() else {}
         if not isinstance(data, dict):
@@ -59,6 +75,10 @@ def main(argv: list) -> int:
         return answer({"ok": False, "error": exc.code, "message": exc.message}, 2)
     except ValueError as exc:
         return answer({"ok": False, "error": "bad_input", "message": str(exc)}, 2)
+    except OSError as exc:
+        if exc.errno not in (errno.EFBIG, errno.ENOSPC):
+            return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
+        return answer({"ok": False, "error": "file_too_large", "message": str(exc)}, 2)
     except Exception as exc:  # noqa: BLE001 - answer in JSON whatever happens
         return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
     return answer({"ok": True, **result}, 0)

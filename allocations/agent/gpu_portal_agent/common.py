@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-VERSION = "2.2"
+VERSION = "2.3"
 # Replaced when the portal installs the agent (install_agent), so the configuration lives where
 # the node's operator put it; sudo's digest pinning then covers this line too.
 CONFIG_PATH = "/etc/gpu-portal/agent.json"
@@ -66,6 +66,12 @@ class AgentError(Exception):
 # -- helpers ----------------------------------------------------------------------------------
 
 
+# Settings that name a file or folder. Absolute only: a relative one would be looked up in the
+# working directory of whoever runs sudo, a folder the provisioning account chooses.
+PATH_SETTINGS = ("jupyter_bin", "jupyter_run_dir", "state_dir", "nvml_replay", "shell", "keys_dir",
+                 "gpu_device_pattern", "push_config")  # fmt: skip
+
+
 def load_config() -> dict:
     config = dict(DEFAULT_CONFIG)
     try:
@@ -73,7 +79,22 @@ def load_config() -> dict:
             config.update(json.load(f))
     except FileNotFoundError:
         pass
+    for name in PATH_SETTINGS:
+        value = config.get(name)
+        if not isinstance(value, str) or (value and not os.path.isabs(value)) or (not value and name != "nvml_replay"):
+            raise AgentError("bad_config", f"{name} in {CONFIG_PATH} must be an absolute path, not {value!r}"[:300])
     return config
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` or an error, never a file cut short: os.write may write less than asked
+    (a full disk, a file-size limit) and say so only by its count."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)  # the next call raises ENOSPC / EFBIG where the last stopped
+        if written <= 0:
+            raise AgentError("file_too_large", "the file could not be written in full")
+        view = view[written:]
 
 
 def run(args: list, check: bool = True) -> subprocess.CompletedProcess:

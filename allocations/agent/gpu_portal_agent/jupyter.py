@@ -12,7 +12,7 @@ import stat
 import subprocess
 import time
 
-from .common import SESSION_RE, TOKEN_RE, AgentError, managed_user, state_dir, valid_gpus
+from .common import SESSION_RE, TOKEN_RE, AgentError, managed_user, root_only, state_dir, valid_gpus
 from .userland import open_dir_nofollow
 
 
@@ -159,11 +159,26 @@ def jupyter_report(config: dict, entry) -> dict:
     return report
 
 
+def trusted_jupyter(jupyter_bin: str) -> None:
+    """The Jupyter program and its environment's packages (`<venv>/bin/jupyter`,
+    `<venv>/lib/python*/site-packages`) can be changed by root alone, every folder above them
+    too: whoever could write there would run code as every user who starts a server."""
+    venv = os.path.dirname(os.path.dirname(os.path.realpath(jupyter_bin)))
+    lib = os.path.join(venv, "lib")
+    packages = [os.path.join(lib, d, "site-packages") for d in sorted(os.listdir(lib))] if os.path.isdir(lib) else []
+    for path in [jupyter_bin, *(p for p in packages if os.path.isdir(p))]:
+        if not root_only(path):
+            raise AgentError(
+                "unsafe_jupyter", f"{path} (or a folder above it) can be changed by someone other than root"
+            )
+
+
 def verb_start_jupyter(data: dict, config: dict) -> dict:
     """Start JupyterLab for one session (a grant) as the user, on a unix socket in the user's
     0700 folder, with that grant's GPUs. A server of this session already running with this
     token is kept (a retried task); any other is stopped first, so a new token always means a
     new server and an old token never outlives its server. Other sessions are not touched."""
+    trusted_jupyter(config["jupyter_bin"])
     entry = managed_user(config, data.get("username"))
     name = valid_session_name(data.get("session"))
     token = data.get("token")

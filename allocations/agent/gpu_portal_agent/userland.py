@@ -9,7 +9,7 @@ import signal
 import stat
 import time
 
-from .common import MAX_USER_FILE, AgentError
+from .common import MAX_USER_FILE, AgentError, write_all
 
 
 def open_dir_nofollow(path: str, dir_fd=None) -> int:
@@ -50,10 +50,13 @@ def write_user_file(entry, name: str, content: str) -> None:
             pass
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
         try:
-            os.write(fd, content.encode())
+            write_all(fd, content.encode())
             os.fchown(fd, entry.pw_uid, entry.pw_gid)
             os.fchmod(fd, 0o600)
             os.fsync(fd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dfd)  # the file it was to replace stays as it was
+            raise
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
