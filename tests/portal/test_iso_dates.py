@@ -9,8 +9,11 @@ import pytest
 from django.utils import timezone
 
 from allocations.models import Node
+from billing.models import InvoicingRun
+from billing.services.invoices import invoice_issue
 from portal.models import Invitation, Membership, Organisation
 from tests.allocations.test_fleet_page import OPERATOR_PERMS
+from tests.billing.helpers import at, grant_for, rate_card, startup
 from tests.factories import InvitationFactory, MembershipFactory, OrganisationFactory
 from tests.portal.test_review_admin import staff_user
 
@@ -63,3 +66,22 @@ def test_the_fleet_page_writes_iso_moments(client, language):
     body = client.get("/admin/fleet/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
     assert "gpu-quiet" in body
     assert "<td>2026-03-05 09:30 KST</td>" in body
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_finance_reads_an_invoice_month_as_the_portal_writes_months(client, language):
+    """A month is stored as its first day; the admin writes it as a month (2026-11), as the
+    invoices page, the PDF and the e-mails do, on the list and on the invoice's page."""
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, intervals=[(at(2, 9), at(2, 19))])
+    invoice, _ = invoice_issue(organisation_id=org.pk, month=date(2026, 11, 1), today=date(2026, 12, 1))
+    client.force_login(staff_user("finance@centre.kr", "billing.view_invoice", "billing.view_invoicingrun"))
+    listed = client.get("/admin/billing/invoice/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    assert '<td class="field-billing_month">2026-11</td>' in listed
+    assert '<td class="field-due">2026-12-' in listed
+    page = client.get(f"/admin/billing/invoice/{invoice.pk}/change/", HTTP_ACCEPT_LANGUAGE=language)
+    assert '<div class="readonly">2026-11</div>' in page.content.decode()
+    run = InvoicingRun.objects.create(month=date(2026, 11, 1))
+    runs = client.get("/admin/billing/invoicingrun/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    assert f'<th class="field-billing_month"><a href="/admin/billing/invoicingrun/{run.pk}/change/">2026-11</a>' in runs
