@@ -116,6 +116,12 @@ def money_display(field: str):
     return show
 
 
+@admin.display(description=_("month"), ordering="month")
+def billing_month(obj: Invoice | InvoicingRun) -> str:
+    """A month (stored as its first day) as the portal writes months (2026-11), not as a day."""
+    return f"{obj.month:%Y-%m}"
+
+
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
     fields = [
@@ -195,7 +201,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     a void invoice's month is corrected by a re-issue, a new invoice that names it."""
 
     list_display = [
-        "number", "organisation", "month", "total", "amount_due", "status", "transfer_only", "due", "paid_at",
+        "number", "organisation", billing_month, "total", "amount_due", "status", "transfer_only", "due", "paid_at",
         "payment_attempts",
     ]  # fmt: skip
     # Money fields are shown by the displays below (thousands separators in every language).
@@ -209,13 +215,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         # Money through the displays below (thousands separators), the due date and amount due
         # through theirs (a dash for a carried amount, a void one).
-        shown = {**INVOICE_MONEY, "due_on": "due"}
+        shown = {**INVOICE_MONEY, "due_on": "due", "month": "invoice_month"}
         return [*(shown.get(f.name, f.name) for f in Invoice._meta.fields), "amount_due", "replaced_by_invoice"]
 
     def get_fields(self, request, obj=None) -> list[str]:
         return self.get_readonly_fields(request, obj)  # nothing editable: due_on shows as `due`
 
     supply, vat, total, carried = (money_display(field) for field in INVOICE_MONEY)
+    invoice_month = staticmethod(billing_month)
 
     @admin.display(description=_("replaced by"))
     def replaced_by_invoice(self, obj: Invoice) -> str:
@@ -502,7 +509,7 @@ class InvoicingRunAdmin(ProgressAdminMixin, ReadOnlyAdmin):
     """Each invoicing run (monthly job or `manage.py run_invoicing`): while it runs, its page shows
     how many organisations are done, which one it is on, and the latest lines it printed."""
 
-    list_display = ["month", "state", "done", "total", "current", "started_at", "finished_at"]
+    list_display = [billing_month, "state", "done", "total", "current", "started_at", "finished_at"]
     list_filter = ["state", "month"]
     fields = ["month", "state", "progress", "total", "done", "counts", "error", "started_at", "finished_at"]
     change_list_template = "admin/billing/invoicingrun/change_list.html"

@@ -228,7 +228,7 @@ class ApplicationAdmin(ScaledAdmin):
         rows = EligibilityResult.objects.filter(application=obj).filter(~Exists(newer)).order_by("pk")
         headers = [_("rule"), EligibilityResult._meta.get_field("outcome").verbose_name, _("reason")]
         outcome = choice_display(EligibilityResult, "outcome")
-        return readonly_table(headers, ((rule_label(r.rule), outcome(r.outcome), r.reason) for r in rows))
+        return readonly_table(headers, ((rule_label(r.rule), outcome(r.outcome), r.reviewer_reason) for r in rows))
 
     @admin.display(description=_("reviews"))
     def reviews(self, obj: Application) -> str:

@@ -3,6 +3,12 @@
 Each rule returns a RuleResult: the rule name, an outcome (pass / warn / fail) and a reason
 code with parameters. Reasons are rendered in the reader's language by `describe()`, so a
 result stored today reads correctly in Korean and English alike. A fail blocks submission.
+
+Reasons are written for one of two readers: the applicant, on their own application page, is
+addressed ("Your e-mail address …", with what to do about a fail); reviewers and approvers, in the
+admin, read about the applicant ("The applicant's e-mail address …") without instructions meant
+for the applicant. Only the wording depends on the reader, never the stored row: every row, old
+or new, renders for either reader from its code and parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from django.utils.translation import ngettext_lazy
 from portal.validators import email_domain, validate_business_registration_number
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
+APPLICANT, REVIEWER = "applicant", "reviewer"  # who reads a reason (`describe`)
 ACADEMIC_KINDS = frozenset({"university", "research_institute"})
 COMPANY_KINDS = frozenset({"startup", "sme", "enterprise"})
 
@@ -192,6 +199,7 @@ RULE_LABELS = {
     "gpu_count": _("GPUs per node"),
 }
 
+# The applicant's wording: addressed to them, with what to do about a fail.
 MESSAGES = {
     "email_verified": _("Your e-mail address %(email)s is verified."),
     "email_not_verified": _("Verify your e-mail address %(email)s first (see the link we sent you)."),
@@ -239,8 +247,33 @@ MESSAGES = {
 }
 
 
-def describe(code: str, params: dict) -> str:
-    """The reason in the active language, with dates and numbers formatted for it."""
+# The reviewers' wording where the applicant's addresses the applicant or tells them what to do;
+# every other code reads the same for both. Only parameters every stored row has are used.
+REVIEWER_MESSAGES = {
+    "email_verified": _("The applicant's e-mail address %(email)s is verified."),
+    "email_not_verified": _("The applicant's e-mail address %(email)s is not verified."),
+    "domain_matches": _("The applicant's e-mail domain %(domain)s belongs to the organisation."),
+    "domain_mismatch": _(
+        "The applicant's e-mail domain %(domain)s is not a verified domain of the organisation (%(domains)s)."
+    ),
+    "brn_unconfirmed": _(
+        "The business registration number is valid but only claimed: the centre has not yet confirmed it."
+    ),
+    "brn_invalid": _("The organisation's business registration number is not valid."),
+    "model_not_offered": _("The call does not offer this GPU model."),
+    "over_cap": _("%(hours)s GPU-hours is over the cap of %(cap)s GPU-hours per application."),
+    "overdue_invoice": _("The organisation has an overdue invoice."),
+    "dates_outside": _(
+        "The requested dates are not inside the allocation window (%(window_start)s – %(window_end)s), "
+        "or the end is not after the start."
+    ),
+    "count_too_large": _("%(count)s GPUs do not fit on one node; a node has %(per_node)s."),
+}
+
+
+def describe(code: str, params: dict, *, reader: str = APPLICANT) -> str:
+    """The reason in the active language, worded for `reader` (APPLICANT or REVIEWER), with
+    dates and numbers formatted for the language. An unknown code is shown as the code."""
     shown = dict(params)
     for key in ("hours", "cap", "remaining"):
         if key in shown:
@@ -252,7 +285,9 @@ def describe(code: str, params: dict) -> str:
         from portal.models import Organisation
 
         shown["kind"] = Organisation.Kind(shown["kind"]).label
-    template = MESSAGES.get(code)
+    template = REVIEWER_MESSAGES.get(code) if reader == REVIEWER else None
+    if template is None:
+        template = MESSAGES.get(code)
     return str(template % shown) if template is not None else code
 
 

@@ -251,9 +251,17 @@ class EligibilityResult(models.Model):
 
     @property
     def reason(self) -> str:
+        """The reason as the applicant reads it on their application page."""
         from portal.eligibility import describe
 
         return describe(self.reason_code, self.params)
+
+    @property
+    def reviewer_reason(self) -> str:
+        """The reason as reviewers and approvers read it in the admin (about the applicant)."""
+        from portal.eligibility import REVIEWER, describe
+
+        return describe(self.reason_code, self.params, reader=REVIEWER)
 
 
 class Review(models.Model):

@@ -1,2 +1,1 @@
-DATETIME_FORMAT = "N j, Y, P T"
-SHORT_DATETIME_FORMAT = "m/d/Y P T"
+from portal.formats.iso import *  # noqa: F403 - the portal writes dates as ISO in every language

@@ -1,2 +1,1 @@
-DATETIME_FORMAT = "Y년 n월 j일 g:i A T"
-SHORT_DATETIME_FORMAT = "Y-n-j H:i T"
+from portal.formats.iso import *  # noqa: F403 - the portal writes dates as ISO in every language
