@@ -216,7 +216,7 @@ class ApplicationEvent(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.application_id}: {self.old_status} → {self.new_status}"
+        return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
 
 
 class EligibilityResult(models.Model):
@@ -276,8 +276,8 @@ class Review(models.Model):
     resource_justification = models.PositiveSmallIntegerField(_("resource justification"), validators=SCORE)
     recommendation = models.CharField(_("recommendation"), max_length=16, choices=Recommendation.choices)
     comment = models.TextField(_("comment"), max_length=5000, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("review")

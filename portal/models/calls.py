@@ -124,4 +124,6 @@ class CallBudget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model_id}: {self.gpu_hours}"
+        from portal.stored_text import grouped
+
+        return _("%(model)s: %(hours)s GPU-hours") % {"model": self.gpu_model_id, "hours": grouped(self.gpu_hours)}
