@@ -455,6 +455,7 @@ class GrantAdmin(ScaledAdmin):
     list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
+    exclude = ["status_reason"]  # shown as status_reason_text
     actions = ["provision", "suspend", "resume", "revoke"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
