@@ -9,7 +9,6 @@ from django.utils import timezone, translation
 
 from allocations.models import Grant, GrantEvent
 from billing.models import InvoiceEvent
-from billing.reasons import INVOICE_REASONS
 from billing.services.invoices import invoice_issue
 from billing.services.transfers import bank_transfer_record
 from tests.billing.helpers import at, grant_for, rate_card, startup
@@ -57,6 +56,8 @@ def test_an_invoice_s_lines_and_events_read_in_korean_with_grouped_numbers(clien
 def test_reasons_of_old_rows_show_translated_and_typed_text_stays_as_typed():
     """Rows written before: a phrase with what finance typed, a payment reference appended by
     invoice_mark_paid, a payment to refund around another phrase, and text nobody listed."""
+    from billing.reasons import INVOICE_REASONS
+
     with translation.override("ko"):
         assert INVOICE_REASONS.show("void: duplicate of a bank transfer") == "무효: duplicate of a bank transfer"
         assert INVOICE_REASONS.show("payment succeeded [pi_123]") == "결제 성공 [pi_123]"
