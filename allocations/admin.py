@@ -568,8 +568,12 @@ class GrantAdmin(ScaledAdmin):
 class NodeAccountEventInline(LatestRowsInline):
     model = NodeAccountEvent
     related = ("task__node",)
-    readonly_fields = ["created_at", "old_status", "new_status", "reason", "task"]
+    readonly_fields = ["created_at", "old_status", "new_status", "reason_text", "task"]
     fields = readonly_fields
+
+    @admin.display(description=NodeAccountEvent._meta.get_field("reason").verbose_name)
+    def reason_text(self, obj: NodeAccountEvent) -> str:
+        return obj.reason_text
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_nodeaccount")

@@ -115,6 +115,13 @@ class NodeAccountEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
 
+    @property
+    def reason_text(self) -> str:
+        """The reason in the reader's language where the portal wrote it (`allocations.reasons`)."""
+        from allocations.reasons import ACCOUNT_REASONS
+
+        return ACCOUNT_REASONS.show(self.reason)
+
 
 class JupyterSession(models.Model):
     """One member's JupyterLab for one grant (grant and member), run under the member's own

@@ -123,3 +123,32 @@ def test_titles_of_rows_staff_read_are_korean():
         titles.append(str(interval))
     assert all(HANGUL.search(t) for t in titles), titles
     assert "12,000" in titles[3]
+
+
+@pytest.mark.django_db
+def test_the_reviewers_page_and_the_call_list_group_gpu_hours(client):
+    """Not "12000": the request's GPU-hours on the application page, a call's cap in the list."""
+    from tests.factories import ApplicationFactory, CallFactory
+    from tests.portal.test_review_admin import REVIEWER_PERMS, staff_user, submit
+
+    call = CallFactory(cap_gpu_hours=20000)
+    application = submit(ApplicationFactory(call=call, gpu_hours=12000))
+    client.force_login(staff_user("reviewer@ministry.go.kr", *REVIEWER_PERMS, "portal.view_call"))
+    page = client.get(f"/admin/portal/application/{application.pk}/change/", **KO).content.decode()
+    assert '<div class="readonly">12,000</div>' in page
+    assert (
+        '<td class="field-cap_gpu_hours_shown">20,000</td>' in client.get("/admin/portal/call/", **KO).content.decode()
+    )
+
+
+def test_reasons_the_portal_wrote_on_grants_and_node_accounts_read_in_korean():
+    from allocations.models import Grant, NodeAccountEvent
+
+    with translation.override("ko"):
+        assert NodeAccountEvent(reason="account created").reason_text == "계정 생성됨"
+        assert Grant(status_reason="placed on gpu1.centre.kr").status_reason_text == "gpu1.centre.kr에 배치됨"
+        reserved = Grant(status_reason="GPUs reserved on gpu1; access opens on 2027-01-01.").status_reason_text
+        assert reserved == "gpu1에 GPU 예약됨. 2027-01-01에 접속이 열립니다."
+        assert (
+            Grant(status_reason="uid 1001 already belongs to x").status_reason_text == "uid 1001 already belongs to x"
+        )
