@@ -136,6 +136,8 @@ def test_the_reviewers_page_and_the_call_list_group_gpu_hours(client):
     client.force_login(staff_user("reviewer@ministry.go.kr", *REVIEWER_PERMS, "portal.view_call"))
     page = client.get(f"/admin/portal/application/{application.pk}/change/", **KO).content.decode()
     assert '<div class="readonly">12,000</div>' in page
+    review = client.get(f"/admin/portal/application/{application.pk}/review/", **KO).content.decode()
+    assert "12,000 GPU 시간" in review and "GPU-hours" not in review
     assert (
         '<td class="field-cap_gpu_hours_shown">20,000</td>' in client.get("/admin/portal/call/", **KO).content.decode()
     )
