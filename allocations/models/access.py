@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models.grants import Grant
 from allocations.models.nodes import Node, unix_name_validator
+from allocations.reasons import ACCOUNT_REASONS
 
 
 class SshKey(models.Model):
@@ -118,8 +119,6 @@ class NodeAccountEvent(models.Model):
     @property
     def reason_text(self) -> str:
         """The reason in the reader's language where the portal wrote it (`allocations.reasons`)."""
-        from allocations.reasons import ACCOUNT_REASONS
-
         return ACCOUNT_REASONS.show(self.reason)
 
 

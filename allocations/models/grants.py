@@ -10,6 +10,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models.nodes import Gpu, GpuModelField, Node
+from allocations.reasons import GRANT_REASONS
 from billing.policy import PastSubsidy
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
@@ -129,8 +130,6 @@ class Grant(models.Model):
     @property
     def status_reason_text(self) -> str:
         """The status reason in the reader's language where the portal wrote it (`allocations.reasons`)."""
-        from allocations.reasons import GRANT_REASONS
-
         return GRANT_REASONS.show(self.status_reason)
 
     def gpu_uuids(self) -> list[str]:
@@ -178,8 +177,6 @@ class GrantEvent(models.Model):
 
     @property
     def reason_text(self) -> str:
-        from allocations.reasons import GRANT_REASONS
-
         return GRANT_REASONS.show(self.reason)
 
 

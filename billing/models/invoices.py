@@ -21,6 +21,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from billing.reasons import INVOICE_REASONS
+from portal.stored_text import grouped
+
 
 class InvoiceQuerySet(models.QuerySet):
     def overdue(self, today: date | None = None) -> InvoiceQuerySet:
@@ -218,8 +221,6 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         """What an invoice's inline row is titled: grant, kind, GPU-minutes and amount, grouped."""
-        from portal.stored_text import grouped
-
         return _("Grant #%(grant)s · %(kind)s · %(minutes)s GPU-minutes · ₩%(amount)s") % {
             "grant": self.grant_id, "kind": self.get_kind_display(), "minutes": grouped(self.gpu_minutes),
             "amount": grouped(self.amount_krw),
@@ -256,8 +257,6 @@ class InvoiceEvent(models.Model):
     def reason_text(self) -> str:
         """The reason in the reader's language where a billing service wrote it (`billing.reasons`);
         what finance typed (after "void: ") stays as typed."""
-        from billing.reasons import INVOICE_REASONS
-
         return INVOICE_REASONS.show(self.reason)
 
 

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from allocations.models.nodes import GpuModelField
+from portal.stored_text import grouped
 
 
 class BillingAccount(models.Model):
@@ -67,8 +68,6 @@ class HourPack(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="hour_pack_hours_positive")]
 
     def __str__(self) -> str:
-        from portal.stored_text import grouped
-
         return _("%(hours)s GPU-hours of %(model)s (%(status)s)") % {
             "hours": grouped(self.gpu_hours), "model": self.gpu_model_id, "status": self.get_status_display(),
         }  # fmt: skip

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models.nodes import GpuModelField
 from billing.policy import PastSubsidy
 from portal.models.organisations import Organisation
+from portal.stored_text import grouped
 from portal.validators import MAX_CALL_BUDGET_GPU_HOURS, MAX_GPU_HOURS, MAX_STARTUP_AGE_YEARS
 
 
@@ -124,6 +125,4 @@ class CallBudget(models.Model):
         ]
 
     def __str__(self) -> str:
-        from portal.stored_text import grouped
-
         return _("%(model)s: %(hours)s GPU-hours") % {"model": self.gpu_model_id, "hours": grouped(self.gpu_hours)}
