@@ -1,9 +1,9 @@
 """Fixed phrases our services store in English (event reasons, a grant's status reason) and
 staff read in their own language. The stored text stays what it always was (rows written before
-this module read the same); a `Phrases` table recognises a phrase when shown (`show`) and can
-write it (`write`), so that a service using it cannot drift from the table. Text nobody wrote
-through the table (a reason typed by finance, an error from a node) is shown as stored; so is the
-part of a phrase that was typed (`void: <what finance typed>`). A parameter named `phrase` is
+this module read the same); a `Phrases` table recognises a phrase when shown (`show`), and the
+tests that show what the services write pin the two together. Text not in a table (a reason
+typed by finance, an error from a node) is shown as stored; so is the part of a phrase that was
+typed (`void: <what finance typed>`). A parameter named `phrase` is
 itself shown through the table (a payment's reason inside "paid again, to refund: …")."""
 
 from __future__ import annotations
@@ -39,13 +39,6 @@ class Phrases:
         self.english = english
         self._patterns = [(_pattern(text), text) for text in english]
 
-    def write(self, english: str, **params: object) -> str:
-        """The stored form: the English phrase with its parameters (a phrase not in the table is
-        a programming error, caught here rather than shown untranslated later)."""
-        if english not in self.english:
-            raise ValueError(f"not a listed phrase: {english!r}")
-        return english % params
-
     def show(self, text: str) -> str:
         """`text` in the active language when it is one of the phrases, else as stored."""
         if not text:
@@ -58,7 +51,7 @@ class Phrases:
                     params["phrase"] = self.show(params["phrase"])
                 return gettext(english) % params
         reference = REFERENCE.fullmatch(text)
-        if reference and reference["phrase"] != text:
+        if reference:
             shown = self.show(reference["phrase"])
             if shown != reference["phrase"]:
                 return shown + reference["reference"]
