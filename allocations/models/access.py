@@ -94,7 +94,9 @@ class NodeAccount(models.Model):
 class NodeAccountEvent(models.Model):
     """One change of an account's state (audit): from, to, why, and the task that did it."""
 
-    account = models.ForeignKey(NodeAccount, on_delete=models.CASCADE, related_name="events")
+    account = models.ForeignKey(
+        NodeAccount, on_delete=models.CASCADE, related_name="events", verbose_name=_("node account")
+    )
     old_status = models.CharField(_("from"), max_length=16, choices=NodeAccount.State.choices)
     new_status = models.CharField(_("to"), max_length=16, choices=NodeAccount.State.choices)
     reason = models.TextField(_("reason"), blank=True)
@@ -140,7 +142,7 @@ class JupyterSession(models.Model):
         NodeAccount, on_delete=models.PROTECT, related_name="jupyter_sessions", verbose_name=_("unix account")
     )
     socket_path = models.CharField(_("socket"), max_length=200, blank=True)
-    token_nonce = models.CharField(max_length=64, editable=False)
+    token_nonce = models.CharField(_("token nonce"), max_length=64, editable=False)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
@@ -208,7 +210,7 @@ class ProvisioningTask(models.Model):
         verbose_name=_("unix account"),
     )
     kind = models.CharField(_("action"), max_length=32, choices=Kind.choices)
-    payload = models.JSONField(default=dict, blank=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)

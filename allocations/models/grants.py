@@ -102,7 +102,7 @@ class Grant(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(_("status reason"), blank=True)
     budget_override_reason = models.TextField(_("budget override reason"), blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = GrantQuerySet.as_manager()
 
@@ -234,11 +234,11 @@ class Assignment(models.Model):
     """One GPU lent to one grant for a time range. PostgreSQL refuses two overlapping
     assignments of the same GPU (exclusion constraint over btree_gist), whatever the code does."""
 
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="assignments")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="assignments", verbose_name=_("grant"))
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("node"))
     gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("GPU"))
     period = DateTimeRangeField(_("period"))
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = AssignmentQuerySet.as_manager()
 

@@ -228,7 +228,7 @@ class NodeEvent(models.Model):
 class Gpu(models.Model):
     """A GPU as NVML reports it; rows come from the agent's inventory, never typed by hand."""
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus", verbose_name=_("node"))
     index = models.PositiveSmallIntegerField(_("index"))
     uuid = models.CharField(_("UUID"), max_length=64, unique=True)
     model = GpuModelField(db_column="model")

@@ -62,7 +62,7 @@ class Call(models.Model):
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_STARTUP_AGE_YEARS)],
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = CallQuerySet.as_manager()
 
@@ -107,7 +107,7 @@ class Call(models.Model):
 class CallBudget(models.Model):
     """GPU-hours a call can award for one GPU model."""
 
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets", verbose_name=_("call"))
     gpu_model = GpuModelField(db_column="gpu_model")
     gpu_hours = models.PositiveIntegerField(
         _("GPU-hour budget"), validators=[MaxValueValidator(MAX_CALL_BUDGET_GPU_HOURS)]

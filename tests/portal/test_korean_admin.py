@@ -44,6 +44,25 @@ def test_every_column_and_field_label_of_the_admin_reads_in_korean():
     assert sorted(english) == [], "\n".join(sorted(english))
 
 
+def test_every_field_of_the_models_staff_read_in_the_admin_has_a_korean_label():
+    """Pages that show every field read-only (a grant, a task) name each by its verbose name:
+    a field without one showed "Created at" on a Korean page."""
+    english = []
+    with translation.override("ko"):
+        models = set()
+        for model_admin in admin.site._registry.values():
+            if model_admin.model._meta.app_label in OURS:
+                models |= {model_admin.model, *(inline.model for inline in model_admin.inlines)}
+        for model in models:
+            for field in model._meta.get_fields():
+                if field.auto_created or not field.concrete:
+                    continue
+                label = str(field.verbose_name)
+                if not HANGUL.search(label) and label not in SAME_IN_KOREAN:
+                    english.append(f"{model.__name__}.{field.name}: {label}")
+    assert sorted(english) == []
+
+
 KO = {"HTTP_ACCEPT_LANGUAGE": "ko"}
 
 
