@@ -40,6 +40,7 @@ from allocations.services.node_operations import node_operation_latest, node_ope
 from allocations.services.node_status import node_set_status
 from allocations.services.provisioning import task_retry
 from allocations.services.sample_tokens import node_samples_token_revoke, node_samples_token_rotate
+from portal.admin_numbers import grouped_field
 from portal.admin_progress import ProgressAdminMixin
 from portal.admin_scale import JoinAfterLimitChangeList, LatestRowsInline, ScaledAdmin
 from portal.errors import PortalError
@@ -64,7 +65,8 @@ class GpuInline(LatestRowsInline):
     max_rows = 64
     related = ("node", "model")  # a row's label names the node
     can_delete = False
-    readonly_fields = ["index", "uuid", "model", "memory_mib"]
+    fields = readonly_fields = ["index", "uuid", "model", "memory_mib_shown"]
+    memory_mib_shown = grouped_field(Gpu, "memory_mib")
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # GPUs come from the agent's NVML inventory
@@ -374,7 +376,7 @@ class NeedsActionFilter(admin.SimpleListFilter):
 @admin.register(ProvisioningTask)
 class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
     list_display = [
-        "pk",
+        "id",
         "kind",
         "node",
         "account",
@@ -413,9 +415,15 @@ class ProvisioningTaskAdmin(HiddenFieldLookupsMixin, ScaledAdmin):
 
 
 class GrantEventInline(LatestRowsInline):
+    """The reasons the portal wrote read in the reader's language (`allocations.reasons`)."""
+
     model = GrantEvent
     related = ("actor",)
-    readonly_fields = ["created_at", "actor", "old_status", "new_status", "reason"]
+    fields = readonly_fields = ["created_at", "actor", "old_status", "new_status", "reason_text"]
+
+    @admin.display(description=GrantEvent._meta.get_field("reason").verbose_name)
+    def reason_text(self, obj: GrantEvent) -> str:
+        return obj.reason_text
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -440,17 +448,26 @@ class GrantChangeList(JoinAfterLimitChangeList):
 
 @admin.register(Grant)
 class GrantAdmin(ScaledAdmin):
-    list_display = ["pk", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
+    list_display = ["id", "title", "principal_investigator", "organisation", "node", "gpus", "status", "period"]
     list_filter = ["status", GpuModelListFilter]
     # Joined for the change page; the list joins them after its LIMIT (GrantChangeList). The node
     # is a subquery, run for the page's rows only.
     list_select_related = ["organisation", "application__principal_investigator"]
     search_fields = ["organisation__name_en", "organisation__name_ko", "application__title"]
     inlines = [AssignmentInline, GrantEventInline]
+    exclude = ["status_reason"]  # shown as status_reason_text
     actions = ["provision", "suspend", "resume", "revoke"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
-        return [f.name for f in Grant._meta.fields]
+        # The status reason is shown in the reader's language where the portal wrote it.
+        shown = {"status_reason": "status_reason_text", "gpu_hours": "gpu_hours_shown"}
+        return [shown.get(f.name, f.name) for f in Grant._meta.fields]
+
+    gpu_hours_shown = grouped_field(Grant, "gpu_hours")
+
+    @admin.display(description=Grant._meta.get_field("status_reason").verbose_name)
+    def status_reason_text(self, obj: Grant) -> str:
+        return obj.status_reason_text
 
     def get_changelist(self, request: HttpRequest, **kwargs) -> type[GrantChangeList]:
         return GrantChangeList
@@ -551,8 +568,12 @@ class GrantAdmin(ScaledAdmin):
 class NodeAccountEventInline(LatestRowsInline):
     model = NodeAccountEvent
     related = ("task__node",)
-    readonly_fields = ["created_at", "old_status", "new_status", "reason", "task"]
+    readonly_fields = ["created_at", "old_status", "new_status", "reason_text", "task"]
     fields = readonly_fields
+
+    @admin.display(description=NodeAccountEvent._meta.get_field("reason").verbose_name)
+    def reason_text(self, obj: NodeAccountEvent) -> str:
+        return obj.reason_text
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("allocations.view_nodeaccount")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import Notice, SampleBatch, UsageHour
+from portal.admin_numbers import grouped_field
 from portal.admin_scale import ReadOnlyAdmin
 
 
@@ -33,7 +34,10 @@ class NoticeAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageHour)
 class UsageHourAdmin(ReadOnlyAdmin):
-    list_display = ["hour", "grant", "gpu_minutes", "sample_count", "avg_utilization", "energy_wh"]
+    list_display = ["hour", "grant", "gpu_minutes_shown", "sample_count_shown", "avg_utilization", "energy_wh_shown"]
+    gpu_minutes_shown = grouped_field(UsageHour, "gpu_minutes")
+    sample_count_shown = grouped_field(UsageHour, "sample_count")
+    energy_wh_shown = grouped_field(UsageHour, "energy_wh")
     list_filter = ["hour"]
     list_select_related = ["grant"]
     search_fields = ["grant__pk"]
@@ -45,6 +49,15 @@ class UsageHourAdmin(ReadOnlyAdmin):
 
 @admin.register(SampleBatch)
 class SampleBatchAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "node", "batch_id", "sample_count", "first_time", "last_time", "dropped_before"]
+    list_display = [
+        "received_at",
+        "node",
+        "batch_id",
+        "sample_count_shown",
+        "first_time",
+        "last_time",
+        "dropped_before",
+    ]
+    sample_count_shown = grouped_field(SampleBatch, "sample_count")
     list_filter = ["node", "received_at"]  # no date hierarchy: DISTINCT over every batch
     list_select_related = ["node"]

@@ -41,6 +41,7 @@ from billing.services.transfers import (
     invoice_write_off,
     invoice_write_off_check,
 )
+from portal.admin_numbers import grouped_field
 from portal.admin_progress import ProgressAdminMixin
 from portal.admin_scale import ReadOnlyInline
 from portal.errors import PortalError
@@ -75,10 +76,11 @@ class RateForm(forms.ModelForm):
 @admin.register(Rate)
 class RateAdmin(OfferedGpuModelsMixin, admin.ModelAdmin):
     form = RateForm
-    list_display = ["gpu_model", "price_tier", "krw_per_gpu_hour", "effective_from", "created_by"]
+    list_display = ["gpu_model", "price_tier", "krw_per_gpu_hour_shown", "effective_from", "created_by"]
     list_filter = [GpuModelListFilter, "price_tier"]
     date_hierarchy = "effective_from"
     readonly_fields = ["created_at", "created_by"]
+    krw_per_gpu_hour_shown = grouped_field(Rate, "krw_per_gpu_hour")
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:
@@ -130,24 +132,34 @@ class InvoiceLineInline(ReadOnlyInline):
         "gpu_model",
         "period_start",
         "period_end",
-        "gpu_minutes",
-        "krw_per_gpu_hour",
+        "gpu_minutes_shown",
+        "krw_per_gpu_hour_shown",
         "percent",
-        "amount_krw",
+        "amount_krw_shown",
     ]
     readonly_fields = fields
+    gpu_minutes_shown = grouped_field(InvoiceLine, "gpu_minutes")
+    krw_per_gpu_hour_shown = grouped_field(InvoiceLine, "krw_per_gpu_hour")
+    amount_krw_shown = grouped_field(InvoiceLine, "amount_krw")
 
 
 class InvoiceEventInline(ReadOnlyInline):
+    """The reasons the billing services wrote read in the reader's language (`billing.reasons`)."""
+
     model = InvoiceEvent
-    fields = ["created_at", "actor", "old_status", "new_status", "reason"]
+    fields = ["created_at", "actor", "old_status", "new_status", "reason_text"]
     readonly_fields = fields
+
+    @admin.display(description=InvoiceEvent._meta.get_field("reason").verbose_name)
+    def reason_text(self, obj: InvoiceEvent) -> str:
+        return obj.reason_text
 
 
 class BankTransferInline(ReadOnlyInline):
     model = BankTransfer
-    fields = ["received_on", "amount_krw", "reference", "recorded_by", "created_at"]
+    fields = ["received_on", "amount_krw_shown", "reference", "recorded_by", "created_at"]
     readonly_fields = fields
+    amount_krw_shown = grouped_field(BankTransfer, "amount_krw")
 
 
 class TransferForm(forms.Form):
@@ -457,7 +469,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(HourPack)
 class HourPackAdmin(ReadOnlyAdmin):
-    list_display = ["organisation", "gpu_model", "gpu_hours", "total_krw", "status", "created_at", "paid_at"]
+    list_display = [
+        "organisation",
+        "gpu_model",
+        "gpu_hours_shown",
+        "total_krw_shown",
+        "status",
+        "created_at",
+        "paid_at",
+    ]
+    gpu_hours_shown = grouped_field(HourPack, "gpu_hours")
+    total_krw_shown = grouped_field(HourPack, "total_krw")
     list_filter = ["status", GpuModelListFilter]
     list_select_related = ["organisation", "gpu_model"]
 
@@ -473,7 +495,8 @@ class StripeEventAdmin(ReadOnlyAdmin):
 class BankTransferAdmin(ReadOnlyAdmin):
     """Transfers finance recorded (Admin → Billing → Invoices → a transfer is recorded there)."""
 
-    list_display = ["invoice", "amount_krw", "received_on", "reference", "recorded_by", "created_at"]
+    list_display = ["invoice", "amount_krw_shown", "received_on", "reference", "recorded_by", "created_at"]
+    amount_krw_shown = grouped_field(BankTransfer, "amount_krw")
     list_select_related = ["invoice", "recorded_by"]
     search_fields = ["reference", "invoice__number"]
 
@@ -483,10 +506,15 @@ class BillingAccountAdmin(ReadOnlyAdmin):
     list_display = ["organisation", "stripe_customer_id", "has_card", "created_at"]
     list_select_related = ["organisation"]
 
+    @admin.display(description=_("Card saved"), boolean=True)
+    def has_card(self, obj: BillingAccount) -> bool:
+        return obj.has_card
+
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ["number", "invoice", "issued_on", "total_krw", "issued_by", "pdf"]
+    list_display = ["number", "invoice", "issued_on", "total_krw_shown", "issued_by", "pdf"]
+    total_krw_shown = grouped_field(CreditNote, "total_krw")
     list_select_related = ["invoice", "issued_by"]
     search_fields = ["number", "invoice__number"]
     exclude = ["document"]

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.admin_gpu_models import OfferedGpuModelsMixin
 from portal import services
+from portal.admin_numbers import grouped_field
 from portal.admin_scale import ScaledAdmin, choice_display, local_time, readonly_table
 from portal.models import (
     Call,
@@ -116,6 +117,9 @@ class MoveNumberForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
 
 
+BRN_FIELDS = frozenset({"business_registration_number", "brn_status", "certificate"})
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(ScaledAdmin):
     list_display = [
@@ -143,6 +147,14 @@ class OrganisationAdmin(ScaledAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         return fields if obj is None else [*fields, *self._tables(request)]
+
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        """A university or institute without a business registration number shows no number,
+        number status or certificate (there is nothing to confirm)."""
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not obj.business_registration_number and obj.kind not in Organisation.COMPANY_KINDS:
+            fields = [f for f in fields if f not in BRN_FIELDS]
+        return fields
 
     def get_fieldsets(self, request: HttpRequest, obj=None) -> list:
         """The organisation's fields, then a section per table the user may see."""
@@ -352,8 +364,9 @@ class CallBudgetInline(OfferedGpuModelsMixin, admin.TabularInline):
 
 @admin.register(Call)
 class CallAdmin(ScaledAdmin):
-    list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours", "copay_percent", "past_subsidy"]
+    list_display = ["title_en", "opens_at", "closes_at", "cap_gpu_hours_shown", "copay_percent", "past_subsidy"]
     list_filter = ["past_subsidy"]
+    cap_gpu_hours_shown = grouped_field(Call, "cap_gpu_hours")
     search_fields = ["title_en", "title_ko"]
     inlines = [CallBudgetInline]
 

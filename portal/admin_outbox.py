@@ -6,10 +6,13 @@ why it was skipped (nobody left to tell)."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from portal.admin_scale import ReadOnlyAdmin
 from portal.models import Mailing, OutboxMessage
+from portal.models.mailings import KINDS
 
 
 class SentFilter(admin.SimpleListFilter):
@@ -29,20 +32,47 @@ class SentFilter(admin.SimpleListFilter):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
+    list_display = ["id", "func", "queue", "created_at", "sent_at", "attempts", "last_error"]
     list_filter = [SentFilter, "queue", "func"]
     ordering = ["-pk"]
     # The arguments are never shown: e-mail rows hold whole messages, password-reset links among them.
     fields = readonly_fields = ["func", "queue", "created_at", "sent_at", "attempts", "last_error"]
 
 
+class MailingKindFilter(admin.SimpleListFilter):
+    """The e-mail's kind by its label, not its template's name."""
+
+    title = _("kind of e-mail")
+    parameter_name = "template"
+
+    def lookups(self, request, model_admin):
+        return list(KINDS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(template=self.value()) if self.value() else queryset
+
+
 @admin.register(Mailing)
 class MailingAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "template", "organisation", "status", "created_at", "done_at", "reason"]
-    list_filter = ["status", "template"]
+    """Staff read what each e-mail was (its kind, the objects and values it showed), in their
+    language; the template's name and the raw JSON stay in the database."""
+
+    list_display = ["id", "kind", "organisation", "status", "created_at", "done_at", "reason"]
+    list_filter = ["status", MailingKindFilter]
     list_select_related = ["organisation"]
     ordering = ["-pk"]
     fields = readonly_fields = [
-        "template", "audience", "organisation", "refs", "context", "status", "recipients", "reason", "created_at",
-        "done_at",
+        "kind", "audience", "organisation", "values", "status", "recipients_text", "reason", "created_at", "done_at",
     ]  # fmt: skip
+
+    @admin.display(description=_("kind of e-mail"), ordering="template")
+    def kind(self, obj: Mailing) -> str:
+        return obj.kind_label
+
+    @admin.display(description=_("what it shows"))
+    def values(self, obj: Mailing) -> str:
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in obj.values_text())) or "–"
+
+    @admin.display(description=Mailing._meta.get_field("recipients").verbose_name)
+    def recipients_text(self, obj: Mailing) -> str:
+        return ", ".join(map(str, obj.recipients)) or "–"

@@ -26,6 +26,7 @@ from allocations.models import Grant
 from allocations.services.usage import organisation_usage
 from billing.services import organisation_unpaid_invoices
 from portal import charts
+from portal.admin_numbers import grouped_field
 from portal.admin_scale import ScaledAdmin, ScaledChangeList, choice_display, format_rows, local_time, readonly_table
 from portal.attachments import attachment_response
 from portal.errors import PortalError
@@ -200,12 +201,14 @@ class ApplicationAdmin(ScaledAdmin):
         (_("Project"), {"fields": ["title", "abstract", "field"]}),
         (
             _("Request"),
-            {"fields": ["gpu_model", "gpu_count", "gpu_hours", "starts_on", "ends_on", "remaining_budget"]},
+            {"fields": ["gpu_model", "gpu_count", "gpu_hours_shown", "starts_on", "ends_on", "remaining_budget"]},
         ),
         (_("Justification"), {"fields": ["justification", "software", "data_sensitivity", "attachment_link"]}),
         (_("Organisation history"), {"fields": ["organisation_history"]}),
         (_("Timeline"), {"fields": ["timeline", "submitted_at", "decided_at"]}),
     ]
+
+    gpu_hours_shown = grouped_field(Application, "gpu_hours")
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [*(f for fs in self.fieldsets for f in fs[1]["fields"]), "eligibility", "reviews"]

@@ -1,7 +1,7 @@
-"""Django's own strings that its Korean catalogues leave untranslated, listed here so that
-`make messages` puts them in ours (LOCALE_PATHS comes before Django's catalogues). The admin's
-JavaScript strings (calendar, time-zone note) are in `locale/ko/LC_MESSAGES/djangojs.po`, kept by
-hand: `make messages` reads only the `django` domain."""
+"""Django's (and allauth's) own strings that their Korean catalogues leave untranslated (or
+translate wrongly), listed here so that `make messages` puts them in ours (LOCALE_PATHS comes
+before Django's catalogues). The admin's JavaScript strings (calendar, time-zone note) are in
+`locale/ko/LC_MESSAGES/djangojs.po`, kept by hand: `make messages` reads only the `django` domain."""
 
 from django.utils.translation import gettext_noop, ngettext_lazy
 
@@ -13,4 +13,7 @@ DJANGO_STRINGS = [
     gettext_noop("Filter by %(field_name)s"),
     gettext_noop(", "),
     ngettext_lazy("…and %(count)d more object.", "…and %(count)d more objects.", "count"),
+    # allauth's sign-in checkbox, which its Korean catalogue calls "아이디 저장" (save the user name):
+    # it keeps the session, and ours says so.
+    gettext_noop("Remember Me"),
 ]

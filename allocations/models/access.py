@@ -10,17 +10,20 @@ from django.utils.translation import gettext_lazy as _
 
 from allocations.models.grants import Grant
 from allocations.models.nodes import Node, unix_name_validator
+from allocations.reasons import ACCOUNT_REASONS
 
 
 class SshKey(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys", verbose_name=_("user")
+    )
     name = models.CharField(_("name"), max_length=100, blank=True)
     key_type = models.CharField(_("type"), max_length=32)
     public_key = models.TextField(_("public key"))
     # One key belongs to one person: the same key on two accounts is refused (unique, not per user).
     fingerprint = models.CharField(_("fingerprint"), max_length=100, unique=True)
     bits = models.PositiveIntegerField(_("bits"))
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("SSH key")
@@ -67,12 +70,14 @@ class NodeAccount(models.Model):
         State.REVOKED: {State.WANTED, State.ACTIVE},
     }
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="node_accounts")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="accounts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="node_accounts", verbose_name=_("user")
+    )
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="accounts", verbose_name=_("node"))
     username = models.CharField(_("unix user name"), max_length=32, validators=[unix_name_validator])
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
     expires_on = models.DateField(_("account expiry"), null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("node account")
@@ -89,12 +94,19 @@ class NodeAccount(models.Model):
 class NodeAccountEvent(models.Model):
     """One change of an account's state (audit): from, to, why, and the task that did it."""
 
-    account = models.ForeignKey(NodeAccount, on_delete=models.CASCADE, related_name="events")
+    account = models.ForeignKey(
+        NodeAccount, on_delete=models.CASCADE, related_name="events", verbose_name=_("node account")
+    )
     old_status = models.CharField(_("from"), max_length=16, choices=NodeAccount.State.choices)
     new_status = models.CharField(_("to"), max_length=16, choices=NodeAccount.State.choices)
     reason = models.TextField(_("reason"), blank=True)
     task = models.ForeignKey(
-        "allocations.ProvisioningTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "allocations.ProvisioningTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("task"),
     )
     created_at = models.DateTimeField(_("time"), default=timezone.now)
 
@@ -104,7 +116,12 @@ class NodeAccountEvent(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.account_id}: {self.old_status} → {self.new_status}"
+        return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the reader's language where the portal wrote it (`allocations.reasons`)."""
+        return ACCOUNT_REASONS.show(self.reason)
 
 
 class JupyterSession(models.Model):
@@ -119,13 +136,15 @@ class JupyterSession(models.Model):
         RUNNING = "running", _("Running")
         STOPPED = "stopped", _("Stopped")
 
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="jupyter_sessions")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="jupyter_sessions")
-    account = models.ForeignKey(NodeAccount, on_delete=models.PROTECT, related_name="jupyter_sessions")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="jupyter_sessions", verbose_name=_("grant"))
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="jupyter_sessions", verbose_name=_("node"))
+    account = models.ForeignKey(
+        NodeAccount, on_delete=models.PROTECT, related_name="jupyter_sessions", verbose_name=_("unix account")
+    )
     socket_path = models.CharField(_("socket"), max_length=200, blank=True)
-    token_nonce = models.CharField(max_length=64, editable=False)
+    token_nonce = models.CharField(_("token nonce"), max_length=64, editable=False)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.WANTED)
-    updated_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("Jupyter session")
@@ -139,7 +158,7 @@ class JupyterSession(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"jupyter {self.account} grant {self.grant_id}"
+        return _("JupyterLab of %(account)s for grant #%(grant)s") % {"account": self.account, "grant": self.grant_id}
 
     @property
     def agent_name(self) -> str:
@@ -178,15 +197,24 @@ class ProvisioningTask(models.Model):
     }
     OPEN = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
 
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="tasks")
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks")
-    account = models.ForeignKey(NodeAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="tasks", verbose_name=_("node"))
+    grant = models.ForeignKey(
+        Grant, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks", verbose_name=_("grant")
+    )
+    account = models.ForeignKey(
+        NodeAccount,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="tasks",
+        verbose_name=_("unix account"),
+    )
     kind = models.CharField(_("action"), max_length=32, choices=Kind.choices)
-    payload = models.JSONField(default=dict, blank=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)
-    result = models.JSONField(null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
@@ -207,7 +235,9 @@ class ProvisioningTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} on {self.node} ({self.get_state_display()})"
+        return _("%(kind)s on %(node)s (%(state)s)") % {
+            "kind": self.get_kind_display(), "node": self.node, "state": self.get_state_display(),
+        }  # fmt: skip
 
     @classmethod
     def needs_action(cls) -> models.Q:

@@ -6,10 +6,11 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models.nodes import Gpu, GpuModelField, Node
+from allocations.reasons import GRANT_REASONS
 from billing.policy import PastSubsidy
 from portal.validators import MAX_GPU_HOURS, MAX_GPUS
 
@@ -101,7 +102,7 @@ class Grant(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(_("status reason"), blank=True)
     budget_override_reason = models.TextField(_("budget override reason"), blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = GrantQuerySet.as_manager()
 
@@ -126,6 +127,11 @@ class Grant(models.Model):
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.status]
 
+    @property
+    def status_reason_text(self) -> str:
+        """The status reason in the reader's language where the portal wrote it (`allocations.reasons`)."""
+        return GRANT_REASONS.show(self.status_reason)
+
     def gpu_uuids(self) -> list[str]:
         """The UUIDs of the grant's GPUs, in index order (CUDA_VISIBLE_DEVICES, device files)."""
         return [a.gpu.uuid for a in self.assignments.select_related("gpu").order_by("gpu__index")]
@@ -147,18 +153,31 @@ class Grant(models.Model):
 
 
 class GrantEvent(models.Model):
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, related_name="+")
-    old_status = models.CharField(max_length=16, choices=Grant.Status.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=Grant.Status.choices)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    """One change of a grant's status: who, from, to, why (a phrase of `allocations.reasons`
+    shown in the reader's language, or what staff typed) and when."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="events", verbose_name=_("grant"))
+    actor = models.ForeignKey(
+        "portal.User", on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("actor")
+    )
+    old_status = models.CharField(_("old status"), max_length=16, choices=Grant.Status.choices, blank=True)
+    new_status = models.CharField(_("new status"), max_length=16, choices=Grant.Status.choices)
+    reason = models.TextField(_("reason"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("grant event")
+        verbose_name_plural = _("grant events")
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.grant_id}: {self.old_status} → {self.new_status}"
+        return _("Grant #%(grant)s: %(old)s → %(new)s") % {
+            "grant": self.grant_id, "old": self.get_old_status_display() or "–", "new": self.get_new_status_display(),
+        }  # fmt: skip
+
+    @property
+    def reason_text(self) -> str:
+        return GRANT_REASONS.show(self.reason)
 
 
 class AccessInterval(models.Model):
@@ -189,7 +208,11 @@ class AccessInterval(models.Model):
         indexes = [models.Index(fields=["opened_at"]), models.Index(fields=["closed_at"])]
 
     def __str__(self) -> str:
-        return f"grant {self.grant_id}: {self.opened_at} – {self.closed_at or '…'}"
+        return _("Grant #%(grant)s: %(opened)s – %(closed)s") % {
+            "grant": self.grant_id,
+            "opened": formats.localize(timezone.localtime(self.opened_at)),
+            "closed": formats.localize(timezone.localtime(self.closed_at)) if self.closed_at else "…",
+        }
 
     def gpu_minutes(self, start, end) -> int:
         """Whole GPU-minutes of this interval inside [start, end)."""
@@ -211,11 +234,11 @@ class Assignment(models.Model):
     """One GPU lent to one grant for a time range. PostgreSQL refuses two overlapping
     assignments of the same GPU (exclusion constraint over btree_gist), whatever the code does."""
 
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="assignments")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")
-    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="assignments")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="assignments", verbose_name=_("grant"))
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("node"))
+    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("GPU"))
     period = DateTimeRangeField(_("period"))
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = AssignmentQuerySet.as_manager()
 

@@ -15,7 +15,7 @@ class SampleBatch(models.Model):
     """One batch a node posted. (node, batch id) is unique: a resent batch is recognised and
     stored once, in the same transaction as its samples."""
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="sample_batches")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="sample_batches", verbose_name=_("node"))
     batch_id = models.CharField(_("batch id"), max_length=64)
     received_at = models.DateTimeField(_("received at"), default=timezone.now)
     sample_count = models.PositiveIntegerField(_("GPU samples"))
@@ -67,7 +67,7 @@ class UsageHour(models.Model):
     billing basis), average utilisation and energy (from its GPUs' samples). Rebuilt as a whole
     for an hour, so a rerun gives the same row and late samples are folded in."""
 
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="usage_hours")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="usage_hours", verbose_name=_("grant"))
     hour = models.DateTimeField(_("hour"))
     gpu_minutes = models.PositiveIntegerField(_("assigned GPU-minutes"))
     sample_count = models.PositiveIntegerField(_("samples"), default=0)
@@ -101,9 +101,15 @@ class Notice(models.Model):
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     key = models.CharField(_("key"), max_length=200, unique=True)
-    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, null=True, blank=True, related_name="notices")
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, null=True, blank=True, related_name="notices")
-    gpu = models.ForeignKey(Gpu, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    grant = models.ForeignKey(
+        Grant, on_delete=models.CASCADE, null=True, blank=True, related_name="notices", verbose_name=_("grant")
+    )
+    node = models.ForeignKey(
+        Node, on_delete=models.CASCADE, null=True, blank=True, related_name="notices", verbose_name=_("node")
+    )
+    gpu = models.ForeignKey(
+        Gpu, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("GPU")
+    )
     details = models.JSONField(_("details"), default=dict, blank=True)
     created_at = models.DateTimeField(_("found at"), default=timezone.now)
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)

@@ -56,7 +56,7 @@ class GpuModel(models.Model):
         default=True,
         help_text=_("Choosable for new call budgets and rates; what already refers to it keeps working."),
     )
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     class Meta:
         verbose_name = _("GPU model")
@@ -188,7 +188,7 @@ class Node(models.Model):
     samples_token_sha256 = models.CharField(_("samples token (SHA-256)"), max_length=64, blank=True)
     samples_token_set_at = models.DateTimeField(_("samples token set at"), null=True, blank=True)
     last_sample_at = models.DateTimeField(_("last sample"), null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("node")
@@ -205,8 +205,10 @@ class Node(models.Model):
 class NodeEvent(models.Model):
     """One change of a node's status: who (no actor: an automatic check), from, to, why, when."""
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events", verbose_name=_("node"))
+    actor = models.ForeignKey(
+        "portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("actor")
+    )
     source = models.CharField(_("set by"), max_length=16, choices=Node.Source.choices, blank=True)
     old_status = models.CharField(_("from"), max_length=16, choices=Node.Status.choices)
     new_status = models.CharField(_("to"), max_length=16, choices=Node.Status.choices)
@@ -220,13 +222,13 @@ class NodeEvent(models.Model):
         indexes = [models.Index(fields=["node", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.node_id}: {self.old_status} → {self.new_status}"
+        return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
 
 
 class Gpu(models.Model):
     """A GPU as NVML reports it; rows come from the agent's inventory, never typed by hand."""
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpus", verbose_name=_("node"))
     index = models.PositiveSmallIntegerField(_("index"))
     uuid = models.CharField(_("UUID"), max_length=64, unique=True)
     model = GpuModelField(db_column="model")
@@ -270,10 +272,12 @@ class NodeOperation(models.Model):
     # longer blocks a new one of the same kind.
     STALE_AFTER = timedelta(minutes=15)
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="operations")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="operations", verbose_name=_("node"))
     kind = models.CharField(_("operation"), max_length=32, choices=Kind.choices)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
-    actor = models.ForeignKey("portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(
+        "portal.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("actor")
+    )
     result = models.JSONField(_("result"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
     # What the job has done so far ({"at", "text"}), shown live on the operation's admin page.
@@ -289,7 +293,9 @@ class NodeOperation(models.Model):
         indexes = [models.Index(fields=["node", "kind", "state"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} on {self.node_id} ({self.get_state_display()})"
+        return _("%(kind)s on node #%(node)s (%(state)s)") % {
+            "kind": self.get_kind_display(), "node": self.node_id, "state": self.get_state_display(),
+        }  # fmt: skip
 
     @property
     def is_pending(self) -> bool:

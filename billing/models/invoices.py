@@ -21,6 +21,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from billing.reasons import INVOICE_REASONS
+from portal.stored_text import grouped
+
 
 class InvoiceQuerySet(models.QuerySet):
     def overdue(self, today: date | None = None) -> InvoiceQuerySet:
@@ -138,7 +141,9 @@ class Invoice(models.Model):
         indexes = [models.Index(fields=["due_on"], condition=models.Q(status="open"), name="invoice_open_due_idx")]
 
     def __str__(self) -> str:
-        return self.number or f"{self.month:%Y-%m} statement #{self.pk}"
+        if self.number:
+            return self.number
+        return _("%(month)s statement #%(pk)s") % {"month": f"{self.month:%Y-%m}", "pk": self.pk}
 
     @property
     def is_statement(self) -> bool:
@@ -195,8 +200,9 @@ class InvoiceLine(models.Model):
     kind = models.CharField(pgettext_lazy("invoice line", "kind"), max_length=16, choices=Kind.choices)
     # A text snapshot of the GPU model's code, not a reference: a finalised invoice never changes.
     gpu_model = models.CharField(_("GPU model"), max_length=32)
-    period_start = models.DateTimeField(_("from"))
-    period_end = models.DateTimeField(_("until"))
+    # "From" alone is also an old status ("이전"): here it is where the period starts.
+    period_start = models.DateTimeField(pgettext_lazy("period start", "from"))
+    period_end = models.DateTimeField(pgettext_lazy("period end", "until"))
     gpu_minutes = models.PositiveBigIntegerField(_("GPU-minutes"))
     krw_per_gpu_hour = models.PositiveIntegerField(_("KRW per GPU-hour"))
     percent = models.PositiveSmallIntegerField(_("percent charged"))
@@ -214,7 +220,11 @@ class InvoiceLine(models.Model):
         ordering = ["invoice", "position"]
 
     def __str__(self) -> str:
-        return f"{self.invoice_id}: grant {self.grant_id} {self.kind} {self.gpu_minutes} min ₩{self.amount_krw}"
+        """What an invoice's inline row is titled: grant, kind, GPU-minutes and amount, grouped."""
+        return _("Grant #%(grant)s · %(kind)s · %(minutes)s GPU-minutes · ₩%(amount)s") % {
+            "grant": self.grant_id, "kind": self.get_kind_display(), "minutes": grouped(self.gpu_minutes),
+            "amount": grouped(self.amount_krw),
+        }  # fmt: skip
 
     @property
     def gpu_hours(self):
@@ -241,7 +251,13 @@ class InvoiceEvent(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.invoice_id}: {self.old_status} -> {self.new_status}"
+        return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the reader's language where a billing service wrote it (`billing.reasons`);
+        what finance typed (after "void: ") stays as typed."""
+        return INVOICE_REASONS.show(self.reason)
 
 
 class InvoiceDocument(models.Model):

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from allocations.models.nodes import GpuModelField
+from portal.stored_text import grouped
 
 
 class BillingAccount(models.Model):
@@ -67,7 +68,9 @@ class HourPack(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(gpu_hours__gt=0), name="hour_pack_hours_positive")]
 
     def __str__(self) -> str:
-        return f"{self.gpu_hours} h {self.gpu_model_id} ({self.status})"
+        return _("%(hours)s GPU-hours of %(model)s (%(status)s)") % {
+            "hours": grouped(self.gpu_hours), "model": self.gpu_model_id, "status": self.get_status_display(),
+        }  # fmt: skip
 
 
 class StripeEvent(models.Model):
@@ -109,7 +112,7 @@ class SubsidyAlert(models.Model):
         constraints = [models.UniqueConstraint(fields=["grant", "percent"], name="subsidy_alert_once")]
 
     def __str__(self) -> str:
-        return f"grant {self.grant_id}: {self.percent} %"
+        return _("Grant #%(grant)s: %(percent)s %%") % {"grant": self.grant_id, "percent": self.percent}
 
 
 class BankTransfer(models.Model):

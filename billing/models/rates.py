@@ -51,4 +51,9 @@ class Rate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model_id} / {self.price_tier}: ₩{self.krw_per_gpu_hour:,} from {self.effective_from}"
+        from django.utils.formats import localize
+
+        return _("%(model)s / %(tier)s: ₩%(krw)s from %(since)s") % {
+            "model": self.gpu_model_id, "tier": self.get_price_tier_display(), "krw": f"{self.krw_per_gpu_hour:,}",
+            "since": localize(self.effective_from),
+        }  # fmt: skip

@@ -135,9 +135,9 @@ class Application(models.Model):
     attachment_name = models.CharField(_("attachment file name"), max_length=255, blank=True, editable=False)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
     # Set by the form that created the draft: the same form posted twice makes one application.
-    client_token = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    client_token = models.UUIDField(_("client token"), unique=True, default=uuid.uuid4, editable=False)
     # Bumped on every save by a service: a stale form (opened before another save) is refused.
-    version = models.PositiveIntegerField(default=1, editable=False)
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
@@ -216,7 +216,7 @@ class ApplicationEvent(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.application_id}: {self.old_status} → {self.new_status}"
+        return f"{self.get_old_status_display() or '–'} → {self.get_new_status_display()}"
 
 
 class EligibilityResult(models.Model):
@@ -284,8 +284,8 @@ class Review(models.Model):
     resource_justification = models.PositiveSmallIntegerField(_("resource justification"), validators=SCORE)
     recommendation = models.CharField(_("recommendation"), max_length=16, choices=Recommendation.choices)
     comment = models.TextField(_("comment"), max_length=5000, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("review")

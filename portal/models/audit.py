@@ -60,7 +60,7 @@ class OrganisationAuditLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.organisation_id} {self.action}"
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.get_action_display()}"
 
 
 def audit(

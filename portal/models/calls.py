@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from allocations.models.nodes import GpuModelField
 from billing.policy import PastSubsidy
 from portal.models.organisations import Organisation
+from portal.stored_text import grouped
 from portal.validators import MAX_CALL_BUDGET_GPU_HOURS, MAX_GPU_HOURS, MAX_STARTUP_AGE_YEARS
 
 
@@ -61,7 +62,7 @@ class Call(models.Model):
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_STARTUP_AGE_YEARS)],
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     objects = CallQuerySet.as_manager()
 
@@ -106,7 +107,7 @@ class Call(models.Model):
 class CallBudget(models.Model):
     """GPU-hours a call can award for one GPU model."""
 
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets")
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="budgets", verbose_name=_("call"))
     gpu_model = GpuModelField(db_column="gpu_model")
     gpu_hours = models.PositiveIntegerField(
         _("GPU-hour budget"), validators=[MaxValueValidator(MAX_CALL_BUDGET_GPU_HOURS)]
@@ -124,4 +125,4 @@ class CallBudget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model_id}: {self.gpu_hours}"
+        return _("%(model)s: %(hours)s GPU-hours") % {"model": self.gpu_model_id, "hours": grouped(self.gpu_hours)}

@@ -12,6 +12,30 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from portal.stored_text import grouped
+
+# The e-mails a Mailing sends (its `template`), as staff read them in the admin.
+KINDS = {
+    "invoice_issued": _("Invoice issued"),
+    "invoice_paid": _("Invoice paid"),
+    "invoice_payment_failed": _("Card payment failed"),
+    "invoice_transfer_only": _("Invoice payable by bank transfer"),
+    "invoice_carried": _("Invoice carried forward"),
+    "subsidy_threshold": _("Subsidised hours running out"),
+    "grant_idle": _("Grant's GPUs idle"),
+}
+# The plain values (`context`) those e-mails show, labelled for staff.
+VALUES = {
+    "bank_account": _("Bank account"),
+    "error": _("Error"),
+    "percent": _("Share of subsidised hours used (%)"),
+    "grace_hours": _("Grace period (hours)"),
+    "hours": _("Idle hours"),
+    "threshold": _("Idle threshold (hours)"),
+}
+# The objects (`refs`) an e-mail is about.
+OBJECTS = {"invoice": _("Invoice"), "grant": _("Grant")}
+
 
 class Mailing(models.Model):
     class Status(models.TextChoices):
@@ -38,7 +62,12 @@ class Mailing(models.Model):
         ),
     )
     organisation = models.ForeignKey(
-        "portal.Organisation", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "portal.Organisation",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("organisation"),
     )
     # The objects the template shows, reloaded when sent: {"invoice": ["billing.invoice", 12]}.
     refs = models.JSONField(_("objects"), default=dict)
@@ -59,7 +88,25 @@ class Mailing(models.Model):
         ordering = ["pk"]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.template} ({self.status})"
+        return f"#{self.pk} {self.kind_label} ({self.get_status_display()})"
+
+    @property
+    def kind_label(self) -> str:
+        """The e-mail's kind in the reader's language (the template's name if it has no label)."""
+        return str(KINDS.get(self.template, self.template))
+
+    def values_text(self) -> list[str]:
+        """The objects and values the e-mail shows, one "label: value" line each."""
+        lines = [f"{OBJECTS.get(key, key)} #{ref[1]}" for key, ref in sorted(self.refs.items()) if len(ref) == 2]
+        for key, value in sorted(self.context.items()):
+            if isinstance(value, list):
+                shown = ", ".join(map(str, value))
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                shown = grouped(value)
+            else:
+                shown = str(value)
+            lines.append(f"{VALUES.get(key, key)}: {shown}")
+        return lines
 
     def can_transition(self, new: str) -> bool:
         return new in self.ALLOWED[self.Status(self.status)]

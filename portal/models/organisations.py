@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
-from django.utils.translation import get_language
+from django.utils.translation import get_language, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from portal.validators import validate_business_registration_number
@@ -98,7 +98,8 @@ class Organisation(models.Model):
     name_en = models.CharField(_("name (English)"), max_length=200)
 
     class BrnStatus(models.TextChoices):
-        NONE = "", _("None")
+        # A university or institute has no number: the status does not apply (not "none").
+        NONE = "", pgettext_lazy("business number status", "Not applicable")
         CLAIMED = "claimed", _("Claimed, not yet confirmed")
         VERIFIED = "verified", _("Confirmed by the centre")
 
@@ -184,10 +185,12 @@ class OrganisationDomain(models.Model):
     """An e-mail domain of an organisation. A verified domain belongs to one organisation only,
     and a user whose verified e-mail is on it joins that (academic) organisation automatically."""
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="domains")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="domains", verbose_name=_("organisation")
+    )
     domain = models.CharField(_("domain"), max_length=253)
     verified = models.BooleanField(_("verified"), default=False)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("e-mail domain")
@@ -254,21 +257,30 @@ class Membership(models.Model):
         indexes = [models.Index(fields=["organisation", "id"], name="membership_org_latest_idx")]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.organisation} ({self.role})"
+        return f"{self.user} @ {self.organisation} ({self.get_role_display()})"
 
 
 class Invitation(models.Model):
     """An invitation by e-mail. The link carries a signed, timestamped id: it expires after
     INVITATION_MAX_AGE_DAYS and works once (accepted_at is set under a row lock)."""
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("organisation")
+    )
     email = models.EmailField(_("e-mail address"))
     role = models.CharField(_("role"), max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
-    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    accepted_at = models.DateTimeField(null=True, blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("invited by")
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
     accepted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("accepted by"),
     )
 
     class Meta:
