@@ -153,7 +153,7 @@ def test_every_page_of_the_grant_list_leaves_out_the_grants_an_operator_has_a_co
     """The grant list sorts and limits the grants before joining their application, organisation
     and investigator (issue 13): on every page, in every order, the conflict-of-interest rule
     still holds, and each row shows its title, investigator and organisation."""
-    from allocations.admin import GrantAdmin
+    from allocations.admin_grants import GrantAdmin
 
     operator = staff_user("ops@ministry.go.kr", "allocations.view_grant")
     mine = ApplicationFactory(status="approved", title="My own lab's project")
