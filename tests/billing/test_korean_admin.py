@@ -131,3 +131,27 @@ def test_what_the_services_store_and_log_names_an_invoice_in_english_whatever_th
         assert statement.is_statement and "명세서" in str(statement)
     assert any(f"2026-11 statement #{statement.pk} ₩0 issued" in line for line in lines), lines
     assert not any("명세서" in line for line in lines), lines
+
+
+def test_a_failed_steps_name_is_stored_in_english_and_read_in_the_readers_language(db):
+    """The worker runs in the portal's default language (Korean): the failed step's name was
+    stored in Korean inside an English reason, so English readers saw "계정 생성 failed: …"."""
+    from allocations.models import ProvisioningTask
+    from allocations.services.grants import grant_after_tasks
+    from tests.allocations.test_placement import online_node
+
+    org, _ = startup()
+    grant = grant_for(org, status=Grant.Status.PROVISIONING)
+    ProvisioningTask.objects.create(
+        node=online_node("gpu-01"), grant=grant, kind=ProvisioningTask.Kind.ENSURE_ACCOUNT, payload={},
+        state=ProvisioningTask.State.FAILED, last_error="useradd: uid 1001 taken",
+    )  # fmt: skip
+    with translation.override("ko"):
+        grant_after_tasks(grant_id=grant.pk)
+    grant.refresh_from_db()
+    assert grant.status_reason == "Create account failed: useradd: uid 1001 taken"
+    with translation.override("en"):
+        assert grant.status_reason_text == "Create account failed: useradd: uid 1001 taken"
+    with translation.override("ko"):
+        shown = grant.status_reason_text
+    assert "Create account" not in shown and "계정" in shown and shown.endswith("useradd: uid 1001 taken")
