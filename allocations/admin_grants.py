@@ -70,6 +70,11 @@ class GrantAdmin(ScaledAdmin):
         shown = {"status_reason": "status_reason_text", "gpu_hours": "gpu_hours_shown"}
         return [shown.get(f.name, f.name) for f in Grant._meta.fields]
 
+    def get_fields(self, request, obj=None) -> list[str]:
+        # Nothing editable: a grant changes through its services (approval, the actions), each
+        # recorded. The fields shown in another form above would otherwise become inputs.
+        return self.get_readonly_fields(request, obj)
+
     gpu_hours_shown = grouped_field(Grant, "gpu_hours")
 
     @admin.display(description=Grant._meta.get_field("status_reason").verbose_name)

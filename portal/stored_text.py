@@ -4,7 +4,8 @@ this module read the same); a `Phrases` table recognises a phrase when shown (`s
 tests that show what the services write pin the two together. Text not in a table (a reason
 typed by finance, an error from a node) is shown as stored; so is the part of a phrase that was
 typed (`void: <what finance typed>`). A parameter named `phrase` is
-itself shown through the table (a payment's reason inside "paid again, to refund: …")."""
+itself shown through the table (a payment's reason inside "paid again, to refund: …"); one
+named `kind` is a label of the portal's own (a provisioning step's English name), translated."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ class Phrases:
                 params = found.groupdict()
                 if "phrase" in params:
                     params["phrase"] = self.show(params["phrase"])
+                if "kind" in params:
+                    params["kind"] = gettext(params["kind"])
                 return gettext(english) % params
         reference = REFERENCE.fullmatch(text)
         if reference:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from allocations.models import (
@@ -231,9 +231,9 @@ def grant_after_tasks(*, grant_id: int) -> Grant:
         current = grant.tasks.filter(created_at__gte=since) if since else grant.tasks.all()
         failed = current.filter(state=ProvisioningTask.State.FAILED).first()
         if failed:
-            Grant.objects.filter(pk=grant.pk).update(
-                status_reason=f"{failed.get_kind_display()} failed: {failed.last_error}"[:2000]
-            )
+            with translation.override("en"):  # stored English, shown translated (allocations.reasons)
+                step = str(failed.get_kind_display())
+            Grant.objects.filter(pk=grant.pk).update(status_reason=f"{step} failed: {failed.last_error}"[:2000])
             return grant
         if grant.tasks.filter(state__in=ProvisioningTask.OPEN).exists():
             return grant

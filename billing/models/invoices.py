@@ -146,6 +146,13 @@ class Invoice(models.Model):
         return _("%(month)s statement #%(pk)s") % {"month": f"{self.month:%Y-%m}", "pk": self.pk}
 
     @property
+    def reference(self) -> str:
+        """The invoice's name in what the services store and log (event reasons, the invoicing
+        run's lines, e-mail skip reasons): English whatever language a job or command runs in,
+        as the rest of that text is (shown translated by `InvoiceEvent.reason_text`)."""
+        return self.number or f"{self.month:%Y-%m} statement #{self.pk}"
+
+    @property
     def is_statement(self) -> bool:
         """A ₩0 month that only drew prepaid hours: no number, nothing to pay."""
         return self.number is None

@@ -208,7 +208,7 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
             month=void.month,
             today=today,
             actor=actor,
-            reason=f"re-issued, replaces {void}: {reason}",
+            reason=f"re-issued, replaces {void.reference}: {reason}",
             replaces=void,
         )
     except ledger.LedgerError as exc:
@@ -219,7 +219,11 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
             code="nothing",
         )
     InvoiceEvent.objects.create(
-        invoice=void, actor=actor, old_status=I.VOID, new_status=I.VOID, reason=f"re-issued as {invoice}: {reason}"
+        invoice=void,
+        actor=actor,
+        old_status=I.VOID,
+        new_status=I.VOID,
+        reason=f"re-issued as {invoice.reference}: {reason}",
     )
     log.info("invoice %s re-issued as %s by %s", void, invoice, actor.pk)
     return invoice
@@ -310,10 +314,10 @@ def invoices_run(*, month: date, out: Callable[[str], None] = log.info, today: d
                 outcome = "nothing to invoice"
             elif invoice.status == I.VOID:
                 counts["void"] += 1
-                outcome = f"{invoice} void, not invoiced again (finance re-issues the month from the admin)"
+                outcome = f"{invoice.reference} void, not invoiced again (finance re-issues the month from the admin)"
             else:
                 counts["issued" if created else "existing"] += 1
-                outcome = f"{invoice} ₩{invoice.total_krw:,} {'issued' if created else 'already issued'}"
+                outcome = f"{invoice.reference} ₩{invoice.total_krw:,} {'issued' if created else 'already issued'}"
         line = f"[{n}/{len(orgs)}] {who}: {outcome} ({elapsed_text(time.monotonic() - began)})"
         out(line)
         invoicing_run_step(run=run, done=n, current=who, counts=counts, line=line)

@@ -46,7 +46,7 @@ def subsidy_audience(*, grant) -> list:
 def invoice_voided(*, invoice) -> str:
     """Why the e-mail announcing an invoice no longer applies when it is sent: finance voided
     the invoice before it went out (its "due on" would be wrong); "" otherwise."""
-    return f"invoice {invoice} is void now" if invoice.status == invoice.Status.VOID else ""
+    return f"invoice {invoice.reference} is void now" if invoice.status == invoice.Status.VOID else ""
 
 
 def invoice_no_longer_open(*, invoice) -> str:
@@ -54,7 +54,7 @@ def invoice_no_longer_open(*, invoice) -> str:
     applies when it is sent: the invoice was paid, voided or carried forward since; "" while open."""
     if invoice.status == invoice.Status.OPEN:
         return ""
-    return f"invoice {invoice} is {invoice.status} now"
+    return f"invoice {invoice.reference} is {invoice.status} now"
 
 
 def invoice_no_longer_carried(*, invoice) -> str:
@@ -64,7 +64,7 @@ def invoice_no_longer_carried(*, invoice) -> str:
     one e-mail, not two); "" while it is carried (collected by a later invoice or not yet:
     either way it is added to one)."""
     if invoice.status != invoice.Status.CARRIED:
-        return f"invoice {invoice} is {invoice.status} now"
+        return f"invoice {invoice.reference} is {invoice.status} now"
     carried = invoice.events.filter(old_status=invoice.Status.OPEN, new_status=invoice.Status.CARRIED)
     carried_at = carried.order_by("-created_at").values_list("created_at", flat=True).first()
     ref = [invoice._meta.label_lower, invoice.pk]
@@ -73,7 +73,11 @@ def invoice_no_longer_carried(*, invoice) -> str:
         if mailing.refs.get("invoice") != ref:
             continue
         if mailing.status == Mailing.Status.QUEUED:
-            return f"the e-mail announcing invoice {invoice} is still to go out and says it is carried forward"
+            return (
+                f"the e-mail announcing invoice {invoice.reference} is still to go out and says it is carried forward"
+            )
         if carried_at and mailing.done_at and mailing.done_at >= carried_at:
-            return f"the e-mail announcing invoice {invoice} went out after it was carried forward and said so"
+            return (
+                f"the e-mail announcing invoice {invoice.reference} went out after it was carried forward and said so"
+            )
     return ""

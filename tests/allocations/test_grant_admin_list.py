@@ -3,8 +3,12 @@ GPUs, status, period), and the admin shows times in Seoul time with the zone."""
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from django.urls import reverse
+
+from allocations.models import Grant
 from tests.allocations.test_admin_confirmations import operator_client, placed  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
@@ -30,3 +34,17 @@ def test_the_admin_shows_times_in_seoul_time_with_the_zone(operator_client, plac
     _grant, node = placed
     body = operator_client.get(f"/admin/allocations/node/{node.pk}/change/", HTTP_ACCEPT_LANGUAGE=language)
     assert "KST" in body.content.decode()
+
+
+def test_an_operator_who_may_change_grants_cannot_edit_a_grants_fields_on_its_page(operator_client, placed):  # noqa: F811
+    """A grant changes through its services (approval, actions), each recorded: its page is
+    read-only even for `change_grant` (the awarded GPU-hours were once an input there)."""
+    grant, _node = placed
+    url = reverse("admin:allocations_grant_change", args=[grant.pk])
+    page = operator_client.get(url).content.decode()
+    names = set(re.findall(r'<(?:input|select|textarea)[^>]*\bname="([^"]+)"', page))
+    assert "gpu_hours" in {f.name for f in Grant._meta.fields}
+    assert not names & {f.name for f in Grant._meta.fields}, names
+    operator_client.post(url, {"gpu_hours": 999_999, "status": "active", "_save": "Save"})
+    grant.refresh_from_db()
+    assert grant.gpu_hours == 500

@@ -109,3 +109,49 @@ def test_titles_of_billing_rows_read_in_korean_with_grouped_numbers():
         )
         assert "₩3,000" in str(rate) and "from" not in str(rate)
         assert "명세서" in str(Invoice(pk=4, month=date(2026, 11, 1)))
+
+
+def test_what_the_services_store_and_log_names_an_invoice_in_english_whatever_the_language(db):
+    """A statement's title is translated where it is shown (`str`), but the monthly job runs in
+    the portal's default language (Korean) and a Korean operator's `run_invoicing` too: the run's
+    lines and the stored reasons keep the English of the rest of their text."""
+    from billing.models import Invoice
+    from billing.services.invoices import invoices_run
+    from tests.billing.test_invoicing import paid_pack
+
+    rate_card("startup", 3000)
+    org, _ = startup()
+    grant_for(org, hours=1, intervals=[(at(2, 9, month=10), at(2, 10, month=10)), (at(3, 9), at(3, 15))])
+    paid_pack(org, 100, at(1, 0, month=10))
+    invoice_issue(organisation_id=org.pk, month=date(2026, 10, 1), today=date(2026, 11, 1))
+    lines = []
+    with translation.override("ko"):
+        invoices_run(month=date(2026, 11, 1), today=date(2026, 12, 1), out=lines.append)
+        statement = Invoice.objects.get(organisation=org, month=date(2026, 11, 1))
+        assert statement.is_statement and "명세서" in str(statement)
+    assert any(f"2026-11 statement #{statement.pk} ₩0 issued" in line for line in lines), lines
+    assert not any("명세서" in line for line in lines), lines
+
+
+def test_a_failed_steps_name_is_stored_in_english_and_read_in_the_readers_language(db):
+    """The worker runs in the portal's default language (Korean): the failed step's name was
+    stored in Korean inside an English reason, so English readers saw "계정 생성 failed: …"."""
+    from allocations.models import ProvisioningTask
+    from allocations.services.grants import grant_after_tasks
+    from tests.allocations.test_placement import online_node
+
+    org, _ = startup()
+    grant = grant_for(org, status=Grant.Status.PROVISIONING)
+    ProvisioningTask.objects.create(
+        node=online_node("gpu-01"), grant=grant, kind=ProvisioningTask.Kind.ENSURE_ACCOUNT, payload={},
+        state=ProvisioningTask.State.FAILED, last_error="useradd: uid 1001 taken",
+    )  # fmt: skip
+    with translation.override("ko"):
+        grant_after_tasks(grant_id=grant.pk)
+    grant.refresh_from_db()
+    assert grant.status_reason == "Create account failed: useradd: uid 1001 taken"
+    with translation.override("en"):
+        assert grant.status_reason_text == "Create account failed: useradd: uid 1001 taken"
+    with translation.override("ko"):
+        shown = grant.status_reason_text
+    assert "Create account" not in shown and "계정" in shown and shown.endswith("useradd: uid 1001 taken")
