@@ -60,7 +60,10 @@ TIMEOUT = float(os.environ.get("BENCH_PROV_TIMEOUT", 600))
 RID = secrets.token_hex(3)
 PREFIX = f"gpb{RID}"  # the portal's account prefix for this run; nodes' files use PREFIX + "n<i>"
 BASE = Path(f"/run/gpu-portal-bench-{RID}")
-SHARED = Path(f"/var/tmp/gpu-portal-bench-{RID}")  # noqa: S108 - node accounts run the Jupyter stand-in from here
+# Node accounts run the Jupyter stand-in from here, so it is root's alone (0755, every folder above
+# it too): the agent refuses a Jupyter anyone else could change (`unsafe_jupyter`), as under the
+# world-writable /var/tmp.
+SHARED = Path(f"/var/lib/gpu-portal-bench-{RID}")
 DOC = ROOT / "docs" / "benchmarks.md"
 JSON_OUT = ROOT / "docs" / "benchmarks-provisioning.json"
 BEGIN, END = "<!-- bench:provisioning:begin -->", "<!-- bench:provisioning:end -->"
@@ -318,6 +321,7 @@ def main() -> int:
         say("skipped: needs root, sshd and sudo (it creates unix accounts, sudo rules and sshd's)")
         return 0
     SHARED.mkdir(mode=0o755, parents=True)
+    SHARED.chmod(0o755)  # whatever the umask: readable by the node accounts, writable by root alone
     jupyter = SHARED / "jupyter"
     jupyter.write_text(JUPYTER_STANDIN)
     jupyter.chmod(0o755)

@@ -38,6 +38,10 @@ import time
 NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 PATH_RE = re.compile(r"/[A-Za-z0-9/._-]{1,250}")
 VERB_RE = re.compile(r"[a-z][a-z-]{1,30}")
+# The agent's PATH_SETTINGS (gpu_portal_agent/common.py; this program runs alone on the node):
+# settings it refuses unless they are absolute paths (nvml_replay may be empty).
+AGENT_PATH_SETTINGS = ("jupyter_bin", "jupyter_run_dir", "state_dir", "nvml_replay", "shell", "keys_dir",
+                       "gpu_device_pattern", "push_config")  # fmt: skip
 KEY_RE = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) "
     r"[A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+-]{1,100})?"
@@ -367,6 +371,11 @@ def check_input(data: dict) -> None:
                  data["sshd"]["pid_file"]):  # fmt: skip
         if not PATH_RE.fullmatch(path or "") or "/../" in path or path.endswith("/.."):
             raise InstallError(f"not a plain absolute path: {path!r}")
+    for name in AGENT_PATH_SETTINGS:  # the agent would refuse every verb (bad_config)
+        value = config.get(name)
+        if name in config and not (name == "nvml_replay" and value == ""):
+            if not isinstance(value, str) or not value.startswith("/") or "\0" in value or "\n" in value:
+                raise InstallError(f"{name} must be an absolute path, not {value!r}"[:300])
     low, high = config.get("id_min"), config.get("id_max")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or not 1000 <= low <= high:
         raise InstallError("id_min and id_max (the portal's uid range, from 1000) are required")

@@ -32,7 +32,7 @@ from allocations.services.accounts import account_set_state
 from allocations.services.enqueue import enqueue_node, enqueue_provision
 from allocations.services.nodes import connect
 from allocations.services.placement import grant_place, grant_release_gpus
-from allocations.services.provisioning import task_create, tasks_supersede
+from allocations.services.provisioning import grant_round_tasks, task_create, tasks_supersede
 from allocations.services.unix_ids import grant_label, unix_uid_for
 from portal.errors import PortalError
 
@@ -222,13 +222,7 @@ def grant_after_tasks(*, grant_id: int) -> Grant:
             return grant
         # Only this round of provisioning counts: a resumed grant keeps the tasks its
         # suspension superseded (failed) from earlier rounds.
-        since = (
-            grant.events.filter(new_status=G.PROVISIONING)
-            .order_by("-created_at", "-pk")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        current = grant.tasks.filter(created_at__gte=since) if since else grant.tasks.all()
+        current = grant_round_tasks(grant)
         failed = current.filter(state=ProvisioningTask.State.FAILED).first()
         if failed:
             with translation.override("en"):  # stored English, shown translated (allocations.reasons)

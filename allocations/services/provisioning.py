@@ -12,11 +12,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from allocations import ssh
-from allocations.models import Grant, Node, NodeAccount, ProvisioningTask
+from allocations.models import Grant, GrantEvent, Node, NodeAccount, ProvisioningTask
 from allocations.services.accounts import account_set_state
 from allocations.services.jupyter import agent_payload, jupyter_after_task
 from allocations.services.node_status import node_report_reachable, node_report_unreachable
@@ -70,14 +70,31 @@ def runnable_tasks(node: Node):
     return node.tasks.filter(state__in=ProvisioningTask.OPEN).order_by("created_at", "pk")
 
 
+def grant_round_tasks(grant: Grant) -> QuerySet[ProvisioningTask]:
+    """The tasks of the grant's current round: those created since the latest event that started
+    provisioning it (its placement, or its latest resumption). A resumed grant keeps the tasks of
+    its earlier rounds (the first provisioning, the suspension's revocation, runs it superseded)
+    for the operators; they say nothing about the access it is being given now. A grant that
+    never started provisioning has no round yet: all its tasks. One query wherever it is used."""
+    started = (
+        GrantEvent.objects.filter(grant=OuterRef("grant"), new_status=Grant.Status.PROVISIONING)
+        .order_by("-created_at", "-pk")
+        .values("created_at")[:1]
+    )
+    never_started = ~Exists(GrantEvent.objects.filter(grant=grant, new_status=Grant.Status.PROVISIONING))
+    return grant.tasks.filter(Q(created_at__gte=Subquery(started)) | never_started)
+
+
 def grant_steps(*, grant: Grant) -> list[ProvisioningTask]:
-    """The grant's provisioning steps as its members follow them: each step (an action for one
-    account, or for the grant, on one node) once, as its latest run. A node rebuilt or brought
-    back in line (`make clean-demo` then `make run`, a reinstalled node, a key change) runs the
-    same steps again as new tasks; the old, finished runs stay for the operators (admin →
-    Provisioning tasks) but are not listed twice. Steps keep the order they first ran in."""
+    """The grant's provisioning steps as its members follow them: the steps of its current round
+    (grant_round_tasks: after a suspension and a resumption, the resumption's steps, not the
+    suspension's), each step (an action for one account, or for the grant, on one node) once, as
+    its latest run. A node rebuilt or brought back in line (`make clean-demo` then `make run`, a
+    reinstalled node, a key change) runs the same steps again as new tasks; the old, finished
+    runs stay for the operators (admin → Provisioning tasks) but are not listed twice. Steps keep
+    the order they first ran in within the round."""
     latest: dict[tuple[int, int | None, str], ProvisioningTask] = {}
-    for task in grant.tasks.select_related("account").order_by("created_at", "pk"):  # one query
+    for task in grant_round_tasks(grant).select_related("account").order_by("created_at", "pk"):  # one query
         latest[(task.node_id, task.account_id, task.kind)] = task  # a key keeps its first position
     return list(latest.values())
 

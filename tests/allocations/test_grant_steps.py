@@ -47,3 +47,33 @@ def test_a_node_provisioned_again_lists_each_step_of_the_grant_once_with_its_lat
         f"{len(first)} of {len(first)} steps done."
         in client.get(reverse("allocations:grant_detail", args=[grant.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
     )
+
+
+def steps_summary(client, grant) -> str:
+    client.force_login(grant.application.principal_investigator)
+    html = client.get(reverse("allocations:grant_detail", args=[grant.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    return html.split("<h2>Preparing your access</h2>", 1)[1].split("<ol", 1)[0]
+
+
+def test_a_resumed_grant_lists_only_the_steps_of_its_resumption_not_those_of_its_suspension(client, gpu_node, tmp_path):
+    app, _key = user_with_key(tmp_path)
+    today = timezone.localdate()
+    grant = provision(approved_grant(app, starts_on=today, ends_on=today + timezone.timedelta(days=30)))
+    first = steps_listed(client, grant)
+    grant_services.grant_suspend(grant=grant, actor=None, reason="audit")
+    node_tasks_job(gpu_node.pk)
+
+    grant_services.grant_resume(grant=grant, actor=None)
+
+    # While the resumption runs, nothing of it is done yet; the suspension's steps do not count.
+    waiting = steps_listed(client, grant)
+    assert not any(line.startswith("Revoke access") for line in waiting), waiting
+    assert [line.split(" · ")[0] for line in waiting] == [line.split(" · ")[0] for line in first]
+    assert f"0 of {len(first)} steps done." in steps_summary(client, grant)
+
+    node_tasks_job(gpu_node.pk)
+    grant.refresh_from_db()
+    assert grant.status == grant.Status.ACTIVE, grant.status_reason
+    again = steps_listed(client, grant)
+    assert again == first  # the same steps as the first provisioning, each once, all succeeded
+    assert f"{len(first)} of {len(first)} steps done." in steps_summary(client, grant)

@@ -11,7 +11,7 @@ import pytest
 
 from allocations import ssh
 from allocations.models import Gpu, Node
-from allocations.node_install import agent_version, installer_program
+from allocations.node_install import SshdSettings, agent_version, installer_program
 from allocations.services import nodes as node_services
 from portal.errors import PortalError
 from tests.allocations.conftest import bootstrap_node, free_port
@@ -108,7 +108,7 @@ def test_install_agent_on_a_machine_without_gpus_says_how_to_go_on_and_the_node_
         with pytest.raises(CommandError) as refused:
             call_command(*args)
         assert "cannot read its GPUs" in str(refused.value)
-        assert "--nvml-replay FILE" in str(refused.value)
+        assert "--nvml-replay /ABSOLUTE/PATH" in str(refused.value)  # an absolute path: the agent needs one
         node.refresh_from_db()
         assert node.status == "offline"
         assert "the agent cannot read the GPUs" in node.status_reason
@@ -207,3 +207,74 @@ def test_a_node_that_keeps_refusing_fails_after_a_few_quick_tries(db, node_setti
         node_services.connect(node)
     assert exc.value.code == "unreachable" and not exc.value.permanent
     assert "cannot reach" in exc.value.message
+
+
+# -- relative paths in the agent's configuration ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--jupyter-bin", "jupyter"), ("--jupyter-run-dir", "run/jupyter"), ("--nvml-replay", "h100.json"),
+     ("--gpu-device-pattern", "nvidia{minor}"), ("--state-dir", "./state")],
+)  # fmt: skip
+def test_install_agent_refuses_a_relative_path_before_touching_the_node(db, monkeypatch, option, value):
+    """The agent refuses a configuration with any relative path (bad_config for every verb):
+    install_agent used to install it anyway and leave a node where nothing worked."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    Node.objects.create(hostname="gpu-rel", address="192.0.2.9", gpu_model="H100-80GB", host_key="ssh-ed25519 AAAAx")
+
+    def touched(**_kwargs):
+        raise AssertionError("the node was contacted")
+
+    monkeypatch.setattr(node_services, "node_install_agent", touched)
+    monkeypatch.setattr(ssh, "ensure_key_pair", touched)
+    monkeypatch.setenv("LANGUAGE", "en")
+    with pytest.raises(CommandError) as refused:
+        call_command("install_agent", "gpu-rel", "--operator-key", "/root/.ssh/id_ed25519", option, value)
+    assert f"{option} must be an absolute path on the node" in str(refused.value)
+    assert value in str(refused.value)
+
+    monkeypatch.setenv("LANGUAGE", "ko")
+    with pytest.raises(CommandError) as in_korean:
+        call_command("install_agent", "gpu-rel", "--operator-key", "/root/.ssh/id_ed25519", option, value)
+    assert "절대 경로" in str(in_korean.value) and option in str(in_korean.value)
+
+
+def test_install_agent_accepts_an_empty_nvml_replay_and_says_to_give_an_absolute_replay_path(db):
+    from allocations.management.commands.install_agent import NO_NVML
+    from allocations.node_install import relative_path_settings
+
+    assert relative_path_settings({"nvml_replay": "", "jupyter_bin": "/opt/j/bin/jupyter"}) == []
+    assert "--nvml-replay /" in str(NO_NVML)  # the suggestion itself is an absolute path
+
+
+@pytest.mark.parametrize("name", ["jupyter_bin", "jupyter_run_dir", "nvml_replay", "shell", "gpu_device_pattern"])
+def test_the_installer_refuses_a_relative_path_for_any_setting_the_agent_needs_absolute(db, name):
+    """The installer program (run as root on the node) checks again what the portal sent: a
+    relative path would leave an agent that refuses every verb."""
+    import base64
+    import json
+
+    from allocations.agent import gpu_portal_install as installer
+
+    program, _digest = installer_program(
+        agent_path="/usr/local/lib/gpu-portal/agent", config_path="/etc/gpu-portal/agent.json",
+        config={"jupyter_bin": "/opt/j/bin/jupyter", "nvml_replay": "", name: "relative/path"},
+        provisioning_user="gpuportal", public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest000 p",
+        sshd=SshdSettings(),
+    )  # fmt: skip
+    encoded = program.decode().rsplit('main("', 1)[1].split('"', 1)[0]
+    data = json.loads(base64.b64decode(encoded))
+    with pytest.raises(installer.InstallError, match=f"{name} must be an absolute path"):
+        installer.check_input(data)
+    data["config"][name] = "" if name == "nvml_replay" else "/an/absolute/path"
+    installer.check_input(data)  # the same input with an absolute path (or no replay) passes
+
+
+def test_the_installer_checks_the_same_path_settings_as_the_agent():
+    from allocations.agent import gpu_portal_install as installer
+    from allocations.agent.gpu_portal_agent.common import PATH_SETTINGS
+
+    assert set(installer.AGENT_PATH_SETTINGS) == set(PATH_SETTINGS)

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from allocations import ssh
 from allocations.models import Node
-from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings
+from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, relative_path_settings
 from allocations.services import nodes
 from allocations.services.node_status import node_report_inventory
 from portal.management.operator import OperatorCommand
@@ -18,7 +18,8 @@ NO_NVML = gettext_lazy(
     "The agent is installed on %(node)s but cannot read its GPUs (%(error)s); the node stays offline with"
     " that reason. Install the NVIDIA driver and nvidia-ml-py for the node's system python3 (docs/nodes.md,"
     " step 1) and run install_agent again. A test or demo machine without GPUs can replay a recorded NVML"
-    " answer instead: --nvml-replay FILE (a file on the node, e.g. a copy of tests/fixtures/nvml/h100-sxm-8.json)."
+    " answer instead: --nvml-replay /ABSOLUTE/PATH (a file on the node given by its absolute path, e.g."
+    " /etc/gpu-portal/h100-sxm-8.json, a copy of tests/fixtures/nvml/h100-sxm-8.json)."
 )
 
 
@@ -54,6 +55,29 @@ class Command(OperatorCommand):
             raise CommandError(_("unknown node %(host)s: register it with add_node first") % {"host": opts["hostname"]})
         if not node.host_key:
             raise CommandError(_("%(host)s has no pinned host key: run add_node first") % {"host": node.hostname})
+        agent_config = {
+            "account_prefix": settings.NODE_ACCOUNT_PREFIX,
+            "jupyter_bin": opts["jupyter_bin"],
+            "state_dir": opts["state_dir"],
+            "jupyter_run_dir": opts["jupyter_run_dir"],
+            "nvml_replay": opts["nvml_replay"],
+            "keys_dir": opts["keys_dir"],
+            "managed_group": opts["managed_group"],
+            "gpu_device_pattern": opts["gpu_device_pattern"],
+            "push_config": opts["push_config"],
+            # The only uids the agent will create: the portal's own range.
+            "id_min": settings.NODE_UNIX_ID_BASE + 1,
+            "id_max": settings.NODE_UNIX_ID_MAX,
+        }
+        relative = relative_path_settings(agent_config)
+        if relative:  # the agent would refuse every verb (bad_config): refused before touching the node
+            raise CommandError(
+                _(
+                    "--%(option)s must be an absolute path on the node, not %(value)r: the agent refuses a"
+                    " configuration with a relative path."
+                )
+                % {"option": relative[0].replace("_", "-"), "value": agent_config[relative[0]]}
+            )
         try:
             public_key = ssh.ensure_key_pair(settings.PROVISIONING_SSH_KEY)
             self.progress(
@@ -68,20 +92,7 @@ class Command(OperatorCommand):
                 operator_key=opts["operator_key"],
                 provisioning_public_key=public_key,
                 config_path=opts["config_path"],
-                agent_config={
-                    "account_prefix": settings.NODE_ACCOUNT_PREFIX,
-                    "jupyter_bin": opts["jupyter_bin"],
-                    "state_dir": opts["state_dir"],
-                    "jupyter_run_dir": opts["jupyter_run_dir"],
-                    "nvml_replay": opts["nvml_replay"],
-                    "keys_dir": opts["keys_dir"],
-                    "managed_group": opts["managed_group"],
-                    "gpu_device_pattern": opts["gpu_device_pattern"],
-                    "push_config": opts["push_config"],
-                    # The only uids the agent will create: the portal's own range.
-                    "id_min": settings.NODE_UNIX_ID_BASE + 1,
-                    "id_max": settings.NODE_UNIX_ID_MAX,
-                },
+                agent_config=agent_config,
                 portal_url="" if opts["no_push"] else (opts["portal_url"] or settings.SITE_URL),
                 sshd=SshdSettings(
                     config=opts["sshd_config"], dropin=opts["sshd_dropin"], pid_file=opts["sshd_pid_file"]
