@@ -155,6 +155,8 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "application": application,
         "results": svc.latest_eligibility(application),
+        # The reasons speak to the principal investigator; anyone else reads them about them.
+        "about_the_applicant": request.user.pk != application.principal_investigator_id,
         "events": application.events.select_related("actor"),
         "missing": svc.missing_for_submission(application) if application.is_editable else [],
         "withdraw_form": ReasonForm(),

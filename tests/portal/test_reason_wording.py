@@ -86,3 +86,24 @@ def test_reviewers_and_approvers_read_the_reasons_about_the_applicant(client, su
         assert sentence in body, sentence
     for sentence in sentences(submitted, language, 0):
         assert sentence not in body, sentence
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_a_team_member_reads_the_reasons_about_the_applicant_not_addressed_to_them(client, submitted, language):
+    """ "Your e-mail address … is verified" is the principal investigator's address: a team
+    member (or an owner) reading the application reads it about the applicant."""
+    from portal.models import Membership
+    from tests.factories import UserFactory
+
+    member = UserFactory()
+    Membership.objects.create(user=member, organisation=submitted.organisation, role=Membership.Role.MEMBER)
+    submitted.team.add(member)
+    client.force_login(member)
+    client.cookies["django_language"] = language
+    response = client.get(f"/applications/{submitted.pk}/")
+    assert response.status_code == 200
+    body = html.unescape(response.content.decode())
+    for sentence in sentences(submitted, language, 1):
+        assert sentence in body, sentence
+    for sentence in sentences(submitted, language, 0):
+        assert sentence not in body, sentence
