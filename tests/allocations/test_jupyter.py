@@ -362,8 +362,9 @@ UNLIMITED = ("unlimited", "unlimited")
 def test_the_provisioning_account_cannot_hand_its_limits_to_a_users_jupyter(researcher, gpu_node, node_host):
     """sudo passes the caller's limits to the agent, and the agent passed them to the user's
     JupyterLab: `prlimit --cpu=3000 … sudo … start-jupyter` gave the user a server whose
-    kernels died after 3000 CPU seconds (seen: a Jupyter with `Max file size 16 16`). The
-    agent lifts them (soft limits: any root can, this container included); the server has none."""
+    kernels died after 3000 CPU seconds (seen: a Jupyter with `Max file size 16 16`). Soft
+    limits under unlimited hard ones: sudo 1.9 raises these itself, the agent lifts them
+    wherever sudo does not (any root can); the server has none. Hard limits: the next test."""
     grant, username, _key = researcher
     status, output = start_as_provisioning(
         gpu_node, node_host, grant, username, "--fsize=16:unlimited --cpu=3000:unlimited --as=68719476736:unlimited"

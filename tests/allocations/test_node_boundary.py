@@ -266,10 +266,12 @@ def test_a_file_size_limit_set_by_the_provisioning_account_never_leaves_a_users_
 
 
 def test_a_soft_file_size_limit_is_lifted_even_where_root_cannot_raise_a_hard_one(researcher, gpu_node, node_host):
-    """`prlimit --fsize=16:unlimited`: only the soft limit is lowered, which any root may raise
-    again (no CAP_SYS_RESOURCE needed, so this runs everywhere, this container included). The
-    agent lifts it: the user's ~/.ssh/environment is written in full and the answer is ok.
-    Without the lift the write stops at 16 bytes (file_too_large)."""
+    """`prlimit --fsize=16:1000000`: a soft limit below a finite hard one. sudo keeps it (it
+    raises a soft limit only where the hard one is unlimited), and root needs no privilege to
+    raise a soft limit to the hard one, so this runs everywhere, this container included: the
+    agent lifts it, the user's ~/.ssh/environment is written in full and the answer is ok.
+    Without the lift (or with the first one, which tried only unlimited) the write stops at
+    16 bytes: file_too_large."""
     grant, username, _key = researcher
     gpus = grant.gpu_uuids()
     environment = Path(f"/home/{username}/.ssh/environment")
@@ -277,7 +279,7 @@ def test_a_soft_file_size_limit_is_lifted_even_where_root_cannot_raise_a_hard_on
     environment.write_text("CUDA_VISIBLE_DEVICES=\n")
     status, output = as_provisioning(
         gpu_node,
-        f"prlimit --fsize=16:unlimited sudo -n {node_host.agent_path} set-gpus",
+        f"prlimit --fsize=16:1000000 sudo -n {node_host.agent_path} set-gpus",
         {"username": username, "gpus": gpus},
     )
     assert status == 0 and '"ok": true' in output, output
