@@ -44,8 +44,10 @@ AGENT_VERBS = {
 # provisioning account cannot trigger them. `push` sends samples with the node's token, read
 # from a root-only file; root's systemd timer runs it.
 NODE_LOCAL_VERBS = {"push"}
-# Agent error codes worth another try; all others are permanent.
-TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain"}
+# Agent error codes worth another try; all others are permanent. A full disk may be freed;
+# a file-size limit or other limits of the provisioning account (file_too_large,
+# caller_limits) are the same on every try until an operator changes them.
+TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "disk_full"}
 
 
 class SshError(Exception):

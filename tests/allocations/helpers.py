@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import time
@@ -14,6 +15,7 @@ from django.utils import timezone
 from allocations.agent import gpu_portal_agent as agent
 from allocations.jobs import grant_provision_job, node_tasks_job
 from allocations.models import Grant
+from allocations.services import nodes as node_services
 from allocations.services.keys import sshkey_add
 from portal.services import applications as app_services
 from tests.factories import ApplicationFactory, CallFactory, UserFactory, award_of
@@ -147,3 +149,23 @@ def wipe_node(node_host, grant: Grant, username: str) -> list[str]:
         os.chmod(device, 0o600)
     Path(node_host.keys_dir, username).unlink(missing_ok=True)
     return devices
+
+
+def as_provisioning(node, command: str, payload: dict | None = None) -> tuple[int, str]:
+    """Run `command` on the node as the provisioning account, `payload` as its input."""
+    with node_services.connect(node) as conn:
+        status, out, err = conn._exec(command, json.dumps(payload or {}).encode(), 30)
+    return status, (out + err).decode()
+
+
+def agent_answer(output: str) -> dict:
+    """The agent's JSON answer in what as_provisioning returned."""
+    return json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+
+
+def can_lift_limits() -> bool:
+    """CAP_SYS_RESOURCE (bit 24) in this process's effective set: what lets root raise a hard
+    limit. Containers often drop it; the agent, run by sudo here, has what we have. Any root
+    can raise a soft limit up to the hard one."""
+    caps = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff:"))
+    return bool(int(caps.split()[1], 16) & (1 << 24))

@@ -2,8 +2,10 @@
 only by them through `ssh -L` to a unix socket, with a token that is new on every start, shown
 only to them and never stored. Each test replays an attack that worked on the port-based setup."""
 
+import json
 import os
 import pwd
+import re
 import shlex
 import stat
 import time
@@ -24,7 +26,10 @@ from allocations.services.jupyter import session_token
 from tests.allocations.helpers import (
     active_grant,
     add_key,
+    agent_answer,
     approved_grant,
+    as_provisioning,
+    can_lift_limits,
     device_acl_uids,
     live_processes,
     probe_loop,
@@ -330,3 +335,61 @@ def test_a_user_cannot_make_their_revocation_fail_with_a_directory_in_the_socket
     assert all(state == ProvisioningTask.State.SUCCEEDED for state, _error in tasks.values()), tasks
     assert live_processes(username) == []
     assert device_acl_uids(device) == [] and os.stat(device).st_mode & 0o777 == 0o600
+
+
+# -- the provisioning account's limits never reach a user's server --------------------------
+
+
+def limits_of(pid: int) -> dict:
+    """/proc/PID/limits as {"Max file size": ("unlimited", "unlimited"), ...}."""
+    rows = {}
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+        name, soft, hard, *_unit = re.split(r"\s{2,}", line.strip())
+        rows[name] = (soft, hard)
+    return rows
+
+
+def start_as_provisioning(node, node_host, grant, username: str, limits: str) -> tuple[int, str]:
+    """start-jupyter for the grant's session, run by the provisioning account under `limits`."""
+    stem = Path(JupyterSession.objects.get(grant=grant).socket_path).stem
+    payload = {"username": username, "session": stem, "token": "b" * 40, "gpus": []}
+    return as_provisioning(node, f"prlimit {limits} sudo -n {node_host.agent_path} start-jupyter", payload)
+
+
+UNLIMITED = ("unlimited", "unlimited")
+
+
+def test_the_provisioning_account_cannot_hand_its_limits_to_a_users_jupyter(researcher, gpu_node, node_host):
+    """sudo passes the caller's limits to the agent, and the agent passed them to the user's
+    JupyterLab: `prlimit --cpu=3000 … sudo … start-jupyter` gave the user a server whose
+    kernels died after 3000 CPU seconds (seen: a Jupyter with `Max file size 16 16`). Soft
+    limits under unlimited hard ones: sudo 1.9 raises these itself, the agent lifts them
+    wherever sudo does not (any root can); the server has none. Hard limits: the next test."""
+    grant, username, _key = researcher
+    status, output = start_as_provisioning(
+        gpu_node, node_host, grant, username, "--fsize=16:unlimited --cpu=3000:unlimited --as=68719476736:unlimited"
+    )
+    assert status == 0, output
+    limits = limits_of(agent_answer(output)["pid"])
+    assert limits["Max file size"] == limits["Max cpu time"] == limits["Max address space"] == UNLIMITED, limits
+
+
+def test_limits_the_agent_cannot_lift_are_refused_not_handed_to_a_users_jupyter(researcher, gpu_node, node_host):
+    """Hard limits need CAP_SYS_RESOURCE to raise: a real node's root lifts them; where root
+    cannot (this container) start-jupyter refuses (caller_limits, permanent) before it stops
+    anything, and the user's running server stays as it was."""
+    grant, username, _key = researcher
+    session = JupyterSession.objects.get(grant=grant)
+    state = Path(node_host.state_dir) / f"jupyter-{username}.{Path(session.socket_path).stem}.json"
+    running = json.loads(state.read_text())["pid"]
+    status, output = start_as_provisioning(gpu_node, node_host, grant, username, "--fsize=1000000 --cpu=3000")
+    if can_lift_limits():
+        assert status == 0, output
+        limits = limits_of(agent_answer(output)["pid"])
+        assert limits["Max file size"] == limits["Max cpu time"] == UNLIMITED, limits
+    else:
+        answer = agent_answer(output)
+        assert status != 0 and answer["error"] == "caller_limits", output
+        assert "fsize" in answer["message"] and "cpu" in answer["message"]
+        assert json.loads(state.read_text())["pid"] == running
+        assert limits_of(running)["Max file size"] == UNLIMITED  # still there, untouched

@@ -25,6 +25,8 @@ from allocations.services.keys import sshkey_add, sshkey_remove
 from allocations.services.unix_ids import unix_uid_for
 from tests.allocations.helpers import (
     approved_grant,
+    as_provisioning,
+    can_lift_limits,
     device_acl_uids,
     live_processes,
     provision,
@@ -54,12 +56,6 @@ def researcher(gpu_node, tmp_path):
     app, key = user_with_key(tmp_path)
     grant = active(app)
     return grant, NodeAccount.objects.get(user=app.principal_investigator).username, key
-
-
-def as_provisioning(node, command: str, payload: dict | None = None) -> tuple[int, str]:
-    with node_services.connect(node) as conn:
-        status, out, err = conn._exec(command, json.dumps(payload or {}).encode(), 30)
-    return status, (out + err).decode()
 
 
 def device_opens(node, username: str, key: Path, device: str) -> bool:
@@ -244,13 +240,6 @@ def test_a_link_in_the_home_is_not_followed(researcher, gpu_node):
     assert seen["cuda_visible_devices"] is None  # not root's /etc/shadow
 
 
-def can_lift_limits() -> bool:
-    """CAP_SYS_RESOURCE (bit 24) in this process's effective set: what lets root raise a hard
-    limit. Containers often drop it; the agent, run by sudo here, has what we have."""
-    caps = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff:"))
-    return bool(int(caps.split()[1], 16) & (1 << 24))
-
-
 def test_a_file_size_limit_set_by_the_provisioning_account_never_leaves_a_users_file_cut_short(
     researcher, gpu_node, node_host
 ):
@@ -274,6 +263,28 @@ def test_a_file_size_limit_set_by_the_provisioning_account_never_leaves_a_users_
         assert status != 0 and '"error": "file_too_large"' in output, output
         assert environment.read_text() == "CUDA_VISIBLE_DEVICES=\n"
     assert not list(environment.parent.glob(".*.gpu-portal.tmp"))  # nothing half-written left
+
+
+def test_a_soft_file_size_limit_is_lifted_even_where_root_cannot_raise_a_hard_one(researcher, gpu_node, node_host):
+    """`prlimit --fsize=16:1000000`: a soft limit below a finite hard one. sudo keeps it (it
+    raises a soft limit only where the hard one is unlimited), and root needs no privilege to
+    raise a soft limit to the hard one, so this runs everywhere, this container included: the
+    agent lifts it, the user's ~/.ssh/environment is written in full and the answer is ok.
+    Without the lift (or with the first one, which tried only unlimited) the write stops at
+    16 bytes: file_too_large."""
+    grant, username, _key = researcher
+    gpus = grant.gpu_uuids()
+    environment = Path(f"/home/{username}/.ssh/environment")
+    expected = f"CUDA_VISIBLE_DEVICES={','.join(gpus)}\n"
+    environment.write_text("CUDA_VISIBLE_DEVICES=\n")
+    status, output = as_provisioning(
+        gpu_node,
+        f"prlimit --fsize=16:1000000 sudo -n {node_host.agent_path} set-gpus",
+        {"username": username, "gpus": gpus},
+    )
+    assert status == 0 and '"ok": true' in output, output
+    assert environment.read_text() == expected
+    assert not list(environment.parent.glob(".*.gpu-portal.tmp"))
 
 
 # -- 12 and 6. GPUs let in their grant's members' uids ---------------------------------------

@@ -24,6 +24,7 @@ from .common import (
     _read_record,
     _write_record,
     managed_user,
+    replace_file,
     run,
     valid_gpus,
 )
@@ -141,11 +142,7 @@ def verb_set_keys(data: dict, config: dict) -> dict:
     content = "".join(k + "\n" for k in keys)
     path = keys_path(config, entry.pw_name)
     # root:<the user's private group> 0640: sshd reads it as the user; nobody else can.
-    with open(path + ".tmp", "w") as f:
-        f.write(content)
-        os.fchown(f.fileno(), 0, entry.pw_gid)
-        os.fchmod(f.fileno(), 0o640)
-    os.rename(path + ".tmp", path)
+    replace_file(path, content.encode(), 0o640, (0, entry.pw_gid))
     return {"count": len(keys), "sha256": hashlib.sha256(content.encode()).hexdigest()}
 
 

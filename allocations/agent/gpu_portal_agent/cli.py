@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import errno
 import json
-import resource
 import signal
 import sys
 
 from .accounts import verb_ensure_account, verb_revoke, verb_set_gpus, verb_set_keys, verb_status
-from .common import VERB_TIMEOUT, VERSION, AgentError, load_config
+from .common import VERB_TIMEOUT, VERSION, AgentError, lift_limits, load_config
 from .devices import verb_grant_gpus, verb_inventory, verb_release_gpus
 from .jupyter import verb_start_jupyter, verb_stop_jupyter
 from .metering import verb_push, verb_sample
@@ -37,17 +36,6 @@ VERBS = {
 }
 
 
-def lift_file_size_limit() -> None:
-    """sudo passes on the caller's limits: a file-size limit set by the provisioning account
-    would stop the agent's writes half-way. Root lifts it for this run. Where it cannot (no
-    CAP_SYS_RESOURCE, as in some containers) a write the limit stops is an error
-    (file_too_large) and, written to a temporary file first, replaces nothing."""
-    try:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    except (ValueError, OSError):
-        pass
-
-
 def main(argv: list) -> int:
     def answer(obj: dict, code: int) -> int:
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -63,7 +51,11 @@ def main(argv: list) -> int:
     signal.signal(signal.SIGALRM, too_long)
     signal.alarm(VERB_TIMEOUT)
     try:
-        lift_file_size_limit()
+        # sudo passes on the caller's limits: a file-size limit would stop the agent's writes
+        # half-way, a CPU limit kill it mid-verb; root lifts them for this run (and the user's
+        # Jupyter it starts). Where it cannot, a stopped write answers file_too_large and
+        # replaces nothing, and start-jupyter refuses (caller_limits).
+        lift_limits()
         if sys.stdin is None:  # started with its standard input closed
             raise AgentError("bad_input", "no input: standard input is closed")
         raw = sys.stdin.read()
@@ -76,9 +68,13 @@ def main(argv: list) -> int:
     except ValueError as exc:
         return answer({"ok": False, "error": "bad_input", "message": str(exc)}, 2)
     except OSError as exc:
-        if exc.errno not in (errno.EFBIG, errno.ENOSPC):
-            return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
-        return answer({"ok": False, "error": "file_too_large", "message": str(exc)}, 2)
+        # A full disk (or quota) may be freed: worth another try. A file-size limit is the
+        # caller's own, the same on every try.
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return answer({"ok": False, "error": "disk_full", "message": str(exc)}, 2)
+        if exc.errno == errno.EFBIG:
+            return answer({"ok": False, "error": "file_too_large", "message": str(exc)}, 2)
+        return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
     except Exception as exc:  # noqa: BLE001 - answer in JSON whatever happens
         return answer({"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 3)
     return answer({"ok": True, **result}, 0)

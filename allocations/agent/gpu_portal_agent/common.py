@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import subprocess
 import sys
 
@@ -97,6 +98,68 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def replace_file(path: str, data: bytes, mode: int = 0o600, owner: tuple | None = None, dir_fd=None,
+                 tmp: str | None = None) -> None:  # fmt: skip
+    """`path` (relative to `dir_fd` when given) holds all of `data` or stays as it was: written
+    in full to a temporary file next to it, never through a link, then renamed over it. A write
+    that a full disk or a file-size limit stops removes the temporary file and raises."""
+    tmp = tmp or path + ".tmp"
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
+    try:
+        write_all(fd, data)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    except BaseException:
+        os.unlink(tmp, dir_fd=dir_fd)  # the file it was to replace stays as it was
+        raise
+    finally:
+        os.close(fd)
+    os.rename(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def replace_json(path: str, obj, **dump) -> None:
+    """A root-only JSON file of the agent's, replaced whole (replace_file)."""
+    replace_file(path, json.dumps(obj, **dump).encode())
+
+
+# Limits that every Linux node leaves unlimited (the kernel's and systemd's defaults), so the
+# rule needs nothing read from the node: a user's server and the agent's run get them
+# unlimited. sudo passes the caller's limits on; a lower one is the provisioning account's.
+UNLIMITED_RESOURCES = {
+    "fsize": resource.RLIMIT_FSIZE,  # cuts the agent's files and a notebook's short
+    "cpu": resource.RLIMIT_CPU,  # kills the agent, or a user's kernel, after N CPU seconds
+    "data": resource.RLIMIT_DATA,
+    "as": resource.RLIMIT_AS,  # CUDA reserves far more address space than it uses
+}
+
+
+def lift_limits() -> None:
+    """Each of UNLIMITED_RESOURCES to unlimited; where root cannot raise a hard limit (no
+    CAP_SYS_RESOURCE, as in some containers) the soft one at least to the hard one, which needs
+    no privilege. What stays limited: limited_resources()."""
+    for res in UNLIMITED_RESOURCES.values():
+        try:
+            resource.setrlimit(res, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            hard = resource.getrlimit(res)[1]
+            try:
+                resource.setrlimit(res, (hard, hard))
+            except (ValueError, OSError):
+                pass
+
+
+def limited_resources() -> list:
+    """The names of UNLIMITED_RESOURCES that are limited in this process (soft or hard)."""
+    infinite = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    return [name for name, res in UNLIMITED_RESOURCES.items() if resource.getrlimit(res) != infinite]
+
+
 def run(args: list, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     if check and result.returncode != 0:
@@ -131,10 +194,7 @@ def _read_record(config: dict, kind: str, name: str) -> dict:
 
 def _write_record(config: dict, kind: str, name: str, record: dict) -> None:
     """The marker: a root-only file the agent writes when it creates an account or group."""
-    path = _record_path(config, kind, name)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f)
-    os.rename(path + ".tmp", path)
+    replace_json(_record_path(config, kind, name), record)
 
 
 def managed_user(config: dict, username: str, must_exist: bool = True):

@@ -10,7 +10,17 @@ import signal
 import stat
 import struct
 
-from .common import GPU_ID_RE, MIN_UID, AgentError, _managed_name, _read_record, managed_user, nvml_started, state_dir
+from .common import (
+    GPU_ID_RE,
+    MIN_UID,
+    AgentError,
+    _managed_name,
+    _read_record,
+    managed_user,
+    nvml_started,
+    replace_json,
+    state_dir,
+)
 from .userland import real_uid
 
 
@@ -187,10 +197,7 @@ def read_holdings(config: dict) -> dict:
 
 
 def write_holdings(config: dict, holdings: dict) -> None:
-    path = _holdings_path(config)
-    with open(path + ".tmp", "w") as f:
-        json.dump(holdings, f, sort_keys=True)
-    os.rename(path + ".tmp", path)
+    replace_json(_holdings_path(config), holdings, sort_keys=True)
 
 
 def managed_uids(config: dict) -> set:

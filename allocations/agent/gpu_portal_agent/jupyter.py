@@ -12,7 +12,17 @@ import stat
 import subprocess
 import time
 
-from .common import SESSION_RE, TOKEN_RE, AgentError, managed_user, root_only, state_dir, valid_gpus
+from .common import (
+    SESSION_RE,
+    TOKEN_RE,
+    AgentError,
+    limited_resources,
+    managed_user,
+    replace_json,
+    root_only,
+    state_dir,
+    valid_gpus,
+)
 from .userland import open_dir_nofollow
 
 
@@ -177,7 +187,15 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
     """Start JupyterLab for one session (a grant) as the user, on a unix socket in the user's
     0700 folder, with that grant's GPUs. A server of this session already running with this
     token is kept (a retried task); any other is stopped first, so a new token always means a
-    new server and an old token never outlives its server. Other sessions are not touched."""
+    new server and an old token never outlives its server. Other sessions are not touched.
+    The server inherits the agent's limits, which sudo took from the caller: one still lower
+    than the node's default (a hard limit root could not lift, lift_limits) is refused
+    before anything is stopped, so the provisioning account never shapes a user's server."""
+    limited = limited_resources()
+    if limited:
+        raise AgentError(
+            "caller_limits", f"the caller's limits on {', '.join(limited)} reach the user's server and cannot be lifted"
+        )
     trusted_jupyter(config["jupyter_bin"])
     entry = managed_user(config, data.get("username"))
     name = valid_session_name(data.get("session"))
@@ -226,8 +244,7 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             close_fds=True, cwd=entry.pw_dir, env=env,
         )  # fmt: skip
-        with open(state_path, "w") as f:
-            json.dump({"pid": proc.pid, "socket": sock, "token_sha256": token_hash}, f)
+        replace_json(state_path, {"pid": proc.pid, "socket": sock, "token_sha256": token_hash})
         deadline = time.monotonic() + float(data.get("wait_seconds", 60))
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -9,7 +9,16 @@ import os
 import pwd
 import time
 
-from .common import SAMPLE_MAX_PROCESSES, SAMPLE_USER_RE, VERSION, AgentError, nvml_started, state_dir
+from .common import (
+    SAMPLE_MAX_PROCESSES,
+    SAMPLE_USER_RE,
+    VERSION,
+    AgentError,
+    nvml_started,
+    replace_file,
+    replace_json,
+    state_dir,
+)
 from .userland import real_uid
 
 # -- metering: samples of every GPU, pushed to the portal ------------------------------------
@@ -136,10 +145,7 @@ def _spool_counters(config: dict) -> dict:
 
 
 def _save_spool_counters(config: dict, counters: dict) -> None:
-    path = os.path.join(state_dir(config), "spool-counters.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(counters, f)
-    os.rename(path + ".tmp", path)
+    replace_json(os.path.join(state_dir(config), "spool-counters.json"), counters)
 
 
 def spool_batch(config: dict, batch: dict) -> None:
@@ -147,9 +153,7 @@ def spool_batch(config: dict, batch: dict) -> None:
     dropped (and counted), so a node cut off for weeks never fills its disk."""
     directory = _spool_dir(config)
     name = f"{int(batch['samples'][0]['time'] * 1000):015d}-{batch['batch_id']}.json"
-    with open(os.path.join(directory, "." + name), "w") as f:
-        json.dump(batch, f)
-    os.rename(os.path.join(directory, "." + name), os.path.join(directory, name))
+    replace_file(os.path.join(directory, name), json.dumps(batch).encode(), tmp=os.path.join(directory, "." + name))
     queued = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
     excess = len(queued) - max(1, int(config.get("spool_max", 1440)))
     if excess > 0:

@@ -9,7 +9,7 @@ import signal
 import stat
 import time
 
-from .common import MAX_USER_FILE, AgentError, write_all
+from .common import MAX_USER_FILE, AgentError, replace_file
 
 
 def open_dir_nofollow(path: str, dir_fd=None) -> int:
@@ -42,24 +42,8 @@ def ssh_dir_fd(entry) -> int:
 def write_user_file(entry, name: str, content: str) -> None:
     """Write ~/.ssh/NAME atomically (temp file + rename) without following links."""
     dfd = ssh_dir_fd(entry)
-    tmp = f".{name}.gpu-portal.tmp"
     try:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
-        try:
-            write_all(fd, content.encode())
-            os.fchown(fd, entry.pw_uid, entry.pw_gid)
-            os.fchmod(fd, 0o600)
-            os.fsync(fd)
-        except BaseException:
-            os.unlink(tmp, dir_fd=dfd)  # the file it was to replace stays as it was
-            raise
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        replace_file(name, content.encode(), 0o600, (entry.pw_uid, entry.pw_gid), dfd, f".{name}.gpu-portal.tmp")
     finally:
         os.close(dfd)
 
