@@ -10,6 +10,7 @@ already computed: these functions never query the database.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -80,6 +81,12 @@ def length(value: float | int | None) -> float:
 
 def day_label(day: date) -> str:
     return date_format(day, "MONTH_DAY_FORMAT")
+
+
+def text_width(text: str, size: int = 11) -> float:
+    """About how wide `text` is drawn in the charts' sans-serif at `size` px: Hangul and other
+    wide characters about a full em, the rest about 0.56 em (enough to keep labels apart)."""
+    return sum(size if unicodedata.east_asian_width(c) in "WF" else size * 0.56 for c in text)
 
 
 def _frame(chart_id: str, width: int, height: int, title: str, desc: str, body: SafeString) -> SafeString:
@@ -176,11 +183,13 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
     """Horizontal bars, two per row: what was awarded (light) and what was used (dark), on one
     scale, so a row whose dark bar falls short of its light one was under-used."""
     width, label_w, row_h = 480, 150, 30
-    plot_w = width - label_w - 70
     height = max(len(pairs), 1) * row_h + 20
     pairs = [Pair(p.label, length(p.awarded), length(p.used)) for p in pairs]
     top = max([max(p.awarded, p.used) for p in pairs] or [1]) or 1
     whole = num_formatter(0)
+    # Room on the right for the longest "used / awarded" figure (it was cut off at "2,00").
+    figures = max((text_width(f"{whole(p.used)} / {whole(p.awarded)}{unit}") for p in pairs), default=0)
+    plot_w = width - label_w - max(70, int(figures) + 10)
     safe_unit = escape(unit)
     # Only the labels are text to escape; the rest are numbers and constants (one f-string per
     # row instead of format_html escaping eighteen arguments: the review pages draw every grant).
@@ -269,8 +278,8 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
                 num(sum(s.value for s in segs)),
             )
         )
-    for j, s in enumerate(legend):
-        x = label_w + j * 95
+    x = label_w  # each entry after the last one's text: long names (Korean too) never overlap
+    for s in legend:
         parts.append(
             format_html(
                 '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
@@ -284,4 +293,5 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
                 s.name,
             )
         )
-    return _frame(chart_id, width, height, title, desc, format_html("{}" * len(parts), *parts))
+        x += 14 + text_width(str(s.name)) + 12
+    return _frame(chart_id, max(width, int(x)), height, title, desc, format_html("{}" * len(parts), *parts))
