@@ -248,7 +248,16 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
     width, label_w, row_h = 480, 110, 26
     plot_w = width - label_w - 60
     legend = list(rows[0][1]) if rows else []  # every row has the same segments
-    height = max(len(rows), 1) * row_h + 24
+    # Each legend entry after the previous one's text (long names, Korean too, never overlap),
+    # on a new line when the chart's width is reached.
+    places, x, line = [], label_w, 0
+    for s in legend:
+        entry = 14 + text_width(str(s.name)) + 12
+        if x > label_w and x + entry > width:
+            x, line = label_w, line + 1
+        places.append((x, line))
+        x += entry
+    height = max(len(rows), 1) * row_h + 24 + 14 * line
     top = max([sum(s.value for s in segs) for _label, segs in rows] or [1]) or 1
     parts = []
     for i, (label, segs) in enumerate(rows):
@@ -278,20 +287,19 @@ def stacked_bars(*, chart_id: str, rows: Sequence[tuple[str, Sequence[Segment]]]
                 num(sum(s.value for s in segs)),
             )
         )
-    x = label_w  # each entry after the last one's text: long names (Korean too) never overlap
-    for s in legend:
+    for s, (x, line) in zip(legend, places, strict=True):
+        y = height - 12 - 14 * (places[-1][1] - line)
         parts.append(
             format_html(
                 '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
                 '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
-                x,
-                height - 12,
+                f"{x:.1f}",
+                y,
                 s.colour,
-                x + 14,
-                height - 3,
+                f"{x + 14:.1f}",
+                y + 9,
                 TEXT,
                 s.name,
             )
         )
-        x += 14 + text_width(str(s.name)) + 12
-    return _frame(chart_id, max(width, int(x)), height, title, desc, format_html("{}" * len(parts), *parts))
+    return _frame(chart_id, width, height, title, desc, format_html("{}" * len(parts), *parts))

@@ -19,6 +19,15 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 REFERENCE = re.compile(r"(?P<phrase>.*?)(?P<reference> \[[^\]]*\])", re.S)
 
 
+STATEMENT = re.compile(r"(?P<month>\d{4}-\d{2}) statement #(?P<pk>\d+)")
+
+
+def _statement(reference: str) -> str:
+    """An invoice reference as stored (`Invoice.reference`): a statement's in the reader's words."""
+    found = STATEMENT.fullmatch(reference)
+    return gettext("%(month)s statement #%(pk)s") % found.groupdict() if found else reference
+
+
 def grouped(number: int | float) -> str:
     """A number grouped by thousands in every language (12,960)."""
     return number_format(number, force_grouping=True)
@@ -52,6 +61,8 @@ class Phrases:
                     params["phrase"] = self.show(params["phrase"])
                 if "kind" in params:
                     params["kind"] = gettext(params["kind"])
+                if "number" in params:  # a statement has no number: its English reference
+                    params["number"] = _statement(params["number"])
                 return gettext(english) % params
         reference = REFERENCE.fullmatch(text)
         if reference:

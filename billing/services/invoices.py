@@ -225,7 +225,7 @@ def invoice_reissue(*, invoice_id: int, actor, reason: str, today: date | None =
         new_status=I.VOID,
         reason=f"re-issued as {invoice.reference}: {reason}",
     )
-    log.info("invoice %s re-issued as %s by %s", void, invoice, actor.pk)
+    log.info("invoice %s re-issued as %s by %s", void.reference, invoice.reference, actor.pk)
     return invoice
 
 

@@ -262,7 +262,7 @@ def test_a_file_size_limit_set_by_the_provisioning_account_never_leaves_a_users_
     else:
         assert status != 0 and '"error": "file_too_large"' in output, output
         assert environment.read_text() == "CUDA_VISIBLE_DEVICES=\n"
-    assert not list(environment.parent.glob(".*.gpu-portal.tmp"))  # nothing half-written left
+    assert not list(environment.parent.glob(".*.gpu-portal*.tmp"))  # nothing half-written left
 
 
 def test_a_soft_file_size_limit_is_lifted_even_where_root_cannot_raise_a_hard_one(researcher, gpu_node, node_host):
@@ -284,7 +284,7 @@ def test_a_soft_file_size_limit_is_lifted_even_where_root_cannot_raise_a_hard_on
     )
     assert status == 0 and '"ok": true' in output, output
     assert environment.read_text() == expected
-    assert not list(environment.parent.glob(".*.gpu-portal.tmp"))
+    assert not list(environment.parent.glob(".*.gpu-portal*.tmp"))
 
 
 # -- 12 and 6. GPUs let in their grant's members' uids ---------------------------------------

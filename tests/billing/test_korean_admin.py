@@ -155,3 +155,16 @@ def test_a_failed_steps_name_is_stored_in_english_and_read_in_the_readers_langua
     with translation.override("ko"):
         shown = grant.status_reason_text
     assert "Create account" not in shown and "계정" in shown and shown.endswith("useradd: uid 1001 taken")
+
+
+def test_a_statement_named_in_a_stored_reason_reads_in_the_readers_language():
+    """The reason is stored with the statement's English reference (Invoice.reference); Korean
+    finance reads the statement's Korean name inside the Korean reason."""
+    from billing.reasons import INVOICE_REASONS
+
+    stored = "re-issued as 2026-11 statement #5: wrong rate"
+    with translation.override("ko"):
+        shown = INVOICE_REASONS.show(stored)
+    assert "2026-11 이용 명세서 #5" in shown and "statement" not in shown and shown.endswith("wrong rate")
+    with translation.override("en"):
+        assert INVOICE_REASONS.show(stored) == stored

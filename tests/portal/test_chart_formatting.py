@@ -61,26 +61,27 @@ def test_num_formatter_writes_what_num_writes():
                 assert fmt(value) == charts.num(value, decimals)
 
 
-def _texts(svg: str) -> list[tuple[float, str]]:
-    return [
-        (float(x), t) for x, t in re.findall(r'<text x="([\d.]+)"[^>]*>(?:<title>[^<]*</title>)?([^<]*)</text>', svg)
-    ]
+def _texts(svg: str) -> list[tuple[float, float, str]]:
+    found = re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*>(?:<title>[^<]*</title>)?([^<]*)</text>', svg)
+    return [(float(x), float(y), t) for x, y, t in found]
 
 
 @pytest.mark.parametrize("language", ["en", "ko"])
-def test_a_stacked_bar_charts_legend_entries_never_overlap(language):
+def test_a_stacked_bar_charts_legend_entries_never_overlap_and_stay_inside_the_chart(language):
     """The fleet page's legend drew "assigned, in use" under "assigned, idle" (a fixed 95 px per
-    entry); Korean names are wider still."""
+    entry); Korean names are wider still, and a long legend goes on to a second line."""
     names = {"en": ["assigned, in use", "assigned, idle", "free", "unavailable"],
-             "ko": ["배정됨, 사용 중", "배정됨, 유휴", "여유", "사용 불가"]}[language]  # fmt: skip
+             "ko": ["배정됨, 사용 중", "배정됨, 유휴 상태로 알림 받음", "여유", "사용 불가"]}[language]  # fmt: skip
     segments = [charts.Segment(name, 2, "#000") for name in names]
     svg = str(charts.stacked_bars(chart_id="s", rows=[("H100-80GB", segments)], title="t", desc="d"))
-    legend = [(x, t) for x, t in _texts(svg) if t in names]
-    assert [t for _x, t in legend] == names
-    for (x, text), (next_x, _next) in itertools.pairwise(legend):
-        assert next_x >= x + len(text) * (10 if language == "ko" else 6), (text, x, next_x)
+    legend = [(x, y, t) for x, y, t in _texts(svg) if t in names]
+    assert [t for _x, _y, t in legend] == names
+    per_char = 10 if language == "ko" else 6
+    for (x, y, text), (next_x, next_y, _next) in itertools.pairwise(legend):
+        assert next_y > y or next_x >= x + len(text) * per_char, (text, x, next_x)
     width = float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1))
-    assert legend[-1][0] + len(legend[-1][1]) * (10 if language == "ko" else 6) <= width
+    assert width == 480
+    assert all(x + len(text) * per_char <= width for x, _y, text in legend), legend
 
 
 def test_a_paired_bar_charts_figures_fit_inside_the_chart():
@@ -88,6 +89,6 @@ def test_a_paired_bar_charts_figures_fit_inside_the_chart():
     pairs = [charts.Pair("#1 Korean foundation model pre-training", 2000, 1006.4)]
     svg = str(charts.paired_bars(chart_id="p", pairs=pairs, title="t", desc="d"))
     width = float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1))
-    x, figure = next((x, t) for x, t in _texts(svg) if "/" in t)
+    x, figure = next((x, t) for x, _y, t in _texts(svg) if "/" in t)
     assert figure == "1,006 / 2,000"
     assert x + len(figure) * 6.2 <= width

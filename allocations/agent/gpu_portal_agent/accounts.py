@@ -3,6 +3,7 @@ GPUs' environment and device cgroup, their revocation and their status."""
 
 from __future__ import annotations
 
+import errno
 import grp
 import hashlib
 import os
@@ -154,6 +155,10 @@ def read_keys(config: dict, username: str):
         return None
 
 
+# What a user can do to their own home that stops ~/.ssh/environment being written.
+USER_FOLDER_ERRORS = {"unsafe_home", "unsafe_ssh_dir"}
+
+
 def verb_set_gpus(data: dict, config: dict) -> dict:
     """CUDA_VISIBLE_DEVICES for SSH sessions (sshd PermitUserEnvironment) and Jupyter: the
     union of the user's live grants on this node. A convenience, not isolation (the device
@@ -161,13 +166,25 @@ def verb_set_gpus(data: dict, config: dict) -> dict:
     DeviceAllow list of the same GPUs, a second fence."""
     entry = managed_user(config, data.get("username"))
     visible = valid_gpus(data.get("gpus"))
-    write_user_file(entry, "environment", f"CUDA_VISIBLE_DEVICES={visible}\n")
+    environment = "written"
+    try:
+        write_user_file(entry, "environment", f"CUDA_VISIBLE_DEVICES={visible}\n")
+    except AgentError as exc:
+        if exc.code not in USER_FOLDER_ERRORS:
+            raise
+        environment = f"not written: {exc.message}"
+    except OSError as exc:
+        if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The user's own ~/.ssh is in the way (a directory where the file goes, …): only their
+        # convenience is lost; the grant's activation, and its other members', go on.
+        environment = f"not written: {exc.strerror}"
     devices = gpu_devices(config)
     command = device_cgroup_command(entry.pw_uid, [devices[u] for u in data["gpus"] if u in devices], config)
     if command and systemd_with_cgroup2():
         run(command)
-        return {"cuda_visible_devices": visible, "device_cgroup": "set"}
-    return {"cuda_visible_devices": visible, "device_cgroup": "unavailable"}
+        return {"cuda_visible_devices": visible, "device_cgroup": "set", "environment": environment}
+    return {"cuda_visible_devices": visible, "device_cgroup": "unavailable", "environment": environment}
 
 
 def systemd_with_cgroup2() -> bool:

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from .accounts import verb_ensure_account, verb_revoke, verb_set_gpus, verb_set_keys, verb_status
-from .common import VERB_TIMEOUT, VERSION, AgentError, lift_limits, load_config
+from .common import VERB_TIMEOUT, VERSION, AgentError, clean_process_state, lift_limits, load_config
 from .devices import verb_grant_gpus, verb_inventory, verb_release_gpus
 from .jupyter import verb_start_jupyter, verb_stop_jupyter
 from .metering import verb_push, verb_sample
@@ -56,6 +56,7 @@ def main(argv: list) -> int:
         # Jupyter it starts). Where it cannot, a stopped write answers file_too_large and
         # replaces nothing, and start-jupyter refuses (caller_limits).
         lift_limits()
+        clean_process_state()
         if sys.stdin is None:  # started with its standard input closed
             raise AgentError("bad_input", "no input: standard input is closed")
         raw = sys.stdin.read()

@@ -3,6 +3,7 @@ the portal's exact form, only accounts the agent's own root-only record says it 
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -116,7 +117,8 @@ def replace_file(path: str, data: bytes, mode: int = 0o600, owner: tuple | None 
         os.fchmod(fd, mode)
         os.fsync(fd)
     except BaseException:
-        os.unlink(tmp, dir_fd=dir_fd)  # the file it was to replace stays as it was
+        with contextlib.suppress(OSError):  # gone already: the first error is the one to tell
+            os.unlink(tmp, dir_fd=dir_fd)  # the file it was to replace stays as it was
         raise
     finally:
         os.close(fd)
@@ -152,6 +154,22 @@ def lift_limits() -> None:
                 resource.setrlimit(res, (hard, hard))
             except (ValueError, OSError):
                 pass
+
+
+def clean_process_state() -> None:
+    """What sudo passes on from the caller besides limits, reset to the node's defaults for the
+    agent's run and the user's server it starts: the umask (a narrow one made a user's
+    ~/.jupyter unusable for good, and jupyter_run_dir closed to every user), the nice value and
+    the CPU affinity (PID 1's). Not reset: the I/O priority class and ignored signals."""
+    os.umask(0o022)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(1))
+    except OSError:
+        pass
 
 
 def limited_resources() -> list:

@@ -3,6 +3,7 @@ reaches; its token never appears on a command line."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -80,6 +81,8 @@ def jupyter_socket_dir(config: dict, entry) -> str:
         st = os.fstat(base_fd)
         if st.st_uid != 0 or st.st_mode & 0o022:
             raise AgentError("unsafe_run_dir", f"{base} must belong to root and be writable by root only")
+        if st.st_mode & 0o755 != 0o755:  # made under a narrower umask: every user must pass through
+            os.fchmod(base_fd, 0o755)
         try:
             os.mkdir(entry.pw_name, 0o700, dir_fd=base_fd)
         except FileExistsError:
@@ -244,7 +247,12 @@ def verb_start_jupyter(data: dict, config: dict) -> dict:
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             close_fds=True, cwd=entry.pw_dir, env=env,
         )  # fmt: skip
-        replace_json(state_path, {"pid": proc.pid, "socket": sock, "token_sha256": token_hash})
+        try:
+            replace_json(state_path, {"pid": proc.pid, "socket": sock, "token_sha256": token_hash})
+        except BaseException:  # a server no state file records could never be stopped: none
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         deadline = time.monotonic() + float(data.get("wait_seconds", 60))
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -278,6 +286,8 @@ def open_user_log(entry, folder: str, name: str) -> int:
         try:
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND, 0o600, dir_fd=dfd)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # disk_full (cli.main): worth another try
             raise AgentError("log_path_taken", f"{folder}/{name} could not be created: {exc}") from exc
         os.fchown(fd, entry.pw_uid, entry.pw_gid)
         return fd

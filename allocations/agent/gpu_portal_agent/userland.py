@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import stat
 import time
@@ -40,10 +41,12 @@ def ssh_dir_fd(entry) -> int:
 
 
 def write_user_file(entry, name: str, content: str) -> None:
-    """Write ~/.ssh/NAME atomically (temp file + rename) without following links."""
+    """Write ~/.ssh/NAME atomically (temp file + rename) without following links. The temporary
+    name is new each time: the user owns the folder and could block a predictable one."""
     dfd = ssh_dir_fd(entry)
+    tmp = f".{name}.gpu-portal.{secrets.token_hex(8)}.tmp"
     try:
-        replace_file(name, content.encode(), 0o600, (entry.pw_uid, entry.pw_gid), dfd, f".{name}.gpu-portal.tmp")
+        replace_file(name, content.encode(), 0o600, (entry.pw_uid, entry.pw_gid), dfd, tmp)
     finally:
         os.close(dfd)
 
