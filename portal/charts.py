@@ -89,6 +89,16 @@ def text_width(text: str, size: int = 11) -> float:
     return sum(size if unicodedata.east_asian_width(c) in "WF" else size * 0.56 for c in text)
 
 
+def fit(text: str, width: float, size: int = 11) -> str:
+    """`text` cut (with "…") to about `width` px: Hangul is twice as wide as Latin letters, so a
+    cut by characters ran Korean titles into the bars beside them."""
+    if text_width(text, size) <= width:
+        return text
+    while text and text_width(text + "…", size) > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
 def _frame(chart_id: str, width: int, height: int, title: str, desc: str, body: SafeString) -> SafeString:
     return format_html(
         '<svg class="chart" id="{id}" role="img" aria-labelledby="{id}-t {id}-d" viewBox="0 0 {w} {h}" '
@@ -196,7 +206,7 @@ def paired_bars(*, chart_id: str, pairs: Sequence[Pair], title: str, desc: str, 
     rows = mark_safe(  # noqa: S308 - every text value is escaped here
         "".join(
             f'<text x="0" y="{y + 14}" font-size="11" fill="{TEXT}"><title>{escape(p.label)}</title>'
-            f"{escape(p.label if len(p.label) <= 24 else p.label[:23] + '…')}</text>"
+            f"{escape(fit(p.label, label_w - 8))}</text>"
             f'<rect x="{label_w}" y="{y + 2}" width="{plot_w * p.awarded / top:.1f}" height="10" fill="{TRACK}"/>'
             f'<rect x="{label_w}" y="{y + 13}" width="{plot_w * min(p.used, top) / top:.1f}" height="10" '
             f'fill="{USED}"/><text x="{label_w + plot_w + 4}" y="{y + 14}" font-size="11" fill="{TEXT}">'

@@ -27,6 +27,15 @@ HEADER_ROWS = """() => {
 }"""
 
 
+# Table cells holding one Korean word (no space) drawn on more than one line: the word was split.
+SPLIT_WORDS = """() => [...document.querySelectorAll('th, td')]
+  .filter(e => /[\\uac00-\\ud7a3]/.test(e.textContent) && !/\\s/.test(e.textContent.trim()))
+  .filter(e => e.getClientRects().length)
+  .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                 return new Set([...r.getClientRects()].map(c => Math.round(c.top))).size > 1; })
+  .map(e => e.textContent.trim())"""
+
+
 def walk(page, paths: list[str]):
     for path in paths:
         response = page.goto(path)
@@ -53,6 +62,8 @@ def test_every_main_page_fits_a_phone_and_keeps_the_desktop_header_on_one_row(
                 page.set_viewport_size({"width": 1280, "height": 800})
                 rows = page.evaluate(HEADER_ROWS)
                 assert rows["spread"] <= 4 and rows["nav"] < 80, (language, path, rows)
+                page.set_viewport_size({"width": 720, "height": 800})  # a tablet: tables squeezed, not stacked
+                assert page.evaluate(SPLIT_WORDS) == [], (language, path)
         # Staff have one link more (Administration): still one row, on a phone still no scroll.
         type(user).objects.filter(pk=user.pk).update(is_staff=True)
         page.set_viewport_size({"width": 1280, "height": 800})

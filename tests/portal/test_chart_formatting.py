@@ -92,3 +92,16 @@ def test_a_paired_bar_charts_figures_fit_inside_the_chart():
     x, figure = next((x, t) for x, _y, t in _texts(svg) if "/" in t)
     assert figure == "1,006 / 2,000"
     assert x + len(figure) * 6.2 <= width
+
+
+@pytest.mark.parametrize(
+    "title", ["한국어 대규모 언어 모델 사전학습 (데모)", "Korean large language model pre-training at scale"]
+)
+def test_a_paired_bar_charts_labels_end_before_the_bars(title):
+    """Labels were cut at 24 characters: a Korean title (twice as wide) ran under the bars."""
+    svg = str(charts.paired_bars(chart_id="p", pairs=[charts.Pair(f"#2 {title}", 100, 50)], title="t", desc="d"))
+    label = next(t for x, _y, t in _texts(svg) if x == 0)
+    bars_start = float(re.search(r'<rect x="([\d.]+)"', svg).group(1))
+    per_char = {True: 10.5, False: 5.5}
+    assert sum(per_char[ord(c) > 0x1100] for c in label) <= bars_start, label
+    assert label.startswith("#2 ") and label.endswith("…")
