@@ -18,8 +18,8 @@ from datetime import date
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import get_language, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from billing.reasons import INVOICE_REASONS
 from portal.stored_text import grouped
@@ -144,6 +144,11 @@ class Invoice(models.Model):
         if self.number:
             return self.number
         return _("%(month)s statement #%(pk)s") % {"month": f"{self.month:%Y-%m}", "pk": self.pk}
+
+    @property
+    def buyer_name_shown(self) -> str:
+        """The buyer's name as frozen at issue, in the reader's language where it has one."""
+        return self.buyer_name_en if self.buyer_name_en and get_language() == "en" else self.buyer_name
 
     @property
     def reference(self) -> str:

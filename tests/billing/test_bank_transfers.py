@@ -253,3 +253,15 @@ def test_writing_off_a_small_amount_writes_off_what_was_carried_into_it_too(db, 
     notes = invoice_write_off(invoice_id=dec.pk, actor=finance, reason="company dissolved")
     assert sorted((n.invoice_id, n.total_krw) for n in notes) == sorted([(nov.pk, -55), (dec.pk, -55)])
     assert set(Invoice.objects.filter(organisation=org).values_list("status", flat=True)) == {I.WRITTEN_OFF}
+
+
+def test_the_transfer_page_names_the_buyer_in_the_readers_language(db, client, finance):
+    """ "데모AI스타트업 owes ₩171,072" on the English page: the English name frozen at issue is
+    used where the reader reads English."""
+    invoice = huge_invoice()
+    Invoice.objects.filter(pk=invoice.pk).update(buyer_name="한국에이아이", buyer_name_en="Korea AI Inc.")
+    client.force_login(finance)
+    english = client.get(f"/admin/billing/invoice/{invoice.pk}/transfer/", HTTP_ACCEPT_LANGUAGE="en")
+    assert "Korea AI Inc. owes" in english.content.decode()
+    korean = client.get(f"/admin/billing/invoice/{invoice.pk}/transfer/", HTTP_ACCEPT_LANGUAGE="ko")
+    assert "한국에이아이" in korean.content.decode() and "Korea AI Inc." not in korean.content.decode()
