@@ -62,12 +62,17 @@ class MailingAdmin(ReadOnlyAdmin):
     list_select_related = ["organisation"]
     ordering = ["-pk"]
     fields = readonly_fields = [
-        "kind", "audience", "organisation", "values", "status", "recipients_text", "reason", "created_at", "done_at",
+        "kind", "audience_text", "organisation", "values", "status", "recipients_text", "reason",
+        "created_at", "done_at",
     ]  # fmt: skip
 
     @admin.display(description=_("kind of e-mail"), ordering="template")
     def kind(self, obj: Mailing) -> str:
         return obj.kind_label
+
+    @admin.display(description=Mailing._meta.get_field("audience").verbose_name)
+    def audience_text(self, obj: Mailing) -> str:
+        return obj.audience_label
 
     @admin.display(description=_("what it shows"))
     def values(self, obj: Mailing) -> str:

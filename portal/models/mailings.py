@@ -8,6 +8,7 @@ objects) says it no longer applies (a "payment failed" e-mail for an invoice pai
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -35,6 +36,19 @@ VALUES = {
 }
 # The objects (`refs`) an e-mail is about.
 OBJECTS = {"invoice": _("Invoice"), "grant": _("Grant")}
+# Who each audience function names (its docstring, for staff in their language).
+AUDIENCES = {
+    "billing.services.recipients.invoice_audience": _(
+        "The organisation's active billing members, or its active owners when it has none"
+    ),
+    "billing.services.recipients.subsidy_audience": _(
+        "The grant's principal investigator while a member, and the organisation's active billing members "
+        "(or owners when it has none)"
+    ),
+    "allocations.services.findings.grant_members_audience": _(
+        "The grant's principal investigator and team who are still members of its organisation"
+    ),
+}
 
 
 class Mailing(models.Model):
@@ -95,9 +109,23 @@ class Mailing(models.Model):
         """The e-mail's kind in the reader's language (the template's name if it has no label)."""
         return str(KINDS.get(self.template, self.template))
 
+    @property
+    def audience_label(self) -> str:
+        """Who the e-mail goes to, in the reader's language (the function's path if unlisted)."""
+        return str(AUDIENCES.get(self.audience, self.audience))
+
     def values_text(self) -> list[str]:
-        """The objects and values the e-mail shows, one "label: value" line each."""
-        lines = [f"{OBJECTS.get(key, key)} #{ref[1]}" for key, ref in sorted(self.refs.items()) if len(ref) == 2]
+        """The objects and values the e-mail shows, one "label: value" line each; an object by
+        its name (an invoice's number), read now (one query each), or its id if it is gone."""
+        lines = []
+        for key, ref in sorted(self.refs.items()):
+            if len(ref) != 2:
+                continue
+            try:
+                found = apps.get_model(ref[0])._default_manager.filter(pk=ref[1]).first()
+            except (LookupError, ValueError):
+                found = None
+            lines.append(f"{OBJECTS.get(key, key)}: {found}" if found else f"{OBJECTS.get(key, key)} #{ref[1]}")
         for key, value in sorted(self.context.items()):
             if isinstance(value, list):
                 shown = ", ".join(map(str, value))

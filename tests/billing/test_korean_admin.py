@@ -168,3 +168,22 @@ def test_a_statement_named_in_a_stored_reason_reads_in_the_readers_language():
     assert "2026-11 이용 명세서 #5" in shown and "statement" not in shown and shown.endswith("wrong rate")
     with translation.override("en"):
         assert INVOICE_REASONS.show(stored) == stored
+
+
+def test_an_invoice_e_mail_names_its_invoice_by_number_and_its_audience_in_words(client, db):
+    """Finance read "Audience: Dotted path of the function…
+    billing.services.recipients.invoice_audience" and "Invoice #1" (a database id)."""
+    from billing.services.recipients import INVOICE_AUDIENCE
+    from portal.models import Mailing
+
+    invoice, _grant = issued_invoice()
+    mailing = Mailing.objects.create(
+        template="invoice_issued", audience=INVOICE_AUDIENCE, organisation=invoice.organisation,
+        refs={"invoice": ["billing.invoice", invoice.pk]},
+    )  # fmt: skip
+    client.force_login(staff_user("finance@centre.kr", "portal.view_mailing"))
+    for language, audience in (("ko", "활동 중인 결제 담당자"), ("en", "active billing members")):
+        page = client.get(f"/admin/portal/mailing/{mailing.pk}/change/", HTTP_ACCEPT_LANGUAGE=language)
+        text = page.content.decode()
+        assert invoice.number and invoice.number in text, language
+        assert audience in text and "invoice_audience" not in text and "Dotted path" not in text, language
