@@ -50,9 +50,20 @@ class Phrases:
         self._patterns = [(_pattern(text), text) for text in english]
 
     def show(self, text: str) -> str:
-        """`text` in the active language when it is one of the phrases, else as stored."""
+        """`text` in the active language when it is one of the phrases, else as stored. A
+        payment's reference appended to a phrase (" [transfer KB-1]") stays at the end, never
+        inside a parameter ("…, f@x.kr [transfer KB-1] 님이 기록함")."""
         if not text:
             return text
+        reference = REFERENCE.fullmatch(text)
+        if reference:
+            shown = self._phrase(reference["phrase"])
+            if shown is not None:
+                return shown + reference["reference"]
+        shown = self._phrase(text)
+        return text if shown is None else shown
+
+    def _phrase(self, text: str) -> str | None:
         for pattern, english in self._patterns:
             found = pattern.fullmatch(text)
             if found:
@@ -64,9 +75,4 @@ class Phrases:
                 if "number" in params:  # a statement has no number: its English reference
                     params["number"] = _statement(params["number"])
                 return gettext(english) % params
-        reference = REFERENCE.fullmatch(text)
-        if reference:
-            shown = self.show(reference["phrase"])
-            if shown != reference["phrase"]:
-                return shown + reference["reference"]
-        return text
+        return None

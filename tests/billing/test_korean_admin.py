@@ -187,3 +187,16 @@ def test_an_invoice_e_mail_names_its_invoice_by_number_and_its_audience_in_words
         text = page.content.decode()
         assert invoice.number and invoice.number in text, language
         assert audience in text and "invoice_audience" not in text and "Dotted path" not in text, language
+
+
+def test_a_payments_reference_stays_at_the_end_of_the_korean_reason():
+    """ "계좌 이체 ₩171,072 입금(2026-11-30), f@x.kr [transfer DEMO-1] 님이 기록함": the reference
+    had been read as part of the e-mail address."""
+    from billing.reasons import INVOICE_REASONS
+
+    stored = "bank transfer of ₩171,072 received 2026-11-30, recorded by f@x.kr [transfer DEMO-1]"
+    with translation.override("ko"):
+        shown = INVOICE_REASONS.show(stored)
+    assert shown.endswith(" [transfer DEMO-1]") and "f@x.kr [" not in shown and "f@x.kr" in shown, shown
+    with translation.override("en"):
+        assert INVOICE_REASONS.show(stored) == stored
