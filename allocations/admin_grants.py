@@ -121,6 +121,15 @@ class GrantAdmin(ScaledAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # grants are created by approving an application
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        """`change_grant` allows the list's actions (suspend, resume, revoke, provision), which
+        call the services; a grant's own page is Django's view-only page ("View grant", a Close
+        button and no save buttons, a POST refused), since nothing on it is an input."""
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted grant would leave its accounts and GPUs behind: revoke it
+
     def _each(self, request, queryset, action, **kwargs) -> list[str]:
         done = []
         for grant in queryset:

@@ -26,7 +26,12 @@ class NoticeAdmin(ReadOnlyAdmin):
     def summary(self, obj: Notice) -> str:
         return ", ".join(f"{k}: {v}" for k, v in obj.details.items())
 
-    @admin.action(description=_("Mark as resolved"), permissions=["view"])
+    def has_change_permission(self, request: HttpRequest, obj: Notice | None = None) -> bool:
+        """`change_notice` allows the list's "Mark as resolved" and nothing else: a notice's own
+        page stays read-only (the jobs write its fields)."""
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request)
+
+    @admin.action(description=_("Mark as resolved"), permissions=["change"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[Notice]) -> None:
         count = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
         self.message_user(request, _("%(count)d notices resolved.") % {"count": count})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import json
@@ -62,6 +63,38 @@ def wait_for_portal(url: str, procs: list[subprocess.Popen], timeout: float = 90
 
 def say(msg: str) -> None:
     print(f"[devstack] {msg}", flush=True)
+
+
+class AlreadyRunning(Exception):
+    """Another `make run` holds this data folder's lock; `pid` is what it wrote there."""
+
+    def __init__(self, pid: str) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+    def message(self) -> str:
+        return f"make run is already running in this checkout (pid {self.pid}): stop it first (Ctrl-C in its terminal)"
+
+
+@contextlib.contextmanager
+def run_lock(datadir: Path):
+    """One `make run` per data folder: an exclusive flock on `<datadir>/run.lock`, taken before
+    anything is started and held for the run's lifetime (the kernel drops it when the process
+    ends, however it ends, so a killed run never blocks the next). A second run, or `make
+    clean-demo`, gets AlreadyRunning before it touches the database, Redis or the demo node.
+    The descriptor is not inherited by the services started under it."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(datadir / "run.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def pg_bindir() -> Path:
@@ -372,16 +405,12 @@ def demo_node_clean(datadir: Path) -> int:
     from allocations import devnode
 
     host = demo_layout(datadir, dict(os.environ))
-    pid_file = Path(host.sshd.pid_file)
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip()), 0)
-        except (ProcessLookupError, ValueError):
-            pass
-        else:
-            say("the demo node's sshd is running: stop `make run` first")
-            return 1
-    removed = devnode.node_remove(host)
+    try:
+        with run_lock(datadir):
+            removed = devnode.node_remove(host)
+    except AlreadyRunning as running:
+        say(running.message())
+        return 1
     for item in removed:
         say(f"removed {item}")
     say(f"the demo node is gone ({len(removed)} items); the portal's database is kept" if removed else "nothing to do")
@@ -572,13 +601,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if mode == "run":
-        with own_terminal():
-            try:
-                with Stack(datadir) as stack:
-                    return serve(stack)
-            except KeyboardInterrupt:
-                say("stopped")
-                return 0
+        try:
+            with run_lock(datadir), own_terminal():
+                try:
+                    with Stack(datadir) as stack:
+                        return serve(stack)
+                except KeyboardInterrupt:
+                    say("stopped")
+                    return 0
+        except AlreadyRunning as running:
+            say(running.message())
+            return 1
     tmp = Path(tempfile.mkdtemp(prefix="gpu-portal-test-", dir="/var/tmp"))
     tmp.chmod(0o755)
     try:

@@ -7,6 +7,8 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 
 from allocations.models import Grant
 from tests.allocations.test_admin_confirmations import operator_client, placed  # noqa: F401 - fixtures
@@ -48,3 +50,29 @@ def test_an_operator_who_may_change_grants_cannot_edit_a_grants_fields_on_its_pa
     operator_client.post(url, {"gpu_hours": 999_999, "status": "active", "_save": "Save"})
     grant.refresh_from_db()
     assert grant.gpu_hours == 500
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_a_grants_page_is_a_view_page_without_save_buttons_while_the_list_keeps_its_actions(
+    operator_client,  # noqa: F811
+    placed,  # noqa: F811
+    language,
+):
+    """Nothing on a grant's page is an input, so it offers nothing to save: Django's "View
+    grant" page with a Close button; suspending, resuming and revoking stay on the list."""
+    grant, _node = placed
+    url = reverse("admin:allocations_grant_change", args=[grant.pk])
+    page = operator_client.get(url, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    with translation.override(language):
+        view_title = gettext("View %s") % Grant._meta.verbose_name
+        change_title = gettext("Change %s") % Grant._meta.verbose_name
+        close = gettext("Close")
+    assert f"<h1>{view_title}</h1>" in page, re.findall(r"<h1>.*?</h1>", page)
+    assert change_title not in page
+    buttons = set(re.findall(r'<input type="submit"[^>]*\bname="([^"]+)"', page))
+    assert not buttons & {"_save", "_continue", "_addanother", "_saveasnew"}, buttons
+    assert "deletelink" not in page
+    assert close in page
+    listing = operator_client.get("/admin/allocations/grant/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    offered = set(re.findall(r'<option value="([a-z_]+)"', listing))
+    assert {"provision", "suspend", "resume", "revoke"} <= offered, offered

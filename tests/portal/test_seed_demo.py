@@ -205,3 +205,34 @@ def test_every_totp_command_the_demo_suggests_runs_here_and_prints_a_valid_code_
         assert len(staff) == 5
         for totp in staff:
             assert TOTP(totp).validate_code(printed[totp.user.email]), totp.user.email
+
+
+@pytest.mark.django_db
+def test_the_demo_operator_reads_metering_and_the_outbox_and_marks_notices_resolved(client, capsys):
+    """docs/operations.md, "Metering": operators find notices in the admin and mark them
+    resolved; usage hours, sample batches and the outbox's backlog are theirs to read."""
+    from allocations.models import Notice
+
+    call_command("seed_demo")
+    notice = Notice.objects.create(kind=Notice.Kind.SILENT_NODE, key="silent:demo-test", details={})
+    client.force_login(User.objects.get(email="operator@demo-centre.kr"))
+    for path in ("allocations/notice", "allocations/usagehour", "allocations/samplebatch", "portal/outboxmessage"):
+        assert client.get(f"/admin/{path}/").status_code == 200, path
+    assert 'value="resolve"' in client.get("/admin/allocations/notice/").content.decode()
+    client.post("/admin/allocations/notice/", {"action": "resolve", "_selected_action": [notice.pk]})
+    notice.refresh_from_db()
+    assert notice.resolved_at is not None
+
+
+@pytest.mark.django_db
+def test_a_notice_is_marked_resolved_only_by_staff_who_may_change_notices(client):
+    """Reading notices is not enough to resolve one: the action needs *change notice*."""
+    from allocations.models import Notice
+    from tests.portal.test_review_admin import staff_user
+
+    notice = Notice.objects.create(kind=Notice.Kind.SILENT_NODE, key="silent:viewer-test", details={})
+    client.force_login(staff_user("viewer@centre.kr", "allocations.view_notice"))
+    assert 'value="resolve"' not in client.get("/admin/allocations/notice/").content.decode()
+    client.post("/admin/allocations/notice/", {"action": "resolve", "_selected_action": [notice.pk]})
+    notice.refresh_from_db()
+    assert notice.resolved_at is None

@@ -88,6 +88,13 @@ GROUP_PERMISSIONS = {
         "allocations.change_provisioningtask",
         "allocations.view_nodeaccount",
         "allocations.view_jupytersession",
+        # docs/operations.md, "Metering": operators read the findings and mark them resolved
+        # (change), and read usage hours, received sample batches and the outbox's backlog.
+        "allocations.view_notice",
+        "allocations.change_notice",
+        "allocations.view_usagehour",
+        "allocations.view_samplebatch",
+        "portal.view_outboxmessage",
         "portal.view_organisation",
         # Operators act on organisations (domains, node access of members): they see members and
         # the audit log. Reviewers and approvers do not (docs/operations.md, "Demo groups").
