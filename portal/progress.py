@@ -56,5 +56,5 @@ def stalled_note(*, steps: list[dict[str, str]], since: datetime, finished: bool
     last = datetime.fromisoformat(steps[-1]["at"]) if steps else since
     if timezone.now() - last < STALLED_AFTER:
         return ""
-    when = f"{timezone.localtime(last):%H:%M}"
+    when = f"{timezone.localtime(last):%H:%M %Z}"  # Seoul time, with its zone like every admin time
     return str(_("no progress since %(time)s: the job may have stopped") % {"time": when})

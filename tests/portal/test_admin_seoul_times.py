@@ -50,8 +50,10 @@ def test_a_node_operations_steps_are_in_seoul_time_with_the_zone(client, languag
     page = client.get(f"/admin/allocations/nodeoperation/{operation.pk}/change/", HTTP_ACCEPT_LANGUAGE=language)
     body = page.content.decode()
     assert "09:25:49 KST</time> started on a worker" in body and "00:25:49" not in body
-    data = client.get(f"/admin/allocations/nodeoperation/{operation.pk}/progress/").json()
+    data = client.get(f"/admin/allocations/nodeoperation/{operation.pk}/progress/", HTTP_ACCEPT_LANGUAGE=language)
+    data = data.json()
     assert [s["time"] for s in data["steps"]] == ["09:25:49 KST"]
+    assert "09:25 KST" in data["summary"]  # "no progress since …": the step is long past
 
 
 def test_the_progress_script_draws_the_seoul_time_it_is_given():
