@@ -314,6 +314,9 @@ class NodeOperationAdmin(ProgressAdminMixin, ScaledAdmin):
     search_fields = ["node__hostname", "error"]
     list_select_related = ["node", "actor"]
     readonly_fields = ["progress", *(f.name for f in NodeOperation._meta.fields if f.name != "steps")]
+    # The steps are shown by the progress panel, in Seoul time; never as their raw UTC JSON
+    # (a view-only reader's page listed every form field read-only, `steps` included).
+    exclude = ["steps"]
 
     def progress_of(self, obj: NodeOperation) -> dict:
         finished = obj.state not in NodeOperation.OPEN

@@ -17,7 +17,7 @@ from allocations.admin_gpu_models import GpuModelListFilter
 from allocations.models import Assignment, Grant, GrantEvent
 from allocations.services import grants as grant_services
 from portal.admin_numbers import grouped_field
-from portal.admin_scale import JoinAfterLimitChangeList, LatestRowsInline, ScaledAdmin
+from portal.admin_scale import JoinAfterLimitChangeList, LatestRowsInline, ScaledAdmin, local_period
 from portal.errors import PortalError
 
 
@@ -39,7 +39,12 @@ class GrantEventInline(LatestRowsInline):
 class AssignmentInline(LatestRowsInline):
     model = Assignment
     related = ("node", "gpu__node")
-    readonly_fields = ["node", "gpu", "period"]
+    fields = readonly_fields = ["node", "gpu", "period_shown"]
+
+    @admin.display(description=Assignment._meta.get_field("period").verbose_name)
+    def period_shown(self, obj: Assignment) -> str:
+        """Seoul time with the zone, as the admin writes every time."""
+        return local_period(obj.period)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -12,6 +12,8 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from portal.progress import steps_shown
+
 
 class ProgressAdminMixin:
     """Adds `<pk>/progress/` (JSON) and a read-only `progress` panel to a ModelAdmin.
@@ -23,6 +25,11 @@ class ProgressAdminMixin:
 
     class Media:
         js = ["js/admin-progress.js"]
+
+    def _shown_progress(self, obj) -> dict[str, Any]:
+        """`progress_of` with its steps in Seoul time (`steps_shown`), for the panel and the JSON."""
+        data = self.progress_of(obj)
+        return {**data, "steps": steps_shown(data.get("steps") or [])}
 
     def _name(self, view: str) -> str:
         return f"{self.model._meta.app_label}_{self.model._meta.model_name}_{view}"
@@ -38,7 +45,7 @@ class ProgressAdminMixin:
         obj = self.get_queryset(request).filter(pk=pk).first()
         if obj is None or not self.has_view_permission(request, obj):
             raise Http404
-        return JsonResponse(self.progress_of(obj))
+        return JsonResponse(self._shown_progress(obj))
 
     @admin.display(description=_("progress"))
     def progress(self, obj) -> str:
@@ -49,6 +56,6 @@ class ProgressAdminMixin:
             {
                 "url": reverse(f"admin:{self._name('progress')}", args=[obj.pk]),
                 "page": reverse(f"admin:{self._name('change')}", args=[obj.pk]),
-                "data": self.progress_of(obj),
+                "data": self._shown_progress(obj),
             },
         )

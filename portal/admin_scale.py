@@ -68,6 +68,17 @@ def local_time(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def local_period(period) -> str:
+    """A time range in the portal's zone, as the change pages write times, its ends joined by an
+    en dash ("2026-11-30 09:28 KST", "2027-03-01 00:00 KST"; an open end stays open), never the
+    raw `[…+00:00, …)` range."""
+    if period is None:
+        return "-"
+    lower = local_time(period.lower) if period.lower else ""
+    upper = local_time(period.upper) if period.upper else ""
+    return f"{lower} – {upper}".strip()
+
+
 def choice_display(model, field_name: str) -> Callable[[Any], Any]:
     """What `obj.get_<field_name>_display()` returns for a value, with the field's choices read
     once (Django builds the choices dictionary again on every call)."""

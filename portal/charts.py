@@ -79,6 +79,17 @@ def length(value: float | int | None) -> float:
     return float(value)
 
 
+def axis_top(top: float) -> tuple[float, str]:
+    """The top of a value axis, rounded UP to enough decimals to say something (none from 10, one
+    under 10, two under 1, more below 0.01), and its text: the axis never reads less than its
+    largest bar (a day of 1.41 kWh once stood under "1 kWh"), and the bars are drawn against the
+    value it reads. A whole number is written without decimals ("100", "10")."""
+    decimals = 0 if top >= 10 else 1 if top >= 1 else max(2, -math.floor(math.log10(top)))
+    scale = 10**decimals
+    rounded = math.ceil(round(top * scale, 6)) / scale
+    return rounded, num(rounded, 0 if rounded == int(rounded) else decimals)
+
+
 def day_label(day: date) -> str:
     return date_format(day, "MONTH_DAY_FORMAT")
 
@@ -147,7 +158,7 @@ def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, d
     are labelled on the axis and the top value on the left."""
     width, height, left, bottom = 320, 120, 34, 18
     plot_w, plot_h = width - left, height - bottom - 6
-    top = length(top) or 1
+    top, top_text = axis_top(length(top) or 1)
     step = plot_w / max(len(points), 1)
     value_text = num_formatter(1)
     safe_unit = escape(unit)
@@ -174,7 +185,7 @@ def columns(*, chart_id: str, points: Sequence[Point], top: float, title: str, d
         base=6 + plot_h,
         ly=height - 2,
         text=TEXT,
-        top=num(top, 0),
+        top=top_text,
         unit=unit,
         first=points[0].label if points else "",
         last=points[-1].label if points else "",

@@ -24,6 +24,17 @@ def step_entry(text: str, *, at: datetime | None = None) -> dict[str, str]:
     return {"at": (at or timezone.now()).isoformat(), "text": text}
 
 
+def steps_shown(steps: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The steps as the admin shows them: `at` in Seoul time (ISO, with its offset) and `time`,
+    the Seoul time of day with the zone ("09:25:49 KST"), which the panel and the script draw as
+    they are; the stored steps are UTC and never shown raw."""
+    shown = []
+    for step in steps:
+        at = timezone.localtime(datetime.fromisoformat(step["at"]))
+        shown.append({**step, "at": at.isoformat(), "time": at.strftime("%H:%M:%S %Z")})
+    return shown
+
+
 def steps_append(steps: list[dict[str, str]], text: str) -> list[dict[str, str]]:
     """The list with `text` appended, trimmed to the latest MAX_STEPS."""
     return [*steps, step_entry(text)][-MAX_STEPS:]
@@ -45,5 +56,5 @@ def stalled_note(*, steps: list[dict[str, str]], since: datetime, finished: bool
     last = datetime.fromisoformat(steps[-1]["at"]) if steps else since
     if timezone.now() - last < STALLED_AFTER:
         return ""
-    when = f"{timezone.localtime(last):%H:%M}"
+    when = f"{timezone.localtime(last):%H:%M %Z}"  # Seoul time, with its zone like every admin time
     return str(_("no progress since %(time)s: the job may have stopped") % {"time": when})

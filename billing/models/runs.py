@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 
@@ -35,4 +36,5 @@ class InvoicingRun(models.Model):
         ordering = ["-started_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.month:%Y-%m} ({self.started_at:%Y-%m-%d %H:%M})"
+        # Seoul time with its zone, as the admin writes every time: "2026-09 (2026-11-30 09:25 KST)".
+        return f"{self.month:%Y-%m} ({date_format(timezone.localtime(self.started_at), 'DATETIME_FORMAT')})"

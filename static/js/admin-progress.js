@@ -12,7 +12,7 @@
       var item = document.createElement("li");
       var time = document.createElement("time");
       time.setAttribute("datetime", step.at);
-      time.textContent = step.at.slice(11, 19);
+      time.textContent = step.time; // Seoul time with its zone, from the server
       item.appendChild(time);
       item.appendChild(document.createTextNode(" " + step.text));
       list.appendChild(item);

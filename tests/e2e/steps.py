@@ -49,7 +49,7 @@ def sign_up_and_confirm(page, jobs, email: str, password: str) -> None:
     page.click("main form[action='/accounts/signup/'] button[type=submit]")
     page.wait_for_url("**/accounts/confirm-email/")
     assert jobs.run() >= 1  # the confirmation mail is sent by a background job
-    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", mail.outbox[-1].body).group(1)
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", mail.outbox[-1].body).group(1)
     page.goto(link)
     page.click("main form button[type=submit]")
     page.wait_for_url("**/dashboard/")

@@ -105,3 +105,39 @@ def test_a_paired_bar_charts_labels_end_before_the_bars(title):
     per_char = {True: 10.5, False: 5.5}
     assert sum(per_char[ord(c) > 0x1100] for c in label) <= bars_start, label
     assert label.startswith("#2 ") and label.endswith("…")
+
+
+def axis_top(svg: str) -> str:
+    return re.search(r'<text x="0" y="14"[^>]*>([^<]*)</text>', svg).group(1)
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+@pytest.mark.parametrize(
+    "largest, shown",
+    [
+        (1.41, "1.5 kWh"),
+        (0.37, "0.37 kWh"),
+        (0.004, "0.004 kWh"),
+        (9.96, "10 kWh"),
+        (0.0041, "0.005 kWh"),
+        (1.4, "1.4 kWh"),
+        (1234.5, "1,235 kWh"),
+        (123.4, "124 kWh"),
+    ],
+)
+def test_the_energy_charts_axis_top_is_never_below_the_largest_bar(language, largest, shown):
+    """The day of 1.41 kWh was drawn under an axis reading "1 kWh": the top is now rounded up, to
+    enough decimals to say something, and the bars are drawn against that rounded top."""
+    points = [charts.Point("a", largest / 2), charts.Point("b", largest)]
+    with translation.override(language):
+        svg = charts.columns(chart_id="e", points=points, top=largest, title="t", desc="d", unit=" kWh")
+    assert axis_top(svg) == shown
+    axis = float(shown.split()[0].replace(",", ""))
+    assert axis >= largest
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([^"]*)"', svg)]
+    assert heights[1] == pytest.approx(96 * largest / axis, abs=0.1)  # 96: the plot's height
+
+
+def test_a_percentage_charts_axis_top_stays_a_whole_hundred():
+    svg = charts.columns(chart_id="u", points=[charts.Point("a", 40.0)], top=100, title="t", desc="d", unit="%")
+    assert axis_top(svg) == "100%"

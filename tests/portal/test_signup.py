@@ -19,7 +19,7 @@ def sign_up(client, jobs, email):
 
 
 def confirmation_link(message) -> str:
-    return re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", message.body).group(1)
+    return re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", message.body).group(1)
 
 
 @pytest.mark.django_db
