@@ -48,6 +48,10 @@ NODE_LOCAL_VERBS = {"push"}
 # a file-size limit or other limits of the provisioning account (file_too_large,
 # caller_limits) are the same on every try until an operator changes them.
 TRANSIENT_AGENT_ERRORS = {"jupyter_timeout", "processes_remain", "disk_full"}
+# sudo refusing the agent ("a password is required": its digest is not in the rule) for as long
+# as an upgrade's file swap can take to be seen by a sudo that read the rule just before: asked
+# again once after this pause, then it is for good (agent_missing). Nothing ran: safe to repeat.
+SUDO_REFUSAL_PAUSE = 2.0
 
 
 class SshError(Exception):
@@ -207,6 +211,9 @@ class Connection:
             raise ValueError(f"unknown agent verb {verb}")
         command = f"sudo -n {shlex.quote(self.target.agent_path)} {verb}"
         status, out, err = self._exec(command, json.dumps(payload or {}).encode(), timeout)
+        if _refused_by_sudo(out, err):
+            time.sleep(SUDO_REFUSAL_PAUSE)
+            status, out, err = self._exec(command, json.dumps(payload or {}).encode(), timeout)
         return _agent_answer(verb, status, out, err)
 
     def run_python_as_root(self, program: bytes, *, use_sudo: bool, what: str) -> dict:
@@ -215,6 +222,11 @@ class Connection:
         command = f"{'sudo -n ' if use_sudo else ''}/usr/bin/python3 -I -S -"
         status, out, err = self._exec(command, program, COMMAND_TIMEOUT)
         return _agent_answer(what, status, out, err)
+
+
+def _refused_by_sudo(out: bytes, err: bytes) -> bool:
+    """sudo said no before anything ran (no answer from the agent on stdout)."""
+    return not out.strip() and b"sudo:" in err and b"a password is required" in err
 
 
 def _agent_answer(verb: str, status: int, out: bytes, err: bytes) -> dict:
