@@ -16,7 +16,6 @@ from pathlib import Path
 from django.conf import settings
 
 from allocations import ssh
-from allocations.agent.gpu_portal_agent.common import PATH_SETTINGS
 
 AGENT_DIR = Path(__file__).with_name("agent")
 AGENT_PACKAGE = AGENT_DIR / "gpu_portal_agent"
@@ -41,19 +40,6 @@ INSTALL_DEFAULTS = {
     "managed_group": "gpu-portal-users",
     "push_config": "/etc/gpu-portal/push.json",
 }
-
-
-def relative_path_settings(config: dict) -> list[str]:
-    """The settings of an agent configuration that name a file or folder but are not absolute
-    paths. The agent refuses a configuration with any of them (bad_config for every verb), so
-    install_agent refuses it before touching the node. An empty nvml_replay means none."""
-    return [
-        name
-        for name in PATH_SETTINGS
-        if name in config
-        and not (name == "nvml_replay" and config[name] == "")
-        and not (isinstance(config[name], str) and config[name].startswith("/"))
-    ]
 
 
 @dataclass(frozen=True)

@@ -243,8 +243,8 @@ def test_install_agent_refuses_a_relative_path_before_touching_the_node(db, monk
 
 
 def test_install_agent_accepts_an_empty_nvml_replay_and_says_to_give_an_absolute_replay_path(db):
+    from allocations.agent.gpu_portal_agent.common import relative_path_settings
     from allocations.management.commands.install_agent import NO_NVML
-    from allocations.node_install import relative_path_settings
 
     assert relative_path_settings({"nvml_replay": "", "jupyter_bin": "/opt/j/bin/jupyter"}) == []
     assert "--nvml-replay /" in str(NO_NVML)  # the suggestion itself is an absolute path

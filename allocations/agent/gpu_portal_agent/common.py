@@ -81,11 +81,24 @@ def load_config() -> dict:
             config.update(json.load(f))
     except FileNotFoundError:
         pass
-    for name in PATH_SETTINGS:
-        value = config.get(name)
-        if not isinstance(value, str) or (value and not os.path.isabs(value)) or (not value and name != "nvml_replay"):
-            raise AgentError("bad_config", f"{name} in {CONFIG_PATH} must be an absolute path, not {value!r}"[:300])
+    relative = relative_path_settings(config)
+    if relative:
+        name = relative[0]
+        raise AgentError("bad_config", f"{name} in {CONFIG_PATH} must be an absolute path, not {config[name]!r}"[:300])
     return config
+
+
+def relative_path_settings(config: dict) -> list[str]:
+    """The PATH_SETTINGS of `config` that are not absolute paths (an empty nvml_replay means
+    none). The agent refuses such a configuration for every verb; install_agent refuses it
+    before touching the node (allocations.node_install)."""
+    return [
+        name
+        for name in PATH_SETTINGS
+        if name in config
+        and not (name == "nvml_replay" and config[name] == "")
+        and not (isinstance(config[name], str) and os.path.isabs(config[name]))
+    ]
 
 
 def write_all(fd: int, data: bytes) -> None:

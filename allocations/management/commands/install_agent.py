@@ -7,8 +7,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from allocations import ssh
+from allocations.agent.gpu_portal_agent.common import relative_path_settings
 from allocations.models import Node
-from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings, relative_path_settings
+from allocations.node_install import DEFAULT_CONFIG_PATH, SshdSettings
 from allocations.services import nodes
 from allocations.services.node_status import node_report_inventory
 from portal.management.operator import OperatorCommand
