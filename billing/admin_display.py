@@ -3,25 +3,21 @@ and the record admins (`billing/admin_records.py`): KRW grouped by thousands in 
 months as the portal writes them (2026-11)."""
 
 from django.contrib import admin
-from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import Invoice, InvoicingRun
+from portal.admin_numbers import grouped_field
+from portal.stored_text import grouped
 
 
 def won(amount: int) -> str:
     """A KRW amount for the admin, grouped by thousands in every language (1,234,567)."""
-    return number_format(amount, force_grouping=True)
+    return grouped(amount)
 
 
 def money_display(field: str):
-    """An admin column or read-only field showing the invoice's amount `field` with `won`."""
-
-    @admin.display(description=Invoice._meta.get_field(field).verbose_name, ordering=field)
-    def show(self, obj: Invoice) -> str:
-        return won(getattr(obj, field))
-
-    return show
+    """An admin column or read-only field showing the invoice's amount `field`, grouped."""
+    return grouped_field(Invoice, field)
 
 
 @admin.display(description=_("month"), ordering="month")
