@@ -35,6 +35,11 @@ def start_as(node, node_host, grant, username: str, prefix: str, token: str = "c
     return as_provisioning(node, f"{prefix} sudo -n {node_host.agent_path} start-jupyter", payload)
 
 
+def cpus_allowed(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in status if line.startswith("Cpus_allowed_list"))
+
+
 def test_a_narrow_umask_of_the_caller_does_not_break_a_users_jupyter_for_good(researcher, gpu_node, node_host):
     """Under `umask 0277` Jupyter made ~/.jupyter 0500 and every later start failed."""
     grant, username, _key = researcher
@@ -67,17 +72,7 @@ def test_the_callers_nice_value_and_cpu_affinity_do_not_reach_a_users_jupyter(re
     assert status == 0, output
     pid = agent_answer(output)["pid"]
     nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-    allowed = next(
-        line.split(":", 1)[1].strip()
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("Cpus_allowed_list")
-    )
-    init = next(
-        line.split(":", 1)[1].strip()
-        for line in Path("/proc/1/status").read_text().splitlines()
-        if line.startswith("Cpus_allowed_list")
-    )
-    assert (nice, allowed) == (0, init)
+    assert (nice, cpus_allowed(pid)) == (0, cpus_allowed(1))
 
 
 def test_a_folder_a_user_puts_where_the_environment_file_goes_does_not_fail_set_gpus(researcher, gpu_node):
